@@ -1,0 +1,467 @@
+"""Issue 3 benchmarks: the columnar layer (history reads after compaction and
+from the log tail, DuckDB SQL vs a native DuckDB table vs pandas, bytes per
+entry after compaction, compaction throughput, reopen of a compacted db).
+
+Same conventions as bench_core: ``fn(ctx) -> list[Row]``, one guard per side,
+reference systems first.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from .bench_core import _safe_close, _time_sa_reopen
+from .common import (Ctx, Row, best_time, disk_bytes, no_gc, regular_ts_us, sa_append_batch,
+                     sa_open, sensor_keys, sensor_series, synadb_open, ts_form_used, T0_US)
+
+ISSUE = 3
+perf = time.perf_counter
+
+HOURLY_SQL = ("SELECT time_bucket(INTERVAL '1 hour', ts) AS h, avg(value) "
+              "FROM history WHERE key='x' GROUP BY h")
+
+
+def _suspicious(entries: int, seconds: float) -> str:
+    """Flag a compact() too fast to have rewritten anything (over 1G entries/s)."""
+    return "; SUSPICIOUS: too fast to have rewritten the data" if entries / max(seconds, 1e-12) > 1e9 else ""
+
+
+# --------------------------------------------------------------------------
+# history -> numpy
+# --------------------------------------------------------------------------
+
+def bench_history(ctx: Ctx) -> list[Row]:
+    start = len(ctx.rows)
+    b = "history"
+    n = ctx.n(1_000_000, 200_000)
+    label = f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n // 1000}k"
+    rng = np.random.default_rng(10)
+    vals = rng.standard_normal(n)
+    fig_c = f"history of 1 key, {label} floats -> numpy (compacted)"
+    fig_r = f"history of 1 key, {label} floats, first call after reopen"
+    fig_t = f"history of 1 key, {label} floats from the log tail"
+
+    # synadb: its whole history is a log "tail" ------------------------------------
+    with ctx.guard(ISSUE, b, fig_c, "synadb", "ms", higher_better=False):
+        with ctx.tmpdir("synadb") as d:
+            db = synadb_open(os.path.join(d, "s.db"), sync_on_write=False)
+            try:
+                db.put_floats_batch("x", vals)
+                out = []
+                dt = best_time(lambda: out.append(db.get_history_tensor("x")), 2, budget_s=3)
+                eq = np.array_equal(out[-1], vals)
+            finally:
+                db.close()
+        note = f"get_history_tensor (copy); written with put_floats_batch; equal: {eq}"
+        ctx.add(Row(ISSUE, b, fig_c, "synadb", dt * 1e3, "ms", False, note=note))
+        ctx.add(Row(ISSUE, b, fig_t, "synadb", n / dt, "values/s", note=note))
+
+    # synarrow, compacted -------------------------------------------------------
+    tgt_c = dict(target=("max", 0.1), target_text="< 0.1 ms, zero-copy")
+    with ctx.guard(ISSUE, b, fig_c, "synarrow", "ms", higher_better=False, **tgt_c):
+        with ctx.tmpdir("synarrow") as d:
+            p = os.path.join(d, "sa.db")
+            db = sa_open(p, sync_on_write=False)
+            try:
+                db.append_batch("x", vals)
+                db.compact()
+                t0 = perf()
+                a = db.get_history_floats("x")
+                first = perf() - t0
+                dt = best_time(lambda: db.get_history_floats("x"), 50, budget_s=2)
+                bb = db.get_history_floats("x")
+                shares = bool(np.shares_memory(a, bb))
+                owns = bool(a.flags.owndata)
+                writeable = bool(a.flags.writeable)
+                eq = np.array_equal(a, vals)
+                del a, bb
+            finally:
+                _safe_close(db)
+            if not (shares and not owns):  # the target includes zero-copy
+                tgt_c = dict(target=("max", -1.0), target_text="< 0.1 ms, zero-copy (NOT zero-copy)")
+            ctx.add(Row(ISSUE, b, fig_c, "synarrow", dt * 1e3, "ms", False,
+                        note=(f"get_history_floats after compact(); best of many, first call "
+                              f"{first * 1e3:.3g} ms; two calls share memory: {shares}; "
+                              f"owndata: {owns}; writeable: {writeable}; equal: {eq}"),
+                        **tgt_c))
+            with ctx.guard(ISSUE, b, fig_r, "synarrow", "ms", higher_better=False):
+                db = sa_open(p)
+                try:
+                    t0 = perf()
+                    a = db.get_history_floats("x")
+                    dt = perf() - t0
+                    eq = np.array_equal(a, vals)
+                    del a
+                finally:
+                    _safe_close(db)
+                ctx.add(Row(ISSUE, b, fig_r, "synarrow", dt * 1e3, "ms", False,
+                            note=f"fresh SynaDB(path), first get_history_floats; equal: {eq}"))
+
+    # synarrow, uncompacted tail -------------------------------------------------
+    tgt_t = dict(target=("min", 20e6), target_text="≥ 20M values/s")
+    with ctx.guard(ISSUE, b, fig_t + " (single appends)", "synarrow", "values/s", **tgt_t):
+        budget = ctx.n(45.0, 15.0)
+        with ctx.tmpdir("synarrow") as d:
+            db = sa_open(os.path.join(d, "sa.db"), sync_on_write=False)
+            try:
+                app = db.append
+                lst = vals.tolist()
+                written = 0
+                t0 = perf()
+                with no_gc():
+                    for i in range(0, n, 10_000):
+                        for v in lst[i:i + 10_000]:
+                            app("x", v)
+                        written = min(n, i + 10_000)
+                        if perf() - t0 > budget:
+                            break
+                out = []
+                dt = best_time(lambda: out.append(db.get_history_floats("x")), 3, budget_s=5)
+                eq = np.array_equal(out[-1], vals[:written])
+                out.clear()
+            finally:
+                _safe_close(db)
+        cut = "" if written == n else f"; time-boxed: {written:,} of {n:,} appended"
+        ctx.add(Row(ISSUE, b, fig_t + " (single appends)", "synarrow", written / dt, "values/s",
+                    note=f"{written:,} db.append, no compaction; best of 3; equal: {eq}{cut}",
+                    **tgt_t))
+    with ctx.guard(ISSUE, b, fig_t + " (1000-value batches)", "synarrow", "values/s", **tgt_t):
+        with ctx.tmpdir("synarrow") as d:
+            db = sa_open(os.path.join(d, "sa.db"), sync_on_write=False)
+            try:
+                for i in range(0, n, 1000):
+                    db.append_batch("x", vals[i:i + 1000])
+                out = []
+                dt = best_time(lambda: out.append(db.get_history_floats("x")), 3, budget_s=5)
+                eq = np.array_equal(out[-1], vals)
+                out.clear()
+            finally:
+                _safe_close(db)
+        ctx.add(Row(ISSUE, b, fig_t + " (1000-value batches)", "synarrow", n / dt, "values/s",
+                    note=f"{n // 1000:,} append_batch records, no compaction; best of 3; equal: {eq}",
+                    **tgt_t))
+    return ctx.rows[start:]
+
+
+# --------------------------------------------------------------------------
+# hourly average by SQL
+# --------------------------------------------------------------------------
+
+def _hourly_check(h_us: np.ndarray, avg: np.ndarray, exp_avg: np.ndarray) -> str:
+    order = np.argsort(h_us)
+    h_us, avg = h_us[order], avg[order]
+    exp_h = T0_US + np.arange(len(exp_avg), dtype=np.int64) * 3_600_000_000
+    if len(h_us) != len(exp_avg):
+        return f"MISMATCH: {len(h_us)} groups, expected {len(exp_avg)}"
+    if not np.array_equal(h_us, exp_h):
+        return "MISMATCH: hour buckets differ"
+    if not np.allclose(avg, exp_avg, rtol=1e-9, atol=1e-12):
+        return "MISMATCH: averages differ"
+    return "matches numpy"
+
+
+def _table_hourly(tbl) -> tuple[np.ndarray, np.ndarray]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    h = tbl.column(0)
+    if pa.types.is_timestamp(h.type):
+        h = pc.cast(h, pa.timestamp("us", tz=h.type.tz)).cast(pa.int64())
+    return np.asarray(h.to_numpy()), np.asarray(tbl.column(1).to_numpy())
+
+
+def bench_sql_hourly(ctx: Ctx) -> list[Row]:
+    start = len(ctx.rows)
+    b = "sql_hourly"
+    n = ctx.n(10_000_000, 2_000_000)
+    label = f"{n / 1e6:g}M"
+    rng = np.random.default_rng(11)
+    ts = regular_ts_us(n, 1.0)
+    vals = rng.standard_normal(n)
+    hours = (ts - T0_US) // 3_600_000_000
+    exp_avg = np.bincount(hours, weights=vals) / np.bincount(hours)
+    fig = f"hourly avg over {label} points (1 Hz, 1 key)"
+    note_q = "time_bucket(INTERVAL '1 hour', ts), avg(value) WHERE key='x' GROUP BY h"
+    ref = "duckdb table"
+    times: dict[str, float] = {}
+
+    with ctx.guard(ISSUE, b, fig, ref, "s", higher_better=False, ref=ref):
+        import duckdb
+        import pyarrow as pa
+        con = duckdb.connect()
+        try:
+            con.execute("SET TimeZone='UTC'")
+            src = pa.table({"ts": pa.array(ts, pa.timestamp("us", tz="UTC")), "value": vals})
+            con.register("src", src)
+            con.execute("CREATE TABLE history AS SELECT 'x'::VARCHAR AS key, ts, value FROM src")
+            con.unregister("src")
+            del src
+            out = []
+            dt = best_time(lambda: out.append(con.sql(HOURLY_SQL).to_arrow_table()), 3, budget_s=6)
+            chk = _hourly_check(*_table_hourly(out[-1]), exp_avg)
+        finally:
+            con.close()
+        times[ref] = dt
+        ctx.add(Row(ISSUE, b, fig, ref, dt, "s", False, ref=ref,
+                    note=f"same SQL on a native DuckDB table (key, ts TIMESTAMPTZ, value); "
+                         f"result to Arrow; best of 3; {chk}"))
+
+    naive = "duckdb table, naive ts"
+    with ctx.guard(ISSUE, b, fig, naive, "s", higher_better=False, ref=ref):
+        import duckdb
+        import pyarrow as pa
+        con = duckdb.connect()
+        try:
+            src = pa.table({"ts": pa.array(ts, pa.timestamp("us")), "value": vals})
+            con.register("src", src)
+            con.execute("CREATE TABLE history AS SELECT 'x'::VARCHAR AS key, ts, value FROM src")
+            con.unregister("src")
+            del src
+            out = []
+            dt = best_time(lambda: out.append(con.sql(HOURLY_SQL).to_arrow_table()), 3, budget_s=6)
+            chk = _hourly_check(*_table_hourly(out[-1]), exp_avg)
+        finally:
+            con.close()
+        ctx.add(Row(ISSUE, b, fig, naive, dt, "s", False, ref=ref,
+                    note=f"context: same table with ts as TIMESTAMP (no time zone, UTC values); "
+                         f"time_bucket on TIMESTAMPTZ goes through ICU; best of 3; {chk}"))
+
+    with ctx.guard(ISSUE, b, fig, "pandas", "s", higher_better=False, ref=ref):
+        import pandas as pd
+        s = pd.Series(vals, index=pd.to_datetime(ts, unit="us", utc=True))
+        out = []
+        dt = best_time(lambda: out.append(s.resample("1h").mean()), 3, budget_s=6)
+        r = out[-1]
+        idx = r.index.as_unit("us").asi8 if hasattr(r.index, "as_unit") else r.index.asi8 // 1000
+        chk = _hourly_check(np.asarray(idx), r.to_numpy(), exp_avg)
+        times["pandas"] = dt
+        ctx.add(Row(ISSUE, b, fig, "pandas", dt, "s", False, ref=ref,
+                    note=f"Series with UTC DatetimeIndex built beforehand (untimed); "
+                         f"resample('1h').mean(); best of 3; {chk}"))
+
+    tgt = dict(target=("ratio", 1 / 1.5), target_text="within 1.5x of duckdb table")
+    with ctx.guard(ISSUE, b, fig, "synarrow", "s", higher_better=False, ref=ref, **tgt):
+        with ctx.tmpdir("synarrow") as d:
+            db = sa_open(os.path.join(d, "sa.db"), sync_on_write=False)
+            try:
+                t0 = perf()
+                sa_append_batch(db, "x", vals, ts)
+                t_write = perf() - t0
+                with ctx.guard(ISSUE, b, fig + " (uncompacted log)", "synarrow", "s",
+                               higher_better=False, ref=ref):
+                    t0 = perf()
+                    tbl = db.sql(HOURLY_SQL)
+                    dt0 = perf() - t0
+                    chk0 = _hourly_check(*_table_hourly(tbl), exp_avg)
+                    ctx.add(Row(ISSUE, b, fig + " (uncompacted log)", "synarrow", dt0, "s", False,
+                                ref=ref, note=f"db.sql before compact(), 1 run; {chk0}"))
+                t0 = perf()
+                db.compact()
+                t_compact = perf() - t0
+                ctx.add(Row(ISSUE, b, f"compact(): 1 key x {label} batch-written", "synarrow",
+                            n / t_compact, "entries/s", ref=None,
+                            note=f"{t_compact:.3g} s" + _suspicious(n, t_compact), target=("min", 5e6),
+                            target_text="≥ 5M entries/s"))
+                out = []
+                dt = best_time(lambda: out.append(db.sql(HOURLY_SQL)), 3, budget_s=6)
+                chk = _hourly_check(*_table_hourly(out[-1]), exp_avg)
+            finally:
+                _safe_close(db)
+        times["synarrow"] = dt
+        ctx.add(Row(ISSUE, b, fig, "synarrow", dt, "s", False, ref=ref,
+                    note=(f"db.sql after compact(); best of 3; {chk}; append_batch with "
+                          f"timestamps as {ts_form_used()} took {t_write:.3g} s"), **tgt))
+    if "synarrow" in times and "pandas" in times:
+        ctx.add(Row(ISSUE, b, "hourly avg: speed vs pandas resample", "synarrow",
+                    times["pandas"] / times["synarrow"], "x", ref=None,
+                    note="pandas time / synarrow db.sql time", target=("min", 1.0),
+                    target_text="> 1 (faster than pandas)"))
+    return ctx.rows[start:]
+
+
+# --------------------------------------------------------------------------
+# bytes per entry after compaction
+# --------------------------------------------------------------------------
+
+def bench_compacted_size(ctx: Ctx) -> list[Row]:
+    start = len(ctx.rows)
+    b = "compacted_size"
+    nkeys = 100
+    per_key = ctx.n(10_000, 2_000)
+    total = nkeys * per_key
+    keys = sensor_keys(nkeys)
+    ts = regular_ts_us(per_key, 1.0)
+    series = [sensor_series(per_key, seed=i) for i in range(nkeys)]
+    desc = (f"{total:,} entries / {nkeys} keys; regular 1 s timestamps, "
+            f"sensor values with 0.1 resolution")
+    fig_log = "bytes/entry, regular series, in the log"
+    fig_u = "bytes/entry after compact(), uncompressed"
+    fig_z = "bytes/entry after compact(), zstd"
+
+    with ctx.guard(ISSUE, b, fig_log, "synadb", "B/entry", higher_better=False):
+        with ctx.tmpdir("synadb") as d:
+            p = os.path.join(d, "s.db")
+            db = synadb_open(p, sync_on_write=False)
+            for k, s in zip(keys, series):
+                db.put_floats_batch(k, s)
+            db.close()
+            size = disk_bytes(p)
+        ctx.add(Row(ISSUE, b, fig_log, "synadb", size / total, "B/entry", False,
+                    note=desc + "; synadb's own timestamps; its compact() drops history"))
+
+    with ctx.guard(ISSUE, b, fig_u, "arrow ipc file", "B/entry", higher_better=False, ref=None):
+        import pyarrow as pa
+        import pyarrow.ipc as ipc
+        with ctx.tmpdir("ipc") as d:
+            tbl = pa.table({
+                "ts": pa.array(np.tile(ts, nkeys), pa.timestamp("us", tz="UTC")),
+                "value": np.concatenate(series)})
+            sizes = {}
+            for comp in (None, "zstd"):
+                path = os.path.join(d, f"t-{comp}.arrow")
+                opts = ipc.IpcWriteOptions(compression=comp)
+                with ipc.new_file(path, tbl.schema, options=opts) as w:
+                    w.write_table(tbl, max_chunksize=per_key)
+                sizes[comp] = os.path.getsize(path)
+        for comp, figx in ((None, fig_u), ("zstd", fig_z)):
+            ctx.add(Row(ISSUE, b, figx, "arrow ipc file", sizes[comp] / total, "B/entry", False,
+                        ref=None, note="reference: plain pyarrow IPC file (ts, value), one "
+                                       "batch per key" + (", zstd buffers" if comp else "")))
+
+    for comp, figx, tv in ((None, fig_u, 16.0), ("zstd", fig_z, 8.0)):
+        tgt = dict(target=("max", tv), target_text=f"≤ {tv:g} B")
+        with ctx.guard(ISSUE, b, figx, "synarrow", "B/entry", higher_better=False, **tgt):
+            cfg = {"sync_on_write": False}
+            if comp:
+                cfg["columnar_compression"] = comp
+            with ctx.tmpdir("synarrow") as d:
+                p = os.path.join(d, "sa.db")
+                db = sa_open(p, **cfg)
+                try:
+                    for k, s in zip(keys, series):
+                        sa_append_batch(db, k, s, ts)
+                finally:
+                    _safe_close(db)
+                log_size = disk_bytes(p)
+                if comp is None:
+                    ctx.add(Row(ISSUE, b, fig_log, "synarrow", log_size / total, "B/entry", False,
+                                note=desc + "; append_batch with timestamps, before compact()"))
+                db = sa_open(p, **cfg)
+                try:
+                    t0 = perf()
+                    db.compact()
+                    t_c = perf() - t0
+                finally:
+                    _safe_close(db)
+                size = disk_bytes(p)
+                nfiles = sum(len(f) for _r, _d, f in os.walk(p))
+                db = sa_open(p, **cfg)
+                try:
+                    eq = all(np.array_equal(db.get_history_floats(keys[i]), series[i])
+                             for i in (0, nkeys // 2, nkeys - 1))
+                finally:
+                    _safe_close(db)
+            ctx.add(Row(ISSUE, b, figx, "synarrow", size / total, "B/entry", False,
+                        note=(f"DbConfig(columnar_compression={comp!r}); all files in db dir "
+                              f"({nfiles} files); compact {t_c:.3g} s; history equal after "
+                              f"reopen: {eq}"), **tgt))
+    return ctx.rows[start:]
+
+
+# --------------------------------------------------------------------------
+# compaction throughput + reopen after compaction
+# --------------------------------------------------------------------------
+
+def bench_compaction(ctx: Ctx) -> list[Row]:
+    start = len(ctx.rows)
+    b = "compaction"
+    rng = np.random.default_rng(12)
+    tgt = dict(target=("min", 5e6), target_text="≥ 5M entries/s")
+
+    # A: 1000 keys x 10k
+    nk_a, per_a = 1000, ctx.n(10_000, 2_000)
+    tot_a = nk_a * per_a
+    fig_a = f"compact(): {nk_a} keys x {per_a // 1000}k batch-written"
+    with ctx.guard(ISSUE, b, fig_a, "synarrow", "entries/s", ref=None, **tgt):
+        keys = sensor_keys(nk_a)
+        with ctx.tmpdir("synarrow") as d:
+            p = os.path.join(d, "sa.db")
+            db = sa_open(p, sync_on_write=False)
+            try:
+                for k in keys:
+                    db.append_batch(k, rng.standard_normal(per_a))
+                t0 = perf()
+                db.compact()
+                dt = perf() - t0
+            finally:
+                _safe_close(db)
+        ctx.add(Row(ISSUE, b, fig_a, "synarrow", tot_a / dt, "entries/s", ref=None,
+                    note=f"{tot_a:,} entries, {dt:.3g} s" + _suspicious(tot_a, dt), **tgt))
+
+    # B: 10k keys x 100, then reopen of the compacted db
+    nk_b, per_b = ctx.n(10_000, 2_000), 100
+    tot_b = nk_b * per_b
+    label = f"{tot_b / 1e6:g}M entries / {nk_b // 1000}k keys"
+    fig_b = f"compact(): {nk_b // 1000}k keys x {per_b} batch-written"
+    fig_r = f"reopen compacted db, {label}"
+    keys = sensor_keys(nk_b, width=5)
+    data = rng.standard_normal((nk_b, per_b))
+
+    with ctx.guard(ISSUE, b, fig_b, "synadb", "entries/s", ref=None):
+        with ctx.tmpdir("synadb") as d:
+            p = os.path.join(d, "s.db")
+            db = synadb_open(p, sync_on_write=False)
+            try:
+                for i, k in enumerate(keys):
+                    db.put_floats_batch(k, data[i])
+                t0 = perf()
+                db.compact()
+                dt = perf() - t0
+                hist = len(db.get_history_tensor(keys[0]))
+            finally:
+                db.close()
+        ctx.add(Row(ISSUE, b, fig_b, "synadb", tot_b / dt, "entries/s", ref=None,
+                    note=f"context only: synadb compact() keeps the latest value per key "
+                         f"(history after: {hist} value(s)); {dt:.3g} s"))
+
+    with ctx.guard(ISSUE, b, fig_b, "synarrow", "entries/s", ref=None, **tgt):
+        with ctx.tmpdir("synarrow") as d:
+            p = os.path.join(d, "sa.db")
+            db = sa_open(p, sync_on_write=False)
+            try:
+                for i, k in enumerate(keys):
+                    db.append_batch(k, data[i])
+                t0 = perf()
+                db.compact()
+                dt = perf() - t0
+            finally:
+                _safe_close(db)
+            nfiles = sum(len(f) for _r, _d, f in os.walk(p))
+            size = disk_bytes(p)
+            ctx.add(Row(ISSUE, b, fig_b, "synarrow", tot_b / dt, "entries/s", ref=None,
+                        note=f"{tot_b:,} entries, {dt:.3g} s{_suspicious(tot_b, dt)}; {nfiles} files, "
+                             f"{size / tot_b:.3g} B/entry after", **tgt))
+            tgt_r = dict(target=("max", 1.0), target_text="well under 1 s")
+            with ctx.guard(ISSUE, b, fig_r, "synarrow", "s", higher_better=False, ref=None,
+                           **tgt_r):
+                rt, n_len, nrep = _time_sa_reopen(p)
+                db = sa_open(p)
+                try:
+                    eq = all(np.array_equal(db.get_history_floats(keys[i]), data[i])
+                             for i in (0, nk_b // 2, nk_b - 1))
+                finally:
+                    _safe_close(db)
+                ctx.add(Row(ISSUE, b, fig_r, "synarrow", rt, "s", False, ref=None,
+                            note=f"SynaDB(path) + len(db) = {n_len:,}; best of {nrep}; "
+                                 f"histories equal: {eq}", **tgt_r))
+    return ctx.rows[start:]
+
+
+BENCHMARKS = {
+    "history": bench_history,
+    "sql_hourly": bench_sql_hourly,
+    "compacted_size": bench_compacted_size,
+    "compaction": bench_compaction,
+}

@@ -1,0 +1,88 @@
+"""synarrow: an Apache Arrow-native embedded analytical store for Python.
+
+>>> import synarrow
+>>> db = synarrow.SynaDB("my_data.db")          # doctest: +SKIP
+>>> db.append("temperature", 23.5)              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from synarrow.config import DbConfig
+from synarrow.db import SynaDB, open
+from synarrow.errors import (
+    ChecksumError,
+    ConfigError,
+    CorruptionError,
+    DatabaseClosedError,
+    DatabaseLockedError,
+    DependencyMissingError,
+    GPUUnavailableError,
+    InvalidArgumentError,
+    InvalidKeyError,
+    InvalidPathError,
+    InvalidStateError,
+    InvalidValueError,
+    KeyNotFoundError,
+    NotFoundError,
+    ReadOnlyError,
+    StorageFullError,
+    SynaError,
+    TypeMismatchError,
+)
+from synarrow.log.format import Atom
+
+__version__ = "0.1.0"
+
+# Heavier parts load on first use, so `import synarrow` stays fast.
+_LAZY = {
+    "VectorStore": "synarrow.vector",
+    "SearchResult": "synarrow.vector",
+    "TensorEngine": "synarrow.tensor",
+    "Experiment": "synarrow.experiment",
+    "Run": "synarrow.experiment",
+    "ModelRegistry": "synarrow.registry",
+    "ModelVersion": "synarrow.registry",
+    "SQLError": "synarrow.sql",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        if name == "gpu":
+            import importlib
+
+            return importlib.import_module("synarrow.gpu")
+        raise AttributeError(f"module 'synarrow' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "Atom",
+    "ChecksumError",
+    "ConfigError",
+    "CorruptionError",
+    "DatabaseClosedError",
+    "DatabaseLockedError",
+    "DbConfig",
+    "DependencyMissingError",
+    "GPUUnavailableError",
+    "InvalidArgumentError",
+    "InvalidKeyError",
+    "InvalidPathError",
+    "InvalidStateError",
+    "InvalidValueError",
+    "KeyNotFoundError",
+    "NotFoundError",
+    "ReadOnlyError",
+    "StorageFullError",
+    "SynaDB",
+    "SynaError",
+    "TypeMismatchError",
+    "__version__",
+    "open",
+]

@@ -1,0 +1,207 @@
+"""The fold from log tail to columnar files: one new generation per compaction.
+
+Policy (generations with per-key rewrite):
+
+* a key with new entries whose columnar part is small (under ``REWRITE_LIMIT_BYTES``) or split
+  in ``MAX_SLICES`` slices already is rewritten whole into the new generation, so its history
+  is again one contiguous slice (zero-copy reads);
+* a key with a large columnar part only gets its new entries written, as one more slice;
+* a key with no new entries is left where it is, unless the file holding it is mostly dead
+  (under half its rows still referenced), in which case it moves to the new generation;
+* ``full=True`` rewrites every key.
+
+So a compaction costs about the size of what changed, not the size of the database, and
+files of deleted or moved keys are removed once no key refers to them. Crash safety: new
+files are written and fsynced first, then the manifest is switched atomically; files the
+committed manifest does not name are removed on the next open.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from synarrow.columnar.ipc import DataFileWriter
+from synarrow.columnar.manifest import DataFile, Manifest, commit_manifest
+from synarrow.columnar.schema import history_table
+from synarrow.columnar.store import INDEX_SCHEMA, BaseRef, ColumnarStore
+from synarrow.log.format import ATOM_NAMES, Atom
+from synarrow.log.memtable import TailChunk
+
+REWRITE_LIMIT_BYTES = 64 * 1024 * 1024
+MAX_SLICES = 8
+_NAME_TO_ATOM = {name: atom for atom, name in ATOM_NAMES.items()}
+
+
+@dataclass
+class KeySnapshot:
+    """What compaction sees of one live key: its columnar slices and its sealed log tail."""
+
+    key: str
+    base: list[BaseRef]
+    tail: list[TailChunk]
+
+    @property
+    def tail_count(self) -> int:
+        """Entries in the tail snapshot."""
+        return sum(len(c) for c in self.tail)
+
+
+@dataclass
+class CompactionResult:
+    """The new slices of every live key and what the compaction did."""
+
+    refs: dict[str, list[BaseRef]]
+    manifest: Manifest
+    keys_rewritten: int = 0
+    keys_appended: int = 0
+    entries_written: int = 0
+    files_written: list[str] = field(default_factory=list)
+    files_removed: list[str] = field(default_factory=list)
+
+
+def _atom_of(table: pa.Table) -> tuple[Atom | None, Atom]:
+    """(atom of the value column or None for mixed, atom of the last entry)."""
+    t = table.schema.field("value").type
+    last = table.column("value")[-1]
+    if pa.types.is_struct(t):
+        name = next((f.name for f, v in zip(t, last.values()) if v.is_valid), "null")
+        return None, _NAME_TO_ATOM.get(name, Atom.NULL)
+    if pa.types.is_null(t):
+        return Atom.NULL, Atom.NULL
+    atom = {
+        pa.float64(): Atom.FLOAT,
+        pa.int64(): Atom.INT,
+        pa.large_string(): Atom.TEXT,
+        pa.large_binary(): Atom.BYTES,
+    }.get(t, Atom.VECTOR)
+    return atom, (atom if last.is_valid else Atom.NULL)
+
+
+def write_generation(
+    store: ColumnarStore,
+    snapshots: list[KeySnapshot],
+    *,
+    first_segment: int,
+    next_seq: int,
+    compression: str | None,
+    full: bool = False,
+) -> CompactionResult:
+    """Write a new generation for ``snapshots`` (every live key) and commit its manifest."""
+    old = store.manifest
+    gen = old.generation + 1
+    live_rows: dict[str, int] = defaultdict(int)
+    for snap in snapshots:
+        for ref in snap.base:
+            live_rows[ref.file.path.name] += ref.count
+    file_rows = {f.name: f.rows for f in old.files}
+    dying = {n for n, rows in file_rows.items() if live_rows.get(n, 0) < rows / 2}
+
+    writers: dict[pa.DataType, DataFileWriter] = {}
+    names: dict[pa.DataType, str] = {}
+    pending: list[tuple[str, list[BaseRef], pa.Table, DataFileWriter, int, int]] = []
+    result_refs: dict[str, list[BaseRef]] = {}
+    result = CompactionResult(refs=result_refs, manifest=old)
+
+    def writer_for(t: pa.DataType) -> DataFileWriter:
+        w = writers.get(t)
+        if w is None:
+            name = f"g{gen:06d}-{len(writers):03d}.arrow"
+            w = writers[t] = DataFileWriter(store.directory / name, t, compression)
+            names[t] = name
+        return w
+
+    try:
+        for snap in sorted(snapshots, key=lambda s: s.key):
+            in_dying = any(r.file.path.name in dying for r in snap.base)
+            base_bytes = sum(r.nbytes for r in snap.base) if snap.tail else 0
+            rewrite = (
+                full
+                or in_dying
+                or (
+                    snap.tail_count > 0
+                    and (base_bytes <= REWRITE_LIMIT_BYTES or len(snap.base) >= MAX_SLICES)
+                )
+            )
+            if rewrite:
+                chunks = [r.chunk() for r in snap.base] + snap.tail
+                kept: list[BaseRef] = []
+                result.keys_rewritten += 1
+            elif snap.tail_count:
+                chunks = list(snap.tail)
+                kept = list(snap.base)
+                result.keys_appended += 1
+            else:
+                result_refs[snap.key] = list(snap.base)
+                continue
+            table = history_table(chunks)
+            if table.num_rows == 0:
+                continue
+            w = writer_for(table.schema.field("value").type)
+            batch, row = w.add(snap.key, table)
+            pending.append((snap.key, kept, table, w, batch, row))
+            result.entries_written += table.num_rows
+        new_files: list[DataFile] = []
+        for t, w in writers.items():
+            size = w.close()
+            new_files.append(DataFile(names[t], w.rows, size))
+            result.files_written.append(names[t])
+        by_writer = {id(w): names[t] for t, w in writers.items()}
+        for key, kept, table, w, batch, row in pending:
+            atom, last_atom = _atom_of(table)
+            mf = store.mapped(by_writer[id(w)])
+            result_refs[key] = [*kept, BaseRef(mf, batch, row, table.num_rows, atom, last_atom)]
+
+        index_name = f"g{gen:06d}-index.arrow"
+        known = {f.name: f for f in [*old.files, *new_files]}
+        order = sorted({r.file.path.name for refs in result_refs.values() for r in refs})
+        files = [known[n] for n in order]
+        _write_index(store.directory / index_name, result_refs, {n: i for i, n in enumerate(order)})
+        manifest = Manifest(
+            generation=gen,
+            first_segment=first_segment,
+            next_seq=next_seq,
+            index=index_name,
+            files=files,
+            created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        )
+        commit_manifest(store.directory, manifest)
+    except BaseException:
+        for w in writers.values():
+            try:
+                w.close()
+            except Exception:
+                pass
+        store.remove_unreferenced()
+        raise
+    store.manifest = manifest
+    result.manifest = manifest
+    result.files_removed = store.remove_unreferenced()
+    return result
+
+
+def _write_index(path: Path, refs: dict[str, list[BaseRef]], file_ids: dict[str, int]) -> None:
+    """Write the key index (Arrow IPC, fsynced); ``file_ids`` numbers the manifest's files."""
+    cols: dict[str, list] = {name: [] for name in INDEX_SCHEMA.names}
+    for key in sorted(refs):
+        for r in refs[key]:
+            cols["key"].append(key)
+            cols["file"].append(file_ids[r.file.path.name])
+            cols["batch"].append(r.batch)
+            cols["row"].append(r.row)
+            cols["count"].append(r.count)
+            cols["atom"].append(-1 if r.atom is None else int(r.atom))
+            cols["last_atom"].append(int(r.last_atom))
+    table = pa.table(cols, schema=INDEX_SCHEMA)
+    sink = pa.OSFile(str(path), "wb")
+    with ipc.new_file(sink, INDEX_SCHEMA) as w:
+        w.write_table(table)
+    sink.flush()
+    os.fsync(sink.fileno())
+    sink.close()

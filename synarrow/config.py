@@ -1,0 +1,96 @@
+"""Database settings: a frozen, self-validating dataclass saved inside the database.
+
+A database remembers the settings it was created with (``config.json`` in its directory).
+Opening it again without a config uses the stored settings; opening it with a different
+config uses the new one from then on and stores it (every log entry describes its own
+encoding, so no setting makes old data unreadable).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from synarrow.errors import ConfigError
+
+_COMPRESSIONS = (None, "lz4", "zstd")
+
+
+@dataclass(frozen=True)
+class DbConfig:
+    """How a database writes, syncs and compacts.
+
+    Attributes:
+        sync_on_write: fsync before ``append`` returns, so an acknowledged value survives a
+            power loss. When false, writes are buffered (up to ``write_buffer_bytes``) and
+            ``flush()`` (to the OS), ``sync()`` or ``close()`` (to the disk) make them durable.
+            Concurrent durable writers share fsyncs (group commit).
+        compression: ``"lz4"`` to LZ4-compress log values larger than
+            ``compression_threshold`` bytes when that saves space, or ``None``.
+        compression_threshold: values at least this large (bytes) are tried with LZ4.
+        delta: delta-encode consecutive numbers of a key in the log (bit-exact XOR for floats,
+            wrapping difference for ints), so a slowly changing series takes fewer bytes.
+        auto_compact: fold the log into columnar Arrow files automatically when the log
+            holds more than ``compact_threshold_bytes``.
+        compact_threshold_bytes: log size that triggers automatic compaction.
+        columnar_compression: ``None`` (default) keeps columnar files uncompressed, so history
+            reads are zero-copy views of the memory-mapped files; ``"lz4"`` or ``"zstd"``
+            make them smaller but every read decompresses into new memory.
+        max_log_file_size: a log segment is closed and a new one started past this size.
+        write_buffer_bytes: buffered (non-sync) writes are handed to the OS past this size.
+    """
+
+    sync_on_write: bool = True
+    compression: str | None = "lz4"
+    compression_threshold: int = 1024
+    delta: bool = True
+    auto_compact: bool = True
+    compact_threshold_bytes: int = 64 * 1024 * 1024
+    columnar_compression: str | None = None
+    max_log_file_size: int = 256 * 1024 * 1024
+    write_buffer_bytes: int = 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("sync_on_write", "delta", "auto_compact"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"DbConfig.{name} must be a bool, got {getattr(self, name)!r}")
+        if self.compression not in (None, "lz4"):
+            raise ConfigError(
+                f"DbConfig.compression must be None or 'lz4', got {self.compression!r}"
+            )
+        if self.columnar_compression not in _COMPRESSIONS:
+            raise ConfigError(
+                "DbConfig.columnar_compression must be None, 'lz4' or 'zstd', "
+                f"got {self.columnar_compression!r}"
+            )
+        for name, low in (
+            ("compression_threshold", 1),
+            ("compact_threshold_bytes", 4096),
+            ("max_log_file_size", 64 * 1024),
+            ("write_buffer_bytes", 0),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"DbConfig.{name} must be an int >= {low}, got {value!r}")
+
+    def to_json(self) -> str:
+        """Serialise to the JSON stored in the database directory."""
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> DbConfig:
+        """Parse stored settings, ignoring fields this version does not know."""
+        try:
+            data: Any = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"stored config.json is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError("stored config.json is not a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def replace(self, **changes: Any) -> DbConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,918 @@
+"""``SynaDB``: the user-facing store. Thin: it composes the log, the index and the columnar files.
+
+The life of a write, in one screen:
+
+1. ``append`` validates the key and value and encodes one log entry (delta / LZ4 per config);
+2. the :class:`~synarrow.log.writer.LogWriter` appends it to the active segment, and with
+   ``sync_on_write`` the call returns only after an fsync (shared with concurrent writers);
+3. the key's :class:`~synarrow.log.memtable.KeyState` records the value in Arrow-ready buffers
+   and caches it as the latest value, so ``get`` is O(1);
+4. later ``compact`` (by hand or by ``auto_compact``) folds the log tail into memory-mapped
+   Arrow IPC files (:mod:`synarrow.columnar`), and the log keeps only what came after.
+
+Opening rebuilds the index from the columnar manifest plus the log tail, cutting off a torn
+tail left by a crash before anything new is written.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from synarrow import _arrow
+from synarrow.columnar.schema import history_table
+from synarrow.columnar.store import ColumnarStore
+from synarrow.config import DbConfig
+from synarrow.errors import (
+    DatabaseClosedError,
+    InvalidArgumentError,
+    InvalidKeyError,
+    InvalidPathError,
+    InvalidValueError,
+    KeyNotFoundError,
+    ReadOnlyError,
+    SynaError,
+    TypeMismatchError,
+)
+from synarrow.log import codec
+from synarrow.log.format import (
+    FLAG_BATCH,
+    FLAG_DELTA,
+    FLAG_TOMBSTONE,
+    FORMAT_VERSION,
+    MAX_KEY_BYTES,
+    MAX_VALUE_BYTES,
+    Atom,
+    encode_entry,
+    flags_byte,
+)
+from synarrow.log.lock import WriterLock
+from synarrow.log.memtable import KeyState, TailChunk, last_value, values_array
+from synarrow.log.reader import scan_segment
+from synarrow.log.replay import replay_segment
+from synarrow.log.writer import LogWriter, segment_path
+
+if TYPE_CHECKING:
+    import duckdb
+
+_MARKER = "SYNARROW"
+_BATCH_CHUNK_BYTES = 64 * 1024 * 1024
+_time_ns = time.time_ns
+_float_bits = codec.float_bits
+_minimal_le = codec.minimal_le
+
+
+def _check_key(key: object) -> bytes:
+    if not isinstance(key, str):
+        raise InvalidKeyError(f"keys must be str, got {type(key).__name__} {key!r:.60}")
+    if not key:
+        raise InvalidKeyError("keys must not be empty")
+    try:
+        raw = key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidKeyError(f"key {key!r:.60} is not valid UTF-8: {exc}") from exc
+    if len(raw) > MAX_KEY_BYTES:
+        raise InvalidKeyError(f"key of {len(raw)} UTF-8 bytes is over the limit of {MAX_KEY_BYTES}")
+    return raw
+
+
+class SynaDB:
+    """An embedded, durable, schema-free time-series store in a directory.
+
+    >>> import synarrow, tempfile
+    >>> with synarrow.SynaDB(tempfile.mkdtemp() + "/demo.db") as db:
+    ...     _ = db.append("temperature", 23.5)
+    ...     db.get("temperature")
+    23.5
+
+    Args:
+        path: the database directory (created if missing).
+        config: settings; ``None`` uses the ones stored in the database (or the defaults).
+        readonly: open without the writer lock, so other processes can read while one writes.
+            The handle sees the data as it was when opened.
+        repair: skip entries that fail their checksum in the middle of the log instead of
+            raising :class:`~synarrow.errors.CorruptionError` (the skipped ranges are listed
+            in ``stats()["repaired_ranges"]``).
+
+    One ``SynaDB`` may be shared by threads. A second writer on the same directory, in this
+    or another process, gets :class:`~synarrow.errors.DatabaseLockedError`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        config: DbConfig | None = None,
+        *,
+        readonly: bool = False,
+        repair: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        self._lock = threading.RLock()
+        self._keys: dict[str, KeyState] = {}
+        self._closed = True
+        self._writer: LogWriter | None = None
+        self._writer_lock: WriterLock | None = None
+        self._compacting = threading.Lock()
+        self._auto_thread: threading.Thread | None = None
+        self._repaired: list[tuple[str, int, int]] = []
+        self._torn_bytes = 0
+        self._log_bytes_closed = 0
+        self._prepare_directory()
+        try:
+            self.config = self._load_config(config)
+            self._columnar = ColumnarStore(self.path / "columnar", readonly=readonly)
+            self._load(repair)
+        except BaseException:
+            self._release()
+            raise
+        self._closed = False
+
+    # -- opening -------------------------------------------------------------------------
+
+    def _prepare_directory(self) -> None:
+        p = self.path
+        if p.exists() and not p.is_dir():
+            raise InvalidPathError(f"{p} exists and is not a directory; refusing to touch it")
+        if self.readonly:
+            if not (p / _MARKER).exists():
+                raise InvalidPathError(f"{p} is not a synarrow database")
+            return
+        try:
+            if p.is_dir():
+                if not (p / _MARKER).exists() and any(p.iterdir()):
+                    raise InvalidPathError(
+                        f"{p} is a non-empty directory that is not a synarrow database"
+                    )
+            else:
+                p.mkdir(parents=True)
+            (p / "log").mkdir(exist_ok=True)
+            self._writer_lock = WriterLock(p)
+            self._writer_lock.acquire()
+            marker = p / _MARKER
+            if not marker.exists():
+                marker.write_text(f"synarrow database, log format {FORMAT_VERSION}\n")
+        except PermissionError as exc:
+            raise ReadOnlyError(f"cannot write to {p}: {exc.strerror}") from exc
+        except BaseException:
+            self._release()
+            raise
+
+    def _load_config(self, config: DbConfig | None) -> DbConfig:
+        stored_path = self.path / "config.json"
+        stored = DbConfig.from_json(stored_path.read_text()) if stored_path.exists() else None
+        if config is not None and not isinstance(config, DbConfig):
+            raise InvalidArgumentError(f"config must be a DbConfig, got {type(config).__name__}")
+        chosen = config or stored or DbConfig()
+        if not self.readonly and chosen != stored:
+            tmp = stored_path.with_suffix(".tmp")
+            tmp.write_text(chosen.to_json())
+            os.replace(tmp, stored_path)
+        return chosen
+
+    def _state_for(self, key_bytes: bytes) -> KeyState:
+        key = key_bytes.decode("utf-8")
+        st = self._keys.get(key)
+        if st is None:
+            st = self._keys[key] = KeyState(key, key_bytes)
+        return st
+
+    def _load(self, repair: bool) -> None:
+        manifest = self._columnar.manifest
+        for key, refs in self._columnar.load_keys():
+            self._state_for(key.encode("utf-8")).set_base(refs)  # type: ignore[arg-type]
+        log_dir = self.path / "log"
+        segments = sorted(int(f.stem) for f in log_dir.glob("*.log") if f.stem.isdigit())
+        if not self.readonly:
+            for seg in [s for s in segments if s < manifest.first_segment]:
+                segment_path(log_dir, seg).unlink()  # folded into columnar files already
+            for tmp in log_dir.glob("*.tmp"):
+                tmp.unlink()
+        segments = [s for s in segments if s >= manifest.first_segment]
+        next_seq = manifest.next_seq
+        last_scan = None
+        for i, seg in enumerate(segments):
+            path = segment_path(log_dir, seg)
+            is_last = i == len(segments) - 1
+            if is_last and os.path.getsize(path) < 64 and not self.readonly:
+                # A crash while a new segment was being started; it holds no entry.
+                try:
+                    scan = scan_segment(path, repair=repair)
+                except SynaError:
+                    path.unlink()
+                    segments.pop()
+                    break
+            scan = scan_segment(path, repair=repair)
+            if scan.torn_bytes and not is_last and not repair:
+                from synarrow.errors import CorruptionError
+
+                raise CorruptionError(
+                    f"log segment {path} ends in {scan.torn_bytes} damaged bytes but is not "
+                    "the last segment"
+                )
+            self._repaired.extend((str(path), a, b) for a, b in scan.skipped)
+            replay_segment(scan, self._state_for)
+            next_seq = scan.base_seq + len(scan.offsets)
+            if not is_last:
+                self._log_bytes_closed += scan.size
+            last_scan = scan
+        self._next_seq = next_seq
+        if self.readonly:
+            return
+        if last_scan is not None and last_scan.size < self.config.max_log_file_size:
+            self._torn_bytes = last_scan.torn_bytes
+            self._writer = LogWriter(
+                log_dir,
+                last_scan.segment,
+                last_scan.base_seq,
+                existing_size=last_scan.valid_end,
+                buffer_bytes=self.config.write_buffer_bytes,
+            )
+        else:
+            if last_scan is not None:
+                self._log_bytes_closed += last_scan.size
+            seg = (last_scan.segment + 1) if last_scan is not None else manifest.first_segment
+            self._writer = LogWriter(
+                log_dir,
+                seg,
+                next_seq,
+                existing_size=None,
+                buffer_bytes=self.config.write_buffer_bytes,
+            )
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _writable(self) -> LogWriter:
+        if self._closed:
+            raise DatabaseClosedError(f"database {self.path} is closed")
+        if self._writer is None:
+            raise ReadOnlyError(f"database {self.path} was opened read-only")
+        return self._writer
+
+    def _key_state(self, key: str) -> KeyState:
+        st = self._keys.get(key) if type(key) is str else None
+        if st is None:
+            raw = _check_key(key)
+            st = KeyState(key, raw)
+            self._keys[key] = st
+        return st
+
+    def append(self, key: str, value: Any) -> int:
+        """Append ``value`` to the history of ``key``; returns the entry's sequence number.
+
+        Values are atoms: ``None``, ``float``, ``int`` (int64), ``str``, ``bytes`` and 1-D
+        float32 vectors (numpy arrays). ``bool`` is refused rather than silently stored as int.
+        Sequence numbers grow by one per log entry across the life of the database.
+        """
+        atom, payload, value = codec.encode_single(value)
+        sync = self.config.sync_on_write
+        with self._lock:
+            writer = self._writable()
+            st = self._key_state(key)
+            flags = 0
+            cur = 0
+            if atom <= Atom.INT and atom != Atom.NULL and self.config.delta:
+                cur = _float_bits(value) if atom == Atom.FLOAT else value  # type: ignore[arg-type]
+                if st.delta_segment == writer.segment and st.delta_atom == atom:
+                    if atom == Atom.FLOAT:
+                        payload = _minimal_le(cur ^ st.delta_prev)
+                    else:
+                        payload = codec.encode_int_delta(cur, st.delta_prev)
+                    flags = FLAG_DELTA
+            raw = payload
+            if (
+                atom > Atom.INT
+                and len(payload) >= self.config.compression_threshold
+                and self.config.compression is not None
+            ):
+                payload, flags = codec.maybe_lz4(payload, self.config.compression_threshold)
+            if len(payload) > MAX_VALUE_BYTES:
+                raise InvalidValueError(f"value of {len(payload)} bytes is over the 4 GiB limit")
+            ts = _time_ns() // 1000
+            position = writer.write(
+                encode_entry(ts, st.key_bytes, payload, (atom << 4) | flags), sync=sync
+            )
+            seq = self._next_seq
+            self._next_seq += 1
+            if atom == Atom.FLOAT or atom == Atom.INT:
+                st.add_number(atom, ts, value)  # type: ignore[arg-type]
+                if self.config.delta:
+                    st.delta_segment = writer.segment
+                    st.delta_atom = atom
+                    st.delta_prev = cur
+            else:
+                st.add_single(atom, ts, value, raw)
+                st.delta_atom = -1
+            self._after_write(writer)
+        if sync:
+            writer.sync_to(position)
+        return seq
+
+    def append_batch(self, key: str, values: Any, *, timestamps: Any = None) -> int:
+        """Append many values of one type to ``key`` as batch entries; returns how many.
+
+        ``values``: a numpy array (1-D numbers, or 2-D for vectors), an Arrow array, a list,
+        a pandas / polars series. ``timestamps``: ``None`` (now, for every value), or one per
+        value: ints (microseconds since the epoch), ``datetime64``, Arrow timestamps or
+        ``datetime`` objects. This is the fast path: one log entry per 64 MiB of values.
+        """
+        batch = _arrow.to_batch(values)
+        ts = _arrow.to_timestamps(timestamps, batch.count)
+        if batch.count == 0:
+            with self._lock:
+                self._writable()
+                _check_key(key)
+            return 0
+        sync = self.config.sync_on_write
+        with self._lock:
+            writer = self._writable()
+            st = self._key_state(key)
+            now = _time_ns() // 1000
+            position = 0
+            for lo, hi in _batch_slices(batch):
+                part = _slice_batch(batch, lo, hi)
+                part_ts = None if ts is None else ts[lo:hi]
+                payload, flags = codec.encode_batch(
+                    part.atom,
+                    now,
+                    part_ts,
+                    part.numbers if part.atom != Atom.VECTOR else part.vectors,
+                    offsets=part.offsets,
+                    data=part.data,
+                    count=hi - lo,
+                    delta=self.config.delta and self.config.compression is not None,
+                )
+                lz_flag = 0
+                if self.config.compression is not None:
+                    payload, lz_flag = codec.maybe_lz4(payload, self.config.compression_threshold)
+                if not lz_flag:
+                    flags &= ~FLAG_DELTA
+                    if part.atom in (Atom.FLOAT, Atom.INT) and self.config.delta:
+                        # Delta only pays with LZ4; store plain values instead.
+                        payload, flags = codec.encode_batch(
+                            part.atom, now, part_ts, part.numbers, count=hi - lo, delta=False
+                        )
+                header_ts = int(part_ts[0]) if part_ts is not None else now
+                record = encode_entry(
+                    header_ts,
+                    st.key_bytes,
+                    payload,
+                    flags_byte(flags | lz_flag | FLAG_BATCH, part.atom),
+                )
+                position = writer.write(record, sync=sync)
+                self._next_seq += 1
+                chunk_ts = part_ts if part_ts is not None else np.full(hi - lo, now, np.int64)
+                chunk = TailChunk(
+                    part.atom,
+                    np.array(chunk_ts, dtype=np.int64, copy=True),
+                    values_array(
+                        part.atom,
+                        hi - lo,
+                        numbers=None if part.numbers is None else part.numbers.copy(),
+                        offsets=part.offsets,
+                        data=part.data,
+                        vectors=part.vectors,
+                    ),
+                )
+                st.add_chunk(chunk, last_value(chunk))
+                st.delta_atom = -1
+            self._after_write(writer)
+        if sync:
+            writer.sync_to(position)
+        return batch.count
+
+    def _tombstone(self, st: KeyState) -> int:
+        writer = self._writable()
+        position = writer.write(
+            encode_entry(_time_ns() // 1000, st.key_bytes, b"", flags_byte(FLAG_TOMBSTONE, 0)),
+            sync=self.config.sync_on_write,
+        )
+        self._next_seq += 1
+        st.clear()
+        st.delta_atom = -1
+        self._after_write(writer)
+        return position
+
+    def delete(self, key: str) -> bool:
+        """Delete ``key`` and its whole history; returns whether it existed.
+
+        A later ``append`` to the same key starts a new history. Space is reclaimed by
+        ``compact()``.
+        """
+        with self._lock:
+            self._writable()
+            st = self._keys.get(key) if type(key) is str else None
+            if st is None:
+                _check_key(key)
+                return False
+            if st.latest_atom is None:
+                return False
+            position = self._tombstone(st)
+            writer = self._writer
+        if self.config.sync_on_write and writer is not None:
+            writer.sync_to(position)
+        return True
+
+    def _after_write(self, writer: LogWriter) -> None:
+        if writer.size >= self.config.max_log_file_size:
+            self._rotate()
+        if (
+            self.config.auto_compact
+            and self._log_bytes_closed + writer.size >= self.config.compact_threshold_bytes
+            and not self._compacting.locked()
+            and (self._auto_thread is None or not self._auto_thread.is_alive())
+        ):
+            self._auto_thread = threading.Thread(
+                target=self._auto_compact, name="synarrow-auto-compact", daemon=True
+            )
+            self._auto_thread.start()
+
+    def _auto_compact(self) -> None:
+        try:
+            self.compact()
+        except SynaError:
+            pass  # a failed automatic compaction leaves the log intact; the next try may work
+
+    def _rotate(self) -> LogWriter:
+        """Close the active segment and start the next one (caller holds the lock)."""
+        old = self._writable()
+        old.close()
+        self._log_bytes_closed += old.size
+        self._writer = LogWriter(
+            old.directory,
+            old.segment + 1,
+            self._next_seq,
+            existing_size=None,
+            buffer_bytes=self.config.write_buffer_bytes,
+        )
+        return self._writer
+
+    def flush(self) -> None:
+        """Hand buffered writes to the OS (they survive a crash of this process)."""
+        with self._lock:
+            self._writable().flush()
+
+    def sync(self) -> None:
+        """Make every write so far durable (survives power loss)."""
+        with self._lock:
+            writer = self._writable()
+            writer.flush()
+        writer.sync()
+
+    # -- typed writes (SynaDB names) -------------------------------------------------------
+
+    def put_float(self, key: str, value: float) -> int:
+        """Append a float (ints are converted); see :meth:`append`."""
+        if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)
+        ):
+            raise InvalidValueError(f"put_float needs a number, got {type(value).__name__}")
+        return self.append(key, float(value))
+
+    def put_int(self, key: str, value: int) -> int:
+        """Append an int64; see :meth:`append`."""
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise InvalidValueError(f"put_int needs an int, got {type(value).__name__}")
+        return self.append(key, int(value))
+
+    def put_text(self, key: str, value: str) -> int:
+        """Append a str; see :meth:`append`."""
+        if not isinstance(value, str):
+            raise InvalidValueError(f"put_text needs a str, got {type(value).__name__}")
+        return self.append(key, value)
+
+    def put_bytes(self, key: str, value: bytes | bytearray | memoryview) -> int:
+        """Append bytes; see :meth:`append`."""
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise InvalidValueError(f"put_bytes needs bytes, got {type(value).__name__}")
+        return self.append(key, bytes(value))
+
+    def put_vector(self, key: str, value: Any) -> int:
+        """Append a vector (any 1-D sequence of numbers, stored as float32)."""
+        return self.append(key, Atom.vector(value))
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _live(self, key: str) -> KeyState | None:
+        if self._closed:
+            raise DatabaseClosedError(f"database {self.path} is closed")
+        st = self._keys.get(key) if type(key) is str else None
+        if st is None:
+            _check_key(key)
+            return None
+        return st if st.latest_atom is not None else None
+
+    def _required(self, key: str) -> KeyState:
+        st = self._live(key)
+        if st is None:
+            raise KeyNotFoundError(f"key {key!r} not found (absent or deleted)")
+        return st
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The latest value of ``key``, or ``default`` if it is absent or deleted. O(1)."""
+        with self._lock:
+            st = self._live(key)
+            if st is None:
+                return default
+            value = st.resolve_latest()
+        return value.copy() if isinstance(value, np.ndarray) else value
+
+    def _typed(self, key: str, atom: Atom) -> Any:
+        with self._lock:
+            st = self._required(key)
+            if st.latest_atom != atom:
+                found = st.latest_atom.name.lower() if st.latest_atom is not None else "none"
+                raise TypeMismatchError(
+                    f"key {key!r} holds a {found} value, not {atom.name.lower()}"
+                )
+            value = st.resolve_latest()
+        return value.copy() if isinstance(value, np.ndarray) else value
+
+    def get_float(self, key: str) -> float:
+        """The latest value as a float; ``KeyNotFoundError`` / ``TypeMismatchError`` otherwise."""
+        return self._typed(key, Atom.FLOAT)  # type: ignore[no-any-return]
+
+    def get_int(self, key: str) -> int:
+        """The latest value as an int; see :meth:`get_float`."""
+        return self._typed(key, Atom.INT)  # type: ignore[no-any-return]
+
+    def get_text(self, key: str) -> str:
+        """The latest value as a str; see :meth:`get_float`."""
+        return self._typed(key, Atom.TEXT)  # type: ignore[no-any-return]
+
+    def get_bytes(self, key: str) -> bytes:
+        """The latest value as bytes; see :meth:`get_float`."""
+        return self._typed(key, Atom.BYTES)  # type: ignore[no-any-return]
+
+    def get_vector(self, key: str) -> np.ndarray:
+        """The latest value as a float32 vector (a copy); see :meth:`get_float`."""
+        return self._typed(key, Atom.VECTOR)  # type: ignore[no-any-return]
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` holds a value (deleted keys do not)."""
+        with self._lock:
+            return self._live(key) is not None
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str) or not key:
+            return False
+        return self.exists(key)
+
+    def __len__(self) -> int:
+        with self._lock:
+            if self._closed:
+                raise DatabaseClosedError(f"database {self.path} is closed")
+            return sum(1 for st in self._keys.values() if st.latest_atom is not None)
+
+    def keys(self, pattern: str | None = None) -> list[str]:
+        """Live keys in sorted order; ``pattern`` is a glob such as ``"sensor/*"``."""
+        if pattern is not None and not isinstance(pattern, str):
+            raise InvalidArgumentError(f"pattern must be a str, got {type(pattern).__name__}")
+        with self._lock:
+            if self._closed:
+                raise DatabaseClosedError(f"database {self.path} is closed")
+            live = [k for k, st in self._keys.items() if st.latest_atom is not None]
+        if pattern is not None:
+            if not any(c in pattern for c in "*?["):
+                return [pattern] if pattern in live else []
+            live = [k for k in live if fnmatch.fnmatchcase(k, pattern)]
+        return sorted(live)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def _parts(self, key: str) -> list[TailChunk]:
+        with self._lock:
+            return self._required(key).parts()
+
+    def get_history(self, key: str) -> pa.Table:
+        """The whole history of ``key``: a table ``ts`` (timestamp[us, UTC]), ``value``.
+
+        After compaction the columns are zero-copy views of the memory-mapped files.
+        """
+        return history_table(self._parts(key))
+
+    def history_reader(self, key: str) -> pa.RecordBatchReader:
+        """The history as a RecordBatchReader (an Arrow C stream, one batch per chunk)."""
+        table = self.get_history(key)
+        return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
+
+    def get_history_floats(self, key: str) -> np.ndarray:
+        """The history of a numeric key as float64 (a read-only zero-copy view when compacted).
+
+        Int histories are converted (a copy). Other types raise ``TypeMismatchError``.
+        """
+        col = self._numeric_column(key)
+        if col.type == pa.int64():
+            col = col.cast(pa.float64())
+        return _to_numpy(col)
+
+    def get_history_tensor(self, key: str, dtype: Any = None) -> np.ndarray:
+        """The history as a numpy array: 1-D for numbers, 2-D ``(n, dim)`` for vectors.
+
+        Zero-copy (read-only) when the history is one chunk of the requested dtype, as after
+        compaction; ``dtype`` converts (a copy).
+        """
+        table = self.get_history(key)
+        col = table.column("value")
+        t = col.type
+        if pa.types.is_fixed_size_list(t):
+            flat = _to_numpy(
+                pa.chunked_array([c.flatten() for c in col.chunks], t.value_type)
+                if col.num_chunks != 1
+                else col.chunk(0).flatten()
+            )
+            arr = flat.reshape(len(col), t.list_size)
+        elif t in (pa.float64(), pa.int64()) and col.null_count == 0:
+            arr = _to_numpy(col)
+        else:
+            raise TypeMismatchError(
+                f"history of {key!r} is {t}, not numbers or same-size vectors (or holds nulls)"
+            )
+        if dtype is not None and arr.dtype != np.dtype(dtype):
+            arr = _cast_checked(arr, np.dtype(dtype), key)
+        return arr
+
+    def _numeric_column(self, key: str) -> pa.ChunkedArray:
+        col = self.get_history(key).column("value")
+        if col.type not in (pa.float64(), pa.int64()):
+            raise TypeMismatchError(f"history of {key!r} is {col.type}, not numbers")
+        if col.null_count:
+            raise TypeMismatchError(f"history of {key!r} holds {col.null_count} None values")
+        return col
+
+    # -- columnar, SQL and dataframes -----------------------------------------------------
+
+    def compact(self, *, full: bool = False) -> dict[str, Any]:
+        """Fold the log into columnar Arrow files; returns what was done.
+
+        Afterwards each changed key's history is one zero-copy slice of a memory-mapped Arrow
+        file, the log holds only entries written since, and the space of deleted keys is
+        reclaimed. Only keys with new entries are rewritten (``full=True`` rewrites all).
+        Writers are blocked only for the moment the log is switched to a new segment.
+        """
+        from synarrow.columnar.compact import KeySnapshot, write_generation
+
+        with self._compacting:
+            with self._lock:
+                self._writable()
+                writer = self._rotate()
+                first_segment, next_seq = writer.segment, self._next_seq
+                snaps: list[KeySnapshot] = []
+                seen: dict[str, tuple[KeyState, int, int]] = {}
+                for key, st in list(self._keys.items()):
+                    if st.latest_atom is None:
+                        if not st.tail_count:
+                            del self._keys[key]  # deleted key, nothing left to fold
+                        continue
+                    snap = KeySnapshot(key, list(st.base), st.tail_chunks())  # type: ignore[arg-type]
+                    snaps.append(snap)
+                    seen[key] = (st, st.epoch, snap.tail_count)
+            result = write_generation(
+                self._columnar,
+                snaps,
+                first_segment=first_segment,
+                next_seq=next_seq,
+                compression=self.config.columnar_compression,
+                full=full,
+            )
+            with self._lock:
+                for key, refs in result.refs.items():
+                    st, epoch, folded = seen[key]
+                    if st.epoch == epoch:  # not deleted while we were writing
+                        st.drop_tail_prefix(folded)
+                        st.set_base(refs)  # type: ignore[arg-type]
+                log_dir = self.path / "log"
+                removed = 0
+                for f in log_dir.glob("*.log"):
+                    if f.stem.isdigit() and int(f.stem) < first_segment:
+                        f.unlink()
+                        removed += 1
+                active = self._writer.segment if self._writer is not None else first_segment
+                self._log_bytes_closed = sum(
+                    f.stat().st_size
+                    for f in log_dir.glob("*.log")
+                    if f.stem.isdigit() and first_segment <= int(f.stem) < active
+                )
+        return {
+            "generation": result.manifest.generation,
+            "keys": len(result.refs),
+            "keys_rewritten": result.keys_rewritten,
+            "keys_appended": result.keys_appended,
+            "entries_written": result.entries_written,
+            "files_written": result.files_written,
+            "files_removed": result.files_removed,
+            "log_segments_removed": removed,
+        }
+
+    def sql(self, query: str, params: Iterable[Any] | None = None) -> pa.Table:
+        """Run a DuckDB query over the views ``history`` (every key) and ``latest``.
+
+        >>> db.sql("SELECT time_bucket(INTERVAL '1 hour', ts) h, avg(value) "
+        ...        "FROM history WHERE key = 'temperature' GROUP BY h")  # doctest: +SKIP
+        """
+        from synarrow.sql import run_sql
+
+        return run_sql(self, query, params)
+
+    def duckdb(self) -> duckdb.DuckDBPyConnection:
+        """A new DuckDB connection with the synarrow views registered."""
+        from synarrow.sql import connect
+
+        return connect(self)
+
+    def to_pandas(self, key: str) -> Any:
+        """The history as a pandas DataFrame (numeric columns without a copy when possible)."""
+        from synarrow._deps import require
+
+        require("pandas")
+        return self.get_history(key).to_pandas(split_blocks=True, self_destruct=False)
+
+    def to_polars(self, key: str) -> Any:
+        """The history as a polars DataFrame."""
+        from synarrow._deps import require
+
+        pl = require("polars")
+        return pl.from_arrow(self.get_history(key))
+
+    def to_torch(self, key: str, device: str = "cpu", *, copy: bool = False) -> Any:
+        """The history as a torch tensor (1-D numbers, 2-D vectors).
+
+        On the CPU the tensor shares memory with the (read-only) mapped file when the history
+        is one chunk; torch cannot mark tensors read-only, so writing into it would crash the
+        process. Pass ``copy=True`` for a tensor you may modify.
+        """
+        from synarrow._deps import require
+
+        torch = require("torch")
+        arr = self.get_history_tensor(key)
+        if copy or (not arr.flags.writeable and device != "cpu"):
+            arr = np.array(arr)
+        if arr.flags.writeable:
+            tensor = torch.from_numpy(arr)
+        else:
+            # numpy refuses to export read-only memory; Arrow's DLPack export shares it.
+            tensor = torch.from_dlpack(pa.array(arr.reshape(-1))).reshape(arr.shape)
+        return tensor if device == "cpu" else tensor.to(device)
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and sizes: keys, entries, log bytes, columnar bytes and files, and more."""
+        with self._lock:
+            if self._closed:
+                raise DatabaseClosedError(f"database {self.path} is closed")
+            live = [st for st in self._keys.values() if st.latest_atom is not None]
+            log_bytes = self._log_bytes_closed + (self._writer.size if self._writer else 0)
+            if self._writer is None:
+                log_bytes = sum(f.stat().st_size for f in (self.path / "log").glob("*.log"))
+            return {
+                "path": str(self.path),
+                "keys": len(live),
+                "entries": sum(len(st) for st in live),
+                "tail_entries": sum(st.tail_count for st in live),
+                "log_bytes": log_bytes,
+                "log_segments": len(list((self.path / "log").glob("*.log"))),
+                "columnar_bytes": self._columnar.total_bytes(),
+                "columnar_files": len(self._columnar.manifest.files),
+                "last_compaction": self._columnar.manifest.created,
+                "next_sequence": self._next_seq,
+                "readonly": self.readonly,
+                "torn_bytes_cut_on_open": self._torn_bytes,
+                "repaired_ranges": list(self._repaired),
+                "config": self.config,
+            }
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def close(self) -> None:
+        """Make every write durable and release the database. Idempotent."""
+        thread = self._auto_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                if self._writer is not None:
+                    self._writer.close()
+            finally:
+                self._release()
+
+    def _release(self) -> None:
+        if self._writer is not None and not self._writer.closed:
+            self._writer.abandon()
+        if self._writer_lock is not None:
+            self._writer_lock.release()
+            self._writer_lock = None
+        columnar = getattr(self, "_columnar", None)
+        if columnar is not None:
+            columnar.close()
+
+    def __enter__(self) -> SynaDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("read-only" if self.readonly else "open")
+        return f"<synarrow.SynaDB {str(self.path)!r} {state}>"
+
+
+def open(
+    path: str | os.PathLike[str], *, readonly: bool = False, repair: bool = False, **config: Any
+) -> SynaDB:
+    """Open (or create) a database; keyword arguments other than the flags are DbConfig fields.
+
+    >>> db = synarrow.open("data.db", sync_on_write=False)  # doctest: +SKIP
+    """
+    cfg = None
+    if config:
+        stored = Path(path) / "config.json"
+        base = DbConfig.from_json(stored.read_text()) if stored.exists() else DbConfig()
+        cfg = base.replace(**config)
+    return SynaDB(path, cfg, readonly=readonly, repair=repair)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _batch_slices(batch: _arrow.BatchValues) -> Iterator[tuple[int, int]]:
+    n = batch.count
+    if batch.atom in (Atom.TEXT, Atom.BYTES):
+        assert batch.offsets is not None
+        lo = 0
+        while lo < n:
+            limit = int(batch.offsets[lo]) + _BATCH_CHUNK_BYTES
+            hi = int(np.searchsorted(batch.offsets, limit, side="right")) - 1
+            hi = max(hi, lo + 1)
+            yield lo, min(hi, n)
+            lo = min(hi, n)
+        return
+    width = 8 if batch.atom != Atom.VECTOR else 4 * batch.vectors.shape[1]  # type: ignore[union-attr]
+    step = max(1, _BATCH_CHUNK_BYTES // max(width, 1))
+    for lo in range(0, n, step):
+        yield lo, min(n, lo + step)
+
+
+def _slice_batch(batch: _arrow.BatchValues, lo: int, hi: int) -> _arrow.BatchValues:
+    if lo == 0 and hi == batch.count:
+        return batch
+    if batch.atom in (Atom.TEXT, Atom.BYTES):
+        assert batch.offsets is not None and batch.data is not None
+        offs = batch.offsets[lo : hi + 1]
+        return _arrow.BatchValues(
+            batch.atom,
+            hi - lo,
+            offsets=offs - offs[0],
+            data=batch.data[int(offs[0]) : int(offs[-1])],
+        )
+    return _arrow.BatchValues(
+        batch.atom,
+        hi - lo,
+        numbers=None if batch.numbers is None else batch.numbers[lo:hi],
+        vectors=None if batch.vectors is None else batch.vectors[lo:hi],
+    )
+
+
+def _to_numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    if isinstance(col, pa.ChunkedArray):
+        if col.num_chunks == 1:
+            col = col.chunk(0)
+        elif col.num_chunks == 0:
+            return np.empty(0, dtype=col.type.to_pandas_dtype())
+        else:
+            return np.concatenate([c.to_numpy(zero_copy_only=False) for c in col.chunks])
+    try:
+        return col.to_numpy(zero_copy_only=True)
+    except pa.ArrowInvalid:
+        return col.to_numpy(zero_copy_only=False)
+
+
+def _cast_checked(arr: np.ndarray, dtype: np.dtype, key: str) -> np.ndarray:
+    if dtype.kind not in "fiu":
+        raise InvalidArgumentError(f"dtype must be numeric, got {dtype}")
+    out = arr.astype(dtype)
+    if dtype.kind in "iu":
+        if arr.dtype.kind == "f" and not np.array_equal(
+            out.astype(arr.dtype), arr, equal_nan=False
+        ):
+            raise InvalidValueError(
+                f"history of {key!r} holds values that {dtype} cannot represent"
+            )
+        if arr.dtype.kind in "iu" and not np.array_equal(out.astype(arr.dtype), arr):
+            raise InvalidValueError(f"history of {key!r} holds values out of range for {dtype}")
+    return out

@@ -1,0 +1,282 @@
+"""Value codecs of the log: atoms to bytes and back, delta encoding, LZ4, batch payloads.
+
+Pure functions, no I/O. Delta encoding is bit-exact: floats are XORed with the previous
+value's IEEE-754 bits (never subtracted, which would round), ints take the wrapping 64-bit
+difference, zigzag encoded. Either way only the significant low bytes are stored, so a value
+equal to its predecessor takes zero bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import lz4.block
+import numpy as np
+
+from synarrow.errors import InvalidValueError
+from synarrow.log.format import FLAG_DELTA, FLAG_LZ4, MAX_VALUE_BYTES, Atom
+
+_D = struct.Struct("<d")
+_Q = struct.Struct("<q")
+_MASK64 = (1 << 64) - 1
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
+
+BATCH_HEADER = struct.Struct("<IIBBH")  # count, vector dim, ts mode, reserved, reserved
+TS_UNIFORM = 0
+TS_EXPLICIT = 1
+
+
+def float_bits(value: float) -> int:
+    """The unsigned 64-bit pattern of a float."""
+    return int.from_bytes(_D.pack(value), "little")
+
+
+def bits_float(bits: int) -> float:
+    """The float with the given unsigned 64-bit pattern."""
+    return _D.unpack(bits.to_bytes(8, "little"))[0]
+
+
+def zigzag(n: int) -> int:
+    """Map a signed 64-bit int to an unsigned one with small magnitudes first."""
+    return ((n << 1) ^ (n >> 63)) & _MASK64
+
+
+def unzigzag(z: int) -> int:
+    """Inverse of :func:`zigzag`."""
+    return (z >> 1) ^ -(z & 1)
+
+
+def wrap_int64(n: int) -> int:
+    """Reduce an integer to the signed 64-bit range with wraparound."""
+    n &= _MASK64
+    return n - (1 << 64) if n >= 1 << 63 else n
+
+
+def minimal_le(n: int) -> bytes:
+    """``n`` (unsigned) as the fewest little-endian bytes (zero takes none)."""
+    return n.to_bytes((n.bit_length() + 7) >> 3, "little")
+
+
+def encode_float_delta(bits: int, prev_bits: int) -> bytes:
+    """Delta payload of a float given the previous float's bits."""
+    return minimal_le(bits ^ prev_bits)
+
+
+def encode_int_delta(value: int, prev: int) -> bytes:
+    """Delta payload of an int given the previous int."""
+    return minimal_le(zigzag(wrap_int64(value - prev)))
+
+
+def decode_float_delta(payload: bytes, prev_bits: int) -> int:
+    """Bits of a delta-encoded float."""
+    return int.from_bytes(payload, "little") ^ prev_bits
+
+
+def decode_int_delta(payload: bytes, prev: int) -> int:
+    """Value of a delta-encoded int."""
+    return wrap_int64(prev + unzigzag(int.from_bytes(payload, "little")))
+
+
+def maybe_lz4(payload: bytes, threshold: int) -> tuple[bytes, int]:
+    """LZ4-compress ``payload`` when it is at least ``threshold`` bytes and that pays off.
+
+    Returns the stored bytes and the flag to set (0 or ``FLAG_LZ4``). Large payloads are
+    judged on a 64 KiB sample first so incompressible data costs little.
+    """
+    n = len(payload)
+    if n < threshold:
+        return payload, 0
+    if n > 1 << 20:
+        sample = payload[: 1 << 16]
+        if len(lz4.block.compress(sample, store_size=False)) > 0.8 * len(sample):
+            return payload, 0
+    packed = lz4.block.compress(payload, store_size=True)
+    if len(packed) >= n * 0.9:
+        return payload, 0
+    return packed, FLAG_LZ4
+
+
+def unlz4(payload: bytes | memoryview) -> bytes:
+    """Inverse of LZ4 as stored by :func:`maybe_lz4`."""
+    return lz4.block.decompress(payload)
+
+
+def decode_scalar(atom: int, payload: bytes) -> object:
+    """Python value of a non-delta, non-LZ4 single entry."""
+    if atom == Atom.FLOAT:
+        return _D.unpack(payload)[0]
+    if atom == Atom.INT:
+        return _Q.unpack(payload)[0]
+    if atom == Atom.TEXT:
+        return payload.decode("utf-8")
+    if atom == Atom.BYTES:
+        return bytes(payload)
+    if atom == Atom.VECTOR:
+        return np.frombuffer(payload, dtype="<f4").copy()
+    if atom == Atom.NULL:
+        return None
+    raise ValueError(f"unknown atom type {atom}")
+
+
+@dataclass
+class BatchPayload:
+    """A decoded batch entry: ``count`` values of one atom type with their timestamps."""
+
+    atom: Atom
+    count: int
+    timestamps: np.ndarray  # int64 microseconds, length count
+    values: np.ndarray | None  # float64 / int64 / float32 (count, dim); None for NULL
+    offsets: np.ndarray | None = None  # int64 (count + 1) for TEXT / BYTES
+    data: bytes | None = None  # concatenated TEXT / BYTES payloads
+
+
+def encode_batch(
+    atom: Atom,
+    ts_first: int,
+    timestamps: np.ndarray | None,
+    values: np.ndarray | None,
+    *,
+    offsets: np.ndarray | None = None,
+    data: bytes | None = None,
+    count: int,
+    delta: bool,
+) -> tuple[bytes, int]:
+    """Encode a batch payload; returns (payload, extra flags) before LZ4.
+
+    Numeric values may be delta-encoded (XOR of bits for floats, wrapping difference for
+    ints, the first value kept as is), which only pays off together with LZ4.
+    """
+    dim = 0
+    flags = 0
+    parts: list[bytes | memoryview] = []
+    if timestamps is not None:
+        parts.append(np.ascontiguousarray(timestamps, dtype="<i8").data)
+    if atom in (Atom.FLOAT, Atom.INT):
+        assert values is not None
+        raw = np.ascontiguousarray(values).view("<i8")
+        if delta and count > 1:
+            enc = raw.copy()
+            if atom == Atom.FLOAT:
+                np.bitwise_xor(raw[1:], raw[:-1], out=enc[1:])
+            else:
+                np.subtract(raw[1:], raw[:-1], out=enc[1:])
+            raw = enc
+            flags |= FLAG_DELTA
+        parts.append(raw.data)
+    elif atom == Atom.VECTOR:
+        assert values is not None
+        dim = int(values.shape[1])
+        parts.append(np.ascontiguousarray(values, dtype="<f4").data)
+    elif atom in (Atom.TEXT, Atom.BYTES):
+        assert offsets is not None and data is not None
+        parts.append(np.ascontiguousarray(offsets, dtype="<i8").data)
+        parts.append(data)
+    head = BATCH_HEADER.pack(count, dim, TS_UNIFORM if timestamps is None else TS_EXPLICIT, 0, 0)
+    return b"".join([head, *parts]), flags
+
+
+def decode_batch(
+    atom: int, flags: int, ts_header: int, payload: bytes | memoryview
+) -> BatchPayload:
+    """Decode a batch payload (after LZ4 was undone)."""
+    count, dim, ts_mode, _, _ = BATCH_HEADER.unpack_from(payload, 0)
+    pos = BATCH_HEADER.size
+    buf = memoryview(payload)
+    if ts_mode == TS_EXPLICIT:
+        timestamps = np.frombuffer(buf, dtype="<i8", count=count, offset=pos).copy()
+        pos += 8 * count
+    elif ts_mode == TS_UNIFORM:
+        timestamps = np.full(count, ts_header, dtype=np.int64)
+    else:
+        raise ValueError(f"unknown batch timestamp mode {ts_mode}")
+    atom = Atom(atom)
+    if atom in (Atom.FLOAT, Atom.INT):
+        raw = np.frombuffer(buf, dtype="<i8", count=count, offset=pos).copy()
+        if flags & FLAG_DELTA:
+            if atom == Atom.FLOAT:
+                np.bitwise_xor.accumulate(raw, out=raw)
+            else:
+                np.cumsum(raw, out=raw)
+        values = raw.view(np.float64) if atom == Atom.FLOAT else raw
+        return BatchPayload(atom, count, timestamps, values)
+    if atom == Atom.VECTOR:
+        vec = np.frombuffer(buf, dtype="<f4", count=count * dim, offset=pos).reshape(count, dim)
+        return BatchPayload(atom, count, timestamps, vec.copy())
+    if atom in (Atom.TEXT, Atom.BYTES):
+        offsets = np.frombuffer(buf, dtype="<i8", count=count + 1, offset=pos).copy()
+        pos += 8 * (count + 1)
+        data = bytes(buf[pos : pos + int(offsets[-1])])
+        return BatchPayload(atom, count, timestamps, None, offsets, data)
+    return BatchPayload(atom, count, timestamps, None)
+
+
+def encode_single(value: object) -> tuple[Atom, bytes, object]:
+    """Validate one user value; returns (atom, plain payload, value as it will read back).
+
+    Raises :class:`~synarrow.errors.InvalidValueError` for anything that is not an atom.
+    """
+    t = type(value)
+    if t is float:
+        return Atom.FLOAT, _D.pack(value), value  # type: ignore[arg-type]
+    if t is int:
+        if not INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
+            raise InvalidValueError(
+                f"int {value} is outside the int64 range; it would not round-trip",
+                hint="store it as text (str(value)) or as a float",
+            )
+        return Atom.INT, _Q.pack(value), value  # type: ignore[arg-type]
+    if t is str:
+        try:
+            return Atom.TEXT, value.encode("utf-8"), value  # type: ignore[union-attr]
+        except UnicodeEncodeError as exc:
+            raise InvalidValueError(f"text is not valid Unicode (lone surrogate?): {exc}") from exc
+    if value is None:
+        return Atom.NULL, b"", None
+    if t is bytes:
+        return Atom.BYTES, value, value  # type: ignore[return-value]
+    if t is bytearray or t is memoryview:
+        data = bytes(value)  # type: ignore[arg-type]
+        return Atom.BYTES, data, data
+    if isinstance(value, (bool, np.bool_)):
+        raise InvalidValueError(
+            f"bool {value!r} is not an atom type (it would read back as an int)",
+            hint="store int(value) explicitly",
+        )
+    if isinstance(value, np.ndarray):
+        return encode_vector(value)
+    if isinstance(value, np.floating):
+        return encode_single(float(value))
+    if isinstance(value, np.integer):
+        return encode_single(int(value))
+    if isinstance(value, str):
+        return encode_single(str(value))
+    if isinstance(value, float):
+        return encode_single(float(value))
+    if isinstance(value, int):
+        return encode_single(int(value))
+    if isinstance(value, bytes):
+        return encode_single(bytes(value))
+    raise InvalidValueError(
+        f"unsupported value type {t.__name__}: {value!r:.80}",
+    )
+
+
+def encode_vector(value: np.ndarray) -> tuple[Atom, bytes, object]:
+    """Validate a 1-D float vector; it is stored as little-endian float32."""
+    if value.ndim != 1:
+        raise InvalidValueError(f"a vector must be 1-D, got shape {value.shape}")
+    if value.size == 0:
+        raise InvalidValueError("a vector needs at least one dimension")
+    if value.size * 4 > MAX_VALUE_BYTES:
+        raise InvalidValueError(f"vector of {value.size} dimensions is too large")
+    if value.dtype.kind not in "fiu" or value.dtype == np.bool_:
+        raise InvalidValueError(f"a vector must hold numbers, got dtype {value.dtype}")
+    vec = np.ascontiguousarray(value, dtype="<f4")
+    if value.dtype.kind == "f" and value.dtype.itemsize > 4:
+        with np.errstate(over="ignore"):
+            overflow = np.isfinite(value) & ~np.isfinite(vec)
+        if overflow.any():
+            raise InvalidValueError("vector values overflow float32")
+    return Atom.VECTOR, vec.tobytes(), vec.copy()

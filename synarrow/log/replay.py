@@ -1,0 +1,227 @@
+"""Rebuild the in-memory index from a scanned segment, vectorised with numpy.
+
+Single float and int entries (the bulk of a time-series log) are decoded for all entries at
+once: headers, keys and values are gathered through byte-stride views of the segment, delta
+chains are undone with segmented XOR / sum scans, and each key receives one chunk per segment.
+Only batches, text, bytes, vectors, nulls and tombstones go through a per-entry loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from synarrow.errors import CorruptionError
+from synarrow.log import codec
+from synarrow.log.format import (
+    ENTRY_HEADER_SIZE,
+    FLAG_BATCH,
+    FLAG_DELTA,
+    FLAG_LZ4,
+    FLAG_TOMBSTONE,
+    Atom,
+)
+from synarrow.log.memtable import KeyState, TailChunk, last_value, values_array
+from synarrow.log.reader import SegmentScan
+
+_HEADER_DTYPE = np.dtype(
+    [("crc", "<u4"), ("ts", "<i8"), ("kl", "<u2"), ("vl", "<u4"), ("fb", "u1")]
+)
+_MASKS = np.array([(1 << (8 * i)) - 1 for i in range(9)], dtype=np.uint64)
+
+
+def _sliding(data: bytearray, dtype: np.dtype | str, count: int) -> np.ndarray:
+    """A view with one element starting at every byte offset (stride 1)."""
+    dt = np.dtype(dtype)
+    n = max(0, count - dt.itemsize + 1)
+    return np.ndarray(shape=(n,), dtype=dt, buffer=data, offset=0, strides=(1,))
+
+
+def _segmented_decode(raw: np.ndarray, reset: np.ndarray, is_float: bool) -> np.ndarray:
+    """Undo delta chains: element i is absolute where ``reset[i]``, else relative to i-1."""
+    idx = np.arange(len(raw))
+    start = np.maximum.accumulate(np.where(reset, idx, 0))
+    if is_float:
+        acc = np.bitwise_xor.accumulate(raw)
+        before = np.where(start > 0, acc[start - 1], np.uint64(0))
+        return acc ^ before
+    steps = raw.view(np.int64).copy()
+    delta = ~reset
+    z = raw[delta]
+    steps[delta] = ((z >> np.uint64(1)) ^ (np.uint64(0) - (z & np.uint64(1)))).view(np.int64)
+    with np.errstate(over="ignore"):
+        acc = np.cumsum(steps)
+        before = np.where(start > 0, acc[start - 1], 0)
+        return (acc - before).view(np.uint64)
+
+
+def replay_segment(
+    scan: SegmentScan,
+    state_for: Callable[[bytes], KeyState],
+    *,
+    on_delete: Callable[[KeyState], None] | None = None,
+) -> int:
+    """Apply every verified entry of ``scan`` to the key states; returns entries applied.
+
+    ``state_for(key_bytes)`` returns (creating if needed) the state of a key. Entries are
+    applied per key in file order, so tombstones cut exactly the history before them.
+    """
+    offs = scan.offsets
+    n = len(offs)
+    if n == 0:
+        return 0
+    data, size = scan.data, scan.size
+    hdr = _sliding(data, _HEADER_DTYPE, size)[offs]
+    ts_all = hdr["ts"]
+    kl_all = hdr["kl"].astype(np.int64)
+    vl_all = hdr["vl"].astype(np.int64)
+    flags = hdr["fb"] & 0x0F
+    atoms = hdr["fb"] >> 4
+
+    # Key of every entry, as an index into `uniq_keys`.
+    key_id = np.empty(n, dtype=np.int64)
+    uniq_keys: list[bytes] = []
+    for kl in np.unique(kl_all):
+        sel = np.flatnonzero(kl_all == kl)
+        raw_keys = _sliding(data, f"V{int(kl)}", size)[offs[sel] + ENTRY_HEADER_SIZE]
+        uk, inv = np.unique(raw_keys, return_inverse=True)
+        key_id[sel] = inv.reshape(-1) + len(uniq_keys)
+        uniq_keys.extend(bytes(k) for k in uk.tolist())
+    states = [state_for(k) for k in uniq_keys]
+
+    # Simple entries: single FLOAT/INT without LZ4, decoded all at once.
+    value_start = offs + ENTRY_HEADER_SIZE + kl_all
+    is_delta = (flags & FLAG_DELTA) != 0
+    simple = (
+        ((flags & (FLAG_BATCH | FLAG_LZ4 | FLAG_TOMBSTONE)) == 0)
+        & ((atoms == Atom.FLOAT) | (atoms == Atom.INT))
+        & np.where(is_delta, vl_all <= 8, vl_all == 8)
+    )
+    order = np.argsort(key_id, kind="stable")
+    values = np.zeros(n, dtype=np.uint64)
+    for atom in (Atom.FLOAT, Atom.INT):
+        sel = order[simple[order] & (atoms[order] == atom)]
+        if not len(sel):
+            continue
+        raw = _sliding(data, "<u8", size + 8)[value_start[sel]] & _MASKS[vl_all[sel]]
+        reset = ~is_delta[sel]
+        # A delta entry must follow an entry of the same key (the writer guarantees it).
+        first_of_key = np.ones(len(sel), dtype=bool)
+        first_of_key[1:] = key_id[sel][1:] != key_id[sel][:-1]
+        if np.any(first_of_key & ~reset):
+            raise CorruptionError(f"log segment {scan.path}: delta entry without a base value")
+        values[sel] = _segmented_decode(raw, reset, atom == Atom.FLOAT)
+
+    # Per key, in file order.
+    sorted_ids = key_id[order]
+    bounds = np.flatnonzero(np.diff(sorted_ids)) + 1
+    starts = np.concatenate(([0], bounds))
+    ends = np.concatenate((bounds, [n]))
+    entries = 0
+    for s, e in zip(starts.tolist(), ends.tolist()):
+        rows = order[s:e]
+        state = states[int(key_id[rows[0]])]
+        tomb = np.flatnonzero(flags[rows] & FLAG_TOMBSTONE)
+        if len(tomb):
+            state.clear()
+            if on_delete is not None:
+                on_delete(state)
+            rows = rows[tomb[-1] + 1 :]
+            entries += int(tomb[-1]) + 1
+            if not len(rows):
+                continue
+        entries += _apply_rows(
+            scan, state, rows, ts_all, atoms, flags, simple, values, value_start, vl_all
+        )
+    return entries
+
+
+def _apply_rows(
+    scan: SegmentScan,
+    state: KeyState,
+    rows: np.ndarray,
+    ts_all: np.ndarray,
+    atoms: np.ndarray,
+    flags: np.ndarray,
+    simple: np.ndarray,
+    values: np.ndarray,
+    value_start: np.ndarray,
+    vl_all: np.ndarray,
+) -> int:
+    """Append one key's entries (file order, no tombstones) to its state."""
+    count = 0
+    row_simple = simple[rows]
+    row_atoms = atoms[rows]
+    # Split into runs of simple entries of one atom, and single complex entries.
+    brk = np.ones(len(rows), dtype=bool)
+    brk[1:] = ~(row_simple[1:] & row_simple[:-1] & (row_atoms[1:] == row_atoms[:-1]))
+    run_starts = np.flatnonzero(brk).tolist() + [len(rows)]
+    for a, b in zip(run_starts[:-1], run_starts[1:]):
+        if row_simple[a]:
+            sel = rows[a:b]
+            atom = Atom(int(row_atoms[a]))
+            nums = values[sel].view(np.float64 if atom == Atom.FLOAT else np.int64)
+            chunk = TailChunk(
+                atom, ts_all[sel].astype(np.int64), values_array(atom, b - a, numbers=nums)
+            )
+            state.add_chunk(chunk, nums[-1].item())
+            count += b - a
+        else:
+            for r in rows[a:b].tolist():
+                count += _apply_complex(scan, state, r, ts_all, atoms, flags, value_start, vl_all)
+    # Continue the writer's delta chain only within the segment being appended to; a new
+    # writer session always starts a fresh segment context.
+    state.delta_segment = -1
+    return count
+
+
+def _apply_complex(
+    scan: SegmentScan,
+    state: KeyState,
+    r: int,
+    ts_all: np.ndarray,
+    atoms: np.ndarray,
+    flags: np.ndarray,
+    value_start: np.ndarray,
+    vl_all: np.ndarray,
+) -> int:
+    start = int(value_start[r])
+    payload: bytes | memoryview = memoryview(scan.data)[start : start + int(vl_all[r])]
+    f = int(flags[r])
+    atom = int(atoms[r])
+    ts = int(ts_all[r])
+    try:
+        if f & FLAG_LZ4:
+            payload = codec.unlz4(payload)
+        if f & FLAG_BATCH:
+            batch = codec.decode_batch(atom, f, ts, payload)
+            chunk = TailChunk(
+                batch.atom,
+                batch.timestamps,
+                values_array(
+                    batch.atom,
+                    batch.count,
+                    numbers=batch.values,
+                    offsets=batch.offsets,
+                    data=batch.data,
+                    vectors=batch.values,
+                ),
+            )
+            state.add_chunk(chunk, last_value(chunk) if batch.count else None)
+            return batch.count
+        payload = bytes(payload)
+        if f & FLAG_DELTA:
+            # A delta entry after a non-simple one cannot happen; the writer never does it.
+            raise ValueError("delta flag on a value that is not a plain number")
+        value = codec.decode_scalar(atom, payload)
+        if atom in (Atom.FLOAT, Atom.INT):
+            state.add_number(Atom(atom), ts, value)  # type: ignore[arg-type]
+        else:
+            state.add_single(Atom(atom), ts, value, payload)
+        return 1
+    except (ValueError, RuntimeError, UnicodeDecodeError) as exc:
+        raise CorruptionError(
+            f"log segment {scan.path}: entry at byte {int(scan.offsets[r])} "
+            f"of key {state.key!r} passed its checksum but does not decode: {exc}"
+        ) from exc

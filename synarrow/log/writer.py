@@ -1,0 +1,177 @@
+"""Appending entries to the active log segment: buffering, fsync policy, group commit.
+
+The caller serialises calls to :meth:`LogWriter.write` (the database holds its lock);
+:meth:`LogWriter.sync_to` is called outside that lock, so threads that write durably at the
+same time share fsyncs: one thread syncs for everyone whose bytes were written before the
+fsync started (group commit).
+
+A write that the OS refuses (disk full, file size limit) is cut back out of the file with
+``ftruncate``, so the segment never holds a half entry in front of later ones, and the error
+is raised as :class:`~synarrow.errors.StorageFullError`. Buffered bytes that failed to reach
+the file stay buffered and are written by the next flush.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from pathlib import Path
+
+from synarrow.errors import StorageFullError
+from synarrow.log.format import encode_file_header
+
+_SPACE_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def segment_path(directory: Path, segment: int) -> Path:
+    """File name of a segment number."""
+    return directory / f"{segment:08d}.log"
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a directory's entries (new, renamed, removed files) durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LogWriter:
+    """The single writer of a database's active segment."""
+
+    def __init__(
+        self,
+        directory: Path,
+        segment: int,
+        base_seq: int,
+        *,
+        existing_size: int | None,
+        buffer_bytes: int,
+    ) -> None:
+        """Open segment ``segment`` for appending.
+
+        ``existing_size`` is the verified length of an existing segment (anything after it is
+        truncated away first); ``None`` creates a new segment starting at ``base_seq``.
+        """
+        self.directory = directory
+        self.segment = segment
+        self._buffer_bytes = buffer_bytes
+        self._buf = bytearray()
+        self._sync_cond = threading.Condition()
+        self._syncing = False
+        path = segment_path(directory, segment)
+        if existing_size is None:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            self._file_size = 0
+            try:
+                self._write_through(encode_file_header(segment, base_seq))
+                os.fsync(self._fd)
+                fsync_directory(directory)
+            except BaseException:
+                os.close(self._fd)
+                path.unlink(missing_ok=True)
+                raise
+        else:
+            self._fd = os.open(path, os.O_WRONLY)
+            if os.fstat(self._fd).st_size != existing_size:
+                os.ftruncate(self._fd, existing_size)
+                os.fsync(self._fd)
+            self._file_size = existing_size
+        os.lseek(self._fd, 0, os.SEEK_END)
+        self._synced = self._file_size
+        self.closed = False
+
+    @property
+    def size(self) -> int:
+        """Bytes in the segment, buffered ones included."""
+        return self._file_size + len(self._buf)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes written by ``write`` that have not reached the OS yet."""
+        return len(self._buf)
+
+    def _write_through(self, data: bytes | bytearray | memoryview) -> None:
+        """Write all of ``data`` at the end of the file, or leave the file as it was."""
+        before = self._file_size
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError as exc:
+            try:
+                os.ftruncate(self._fd, before)
+                os.lseek(self._fd, before, os.SEEK_SET)
+            except OSError:
+                pass
+            if exc.errno in _SPACE_ERRNOS:
+                raise StorageFullError(
+                    f"writing to {segment_path(self.directory, self.segment)} failed: "
+                    f"{os.strerror(exc.errno or 0)}"
+                ) from exc
+            raise
+        self._file_size = before + len(data)
+
+    def write(self, data: bytes, *, sync: bool) -> int:
+        """Append ``data``; returns the segment offset just after it.
+
+        With ``sync`` the bytes reach the OS now (call :meth:`sync_to` afterwards to make them
+        durable); otherwise they may wait in the buffer.
+        """
+        if sync:
+            if self._buf:
+                self.flush()
+            self._write_through(data)
+            return self._file_size
+        self._buf += data
+        if len(self._buf) >= self._buffer_bytes:
+            self.flush()
+        return self.size
+
+    def flush(self) -> None:
+        """Hand buffered bytes to the OS (not yet durable against power loss)."""
+        if self._buf:
+            self._write_through(self._buf)
+            self._buf = bytearray()
+
+    def sync_to(self, position: int) -> None:
+        """Return once everything up to ``position`` is on disk, sharing fsyncs between threads."""
+        with self._sync_cond:
+            while self._synced < position:
+                if self._syncing:
+                    self._sync_cond.wait()
+                    continue
+                self._syncing = True
+                target = self._file_size
+                self._sync_cond.release()
+                try:
+                    os.fsync(self._fd)
+                finally:
+                    self._sync_cond.acquire()
+                    self._syncing = False
+                    self._sync_cond.notify_all()
+                self._synced = max(self._synced, target)
+
+    def sync(self) -> None:
+        """Flush and fsync everything written so far."""
+        self.flush()
+        self.sync_to(self._file_size)
+
+    def close(self) -> None:
+        """Flush, fsync and close the segment."""
+        if self.closed:
+            return
+        try:
+            self.sync()
+        finally:
+            os.close(self._fd)
+            self.closed = True
+
+    def abandon(self) -> None:
+        """Close without flushing (used after a failure or in tests that simulate a crash)."""
+        if not self.closed:
+            os.close(self._fd)
+            self.closed = True
