@@ -34,6 +34,7 @@ def _suspicious(entries: int, seconds: float) -> str:
 # --------------------------------------------------------------------------
 
 def bench_history(ctx: Ctx) -> list[Row]:
+    """History of one key (1M floats) to numpy: compacted (zero-copy) and from the log tail."""
     start = len(ctx.rows)
     b = "history"
     n = ctx.n(1_000_000, 200_000)
@@ -101,48 +102,66 @@ def bench_history(ctx: Ctx) -> list[Row]:
                             note=f"fresh SynaDB(path), first get_history_floats; equal: {eq}"))
 
     # synarrow, uncompacted tail -------------------------------------------------
-    tgt_t = dict(target=("min", 20e6), target_text="≥ 20M values/s")
-    with ctx.guard(ISSUE, b, fig_t + " (single appends)", "synarrow", "values/s", **tgt_t):
+    # The primary figure is the FIRST call after writing (a design may cache the
+    # decoded tail, which makes repeat calls free); repeats and the first call
+    # after a reopen (index rebuilt from the files, no compaction) go in the note.
+    def tail_case(suffix: str, write, expect_n: int | None = None) -> None:
+        figx = fig_t + suffix
+        tgt_t = dict(target=("min", 20e6), target_text="≥ 20M values/s (first call)")
+        with ctx.guard(ISSUE, b, figx, "synarrow", "values/s", **tgt_t):
+            with ctx.tmpdir("synarrow") as d:
+                p = os.path.join(d, "sa.db")
+                db = sa_open(p, sync_on_write=False)
+                try:
+                    written, how = write(db)
+                    t0 = perf()
+                    a = db.get_history_floats("x")
+                    first = perf() - t0
+                    eq = np.array_equal(a, vals[:written])
+                    del a
+                    rep = best_time(lambda: db.get_history_floats("x"), 3, budget_s=5)
+                finally:
+                    _safe_close(db)
+                reo = ""
+                with ctx.guard(ISSUE, b, figx + ", after reopen", "synarrow", "values/s"):
+                    db = sa_open(p)
+                    try:
+                        t0 = perf()
+                        a = db.get_history_floats("x")
+                        r_first = perf() - t0
+                        r_eq = np.array_equal(a, vals[:written])
+                        del a
+                    finally:
+                        _safe_close(db)
+                    reo = f"; after reopen: {written / r_first / 1e6:.3g}M/s, equal: {r_eq}"
+            ctx.add(Row(ISSUE, b, figx, "synarrow", written / first, "values/s",
+                        note=(f"{how}, no compaction; first call {first * 1e3:.3g} ms, "
+                              f"repeat calls {written / rep / 1e6:.3g}M/s{reo}; equal: {eq}"),
+                        **tgt_t))
+
+    def write_single(db):
         budget = ctx.n(45.0, 15.0)
-        with ctx.tmpdir("synarrow") as d:
-            db = sa_open(os.path.join(d, "sa.db"), sync_on_write=False)
-            try:
-                app = db.append
-                lst = vals.tolist()
-                written = 0
-                t0 = perf()
-                with no_gc():
-                    for i in range(0, n, 10_000):
-                        for v in lst[i:i + 10_000]:
-                            app("x", v)
-                        written = min(n, i + 10_000)
-                        if perf() - t0 > budget:
-                            break
-                out = []
-                dt = best_time(lambda: out.append(db.get_history_floats("x")), 3, budget_s=5)
-                eq = np.array_equal(out[-1], vals[:written])
-                out.clear()
-            finally:
-                _safe_close(db)
-        cut = "" if written == n else f"; time-boxed: {written:,} of {n:,} appended"
-        ctx.add(Row(ISSUE, b, fig_t + " (single appends)", "synarrow", written / dt, "values/s",
-                    note=f"{written:,} db.append, no compaction; best of 3; equal: {eq}{cut}",
-                    **tgt_t))
-    with ctx.guard(ISSUE, b, fig_t + " (1000-value batches)", "synarrow", "values/s", **tgt_t):
-        with ctx.tmpdir("synarrow") as d:
-            db = sa_open(os.path.join(d, "sa.db"), sync_on_write=False)
-            try:
-                for i in range(0, n, 1000):
-                    db.append_batch("x", vals[i:i + 1000])
-                out = []
-                dt = best_time(lambda: out.append(db.get_history_floats("x")), 3, budget_s=5)
-                eq = np.array_equal(out[-1], vals)
-                out.clear()
-            finally:
-                _safe_close(db)
-        ctx.add(Row(ISSUE, b, fig_t + " (1000-value batches)", "synarrow", n / dt, "values/s",
-                    note=f"{n // 1000:,} append_batch records, no compaction; best of 3; equal: {eq}",
-                    **tgt_t))
+        app = db.append
+        lst = vals.tolist()
+        written = 0
+        t0 = perf()
+        with no_gc():
+            for i in range(0, n, 10_000):
+                for v in lst[i:i + 10_000]:
+                    app("x", v)
+                written = min(n, i + 10_000)
+                if perf() - t0 > budget:
+                    break
+        cut = "" if written == n else f" (time-boxed: {written:,} of {n:,})"
+        return written, f"{written:,} db.append{cut}"
+
+    def write_batches(db):
+        for i in range(0, n, 1000):
+            db.append_batch("x", vals[i:i + 1000])
+        return n, f"{n // 1000:,} append_batch records of 1000"
+
+    tail_case(" (single appends)", write_single)
+    tail_case(" (1000-value batches)", write_batches)
     return ctx.rows[start:]
 
 
@@ -173,6 +192,7 @@ def _table_hourly(tbl) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bench_sql_hourly(ctx: Ctx) -> list[Row]:
+    """Hourly avg over 10M points: db.sql vs a native DuckDB table vs pandas resample."""
     start = len(ctx.rows)
     b = "sql_hourly"
     n = ctx.n(10_000_000, 2_000_000)
@@ -286,6 +306,7 @@ def bench_sql_hourly(ctx: Ctx) -> list[Row]:
 # --------------------------------------------------------------------------
 
 def bench_compacted_size(ctx: Ctx) -> list[Row]:
+    """Bytes per float entry in the log and after compact(), uncompressed and zstd."""
     start = len(ctx.rows)
     b = "compacted_size"
     nkeys = 100
@@ -330,8 +351,9 @@ def bench_compacted_size(ctx: Ctx) -> list[Row]:
                         ref=None, note="reference: plain pyarrow IPC file (ts, value), one "
                                        "batch per key" + (", zstd buffers" if comp else "")))
 
-    for comp, figx, tv in ((None, fig_u, 16.0), ("zstd", fig_z, 8.0)):
-        tgt = dict(target=("max", tv), target_text=f"≤ {tv:g} B")
+    for comp, figx, tv, tt in ((None, fig_u, 16.5, "≈ 16 B (ts + value; ≤ 16.5 with metadata)"),
+                               ("zstd", fig_z, 8.0, "≤ 8 B")):
+        tgt = dict(target=("max", tv), target_text=tt)
         with ctx.guard(ISSUE, b, figx, "synarrow", "B/entry", higher_better=False, **tgt):
             cfg = {"sync_on_write": False}
             if comp:
@@ -375,6 +397,7 @@ def bench_compacted_size(ctx: Ctx) -> list[Row]:
 # --------------------------------------------------------------------------
 
 def bench_compaction(ctx: Ctx) -> list[Row]:
+    """compact() throughput on batch-written data; reopen of the compacted database."""
     start = len(ctx.rows)
     b = "compaction"
     rng = np.random.default_rng(12)

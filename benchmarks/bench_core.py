@@ -133,6 +133,7 @@ def _safe_close(db) -> None:
 # --------------------------------------------------------------------------
 
 def bench_append_batch(ctx: Ctx) -> list[Row]:
+    """append_batch of 10M float64 in one call (sqlite executemany / synadb batch of 1M as context)."""
     start = len(ctx.rows)
     b = "append_batch"
     fig = "append_batch float64"
@@ -203,6 +204,7 @@ def bench_append_batch(ctx: Ctx) -> list[Row]:
 # --------------------------------------------------------------------------
 
 def bench_get(ctx: Ctx) -> list[Row]:
+    """Latest-value get over 10k keys with history 1 and 100 (flat in history length?)."""
     start = len(ctx.rows)
     b = "get"
     nkeys = ctx.n(10_000, 2_000)
@@ -338,6 +340,7 @@ def _threaded_rate(nthreads: int, per_thread: int, work, timeout_s: float = 180)
 
 
 def bench_durable(ctx: Ctx) -> list[Row]:
+    """Durable (fsync per write) single appends, and group commit with 4 and 16 threads."""
     start = len(ctx.rows)
     b = "durable"
     n = ctx.n(2000, 500)
@@ -482,6 +485,7 @@ def bench_durable(ctx: Ctx) -> list[Row]:
 # --------------------------------------------------------------------------
 
 def bench_reopen(ctx: Ctx) -> list[Row]:
+    """Reopen of 1M entries over 10k keys: SynaDB(path) + len(db); log bytes per entry."""
     start = len(ctx.rows)
     b = "reopen"
     nkeys = ctx.n(10_000, 2_000)

@@ -16,10 +16,13 @@ tail left by a crash before anything new is written.
 
 from __future__ import annotations
 
+import builtins
 import fnmatch
 import os
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +47,8 @@ from synarrow.errors import (
 )
 from synarrow.log import codec
 from synarrow.log.format import (
+    CRC,
+    ENTRY_BODY_HEADER,
     FLAG_BATCH,
     FLAG_DELTA,
     FLAG_TOMBSTONE,
@@ -52,12 +57,14 @@ from synarrow.log.format import (
     MAX_VALUE_BYTES,
     Atom,
     encode_entry,
+    encode_entry_parts,
     flags_byte,
 )
 from synarrow.log.lock import WriterLock
 from synarrow.log.memtable import KeyState, TailChunk, last_value, values_array
 from synarrow.log.reader import scan_segment
 from synarrow.log.replay import replay_segment
+from synarrow.log.sidecar import remove_sidecar
 from synarrow.log.writer import LogWriter, segment_path
 
 if TYPE_CHECKING:
@@ -66,8 +73,18 @@ if TYPE_CHECKING:
 _MARKER = "SYNARROW"
 _BATCH_CHUNK_BYTES = 64 * 1024 * 1024
 _time_ns = time.time_ns
-_float_bits = codec.float_bits
-_minimal_le = codec.minimal_le
+_pack_d = struct.Struct("<d").pack
+_pack_q = struct.Struct("<q").pack
+_pack_body = ENTRY_BODY_HEADER.pack
+_pack_crc = CRC.pack
+_crc32 = zlib.crc32
+_FLOAT = Atom.FLOAT
+_INT = Atom.INT
+_INT64_MIN = codec.INT64_MIN
+_INT64_MAX = codec.INT64_MAX
+# Every this many delta entries a key gets an absolute one, so damage repaired away costs
+# at most that many following entries of each key.
+_DELTA_RESTART = 31
 
 
 def _check_key(key: object) -> bytes:
@@ -124,11 +141,16 @@ class SynaDB:
         self._compacting = threading.Lock()
         self._auto_thread: threading.Thread | None = None
         self._repaired: list[tuple[str, int, int]] = []
+        self._dropped_in_repair = 0
         self._torn_bytes = 0
         self._log_bytes_closed = 0
         self._prepare_directory()
         try:
             self.config = self._load_config(config)
+            self._sync = self.config.sync_on_write
+            self._delta = self.config.delta
+            self._buffer_bytes = self.config.write_buffer_bytes
+            self._check_at = 0
             self._columnar = ColumnarStore(self.path / "columnar", readonly=readonly)
             self._load(repair)
         except BaseException:
@@ -194,6 +216,7 @@ class SynaDB:
         if not self.readonly:
             for seg in [s for s in segments if s < manifest.first_segment]:
                 segment_path(log_dir, seg).unlink()  # folded into columnar files already
+                remove_sidecar(segment_path(log_dir, seg))
             for tmp in log_dir.glob("*.tmp"):
                 tmp.unlink()
         segments = [s for s in segments if s >= manifest.first_segment]
@@ -208,6 +231,7 @@ class SynaDB:
                     scan = scan_segment(path, repair=repair)
                 except SynaError:
                     path.unlink()
+                    remove_sidecar(path)
                     segments.pop()
                     break
             scan = scan_segment(path, repair=repair)
@@ -218,8 +242,9 @@ class SynaDB:
                     f"log segment {path} ends in {scan.torn_bytes} damaged bytes but is not "
                     "the last segment"
                 )
-            self._repaired.extend((str(path), a, b) for a, b in scan.skipped)
             replay_segment(scan, self._state_for)
+            self._repaired.extend((str(path), a, b) for a, b in scan.skipped)
+            self._dropped_in_repair += scan.dropped
             next_seq = scan.base_seq + len(scan.offsets)
             if not is_last:
                 self._log_bytes_closed += scan.size
@@ -227,14 +252,28 @@ class SynaDB:
         self._next_seq = next_seq
         if self.readonly:
             return
-        if last_scan is not None and last_scan.size < self.config.max_log_file_size:
+        self._finish_open(last_scan, manifest, log_dir, next_seq)
+        self._update_check_at()
+
+    def _finish_open(self, last_scan: Any, manifest: Any, log_dir: Path, next_seq: int) -> None:
+        """Open the writer: continue the last segment after its verified end, or start one.
+
+        A torn tail is cut off first, so no new entry ever lands behind garbage.
+        """
+        if last_scan is not None and last_scan.torn_bytes:
             self._torn_bytes = last_scan.torn_bytes
+            with builtins.open(last_scan.path, "r+b") as f:
+                f.truncate(last_scan.valid_end)
+                os.fsync(f.fileno())
+            last_scan.size = last_scan.valid_end
+        if last_scan is not None and last_scan.size < self.config.max_log_file_size:
             self._writer = LogWriter(
                 log_dir,
                 last_scan.segment,
                 last_scan.base_seq,
                 existing_size=last_scan.valid_end,
                 buffer_bytes=self.config.write_buffer_bytes,
+                existing_offsets=last_scan.offsets.tolist(),
             )
         else:
             if last_scan is not None:
@@ -272,46 +311,102 @@ class SynaDB:
         float32 vectors (numpy arrays). ``bool`` is refused rather than silently stored as int.
         Sequence numbers grow by one per log entry across the life of the database.
         """
+        t = type(value)
+        if t is float or (t is int and _INT64_MIN <= value <= _INT64_MAX):
+            return self._append_number(key, value, _FLOAT if t is float else _INT)
         atom, payload, value = codec.encode_single(value)
-        sync = self.config.sync_on_write
+        if atom == Atom.FLOAT or atom == Atom.INT:
+            return self._append_number(key, value, atom)
+        flags = 0
+        stored = payload
+        cfg = self.config
+        if cfg.compression is not None and len(payload) >= cfg.compression_threshold:
+            stored, flags = codec.maybe_lz4(payload, cfg.compression_threshold)
+        if len(stored) > MAX_VALUE_BYTES:
+            raise InvalidValueError(f"value of {len(stored)} bytes is over the 4 GiB limit")
+        sync = cfg.sync_on_write
         with self._lock:
             writer = self._writable()
             st = self._key_state(key)
-            flags = 0
-            cur = 0
-            if atom <= Atom.INT and atom != Atom.NULL and self.config.delta:
-                cur = _float_bits(value) if atom == Atom.FLOAT else value  # type: ignore[arg-type]
-                if st.delta_segment == writer.segment and st.delta_atom == atom:
-                    if atom == Atom.FLOAT:
-                        payload = _minimal_le(cur ^ st.delta_prev)
-                    else:
-                        payload = codec.encode_int_delta(cur, st.delta_prev)
-                    flags = FLAG_DELTA
-            raw = payload
-            if (
-                atom > Atom.INT
-                and len(payload) >= self.config.compression_threshold
-                and self.config.compression is not None
-            ):
-                payload, flags = codec.maybe_lz4(payload, self.config.compression_threshold)
-            if len(payload) > MAX_VALUE_BYTES:
-                raise InvalidValueError(f"value of {len(payload)} bytes is over the 4 GiB limit")
             ts = _time_ns() // 1000
             position = writer.write(
-                encode_entry(ts, st.key_bytes, payload, (atom << 4) | flags), sync=sync
+                encode_entry(ts, st.key_bytes, stored, (atom << 4) | flags), sync=sync
             )
             seq = self._next_seq
-            self._next_seq += 1
-            if atom == Atom.FLOAT or atom == Atom.INT:
-                st.add_number(atom, ts, value)  # type: ignore[arg-type]
-                if self.config.delta:
-                    st.delta_segment = writer.segment
-                    st.delta_atom = atom
-                    st.delta_prev = cur
+            self._next_seq = seq + 1
+            st.add_single(atom, ts, value, payload)
+            st.delta_atom = -1
+            if writer.size >= self._check_at:
+                self._after_write(writer)
+        if sync:
+            writer.sync_to(position)
+        return seq
+
+    def _append_number(self, key: str, value: float | int, atom: Atom) -> int:
+        """The hot path of ``append`` for floats and ints: one entry, a few microseconds."""
+        with self._lock:
+            writer = self._writer
+            if writer is None or self._closed:
+                writer = self._writable()
+            st = self._keys.get(key) if type(key) is str else None
+            if st is None:
+                st = self._key_state(key)
+            ts = _time_ns() // 1000
+            if atom == _FLOAT:
+                vb = _pack_d(value)
+                cur = int.from_bytes(vb, "little")
             else:
-                st.add_single(atom, ts, value, raw)
-                st.delta_atom = -1
-            self._after_write(writer)
+                vb = _pack_q(value)
+                cur = value
+            fb = atom << 4
+            run = 0
+            if self._delta:
+                if (
+                    st.delta_atom == atom
+                    and st.delta_segment == writer.segment
+                    and st.delta_run < _DELTA_RESTART
+                ):
+                    if atom == _FLOAT:
+                        x = cur ^ st.delta_prev
+                    else:
+                        x = codec.zigzag(codec.wrap_int64(cur - st.delta_prev))
+                    vb = x.to_bytes((x.bit_length() + 7) >> 3, "little")
+                    fb |= FLAG_DELTA
+                    run = st.delta_run + 1
+            body = _pack_body(ts, len(st.key_bytes), len(vb), fb) + st.key_bytes + vb
+            record = _pack_crc(_crc32(body)) + body
+            sync = self._sync
+            if sync:
+                position = writer.write(record, sync=True)
+            else:
+                buf = writer._buf
+                writer.offsets.append(writer._file_size + len(buf))
+                buf += record
+                if len(buf) >= self._buffer_bytes:
+                    try:
+                        writer.flush()
+                    except BaseException:
+                        del buf[-len(record) :]
+                        writer.offsets.pop()
+                        raise
+                position = 0
+            seq = self._next_seq
+            self._next_seq = seq + 1
+            b = st.builder
+            if b is None or b.atom != atom:
+                b = st._builder_for(atom)
+            b.ts.append(ts)
+            b.nums.append(value)  # type: ignore[union-attr]
+            st.tail_count += 1
+            st.latest = value
+            st.latest_atom = atom
+            st.latest_ts = ts
+            st.delta_atom = atom
+            st.delta_segment = writer.segment
+            st.delta_prev = cur
+            st.delta_run = run
+            if writer._file_size + len(writer._buf) >= self._check_at:
+                self._after_write(writer)
         if sync:
             writer.sync_to(position)
         return seq
@@ -322,70 +417,62 @@ class SynaDB:
         ``values``: a numpy array (1-D numbers, or 2-D for vectors), an Arrow array, a list,
         a pandas / polars series. ``timestamps``: ``None`` (now, for every value), or one per
         value: ints (microseconds since the epoch), ``datetime64``, Arrow timestamps or
-        ``datetime`` objects. This is the fast path: one log entry per 64 MiB of values.
+        ``datetime`` objects. This is the fast path: one log entry per 64 MiB of values,
+        written from the caller's buffers without an intermediate copy.
         """
         batch = _arrow.to_batch(values)
         ts = _arrow.to_timestamps(timestamps, batch.count)
-        if batch.count == 0:
-            with self._lock:
-                self._writable()
-                _check_key(key)
-            return 0
-        sync = self.config.sync_on_write
+        cfg = self.config
+        threshold = cfg.compression_threshold if cfg.compression is not None else None
+        if not cfg.delta and threshold is not None:
+            threshold = max(threshold, 1 << 62)  # only delta-coded numbers are worth LZ4 here
         with self._lock:
             writer = self._writable()
             st = self._key_state(key)
+            if batch.count == 0:
+                return 0
             now = _time_ns() // 1000
             position = 0
             for lo, hi in _batch_slices(batch):
                 part = _slice_batch(batch, lo, hi)
                 part_ts = None if ts is None else ts[lo:hi]
-                payload, flags = codec.encode_batch(
+                parts, flags = codec.encode_batch(
                     part.atom,
-                    now,
                     part_ts,
-                    part.numbers if part.atom != Atom.VECTOR else part.vectors,
+                    part.vectors if part.atom == Atom.VECTOR else part.numbers,
                     offsets=part.offsets,
                     data=part.data,
                     count=hi - lo,
-                    delta=self.config.delta and self.config.compression is not None,
+                    compress_threshold=threshold,
                 )
-                lz_flag = 0
-                if self.config.compression is not None:
-                    payload, lz_flag = codec.maybe_lz4(payload, self.config.compression_threshold)
-                if not lz_flag:
-                    flags &= ~FLAG_DELTA
-                    if part.atom in (Atom.FLOAT, Atom.INT) and self.config.delta:
-                        # Delta only pays with LZ4; store plain values instead.
-                        payload, flags = codec.encode_batch(
-                            part.atom, now, part_ts, part.numbers, count=hi - lo, delta=False
-                        )
                 header_ts = int(part_ts[0]) if part_ts is not None else now
-                record = encode_entry(
-                    header_ts,
-                    st.key_bytes,
-                    payload,
-                    flags_byte(flags | lz_flag | FLAG_BATCH, part.atom),
+                record = encode_entry_parts(
+                    header_ts, st.key_bytes, parts, flags_byte(flags | FLAG_BATCH, part.atom)
                 )
-                position = writer.write(record, sync=sync)
+                position = writer.write_parts(record, sync=cfg.sync_on_write)
                 self._next_seq += 1
-                chunk_ts = part_ts if part_ts is not None else np.full(hi - lo, now, np.int64)
+                # One shared timestamp is a zero-stride view, materialised only when read.
+                chunk_ts = (
+                    np.array(part_ts, dtype=np.int64)
+                    if part_ts is not None
+                    else np.broadcast_to(np.int64(now), (hi - lo,))
+                )
                 chunk = TailChunk(
                     part.atom,
-                    np.array(chunk_ts, dtype=np.int64, copy=True),
+                    chunk_ts,
                     values_array(
                         part.atom,
                         hi - lo,
                         numbers=None if part.numbers is None else part.numbers.copy(),
                         offsets=part.offsets,
                         data=part.data,
-                        vectors=part.vectors,
+                        vectors=None if part.vectors is None else part.vectors.copy(),
                     ),
                 )
                 st.add_chunk(chunk, last_value(chunk))
                 st.delta_atom = -1
             self._after_write(writer)
-        if sync:
+        if cfg.sync_on_write:
             writer.sync_to(position)
         return batch.count
 
@@ -422,8 +509,13 @@ class SynaDB:
         return True
 
     def _after_write(self, writer: LogWriter) -> None:
+        """Rotate the segment or start an automatic compaction when a size limit is reached.
+
+        Appends call this only once the log passes ``_check_at``, so the hot path pays one
+        comparison.
+        """
         if writer.size >= self.config.max_log_file_size:
-            self._rotate()
+            writer = self._rotate()
         if (
             self.config.auto_compact
             and self._log_bytes_closed + writer.size >= self.config.compact_threshold_bytes
@@ -434,6 +526,24 @@ class SynaDB:
                 target=self._auto_compact, name="synarrow-auto-compact", daemon=True
             )
             self._auto_thread.start()
+        self._update_check_at()
+
+    def _update_check_at(self, *, compaction_done: bool = False) -> None:
+        """The segment size at which the next append must call :meth:`_after_write`."""
+        writer = self._writer
+        if writer is None:
+            return
+        limit = self.config.max_log_file_size
+        if self.config.auto_compact:
+            compact_at = self.config.compact_threshold_bytes - self._log_bytes_closed
+            busy = not compaction_done and (
+                self._compacting.locked()
+                or (self._auto_thread is not None and self._auto_thread.is_alive())
+            )
+            if busy:  # look again a little later, when this compaction may be done
+                compact_at = max(compact_at, writer.size + (1 << 20))
+            limit = min(limit, compact_at)
+        self._check_at = limit
 
     def _auto_compact(self) -> None:
         try:
@@ -695,6 +805,7 @@ class SynaDB:
                 for f in log_dir.glob("*.log"):
                     if f.stem.isdigit() and int(f.stem) < first_segment:
                         f.unlink()
+                        remove_sidecar(f)
                         removed += 1
                 active = self._writer.segment if self._writer is not None else first_segment
                 self._log_bytes_closed = sum(
@@ -702,6 +813,7 @@ class SynaDB:
                     for f in log_dir.glob("*.log")
                     if f.stem.isdigit() and first_segment <= int(f.stem) < active
                 )
+                self._update_check_at(compaction_done=True)
         return {
             "generation": result.manifest.generation,
             "keys": len(result.refs),
@@ -788,6 +900,7 @@ class SynaDB:
                 "readonly": self.readonly,
                 "torn_bytes_cut_on_open": self._torn_bytes,
                 "repaired_ranges": list(self._repaired),
+                "entries_dropped_in_repair": self._dropped_in_repair,
                 "config": self.config,
             }
 

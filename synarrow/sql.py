@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from synarrow.columnar.ipc import data_schema, key_column
-from synarrow.columnar.schema import history_table, ts_array
+from synarrow.columnar.schema import history_table, string_array, ts_array
 from synarrow.errors import InvalidArgumentError, SynaError
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ def _sources(db: SynaDB) -> tuple[list[pa.Table], pa.Table]:
             pa.Table.from_arrays([key_column(keys, counts), ts, values], schema=data_schema(t))
         )
     latest = [
-        history_table([c]).slice(len(c) - 1).append_column("key", pa.array([k], pa.large_string()))
+        history_table([c]).slice(len(c) - 1).append_column("key", string_array([k]))
         for k, c in last_chunks
     ]
     return tables, latest  # type: ignore[return-value]
@@ -175,9 +175,9 @@ def register(con: duckdb.DuckDBPyConnection, db: SynaDB, *, prefix: str = "_syna
         if not selects:
             empty = pa.table(
                 {
-                    "key": pa.array([], pa.large_string()),
+                    "key": string_array([]),
                     "ts": ts_array(np.empty(0, np.int64)),
-                    "value": pa.array([], pa.float64()),
+                    "value": pa.nulls(0, pa.float64()),
                 }
             )
             name = f"{prefix}_{view}_empty"

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from synarrow.columnar.schema import TS_TYPE
+from synarrow.columnar.schema import TS_TYPE, numeric_array, string_array
 
 KEY_TYPE = pa.run_end_encoded(pa.int32(), pa.large_string())
 # Record batches are cut at about this many bytes, bounding memory while compacting.
@@ -36,10 +36,8 @@ def data_schema(value_type: pa.DataType) -> pa.Schema:
 
 def key_column(keys: Sequence[str], counts: Sequence[int]) -> pa.Array:
     """Run-end encoded key column: one run per key."""
-    ends = np.cumsum(np.asarray(counts, dtype=np.int64))
-    return pa.RunEndEncodedArray.from_arrays(
-        pa.array(ends, pa.int32()), pa.array(list(keys), pa.large_string())
-    )
+    ends = np.cumsum(np.asarray(counts, dtype=np.int64)).astype(np.int32)
+    return pa.RunEndEncodedArray.from_arrays(numeric_array(ends, pa.int32()), string_array(keys))
 
 
 class DataFileWriter:

@@ -33,6 +33,27 @@ ATOM_ARROW_TYPES: dict[Atom, pa.DataType] = {
 VARIABLE_VECTOR_TYPE = pa.large_list(pa.float32())
 
 
+def numeric_array(values: np.ndarray, arrow_type: pa.DataType) -> pa.Array:
+    """Zero-copy Arrow array over a contiguous numpy array of the matching width.
+
+    Used instead of ``pa.array``, which imports pandas on its first call (about a second).
+    """
+    values = np.ascontiguousarray(values, dtype=arrow_type.to_pandas_dtype())
+    return pa.Array.from_buffers(arrow_type, len(values), [None, pa.py_buffer(values)])
+
+
+def string_array(items: Sequence[str]) -> pa.Array:
+    """A ``large_string`` array of Python strings (see :func:`numeric_array`)."""
+    encoded = [s.encode("utf-8") for s in items]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    return pa.Array.from_buffers(
+        pa.large_string(),
+        len(encoded),
+        [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))],
+    )
+
+
 def ts_array(ts: np.ndarray) -> pa.Array:
     """Zero-copy ``timestamp[us, UTC]`` array over int64 microseconds."""
     ts = np.ascontiguousarray(ts, dtype=np.int64)
@@ -104,7 +125,7 @@ def history_table(chunks: Sequence[TailChunk]) -> pa.Table:
     target = value_type(chunks)
     if not chunks:
         return pa.table(
-            {"ts": pa.array([], TS_TYPE), "value": pa.array([], target)},
+            {"ts": ts_array(np.empty(0, np.int64)), "value": pa.nulls(0, target)},
         )
     ts = pa.chunked_array([ts_array(c.ts) for c in chunks], type=TS_TYPE)
     values = pa.chunked_array([conform(c, target) for c in chunks], type=target)

@@ -132,38 +132,48 @@ class BatchPayload:
     data: bytes | None = None  # concatenated TEXT / BYTES payloads
 
 
+def _compresses(sample: bytes | memoryview) -> bool:
+    """Whether LZ4 shrinks a sample to under 80 % (so compressing the whole pays off)."""
+    n = memoryview(sample).nbytes
+    return n > 0 and len(lz4.block.compress(sample, store_size=False)) < 0.8 * n
+
+
+def _numeric_delta(raw: np.ndarray, atom: Atom) -> np.ndarray:
+    enc = raw.copy()
+    if len(raw) > 1:
+        if atom == Atom.FLOAT:
+            np.bitwise_xor(raw[1:], raw[:-1], out=enc[1:])
+        else:
+            np.subtract(raw[1:], raw[:-1], out=enc[1:])
+    return enc
+
+
 def encode_batch(
     atom: Atom,
-    ts_first: int,
     timestamps: np.ndarray | None,
     values: np.ndarray | None,
     *,
     offsets: np.ndarray | None = None,
     data: bytes | None = None,
     count: int,
-    delta: bool,
-) -> tuple[bytes, int]:
-    """Encode a batch payload; returns (payload, extra flags) before LZ4.
+    compress_threshold: int | None,
+) -> tuple[list[bytes | memoryview], int]:
+    """Encode a batch payload as buffers to write back to back, and the flags to set.
 
-    Numeric values may be delta-encoded (XOR of bits for floats, wrapping difference for
-    ints, the first value kept as is), which only pays off together with LZ4.
+    Without compression the buffers are views of the caller's arrays (no copy). With
+    ``compress_threshold`` set, a sample decides whether LZ4 (after delta encoding, for
+    numbers: XOR of bits for floats, wrapping difference for ints) pays off; only then is
+    the payload joined and compressed.
     """
     dim = 0
-    flags = 0
     parts: list[bytes | memoryview] = []
+    ts_mode = TS_UNIFORM if timestamps is None else TS_EXPLICIT
     if timestamps is not None:
         parts.append(np.ascontiguousarray(timestamps, dtype="<i8").data)
+    raw = None
     if atom in (Atom.FLOAT, Atom.INT):
         assert values is not None
         raw = np.ascontiguousarray(values).view("<i8")
-        if delta and count > 1:
-            enc = raw.copy()
-            if atom == Atom.FLOAT:
-                np.bitwise_xor(raw[1:], raw[:-1], out=enc[1:])
-            else:
-                np.subtract(raw[1:], raw[:-1], out=enc[1:])
-            raw = enc
-            flags |= FLAG_DELTA
         parts.append(raw.data)
     elif atom == Atom.VECTOR:
         assert values is not None
@@ -173,8 +183,22 @@ def encode_batch(
         assert offsets is not None and data is not None
         parts.append(np.ascontiguousarray(offsets, dtype="<i8").data)
         parts.append(data)
-    head = BATCH_HEADER.pack(count, dim, TS_UNIFORM if timestamps is None else TS_EXPLICIT, 0, 0)
-    return b"".join([head, *parts]), flags
+    head = BATCH_HEADER.pack(count, dim, ts_mode, 0, 0)
+    total = len(head) + sum(memoryview(p).nbytes for p in parts)
+    if compress_threshold is None or total < compress_threshold:
+        return [head, *parts], 0
+    if raw is not None:
+        sample = raw[:8192]
+        if _compresses(_numeric_delta(sample, atom).data):
+            parts[-1] = _numeric_delta(raw, atom).data
+            return [lz4.block.compress(b"".join([head, *parts]), store_size=True)], (
+                FLAG_DELTA | FLAG_LZ4
+            )
+        if not _compresses(sample.data):
+            return [head, *parts], 0
+    elif not _compresses(memoryview(parts[-1]).cast("B")[: 1 << 16]):
+        return [head, *parts], 0
+    return [lz4.block.compress(b"".join([head, *parts]), store_size=True)], FLAG_LZ4
 
 
 def decode_batch(
@@ -188,7 +212,7 @@ def decode_batch(
         timestamps = np.frombuffer(buf, dtype="<i8", count=count, offset=pos).copy()
         pos += 8 * count
     elif ts_mode == TS_UNIFORM:
-        timestamps = np.full(count, ts_header, dtype=np.int64)
+        timestamps = np.broadcast_to(np.int64(ts_header), (count,))
     else:
         raise ValueError(f"unknown batch timestamp mode {ts_mode}")
     atom = Atom(atom)
@@ -273,10 +297,10 @@ def encode_vector(value: np.ndarray) -> tuple[Atom, bytes, object]:
         raise InvalidValueError(f"vector of {value.size} dimensions is too large")
     if value.dtype.kind not in "fiu" or value.dtype == np.bool_:
         raise InvalidValueError(f"a vector must hold numbers, got dtype {value.dtype}")
-    vec = np.ascontiguousarray(value, dtype="<f4")
+    with np.errstate(over="ignore"):
+        vec = np.ascontiguousarray(value, dtype="<f4")
     if value.dtype.kind == "f" and value.dtype.itemsize > 4:
-        with np.errstate(over="ignore"):
-            overflow = np.isfinite(value) & ~np.isfinite(vec)
+        overflow = np.isfinite(value) & ~np.isfinite(vec)
         if overflow.any():
             raise InvalidValueError("vector values overflow float32")
     return Atom.VECTOR, vec.tobytes(), vec.copy()

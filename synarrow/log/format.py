@@ -124,3 +124,19 @@ def encode_entry(ts_us: int, key: bytes, value: bytes, flags: int) -> bytes:
     """One complete entry: header with checksum, key, value."""
     body = ENTRY_BODY_HEADER.pack(ts_us, len(key), len(value), flags) + key + value
     return CRC.pack(crc32(body)) + body
+
+
+def encode_entry_parts(
+    ts_us: int, key: bytes, parts: list[bytes | memoryview], flags: int
+) -> list[bytes | memoryview]:
+    """An entry whose value is the concatenation of ``parts``, without copying them.
+
+    Returns buffers to write one after another (header and key first); the checksum is
+    computed incrementally over the parts.
+    """
+    size = sum(memoryview(p).nbytes for p in parts)
+    head = ENTRY_BODY_HEADER.pack(ts_us, len(key), size, flags) + key
+    crc = crc32(head)
+    for p in parts:
+        crc = crc32(p, crc)
+    return [CRC.pack(crc) + head, *parts]

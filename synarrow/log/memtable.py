@@ -66,10 +66,11 @@ def values_array(
     vectors: np.ndarray | None = None,
 ) -> pa.Array:
     """Build the Arrow array of ``count`` values of one atom type from raw buffers."""
-    if atom == Atom.FLOAT:
-        return pa.array(numbers, type=pa.float64())
-    if atom == Atom.INT:
-        return pa.array(numbers, type=pa.int64())
+    if atom == Atom.FLOAT or atom == Atom.INT:
+        # from_buffers wraps the numpy memory (no copy, and no pandas import as pa.array does)
+        arr = np.ascontiguousarray(numbers, dtype=np.float64 if atom == Atom.FLOAT else np.int64)
+        arrow_type = pa.float64() if atom == Atom.FLOAT else pa.int64()
+        return pa.Array.from_buffers(arrow_type, len(arr), [None, pa.py_buffer(arr)])
     if atom == Atom.NULL:
         return pa.nulls(count)
     if atom in (Atom.TEXT, Atom.BYTES):
@@ -81,7 +82,8 @@ def values_array(
     if atom == Atom.VECTOR:
         assert vectors is not None
         dim = vectors.shape[1] if vectors.ndim == 2 else 0
-        flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))
+        flat_np = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1)
+        flat = pa.Array.from_buffers(pa.float32(), len(flat_np), [None, pa.py_buffer(flat_np)])
         return pa.FixedSizeListArray.from_arrays(flat, dim)
     raise ValueError(f"unknown atom {atom}")
 
@@ -148,6 +150,7 @@ class KeyState:
     delta_segment: int = -1
     delta_atom: int = -1
     delta_prev: int = 0
+    delta_run: int = 0  # delta entries since the last absolute one
     # Bumped whenever the key is deleted, so a compaction that raced with it can tell.
     epoch: int = 0
 

@@ -14,6 +14,7 @@ Damaged bytes are never decoded into values.
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,10 @@ from synarrow.log.format import (
     crc32,
     decode_file_header,
 )
+from synarrow.log.sidecar import read_sidecar
+
+_CRC_AND_LENGTHS = struct.Struct("<I8xHI")
+assert ENTRY_HEADER_SIZE == 19 and ENTRY_LENGTHS_OFFSET == 12
 
 # Extra zero bytes after the data, so vectorised 8-byte reads of short values never run off.
 PAD = 8
@@ -45,6 +50,7 @@ class SegmentScan:
     offsets: np.ndarray  # int64 start of each verified entry, in file order
     valid_end: int  # byte after the last verified entry (where a writer may append)
     skipped: list[tuple[int, int]] = field(default_factory=list)  # repaired ranges
+    dropped: int = 0  # verified entries dropped in repair: their delta base was damaged
 
     @property
     def torn_bytes(self) -> int:
@@ -115,18 +121,15 @@ def walk(data: bytearray, start: int, size: int) -> tuple[list[int], int]:
     """Offsets of consecutive verifying entries from ``start``; and where the walk stopped."""
     offsets: list[int] = []
     append = offsets.append
-    unpack = ENTRY_LENGTHS.unpack_from
+    unpack = _CRC_AND_LENGTHS.unpack_from
+    check = crc32
     mv = memoryview(data)
     off = start
     limit = size - ENTRY_HEADER_SIZE
     while off <= limit:
-        kl, vl = unpack(data, off + ENTRY_LENGTHS_OFFSET)
-        end = off + ENTRY_HEADER_SIZE + kl + vl
-        if (
-            kl == 0
-            or end > size
-            or crc32(mv[off + 4 : end]) != int.from_bytes(mv[off : off + 4], "little")
-        ):
+        crc, kl, vl = unpack(data, off)
+        end = off + 19 + kl + vl
+        if end > size or not kl or check(mv[off + 4 : end]) != crc:
             break
         append(off)
         off = end
@@ -146,6 +149,9 @@ def scan_segment(path: Path, *, repair: bool = False) -> SegmentScan:
         _, segment, base_seq = decode_file_header(bytes(data[:FILE_HEADER_SIZE]))
     except ValueError as exc:
         raise CorruptionError(f"log segment {path}: {exc}") from exc
+    known = read_sidecar(path, data, size)
+    if known is not None:
+        return SegmentScan(path, segment, base_seq, data, size, known, size)
     offsets, stop = walk(data, FILE_HEADER_SIZE, size)
     skipped: list[tuple[int, int]] = []
     while stop < size:

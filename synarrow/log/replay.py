@@ -79,15 +79,7 @@ def replay_segment(
     flags = hdr["fb"] & 0x0F
     atoms = hdr["fb"] >> 4
 
-    # Key of every entry, as an index into `uniq_keys`.
-    key_id = np.empty(n, dtype=np.int64)
-    uniq_keys: list[bytes] = []
-    for kl in np.unique(kl_all):
-        sel = np.flatnonzero(kl_all == kl)
-        raw_keys = _sliding(data, f"V{int(kl)}", size)[offs[sel] + ENTRY_HEADER_SIZE]
-        uk, inv = np.unique(raw_keys, return_inverse=True)
-        key_id[sel] = inv.reshape(-1) + len(uniq_keys)
-        uniq_keys.extend(bytes(k) for k in uk.tolist())
+    key_id, uniq_keys = _key_ids(data, size, offs, kl_all)
     states = [state_for(k) for k in uniq_keys]
 
     # Simple entries: single FLOAT/INT without LZ4, decoded all at once.
@@ -99,27 +91,48 @@ def replay_segment(
         & np.where(is_delta, vl_all <= 8, vl_all == 8)
     )
     order = np.argsort(key_id, kind="stable")
+    broken = _broken_chains(scan, order, key_id, simple, is_delta, offs)
+    if broken.any():
+        if not scan.skipped:
+            raise CorruptionError(f"log segment {scan.path}: delta entry without a base value")
+        # Entries whose delta chain crosses a repaired gap cannot be decoded: drop them too.
+        scan.dropped += int(broken.sum())
+        scan.offsets = offs[~broken]
+        return replay_segment(scan, state_for, on_delete=on_delete)
     values = np.zeros(n, dtype=np.uint64)
     for atom in (Atom.FLOAT, Atom.INT):
         sel = order[simple[order] & (atoms[order] == atom)]
         if not len(sel):
             continue
         raw = _sliding(data, "<u8", size + 8)[value_start[sel]] & _MASKS[vl_all[sel]]
-        reset = ~is_delta[sel]
-        # A delta entry must follow an entry of the same key (the writer guarantees it).
-        first_of_key = np.ones(len(sel), dtype=bool)
-        first_of_key[1:] = key_id[sel][1:] != key_id[sel][:-1]
-        if np.any(first_of_key & ~reset):
-            raise CorruptionError(f"log segment {scan.path}: delta entry without a base value")
-        values[sel] = _segmented_decode(raw, reset, atom == Atom.FLOAT)
+        values[sel] = _segmented_decode(raw, ~is_delta[sel], atom == Atom.FLOAT)
 
     # Per key, in file order.
     sorted_ids = key_id[order]
     bounds = np.flatnonzero(np.diff(sorted_ids)) + 1
     starts = np.concatenate(([0], bounds))
     ends = np.concatenate((bounds, [n]))
+    # Keys whose entries are all simple numbers of one atom take a fast path.
+    s_simple = simple[order]
+    s_atom = atoms[order].astype(np.int64)
+    all_simple = np.logical_and.reduceat(s_simple, starts)
+    one_atom = np.maximum.reduceat(s_atom, starts) == np.minimum.reduceat(s_atom, starts)
+    fast = (all_simple & one_atom).tolist()
+    ts_sorted = ts_all[order].astype(np.int64)
+    vals_sorted = values[order]
     entries = 0
-    for s, e in zip(starts.tolist(), ends.tolist()):
+    for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
+        if fast[i]:
+            state = states[int(sorted_ids[s])]
+            atom = Atom(int(s_atom[s]))
+            nums = vals_sorted[s:e].view(np.float64 if atom == Atom.FLOAT else np.int64)
+            state.add_chunk(
+                TailChunk(atom, ts_sorted[s:e], values_array(atom, e - s, numbers=nums)),
+                nums[-1].item(),
+            )
+            state.delta_segment = -1
+            entries += e - s
+            continue
         rows = order[s:e]
         state = states[int(key_id[rows[0]])]
         tomb = np.flatnonzero(flags[rows] & FLAG_TOMBSTONE)
@@ -135,6 +148,76 @@ def replay_segment(
             scan, state, rows, ts_all, atoms, flags, simple, values, value_start, vl_all
         )
     return entries
+
+
+def _broken_chains(
+    scan: SegmentScan,
+    order: np.ndarray,
+    key_id: np.ndarray,
+    simple: np.ndarray,
+    is_delta: np.ndarray,
+    offs: np.ndarray,
+) -> np.ndarray:
+    """Mask of entries in a delta chain that lacks its base entry.
+
+    A delta entry is decoded from the previous simple entry of the same key (the writer
+    never does otherwise). Its chain is broken when that entry is missing: it is the key's
+    first entry in the segment, or a repaired (skipped) range lies between them.
+    """
+    n = len(offs)
+    sel = order[simple[order]]
+    broken = np.zeros(n, dtype=bool)
+    if not len(sel):
+        return broken
+    gap = np.zeros(len(sel), dtype=np.int64)
+    if scan.skipped:
+        gap = np.searchsorted(np.array([a for a, _ in scan.skipped]), offs[sel])
+    start = np.ones(len(sel), dtype=bool)
+    start[1:] = (key_id[sel][1:] != key_id[sel][:-1]) | (gap[1:] != gap[:-1])
+    start |= ~is_delta[sel]
+    chain = np.cumsum(start) - 1
+    bad_chain = np.zeros(int(chain[-1]) + 1, dtype=bool)
+    heads = np.flatnonzero(start)
+    bad_chain[chain[heads]] = is_delta[sel][heads]
+    broken[sel] = bad_chain[chain]
+    return broken
+
+
+def _key_ids(
+    data: bytearray, size: int, offs: np.ndarray, kl_all: np.ndarray
+) -> tuple[np.ndarray, list[bytes]]:
+    """Index of every entry's key into a list of the distinct keys.
+
+    Keys of each length are hashed to 64 bits with numpy and grouped by hash; every entry's
+    key is then compared byte for byte with its group's first key, and a collision (never seen
+    in practice) falls back to grouping by the bytes themselves.
+    """
+    n = len(offs)
+    key_id = np.empty(n, dtype=np.int64)
+    uniq: list[bytes] = []
+    for kl in np.unique(kl_all).tolist():
+        sel = np.flatnonzero(kl_all == kl)
+        raw = _sliding(data, f"V{kl}", size)[offs[sel] + ENTRY_HEADER_SIZE]
+        words = -(-kl // 8)
+        padded = np.zeros((len(sel), words * 8), dtype=np.uint8)
+        padded[:, :kl] = raw.view(np.uint8).reshape(len(sel), kl)
+        h = np.zeros(len(sel), dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            for w in padded.view("<u8").T:
+                h = (h ^ w) * np.uint64(0x9E3779B97F4A7C15)
+                h ^= h >> np.uint64(29)
+        _, first, inv = np.unique(h, return_index=True, return_inverse=True)
+        inv = inv.reshape(-1)
+        if not np.array_equal(raw, raw[first][inv]):
+            uk, inv = np.unique(raw, return_inverse=True)
+            first = None
+            keys = [bytes(k) for k in uk.tolist()]
+            inv = inv.reshape(-1)
+        else:
+            keys = [bytes(k) for k in raw[first].tolist()]
+        key_id[sel] = inv + len(uniq)
+        uniq.extend(keys)
+    return key_id, uniq
 
 
 def _apply_rows(

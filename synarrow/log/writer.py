@@ -16,10 +16,15 @@ from __future__ import annotations
 import errno
 import os
 import threading
+from array import array
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from synarrow.errors import StorageFullError
 from synarrow.log.format import encode_file_header
+from synarrow.log.sidecar import remove_sidecar, write_sidecar
 
 _SPACE_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
@@ -49,6 +54,7 @@ class LogWriter:
         *,
         existing_size: int | None,
         buffer_bytes: int,
+        existing_offsets: Any = (),
     ) -> None:
         """Open segment ``segment`` for appending.
 
@@ -61,7 +67,9 @@ class LogWriter:
         self._buf = bytearray()
         self._sync_cond = threading.Condition()
         self._syncing = False
-        path = segment_path(directory, segment)
+        # Start offsets of the segment's entries, saved as a sidecar when it is closed.
+        self.offsets = array("q", existing_offsets)
+        path = self.path = segment_path(directory, segment)
         if existing_size is None:
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             self._file_size = 0
@@ -74,6 +82,7 @@ class LogWriter:
                 path.unlink(missing_ok=True)
                 raise
         else:
+            remove_sidecar(path)  # about to change: the sidecar would no longer match
             self._fd = os.open(path, os.O_WRONLY)
             if os.fstat(self._fd).st_size != existing_size:
                 os.ftruncate(self._fd, existing_size)
@@ -102,18 +111,54 @@ class LogWriter:
                 n = os.write(self._fd, view)
                 view = view[n:]
         except OSError as exc:
-            try:
-                os.ftruncate(self._fd, before)
-                os.lseek(self._fd, before, os.SEEK_SET)
-            except OSError:
-                pass
-            if exc.errno in _SPACE_ERRNOS:
-                raise StorageFullError(
-                    f"writing to {segment_path(self.directory, self.segment)} failed: "
-                    f"{os.strerror(exc.errno or 0)}"
-                ) from exc
-            raise
+            view.release()  # the traceback must not pin a caller's bytearray
+            self._undo(before, exc)
+        view.release()
         self._file_size = before + len(data)
+
+    def write_parts(self, parts: list[bytes | memoryview], *, sync: bool) -> int:
+        """Append a large entry given as several buffers, without joining them.
+
+        Buffered bytes are flushed first; the parts go straight to the file.
+        """
+        if self._buf:
+            self.flush()
+        before = self._file_size
+        total = 0
+        self.offsets.append(before)
+        try:
+            views = [memoryview(p).cast("B") for p in parts]
+            total = sum(v.nbytes for v in views)
+            written = 0
+            while written < total:
+                n = os.writev(self._fd, views)
+                written += n
+                # Drop what was written (partial writes are rare but allowed by POSIX).
+                while views and n >= views[0].nbytes:
+                    n -= views[0].nbytes
+                    views.pop(0)
+                if n:
+                    views[0] = views[0][n:]
+        except OSError as exc:
+            self._file_size = before
+            self.offsets.pop()
+            self._undo(before, exc)
+        self._file_size = before + total
+        return self._file_size if sync else self.size
+
+    def _undo(self, before: int, exc: OSError) -> None:
+        """Cut a failed write back out of the file and raise the matching error."""
+        try:
+            os.ftruncate(self._fd, before)
+            os.lseek(self._fd, before, os.SEEK_SET)
+        except OSError:
+            pass
+        if exc.errno in _SPACE_ERRNOS:
+            raise StorageFullError(
+                f"writing to {segment_path(self.directory, self.segment)} failed: "
+                f"{os.strerror(exc.errno or 0)}"
+            ) from exc
+        raise exc
 
     def write(self, data: bytes, *, sync: bool) -> int:
         """Append ``data``; returns the segment offset just after it.
@@ -124,11 +169,23 @@ class LogWriter:
         if sync:
             if self._buf:
                 self.flush()
-            self._write_through(data)
+            self.offsets.append(self._file_size)
+            try:
+                self._write_through(data)
+            except BaseException:
+                self.offsets.pop()
+                raise
             return self._file_size
+        self.offsets.append(self.size)
         self._buf += data
         if len(self._buf) >= self._buffer_bytes:
-            self.flush()
+            try:
+                self.flush()
+            except BaseException:
+                # This entry was not acknowledged: take it back; earlier ones stay buffered.
+                del self._buf[-len(data) :]
+                self.offsets.pop()
+                raise
         return self.size
 
     def flush(self) -> None:
@@ -169,6 +226,10 @@ class LogWriter:
         finally:
             os.close(self._fd)
             self.closed = True
+        try:
+            write_sidecar(self.path, np.frombuffer(self.offsets, dtype=np.int64), self._file_size)
+        except OSError:
+            pass  # only an optimisation for the next open
 
     def abandon(self) -> None:
         """Close without flushing (used after a failure or in tests that simulate a crash)."""
