@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import bench_columnar, bench_core
+from . import bench_columnar, bench_core, bench_tensor
 from .common import Ctx, Row, fmt_value, log, machine_info
 
 HERE = Path(__file__).resolve().parent
@@ -30,8 +30,13 @@ ROOT = HERE.parent
 ISSUES = {
     2: ("Issue 2: storage engine (log, index, durability, recovery)", bench_core.BENCHMARKS),
     3: ("Issue 3: columnar layer (compaction, zero-copy history, SQL)", bench_columnar.BENCHMARKS),
+    5: ("Issue 5: tensors, PyTorch loading, GPU", bench_tensor.BENCHMARKS),
 }
-GROUPS = {"core": list(bench_core.BENCHMARKS), "columnar": list(bench_columnar.BENCHMARKS)}
+GROUPS = {
+    "core": list(bench_core.BENCHMARKS),
+    "columnar": list(bench_columnar.BENCHMARKS),
+    "tensor": list(bench_tensor.BENCHMARKS),
+}
 ALL: dict[str, tuple[int, object]] = {}
 for _issue, (_title, _b) in ISSUES.items():
     for _name, _fn in _b.items():
@@ -238,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                 ctx = Ctx(quick=a.quick, tmp_root=tmp_root)
                 try:
                     ALL[name][1](ctx)
-                except Exception as e:  # noqa: BLE001 - guards inside should catch
+                except Exception as e:
                     ctx.rows.append(Row(ALL[name][0], name, f"({name})", "runner", None, "",
                                         note=f"ERROR {type(e).__name__}: {e}", ref=None))
                 rows += ctx.rows

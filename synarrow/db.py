@@ -433,44 +433,52 @@ class SynaDB:
                 return 0
             now = _time_ns() // 1000
             position = 0
-            for lo, hi in _batch_slices(batch):
-                part = _slice_batch(batch, lo, hi)
-                part_ts = None if ts is None else ts[lo:hi]
-                parts, flags = codec.encode_batch(
-                    part.atom,
-                    part_ts,
-                    part.vectors if part.atom == Atom.VECTOR else part.numbers,
-                    offsets=part.offsets,
-                    data=part.data,
-                    count=hi - lo,
-                    compress_threshold=threshold,
-                )
-                header_ts = int(part_ts[0]) if part_ts is not None else now
-                record = encode_entry_parts(
-                    header_ts, st.key_bytes, parts, flags_byte(flags | FLAG_BATCH, part.atom)
-                )
-                position = writer.write_parts(record, sync=cfg.sync_on_write)
-                self._next_seq += 1
-                # One shared timestamp is a zero-stride view, materialised only when read.
-                chunk_ts = (
-                    np.array(part_ts, dtype=np.int64)
-                    if part_ts is not None
-                    else np.broadcast_to(np.int64(now), (hi - lo,))
-                )
-                chunk = TailChunk(
-                    part.atom,
-                    chunk_ts,
-                    values_array(
+            mark = writer.mark()
+            try:
+                for lo, hi in _batch_slices(batch):
+                    part = _slice_batch(batch, lo, hi)
+                    part_ts = None if ts is None else ts[lo:hi]
+                    parts, flags = codec.encode_batch(
                         part.atom,
-                        hi - lo,
-                        numbers=None if part.numbers is None else part.numbers.copy(),
+                        part_ts,
+                        part.vectors if part.atom == Atom.VECTOR else part.numbers,
                         offsets=part.offsets,
                         data=part.data,
-                        vectors=None if part.vectors is None else part.vectors.copy(),
-                    ),
-                )
-                st.add_chunk(chunk, last_value(chunk))
-                st.delta_atom = -1
+                        count=hi - lo,
+                        compress_threshold=threshold,
+                    )
+                    header_ts = int(part_ts[0]) if part_ts is not None else now
+                    record = encode_entry_parts(
+                        header_ts, st.key_bytes, parts, flags_byte(flags | FLAG_BATCH, part.atom)
+                    )
+                    position = writer.write_parts(record, sync=cfg.sync_on_write)
+                    self._next_seq += 1
+            except BaseException:
+                # All or nothing: a batch split over several entries is cut out whole.
+                self._next_seq -= len(writer.offsets) - mark[1]
+                writer.rollback(mark)
+                raise
+            # One contiguous copy of the whole call (the caller may reuse its arrays); one
+            # shared timestamp is a zero-stride view, materialised only when read.
+            chunk_ts = (
+                np.array(ts, dtype=np.int64)
+                if ts is not None
+                else np.broadcast_to(np.int64(now), (batch.count,))
+            )
+            chunk = TailChunk(
+                batch.atom,
+                chunk_ts,
+                values_array(
+                    batch.atom,
+                    batch.count,
+                    numbers=None if batch.numbers is None else batch.numbers.copy(),
+                    offsets=batch.offsets,
+                    data=batch.data,
+                    vectors=None if batch.vectors is None else batch.vectors.copy(),
+                ),
+            )
+            st.add_chunk(chunk, last_value(chunk))
+            st.delta_atom = -1
             self._after_write(writer)
         if cfg.sync_on_write:
             writer.sync_to(position)
@@ -718,11 +726,13 @@ class SynaDB:
     def get_history_floats(self, key: str) -> np.ndarray:
         """The history of a numeric key as float64 (a read-only zero-copy view when compacted).
 
-        Int histories are converted (a copy). Other types raise ``TypeMismatchError``.
+        Int histories are converted (a copy; ints beyond 2**53 round, as with numpy's
+        ``astype``). Other types raise ``TypeMismatchError``.
         """
         col = self._numeric_column(key)
         if col.type == pa.int64():
-            col = col.cast(pa.float64())
+            # As numpy's astype: ints beyond 2**53 round to the nearest float64.
+            col = col.cast(pa.float64(), safe=False)
         return _to_numpy(col)
 
     def get_history_tensor(self, key: str, dtype: Any = None) -> np.ndarray:
@@ -842,11 +852,19 @@ class SynaDB:
         return connect(self)
 
     def to_pandas(self, key: str) -> Any:
-        """The history as a pandas DataFrame (numeric columns without a copy when possible)."""
+        """The history as a pandas DataFrame (numeric columns without a copy when possible).
+
+        A mixed-type history's ``value`` column is a pandas ``ArrowDtype`` struct column.
+        """
         from synarrow._deps import require
 
-        require("pandas")
-        return self.get_history(key).to_pandas(split_blocks=True, self_destruct=False)
+        pd = require("pandas")
+        table = self.get_history(key)
+        # A mixed-type history is a struct; kept Arrow-backed so its ints stay exact.
+        return table.to_pandas(
+            split_blocks=True,
+            types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_struct(t) else None,
+        )
 
     def to_polars(self, key: str) -> Any:
         """The history as a polars DataFrame."""

@@ -14,9 +14,15 @@ one view per key, by name
     is registered as a view of just its history (``ts``, ``value`` in the key's own Arrow
     type), so DuckDB touches only that key's rows.
 
+``ts`` is a DuckDB ``TIMESTAMP`` holding UTC (Arrow ``timestamp[us]`` without a zone, a
+zero-copy view of the stored ``timestamp[us, UTC]``): ``time_bucket`` then buckets in UTC
+whatever the session time zone, and runs about twice as fast as on ``TIMESTAMPTZ``. Write
+``ts AT TIME ZONE 'UTC'`` where a ``TIMESTAMPTZ`` is wanted.
+
 Columnar data is registered as slices of the memory-mapped record batches (zero-copy: DuckDB
 reads the mapping, projecting only the columns a query uses); the log tail is registered as
-Arrow tables built from the in-memory index.
+Arrow tables built from the in-memory index. DuckDB applies a ``key = ...`` filter on
+``history`` while scanning; a per-key view reads only that key's rows.
 """
 
 from __future__ import annotations
@@ -32,8 +38,9 @@ import numpy as np
 import pyarrow as pa
 
 from synarrow.columnar.ipc import data_schema, key_column
-from synarrow.columnar.schema import history_table, string_array, ts_array
-from synarrow.errors import InvalidArgumentError, SynaError
+from synarrow.columnar.schema import string_array, ts_array
+from synarrow.errors import DatabaseClosedError, InvalidArgumentError, SynaError
+from synarrow.log.memtable import TailChunk
 
 if TYPE_CHECKING:
     from synarrow.db import SynaDB
@@ -101,72 +108,86 @@ def _projection(value_type: pa.DataType, name: str) -> str:
     return f'SELECT key, ts, {select}, {kind} AS type FROM "{name}"'
 
 
-def _sources(db: SynaDB) -> tuple[list[pa.Table], pa.Table]:
-    """Tables of (key, ts, value) covering every live key, and the rows of ``latest``."""
-    by_type: dict[pa.DataType, list[pa.RecordBatch]] = defaultdict(list)
-    tails: dict[pa.DataType, list[tuple[str, pa.Table]]] = defaultdict(list)
-    latest_keys: list[str] = []
-    latest_parts: list[tuple[str, Any]] = []
+_NAIVE_TS = pa.timestamp("us")
+
+
+def naive_ts(table: pa.Table) -> pa.Table:
+    """The table with ``ts`` viewed as ``timestamp[us]`` without a zone (no copy)."""
+    i = table.schema.get_field_index("ts")
+    ts = table.column(i)
+    naive = pa.chunked_array([c.view(_NAIVE_TS) for c in ts.chunks], type=_NAIVE_TS)
+    return table.set_column(i, pa.field("ts", _NAIVE_TS, nullable=False), naive)
+
+
+def _sources(db: SynaDB) -> tuple[list[pa.Table], list[pa.Table]]:
+    """Tables of (key, ts, value) covering every live key, and those of ``latest``.
+
+    Taken under the database lock as references only (chunks are immutable); the tables are
+    assembled outside it. Live slices of one mapped record batch that touch are merged, so
+    DuckDB scans few large views.
+    """
+    slices: dict[tuple[int, int], tuple[Any, list[tuple[int, int]]]] = {}
+    tails: dict[pa.DataType, list[tuple[str, TailChunk]]] = defaultdict(list)
+    lasts: dict[pa.DataType, list[tuple[str, TailChunk]]] = defaultdict(list)
     with db._lock:
         if db._closed:
-            from synarrow.errors import DatabaseClosedError
-
             raise DatabaseClosedError(f"database {db.path} is closed")
         for key, st in db._keys.items():
             if st.latest_atom is None:
                 continue
             for ref in st.base:
-                batch = ref.file.batch(ref.batch).slice(ref.row, ref.count)  # type: ignore[attr-defined]
-                by_type[batch.schema.field("value").type].append(batch)
+                file = ref.file  # type: ignore[attr-defined]
+                batch_no = ref.batch  # type: ignore[attr-defined]
+                entry = slices.setdefault((id(file), batch_no), (ref, []))
+                entry[1].append((ref.row, ref.count))  # type: ignore[attr-defined]
             tail = st.tail_chunks()
-            if tail:
-                table = history_table(tail)
-                tails[table.schema.field("value").type].append((key, table))
-            latest_keys.append(key)
-            latest_parts.append((key, st))
-        last_chunks = [(k, st.parts()[-1]) for k, st in latest_parts]
-    tables = [_merge_slices(batches) for batches in by_type.values()]
-    for t, items in tails.items():
-        keys = [k for k, _ in items]
-        counts = [tab.num_rows for _, tab in items]
-        ts = pa.concat_arrays([c for _, tab in items for c in tab.column("ts").chunks])
-        values = pa.concat_arrays([c for _, tab in items for c in tab.column("value").chunks])
-        tables.append(
-            pa.Table.from_arrays([key_column(keys, counts), ts, values], schema=data_schema(t))
+            for c in tail:
+                tails[c.values.type].append((key, c))
+            last = tail[-1] if tail else st.base[-1].chunk()
+            lasts[last.values.type].append((key, last))
+
+    by_type: dict[pa.DataType, list[pa.RecordBatch]] = defaultdict(list)
+    for ref, ranges in slices.values():
+        batch = ref.file.batch(ref.batch)
+        value_type = batch.schema.field("value").type
+        ranges.sort()
+        start = end = ranges[0][0]
+        for row, count in ranges:
+            if row != end:
+                by_type[value_type].append(batch.slice(start, end - start))
+                start = row
+            end = row + count
+        by_type[value_type].append(batch.slice(start, end - start))
+    tables = [naive_ts(pa.Table.from_batches(b)) for b in by_type.values()]
+    tables += [_keyed_table(t, items, last_only=False) for t, items in tails.items()]
+    latest = [_keyed_table(t, items, last_only=True) for t, items in lasts.items()]
+    return tables, latest
+
+
+def _keyed_table(
+    value_type: pa.DataType, items: list[tuple[str, TailChunk]], *, last_only: bool
+) -> pa.Table:
+    """A (key, ts, value) table from chunks of one value type (or their last entries)."""
+    keys = [k for k, _ in items]
+    if last_only:
+        counts = [1] * len(items)
+        ts = np.array([c.ts[-1] for _, c in items], dtype=np.int64)
+        values = pa.concat_arrays([c.values.slice(len(c) - 1) for _, c in items])
+    else:
+        counts = [len(c) for _, c in items]
+        ts = np.concatenate([c.ts for _, c in items]).astype(np.int64, copy=False)
+        values = pa.concat_arrays([c.values for _, c in items])
+    return naive_ts(
+        pa.Table.from_arrays(
+            [key_column(keys, counts), ts_array(ts), values], schema=data_schema(value_type)
         )
-    latest = [
-        history_table([c]).slice(len(c) - 1).append_column("key", string_array([k]))
-        for k, c in last_chunks
-    ]
-    return tables, latest  # type: ignore[return-value]
-
-
-def _merge_slices(batches: list[pa.RecordBatch]) -> pa.Table:
-    """One table over many slices of mapped batches (neighbouring slices stay separate views)."""
-    return pa.Table.from_batches(batches)
-
-
-def _latest_tables(latest: list[pa.Table]) -> list[pa.Table]:
-    groups: dict[pa.DataType, list[pa.Table]] = defaultdict(list)
-    for t in latest:
-        groups[t.schema.field("value").type].append(t)
-    out = []
-    for vt, items in groups.items():
-        keys = [t.column("key")[0].as_py() for t in items]
-        ts = pa.concat_arrays([t.column("ts").combine_chunks() for t in items])
-        values = pa.concat_arrays([t.column("value").combine_chunks() for t in items])
-        out.append(
-            pa.Table.from_arrays(
-                [key_column(keys, [1] * len(keys)), ts, values], schema=data_schema(vt)
-            )
-        )
-    return out
+    )
 
 
 def register(con: duckdb.DuckDBPyConnection, db: SynaDB, *, prefix: str = "_synarrow") -> None:
     """Register the ``history`` and ``latest`` views of ``db`` on ``con``."""
     tables, latest = _sources(db)
-    for view, sources in (("history", tables), ("latest", _latest_tables(latest))):
+    for view, sources in (("history", tables), ("latest", latest)):
         selects = []
         for i, table in enumerate(sources):
             name = f"{prefix}_{view}_{i}"
@@ -176,7 +197,7 @@ def register(con: duckdb.DuckDBPyConnection, db: SynaDB, *, prefix: str = "_syna
             empty = pa.table(
                 {
                     "key": string_array([]),
-                    "ts": ts_array(np.empty(0, np.int64)),
+                    "ts": ts_array(np.empty(0, np.int64)).view(_NAIVE_TS),
                     "value": pa.nulls(0, pa.float64()),
                 }
             )
@@ -201,12 +222,30 @@ def referenced_names(query: str) -> set[str]:
         return names
 
 
-def register_keys(con: duckdb.DuckDBPyConnection, db: SynaDB, query: str) -> None:
-    """Register a view for every live key the query names in FROM / JOIN."""
-    for name in referenced_names(query):
-        if name in RESERVED_VIEWS or not name or not db.exists(name):
-            continue
-        con.register(name, db.get_history(name))
+def register_keys(
+    con: duckdb.DuckDBPyConnection, db: SynaDB, query: str, previous: set[str] | None = None
+) -> set[str]:
+    """Register a view for every live key the query names in FROM / JOIN; returns them.
+
+    Views of ``previous`` (registered for an earlier query on this connection) are dropped
+    first, so a deleted key is no longer readable. DuckDB names are case-insensitive, so
+    a query naming two keys that differ only in case is refused.
+    """
+    for name in previous or ():
+        con.unregister(name)
+    keys = [n for n in referenced_names(query) if n not in RESERVED_VIEWS and n and db.exists(n)]
+    folded: dict[str, str] = {}
+    for name in keys:
+        other = folded.setdefault(name.lower(), name)
+        if other != name:
+            raise SQLError(
+                f"keys {other!r} and {name!r} differ only in case, which DuckDB names cannot tell "
+                "apart",
+                hint=f"query them as history WHERE key = '{other}' / key = '{name}'",
+            )
+    for name in keys:
+        con.register(name, naive_ts(db.get_history(name)))
+    return set(keys)
 
 
 def connect(db: SynaDB) -> duckdb.DuckDBPyConnection:
@@ -228,8 +267,13 @@ def run_sql(db: SynaDB, query: str, params: Iterable[Any] | None = None) -> pa.T
         if con is None:
             con = db._duck = duckdb.connect()  # type: ignore[attr-defined]
         try:
-            register(con, db)
-            register_keys(con, db, query)
+            state = (db._next_seq, db._columnar.manifest.generation)
+            if getattr(db, "_duck_state", None) != state:
+                register(con, db)
+                db._duck_state = state  # type: ignore[attr-defined]
+            db._duck_keys = register_keys(  # type: ignore[attr-defined]
+                con, db, query, getattr(db, "_duck_keys", None)
+            )
             rel = con.sql(query, params=list(params) if params is not None else None)
             if rel is None:
                 return pa.table({})

@@ -6,8 +6,10 @@ Policy (generations with per-key rewrite):
   in ``MAX_SLICES`` slices already is rewritten whole into the new generation, so its history
   is again one contiguous slice (zero-copy reads);
 * a key with a large columnar part only gets its new entries written, as one more slice;
-* a key with no new entries is left where it is, unless the file holding it is mostly dead
-  (under half its rows still referenced), in which case it moves to the new generation;
+* a key with no new entries is left where it is, unless the file holding it would be mostly
+  dead after this compaction (under half its rows still referenced), or is one of more than
+  ``MAX_SMALL_FILES`` small files (under ``SMALL_FILE_ROWS`` rows): then it moves to the new
+  generation, so dead space is reclaimed and small files are merged;
 * ``full=True`` rewrites every key.
 
 So a compaction costs about the size of what changed, not the size of the database, and
@@ -36,6 +38,9 @@ from synarrow.log.memtable import TailChunk
 
 REWRITE_LIMIT_BYTES = 64 * 1024 * 1024
 MAX_SLICES = 8
+# Files under this many rows count as small; more than MAX_SMALL_FILES of them are merged.
+SMALL_FILE_ROWS = 1 << 20
+MAX_SMALL_FILES = 4
 _NAME_TO_ATOM = {name: atom for atom, name in ATOM_NAMES.items()}
 
 
@@ -96,12 +101,7 @@ def write_generation(
     """Write a new generation for ``snapshots`` (every live key) and commit its manifest."""
     old = store.manifest
     gen = old.generation + 1
-    live_rows: dict[str, int] = defaultdict(int)
-    for snap in snapshots:
-        for ref in snap.base:
-            live_rows[ref.file.path.name] += ref.count
-    file_rows = {f.name: f.rows for f in old.files}
-    dying = {n for n, rows in file_rows.items() if live_rows.get(n, 0) < rows / 2}
+    plan = _plan(old, snapshots, full)
 
     writers: dict[pa.DataType, DataFileWriter] = {}
     names: dict[pa.DataType, str] = {}
@@ -119,21 +119,12 @@ def write_generation(
 
     try:
         for snap in sorted(snapshots, key=lambda s: s.key):
-            in_dying = any(r.file.path.name in dying for r in snap.base)
-            base_bytes = sum(r.nbytes for r in snap.base) if snap.tail else 0
-            rewrite = (
-                full
-                or in_dying
-                or (
-                    snap.tail_count > 0
-                    and (base_bytes <= REWRITE_LIMIT_BYTES or len(snap.base) >= MAX_SLICES)
-                )
-            )
-            if rewrite:
+            action = plan[snap.key]
+            if action == "rewrite":
                 chunks = [r.chunk() for r in snap.base] + snap.tail
                 kept: list[BaseRef] = []
                 result.keys_rewritten += 1
-            elif snap.tail_count:
+            elif action == "append":
                 chunks = list(snap.tail)
                 kept = list(snap.base)
                 result.keys_appended += 1
@@ -184,6 +175,34 @@ def write_generation(
     result.manifest = manifest
     result.files_removed = store.remove_unreferenced()
     return result
+
+
+def _plan(old: Manifest, snapshots: list[KeySnapshot], full: bool) -> dict[str, str]:
+    """Per key: "rewrite" (whole history into the new generation), "append" (only the
+    tail, as one more slice) or "keep" (untouched)."""
+    plan: dict[str, str] = {}
+    for snap in snapshots:
+        if full:
+            plan[snap.key] = "rewrite"
+        elif snap.tail_count:
+            small = sum(r.nbytes for r in snap.base) <= REWRITE_LIMIT_BYTES
+            plan[snap.key] = "rewrite" if small or len(snap.base) >= MAX_SLICES else "append"
+        else:
+            plan[snap.key] = "keep"
+    # Rows each existing file keeps after those rewrites.
+    remaining: dict[str, int] = defaultdict(int)
+    for snap in snapshots:
+        if plan[snap.key] != "rewrite":
+            for ref in snap.base:
+                remaining[ref.file.path.name] += ref.count
+    dying = {f.name for f in old.files if remaining.get(f.name, 0) < f.rows / 2}
+    small = [f.name for f in old.files if f.name not in dying and f.rows < SMALL_FILE_ROWS]
+    if len(small) > MAX_SMALL_FILES:
+        dying.update(small)  # merge the small files of many little compactions into one
+    for snap in snapshots:
+        if plan[snap.key] != "rewrite" and any(r.file.path.name in dying for r in snap.base):
+            plan[snap.key] = "rewrite"
+    return plan
 
 
 def _write_index(path: Path, refs: dict[str, list[BaseRef]], file_ids: dict[str, int]) -> None:

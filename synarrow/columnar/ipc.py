@@ -51,6 +51,7 @@ class DataFileWriter:
         self._writer = ipc.new_file(self._sink, self.schema, options=options)
         self._pending: list[tuple[str, pa.Table]] = []
         self._pending_bytes = 0
+        self._pending_rows = 0
         self.batches = 0
         self.rows = 0
 
@@ -58,9 +59,10 @@ class DataFileWriter:
         """Queue a key's rows; returns (batch index, first row in batch) where they will be."""
         if self._pending_bytes >= BATCH_BYTES:
             self._write_pending()
-        row = sum(t.num_rows for _, t in self._pending)
+        row = self._pending_rows
         self._pending.append((key, table))
         self._pending_bytes += table.nbytes
+        self._pending_rows += table.num_rows
         self.rows += table.num_rows
         return self.batches, row
 
@@ -78,6 +80,7 @@ class DataFileWriter:
         self.batches += 1
         self._pending = []
         self._pending_bytes = 0
+        self._pending_rows = 0
 
     def close(self) -> int:
         """Write what is queued, fsync, close; returns the file size."""

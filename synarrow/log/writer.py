@@ -146,6 +146,20 @@ class LogWriter:
         self._file_size = before + total
         return self._file_size if sync else self.size
 
+    def mark(self) -> tuple[int, int]:
+        """A point to :meth:`rollback` to (buffered bytes are flushed first)."""
+        self.flush()
+        return self._file_size, len(self.offsets)
+
+    def rollback(self, mark: tuple[int, int]) -> None:
+        """Cut everything written since ``mark`` back out of the segment."""
+        size, count = mark
+        self._buf = bytearray()
+        del self.offsets[count:]
+        os.ftruncate(self._fd, size)
+        os.lseek(self._fd, size, os.SEEK_SET)
+        self._file_size = size
+
     def _undo(self, before: int, exc: OSError) -> None:
         """Cut a failed write back out of the file and raise the matching error."""
         try:
