@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import bench_columnar, bench_core, bench_tensor
+from . import bench_columnar, bench_core, bench_experiment, bench_tensor
 from .common import Ctx, Row, fmt_value, log, machine_info
 
 HERE = Path(__file__).resolve().parent
@@ -31,11 +31,13 @@ ISSUES = {
     2: ("Issue 2: storage engine (log, index, durability, recovery)", bench_core.BENCHMARKS),
     3: ("Issue 3: columnar layer (compaction, zero-copy history, SQL)", bench_columnar.BENCHMARKS),
     5: ("Issue 5: tensors, PyTorch loading, GPU", bench_tensor.BENCHMARKS),
+    6: ("Issue 6: experiment tracking and model registry", bench_experiment.BENCHMARKS),
 }
 GROUPS = {
     "core": list(bench_core.BENCHMARKS),
     "columnar": list(bench_columnar.BENCHMARKS),
     "tensor": list(bench_tensor.BENCHMARKS),
+    "experiment": list(bench_experiment.BENCHMARKS),
 }
 ALL: dict[str, tuple[int, object]] = {}
 for _issue, (_title, _b) in ISSUES.items():

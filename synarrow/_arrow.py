@@ -169,7 +169,9 @@ def _datetime_us(value: _dt.datetime) -> int:
 
 def to_timestamp_us(value: Any) -> int:
     """One timestamp as int microseconds since the epoch (naive datetimes are taken as UTC)."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        if not -(1 << 63) <= int(value) < 1 << 63:
+            raise InvalidArgumentError(f"timestamp {value} is outside the int64 range")
         return int(value)
     if isinstance(value, _dt.datetime):
         return _datetime_us(value)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import builtins
 import fnmatch
 import os
+import re
 import struct
 import threading
 import time
@@ -304,19 +305,22 @@ class SynaDB:
             self._keys[key] = st
         return st
 
-    def append(self, key: str, value: Any) -> int:
+    def append(self, key: str, value: Any, *, timestamp: Any = None) -> int:
         """Append ``value`` to the history of ``key``; returns the entry's sequence number.
 
         Values are atoms: ``None``, ``float``, ``int`` (int64), ``str``, ``bytes`` and 1-D
         float32 vectors (numpy arrays). ``bool`` is refused rather than silently stored as int.
-        Sequence numbers grow by one per log entry across the life of the database.
+        ``timestamp`` (default: now) is a ``datetime`` (naive means UTC), ``datetime64`` or
+        int microseconds since the epoch. Sequence numbers grow by one per log entry across
+        the life of the database.
         """
+        ts = None if timestamp is None else _arrow.to_timestamp_us(timestamp)
         t = type(value)
         if t is float or (t is int and _INT64_MIN <= value <= _INT64_MAX):
-            return self._append_number(key, value, _FLOAT if t is float else _INT)
+            return self._append_number(key, value, _FLOAT if t is float else _INT, ts)
         atom, payload, value = codec.encode_single(value)
         if atom == Atom.FLOAT or atom == Atom.INT:
-            return self._append_number(key, value, atom)
+            return self._append_number(key, value, atom, ts)
         flags = 0
         stored = payload
         cfg = self.config
@@ -328,7 +332,8 @@ class SynaDB:
         with self._lock:
             writer = self._writable()
             st = self._key_state(key)
-            ts = _time_ns() // 1000
+            if ts is None:
+                ts = _time_ns() // 1000
             position = writer.write(
                 encode_entry(ts, st.key_bytes, stored, (atom << 4) | flags), sync=sync
             )
@@ -342,7 +347,7 @@ class SynaDB:
             writer.sync_to(position)
         return seq
 
-    def _append_number(self, key: str, value: float | int, atom: Atom) -> int:
+    def _append_number(self, key: str, value: float | int, atom: Atom, ts: int | None) -> int:
         """The hot path of ``append`` for floats and ints: one entry, a few microseconds."""
         with self._lock:
             writer = self._writer
@@ -351,7 +356,8 @@ class SynaDB:
             st = self._keys.get(key) if type(key) is str else None
             if st is None:
                 st = self._key_state(key)
-            ts = _time_ns() // 1000
+            if ts is None:
+                ts = _time_ns() // 1000
             if atom == _FLOAT:
                 vb = _pack_d(value)
                 cur = int.from_bytes(vb, "little")
@@ -701,7 +707,8 @@ class SynaDB:
         if pattern is not None:
             if not any(c in pattern for c in "*?["):
                 return [pattern] if pattern in live else []
-            live = [k for k in live if fnmatch.fnmatchcase(k, pattern)]
+            literal = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+            live = [k for k in live if k.startswith(literal) and fnmatch.fnmatchcase(k, pattern)]
         return sorted(live)
 
     def __iter__(self) -> Iterator[str]:

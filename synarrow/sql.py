@@ -184,14 +184,26 @@ def _keyed_table(
     )
 
 
-def register(con: duckdb.DuckDBPyConnection, db: SynaDB, *, prefix: str = "_synarrow") -> None:
-    """Register the ``history`` and ``latest`` views of ``db`` on ``con``."""
+def register(
+    con: duckdb.DuckDBPyConnection,
+    db: SynaDB,
+    *,
+    prefix: str = "_synarrow",
+    previous: set[str] | None = None,
+) -> set[str]:
+    """Register the ``history`` and ``latest`` views of ``db`` on ``con``.
+
+    Returns the names of the source tables registered; pass them as ``previous`` to the next
+    registration on the same connection so sources no longer needed are dropped.
+    """
     tables, latest = _sources(db)
+    registered: set[str] = set()
     for view, sources in (("history", tables), ("latest", latest)):
         selects = []
         for i, table in enumerate(sources):
             name = f"{prefix}_{view}_{i}"
             con.register(name, table)
+            registered.add(name)
             selects.append(_projection(table.schema.field("value").type, name))
         if not selects:
             empty = pa.table(
@@ -203,8 +215,13 @@ def register(con: duckdb.DuckDBPyConnection, db: SynaDB, *, prefix: str = "_syna
             )
             name = f"{prefix}_{view}_empty"
             con.register(name, empty)
+            registered.add(name)
             selects.append(_projection(pa.float64(), name))
         con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS ' + " UNION ALL ".join(selects))
+    # Sources of an earlier registration that are no longer used would pin old tables.
+    for name in (previous or set()) - registered:
+        con.unregister(name)
+    return registered
 
 
 _FROM_NAME = re.compile(r'(?:FROM|JOIN)\s+("(?:[^"]|"")+"|[A-Za-z_][\w]*)', re.IGNORECASE)
@@ -269,7 +286,9 @@ def run_sql(db: SynaDB, query: str, params: Iterable[Any] | None = None) -> pa.T
         try:
             state = (db._next_seq, db._columnar.manifest.generation)
             if getattr(db, "_duck_state", None) != state:
-                register(con, db)
+                db._duck_sources = register(  # type: ignore[attr-defined]
+                    con, db, previous=getattr(db, "_duck_sources", None)
+                )
                 db._duck_state = state  # type: ignore[attr-defined]
             db._duck_keys = register_keys(  # type: ignore[attr-defined]
                 con, db, query, getattr(db, "_duck_keys", None)

@@ -403,3 +403,17 @@ def test_read_only_directory(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("READONLY") == 2 and "VALUE 1.0" in out.stdout
     assert {p: p.read_bytes() for p in path.rglob("*") if p.is_file()} == before
+
+
+def test_append_with_explicit_timestamp(db: synarrow.SynaDB) -> None:
+    when = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
+    db.append("k", 1.0, timestamp=when)
+    db.append("k", "two", timestamp=np.datetime64("2026-03-01T12:00:01"))
+    db.append("k", 3, timestamp=1_772_366_402_000_000)
+    ts = db.get_history("k").column("ts").to_pylist()
+    assert ts[0] == when and (ts[1] - when).total_seconds() == 1.0
+    assert ts[2] == dt.datetime(2026, 3, 1, 12, 0, 2, tzinfo=dt.timezone.utc)
+    for bad in ("yesterday", 1 << 70, True):
+        with pytest.raises(synarrow.InvalidArgumentError):
+            db.append("k", 4.0, timestamp=bad)
+    assert len(db.get_history("k")) == 3

@@ -14,6 +14,7 @@ import pytest
 
 import synarrow
 from synarrow import DbConfig
+from synarrow.log import writer as writer_mod
 
 
 def test_thread_stress_no_torn_reads(db_path: Path) -> None:
@@ -76,7 +77,7 @@ def test_group_commit_shares_fsyncs(db_path: Path, monkeypatch: pytest.MonkeyPat
         real_fsync(fd)
 
     db = synarrow.SynaDB(db_path, DbConfig(sync_on_write=True, auto_compact=False))
-    monkeypatch.setattr(os, "fsync", counting_fsync)
+    monkeypatch.setattr(writer_mod, "sync_data", counting_fsync)
     per_thread = 200
 
     def work(t: int) -> None:
@@ -88,7 +89,7 @@ def test_group_commit_shares_fsyncs(db_path: Path, monkeypatch: pytest.MonkeyPat
         t.start()
     for t in threads:
         t.join()
-    monkeypatch.setattr(os, "fsync", real_fsync)
+    monkeypatch.setattr(writer_mod, "sync_data", real_fsync)
     assert calls < 8 * per_thread  # fewer fsyncs than writes: they were shared
     db.close()
     with synarrow.SynaDB(db_path) as again:

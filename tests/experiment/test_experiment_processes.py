@@ -1,0 +1,181 @@
+"""Several real processes on one experiment store.
+
+The rule under test: one writer process at a time. A second writer gets
+DatabaseLockedError at once (or waits up to ``timeout``); read-only experiments read while a
+writer writes; a writer that dies leaves its runs ``killed`` with the metrics it flushed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import synarrow
+from synarrow import DatabaseLockedError, NotFoundError
+
+
+def _spawn(code: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+HOLDER = """
+    import sys, synarrow
+    exp = synarrow.Experiment("e", sys.argv[1])
+    with exp.start_run("holder") as run:
+        for i in range(10):
+            run.log_metric("loss", float(i))
+    run2 = exp.start_run("open")
+    print(run.id, run2.id, flush=True)
+    sys.stdin.readline()          # hold the writer lock until told to go
+    run2.end()
+    exp.close()
+"""
+
+
+def test_second_writer_fails_fast_reader_reads_and_waiter_waits(tmp_path: Path) -> None:
+    store = tmp_path / "exp.db"
+    holder = _spawn(HOLDER, str(store))
+    try:
+        done_id, open_id = holder.stdout.readline().split()  # type: ignore[union-attr]
+        t0 = time.monotonic()
+        with pytest.raises(DatabaseLockedError) as info:
+            synarrow.Experiment("e", store)
+        assert time.monotonic() - t0 < 3.0  # no waiting: fails at once
+        assert "another process" in str(info.value) and "timeout" in str(info.value)
+        with pytest.raises(DatabaseLockedError):
+            synarrow.ModelRegistry(store)
+        with synarrow.Experiment("e", store, readonly=True) as reader:
+            assert reader.get_run(done_id).status == "completed"
+            assert reader.get_run(open_id).status == "running"
+            np.testing.assert_array_equal(reader.get_metric_tensor(done_id, "loss"), range(10))
+            assert reader.sql("SELECT count(*) AS n FROM metrics").to_pylist() == [{"n": 10}]
+        # release the holder shortly; a waiting writer gets the store once it is free
+        holder.stdin.write("go\n")  # type: ignore[union-attr]
+        holder.stdin.flush()  # type: ignore[union-attr]
+        with synarrow.Experiment("e", store, timeout=30) as exp:
+            assert exp.get_run(open_id).status == "completed"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+TRIAL = """
+    import sys, synarrow
+    exp = synarrow.Experiment("trials", sys.argv[1], timeout=60)
+    with exp.start_run(sys.argv[2]) as run:
+        run.log_param("trial", sys.argv[2])
+        for i in range(200):
+            run.log_metric("loss", 1.0 / (i + 1), step=i)
+    exp.close()
+"""
+
+
+def test_parallel_trials_with_timeout_take_turns(tmp_path: Path) -> None:
+    store = tmp_path / "exp.db"
+    procs = [_spawn(TRIAL, str(store), f"t{i}") for i in range(3)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    with synarrow.Experiment("trials", store) as exp:
+        runs = exp.query(filter={"status": "completed"})
+        assert sorted(r.name for r in runs) == ["t0", "t1", "t2"]
+        for r in runs:
+            np.testing.assert_allclose(exp.get_metric_tensor(r.id, "loss"), 1.0 / np.arange(1, 201))
+
+
+KILLED = """
+    import sys, time, synarrow
+    exp = synarrow.Experiment("e", sys.argv[1], flush_interval=0.05)
+    run = exp.start_run("doomed")
+    for i in range(5):
+        run.log_metric("loss", float(i))
+    print(run.id, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_killed_writer_leaves_run_killed_with_flushed_metrics(tmp_path: Path) -> None:
+    store = tmp_path / "exp.db"
+    proc = _spawn(KILLED, str(store))
+    try:
+        run_id = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        deadline = time.monotonic() + 20
+        seen: list[float] = []
+        while time.monotonic() < deadline and len(seen) < 5:  # the background flush
+            with synarrow.Experiment("e", store, readonly=True) as reader:
+                try:
+                    seen = list(reader.get_metric_tensor(run_id, "loss"))
+                except NotFoundError:
+                    pass
+            time.sleep(0.05)
+        assert seen == [0.0, 1.0, 2.0, 3.0, 4.0]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        proc.kill()
+        proc.wait()
+    with synarrow.Experiment("e", store, timeout=10) as exp:
+        run = exp.get_run(run_id)
+        assert run.status == "killed" and run.end_time is not None
+        np.testing.assert_array_equal(exp.get_metric_tensor(run_id, "loss"), range(5))
+
+
+EXITS = """
+    import sys, synarrow
+    exp = synarrow.Experiment("e", sys.argv[1], flush_interval=3600)
+    run = exp.start_run("forgotten")
+    for i in range(7):
+        run.log_metric("loss", float(i))
+    print(run.id, flush=True)
+    # exits without ending the run or closing the experiment
+"""
+
+
+def test_interpreter_exit_ends_open_runs_and_writes_metrics(tmp_path: Path) -> None:
+    store = tmp_path / "exp.db"
+    proc = _spawn(EXITS, str(store))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    with synarrow.Experiment("e", store) as exp:
+        run = exp.get_run(out.strip())
+        assert run.status == "killed"
+        np.testing.assert_array_equal(exp.get_metric_tensor(run.id, "loss"), range(7))
+
+
+def _forked_child(path: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    try:
+        synarrow.Experiment("e", path)
+        queue.put("opened")
+    except DatabaseLockedError:
+        queue.put("DatabaseLockedError")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork")
+def test_forked_worker_does_not_reuse_parent_handle(tmp_path: Path) -> None:
+    store = tmp_path / "exp.db"
+    ctx = multiprocessing.get_context("fork")
+    with synarrow.Experiment("e", store) as exp:
+        with exp.start_run() as run:
+            queue = ctx.Queue()
+            child = ctx.Process(target=_forked_child, args=(str(store), queue))
+            child.start()
+            result = queue.get(timeout=60)
+            child.join(60)
+            run.log_metric("loss", 1.0)  # the parent still logs normally
+        assert result == "DatabaseLockedError"
+        np.testing.assert_array_equal(exp.get_metric_tensor(run.id, "loss"), [1.0])
