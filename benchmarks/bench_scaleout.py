@@ -33,7 +33,7 @@ perf = time.perf_counter
 def _safe_close(obj) -> None:
     try:
         obj.close()
-    except Exception:  # noqa: BLE001 - cleanup only
+    except Exception:  # cleanup only
         pass
 
 
@@ -56,7 +56,6 @@ def _history_db(ctx: Ctx, d: str, n: int, key: str = "x"):
 
 def bench_flight_get(ctx: Ctx) -> list[Row]:
     """do_get of one key's history over loopback."""
-    import pyarrow as pa
     import pyarrow.flight as fl
 
     start = len(ctx.rows)
@@ -94,8 +93,16 @@ def bench_flight_get(ctx: Ctx) -> list[Row]:
                     client.close()
                     server.shutdown()
                 ctx.add(
-                    Row(ISSUE, b, fig, ref, nbytes / dt / 1e9, "GB/s", ref=None,
-                        note=f"same table from memory, same ~8 MiB batches; {note}")
+                    Row(
+                        ISSUE,
+                        b,
+                        fig,
+                        ref,
+                        nbytes / dt / 1e9,
+                        "GB/s",
+                        ref=None,
+                        note=f"same table from memory, same ~8 MiB batches; {note}",
+                    )
                 )
 
             tgt = dict(target=("min", 1.0), target_text="≥ 1 GB/s")
@@ -115,11 +122,21 @@ def bench_flight_get(ctx: Ctx) -> list[Row]:
                     client.close()
                     server.shutdown()
                 ctx.add(
-                    Row(ISSUE, b, fig, "synarrow", nbytes / dt / 1e9, "GB/s", ref=ref,
-                        note=(f"{nbytes / 1e6:.0f} MB in {dt * 1e3:.0f} ms; values equal: {ok}; "
-                              f"{note}; SQL 'SELECT * FROM history' over Flight: "
-                              f"{n / sql_dt / 1e6:.3g}M rows/s"),
-                        **tgt)
+                    Row(
+                        ISSUE,
+                        b,
+                        fig,
+                        "synarrow",
+                        nbytes / dt / 1e9,
+                        "GB/s",
+                        ref=ref,
+                        note=(
+                            f"{nbytes / 1e6:.0f} MB in {dt * 1e3:.0f} ms; values equal: {ok}; "
+                            f"{note}; SQL 'SELECT * FROM history' over Flight: "
+                            f"{n / sql_dt / 1e6:.3g}M rows/s"
+                        ),
+                        **tgt,
+                    )
                 )
         finally:
             _safe_close(db)
@@ -142,11 +159,11 @@ def bench_flight_put(ctx: Ctx) -> list[Row]:
     fig = f"do_put of {n / 1e6:g}M (ts, value) rows"
     ref = "pyarrow flight"
     ts = T0_US + np.arange(n, dtype=np.int64) * 1_000_000
-    table = pa.table({"ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
-                      "value": sensor_series(n)})
+    table = pa.table({"ts": pa.array(ts, pa.timestamp("us", tz="UTC")), "value": sensor_series(n)})
     from synarrow.flight import PUT_BATCH_ROWS
 
     with ctx.guard(ISSUE, b, fig, ref, "values/s", ref=None):
+
         class Sink(fl.FlightServerBase):
             def do_put(self, context, descriptor, reader, writer):
                 for _ in reader:
@@ -155,16 +172,59 @@ def bench_flight_put(ctx: Ctx) -> list[Row]:
         server = Sink("grpc://127.0.0.1:0")
         client = fl.connect(f"grpc://127.0.0.1:{server.port}")
         try:
+
             def put() -> None:
                 w, _ = client.do_put(fl.FlightDescriptor.for_path("x"), table.schema)
                 w.write_table(table, max_chunksize=PUT_BATCH_ROWS)
                 w.close()
+
             dt = best_time(put, 3, budget_s=6)
         finally:
             client.close()
             server.shutdown()
-        ctx.add(Row(ISSUE, b, fig, ref, n / dt, "values/s", ref=None,
-                    note=f"server only reads the stream; batches of {PUT_BATCH_ROWS:,} rows"))
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig,
+                ref,
+                n / dt,
+                "values/s",
+                ref=None,
+                note=f"server only reads the stream; batches of {PUT_BATCH_ROWS:,} rows",
+            )
+        )
+
+    local = "append_batch, no Flight"
+    with ctx.guard(ISSUE, b, fig, local, "values/s", ref=None):
+        # The core's own speed on the same batches: the ceiling for do_put.
+        times = []
+        for _ in range(3):
+            with ctx.tmpdir("localput") as d:
+                db = sa_open(os.path.join(d, "sa.db"), sync_on_write=False, auto_compact=False)
+                try:
+                    batches = table.to_batches(max_chunksize=PUT_BATCH_ROWS)
+                    t0 = perf()
+                    for batch in batches:
+                        db.append_batch("x", batch.column(1), timestamps=batch.column(0))
+                    times.append(perf() - t0)
+                finally:
+                    _safe_close(db)
+            if sum(times) > 6:
+                break
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig,
+                local,
+                n / min(times),
+                "values/s",
+                ref=None,
+                note=f"db.append_batch of the same {PUT_BATCH_ROWS:,}-row batches, "
+                "DbConfig(sync_on_write=False): the ceiling for do_put",
+            )
+        )
 
     tgt = dict(target=("min", 20e6), target_text="≥ 20M values/s")
     variants = (
@@ -177,7 +237,7 @@ def bench_flight_put(ctx: Ctx) -> list[Row]:
             from synarrow.flight import FlightClient, FlightServer
 
             times, ok = [], True
-            for rep in range(3):
+            for _ in range(3):
                 with ctx.tmpdir("flightput") as d:
                     db = sa_open(os.path.join(d, "sa.db"), auto_compact=False, **config)
                     server = FlightServer(db)
@@ -186,8 +246,11 @@ def bench_flight_put(ctx: Ctx) -> list[Row]:
                         t0 = perf()
                         rows = client.put_table("x", table)
                         times.append(perf() - t0)
-                        ok = ok and rows == n and db.get_history("x").column("value").equals(
-                            table.column("value"))
+                        ok = (
+                            ok
+                            and rows == n
+                            and db.get_history("x").column("value").equals(table.column("value"))
+                        )
                     finally:
                         client.close()
                         server.shutdown()
@@ -195,10 +258,23 @@ def bench_flight_put(ctx: Ctx) -> list[Row]:
                 if sum(times) > 6:
                     break
             dt = min(times)
-            ctx.add(Row(ISSUE, b, fig, system, n / dt, "values/s", ref=ref,
-                        note=(f"FlightClient.put_table -> db.append_batch per batch of "
-                              f"{PUT_BATCH_ROWS:,}; DbConfig({_kw(config)}); best of {len(times)}; "
-                              f"history equal: {ok}"), **kw))
+            ctx.add(
+                Row(
+                    ISSUE,
+                    b,
+                    fig,
+                    system,
+                    n / dt,
+                    "values/s",
+                    ref=ref,
+                    note=(
+                        f"FlightClient.put_table -> db.append_batch per batch of "
+                        f"{PUT_BATCH_ROWS:,}; DbConfig({_kw(config)}); best of {len(times)}; "
+                        f"history equal: {ok}"
+                    ),
+                    **kw,
+                )
+            )
     return ctx.rows[start:]
 
 
@@ -231,18 +307,38 @@ def bench_export_dataset(ctx: Ctx) -> list[Row]:
 
     with ctx.tmpdir("export") as d:
         with ctx.guard(ISSUE, b, fig, ref, "s", ref=None):
-            table = pa.table({
-                "key": pa.array(np.repeat(np.array(keys, dtype=object), per), pa.string()),
-                "ts": pa.array(np.tile(ts, nkeys), pa.timestamp("us", tz="UTC")),
-                "value": values,
-            })
+            table = pa.table(
+                {
+                    "key": pa.array(np.repeat(np.array(keys, dtype=object), per), pa.string()),
+                    "ts": pa.array(np.tile(ts, nkeys), pa.timestamp("us", tz="UTC")),
+                    "value": values,
+                }
+            )
             out = os.path.join(d, "ref")
-            dt = best_time(lambda: pq.write_to_dataset(table, out, partition_cols=["key"]), 3,
-                           budget_s=15, setup=lambda: shutil.rmtree(out, ignore_errors=True))
+            holder = [table]
+            del table  # freed before synarrow's side runs
+
+            def write_ref() -> None:
+                pq.write_to_dataset(holder[0], out, partition_cols=["key"])
+
+            dt = best_time(
+                write_ref, 3, budget_s=15, setup=lambda: shutil.rmtree(out, ignore_errors=True)
+            )
+            holder.clear()
             rows = count(out)
-            del table
-            ctx.add(Row(ISSUE, b, fig, ref, dt, "s", higher_better=False, ref=None,
-                        note=f"one in-memory table with a key column; rows read back: {rows:,}"))
+            ctx.add(
+                Row(
+                    ISSUE,
+                    b,
+                    fig,
+                    ref,
+                    dt,
+                    "s",
+                    higher_better=False,
+                    ref=None,
+                    note=f"one in-memory table with a key column; rows read back: {rows:,}",
+                )
+            )
 
         tgt = dict(target=("ratio", 1 / 1.2), target_text="within 1.2x of write_to_dataset")
         with ctx.guard(ISSUE, b, fig, "synarrow", "s", higher_better=False, ref=ref, **tgt):
@@ -251,17 +347,35 @@ def bench_export_dataset(ctx: Ctx) -> list[Row]:
             db = sa_open(os.path.join(d, "sa.db"), sync_on_write=False, auto_compact=False)
             try:
                 for i, key in enumerate(keys):
-                    db.append_batch(key, values[i * per:(i + 1) * per], timestamps=ts)
+                    db.append_batch(key, values[i * per : (i + 1) * per], timestamps=ts)
                 db.compact()
                 out = os.path.join(d, "ours")
-                dt = best_time(lambda: export_dataset(db, out), 3, budget_s=15,
-                               setup=lambda: shutil.rmtree(out, ignore_errors=True))
+                dt = best_time(
+                    lambda: export_dataset(db, out),
+                    3,
+                    budget_s=15,
+                    setup=lambda: shutil.rmtree(out, ignore_errors=True),
+                )
                 rows = count(out)
             finally:
                 _safe_close(db)
-            ctx.add(Row(ISSUE, b, fig, "synarrow", dt, "s", higher_better=False, ref=ref,
-                        note=(f"export_dataset(db, dir) from a compacted db; {note}; "
-                              f"rows: {rows:,}; {n / dt / 1e6:.3g}M points/s"), **tgt))
+            ctx.add(
+                Row(
+                    ISSUE,
+                    b,
+                    fig,
+                    "synarrow",
+                    dt,
+                    "s",
+                    higher_better=False,
+                    ref=ref,
+                    note=(
+                        f"export_dataset(db, dir) from a compacted db; {note}; "
+                        f"rows: {rows:,}; {n / dt / 1e6:.3g}M points/s"
+                    ),
+                    **tgt,
+                )
+            )
     return ctx.rows[start:]
 
 

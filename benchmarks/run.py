@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import bench_columnar, bench_core, bench_experiment, bench_tensor
+from . import bench_columnar, bench_core, bench_experiment, bench_scaleout, bench_tensor
 from .common import Ctx, Row, fmt_value, log, machine_info
 
 HERE = Path(__file__).resolve().parent
@@ -32,12 +32,14 @@ ISSUES = {
     3: ("Issue 3: columnar layer (compaction, zero-copy history, SQL)", bench_columnar.BENCHMARKS),
     5: ("Issue 5: tensors, PyTorch loading, GPU", bench_tensor.BENCHMARKS),
     6: ("Issue 6: experiment tracking and model registry", bench_experiment.BENCHMARKS),
+    7: ("Issue 7: scale-out (Arrow Flight, dataset export)", bench_scaleout.BENCHMARKS),
 }
 GROUPS = {
     "core": list(bench_core.BENCHMARKS),
     "columnar": list(bench_columnar.BENCHMARKS),
     "tensor": list(bench_tensor.BENCHMARKS),
     "experiment": list(bench_experiment.BENCHMARKS),
+    "scaleout": list(bench_scaleout.BENCHMARKS),
 }
 ALL: dict[str, tuple[int, object]] = {}
 for _issue, (_title, _b) in ISSUES.items():

@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from synarrow import _arrow
-from synarrow.columnar.schema import history_table
+from synarrow.columnar.schema import history_table, numpy_dtype
 from synarrow.columnar.store import ColumnarStore
 from synarrow.config import DbConfig
 from synarrow.errors import (
@@ -72,6 +72,7 @@ if TYPE_CHECKING:
     import duckdb
 
 _MARKER = "SYNARROW"
+_OWN_FILES = {"LOCK", "log", "columnar", "config.json", "config.tmp"}
 _BATCH_CHUNK_BYTES = 64 * 1024 * 1024
 _time_ns = time.time_ns
 _pack_d = struct.Struct("<d").pack
@@ -171,15 +172,18 @@ class SynaDB:
             return
         try:
             if p.is_dir():
-                if not (p / _MARKER).exists() and any(p.iterdir()):
+                names = {c.name for c in p.iterdir()}
+                # Another process may be creating this database right now: its own files
+                # (the lock first) appear before the marker.
+                if _MARKER not in names and names - _OWN_FILES:
                     raise InvalidPathError(
                         f"{p} is a non-empty directory that is not a synarrow database"
                     )
             else:
-                p.mkdir(parents=True)
-            (p / "log").mkdir(exist_ok=True)
+                p.mkdir(parents=True, exist_ok=True)
             self._writer_lock = WriterLock(p)
             self._writer_lock.acquire()
+            (p / "log").mkdir(exist_ok=True)
             marker = p / _MARKER
             if not marker.exists():
                 marker.write_text(f"synarrow database, log format {FORMAT_VERSION}\n")
@@ -858,6 +862,24 @@ class SynaDB:
 
         return connect(self)
 
+    def export_dataset(
+        self,
+        uri: str | os.PathLike[str],
+        format: str = "parquet",
+        partition_by: str | None = "key",
+        **options: Any,
+    ) -> Any:
+        """Write the store as a Hive-partitioned Parquet (or Arrow) dataset for other engines.
+
+        ``uri`` is a local directory or any fsspec URI; DuckDB, pyarrow.dataset, Dask, Ray and
+        Spark read the result as is. Options: see :func:`synarrow.export.export_dataset`.
+
+        >>> db.export_dataset("out/", partition_by="key")  # doctest: +SKIP
+        """
+        from synarrow.export import export_dataset
+
+        return export_dataset(self, uri, format, partition_by, **options)
+
     def to_pandas(self, key: str) -> Any:
         """The history as a pandas DataFrame (numeric columns without a copy when possible).
 
@@ -1027,17 +1049,26 @@ def _slice_batch(batch: _arrow.BatchValues, lo: int, hi: int) -> _arrow.BatchVal
 
 
 def _to_numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """numpy view of a numeric column (a copy only when it has several chunks).
+
+    Built from the Arrow buffer directly: pyarrow's ``to_numpy`` imports pandas on its first
+    call, which costs about half a second.
+    """
     if isinstance(col, pa.ChunkedArray):
         if col.num_chunks == 1:
             col = col.chunk(0)
-        elif col.num_chunks == 0:
-            return np.empty(0, dtype=col.type.to_pandas_dtype())
         else:
-            return np.concatenate([c.to_numpy(zero_copy_only=False) for c in col.chunks])
-    try:
-        return col.to_numpy(zero_copy_only=True)
-    except pa.ArrowInvalid:
-        return col.to_numpy(zero_copy_only=False)
+            dtype = numpy_dtype(col.type)
+            if col.num_chunks == 0:
+                return np.empty(0, dtype=dtype)
+            return np.concatenate([_to_numpy(c) for c in col.chunks])
+    if col.null_count == 0 and (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
+        dtype = numpy_dtype(col.type)
+        buf = col.buffers()[1]
+        arr = np.frombuffer(buf, dtype=dtype, count=col.offset + len(col))[col.offset :]
+        arr.flags.writeable = False
+        return arr
+    return col.to_numpy(zero_copy_only=False)
 
 
 def _cast_checked(arr: np.ndarray, dtype: np.dtype, key: str) -> np.ndarray:

@@ -26,12 +26,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from synarrow.columnar.ipc import DataFileWriter
 from synarrow.columnar.manifest import DataFile, Manifest, commit_manifest
-from synarrow.columnar.schema import history_table
+from synarrow.columnar.schema import history_table, numeric_array, numpy_dtype, string_array
 from synarrow.columnar.store import INDEX_SCHEMA, BaseRef, ColumnarStore
 from synarrow.log.format import ATOM_NAMES, Atom
 from synarrow.log.memtable import TailChunk
@@ -207,17 +208,23 @@ def _plan(old: Manifest, snapshots: list[KeySnapshot], full: bool) -> dict[str, 
 
 def _write_index(path: Path, refs: dict[str, list[BaseRef]], file_ids: dict[str, int]) -> None:
     """Write the key index (Arrow IPC, fsynced); ``file_ids`` numbers the manifest's files."""
-    cols: dict[str, list] = {name: [] for name in INDEX_SCHEMA.names}
+    keys: list[str] = []
+    nums: dict[str, list[int]] = {n: [] for n in INDEX_SCHEMA.names[1:]}
     for key in sorted(refs):
         for r in refs[key]:
-            cols["key"].append(key)
-            cols["file"].append(file_ids[r.file.path.name])
-            cols["batch"].append(r.batch)
-            cols["row"].append(r.row)
-            cols["count"].append(r.count)
-            cols["atom"].append(-1 if r.atom is None else int(r.atom))
-            cols["last_atom"].append(int(r.last_atom))
-    table = pa.table(cols, schema=INDEX_SCHEMA)
+            keys.append(key)
+            nums["file"].append(file_ids[r.file.path.name])
+            nums["batch"].append(r.batch)
+            nums["row"].append(r.row)
+            nums["count"].append(r.count)
+            nums["atom"].append(-1 if r.atom is None else int(r.atom))
+            nums["last_atom"].append(int(r.last_atom))
+    columns = [string_array(keys)] + [
+        numeric_array(np.array(nums[f.name], dtype=numpy_dtype(f.type)), f.type)
+        for f in INDEX_SCHEMA
+        if f.name != "key"
+    ]
+    table = pa.Table.from_arrays(columns, schema=INDEX_SCHEMA)
     sink = pa.OSFile(str(path), "wb")
     with ipc.new_file(sink, INDEX_SCHEMA) as w:
         w.write_table(table)

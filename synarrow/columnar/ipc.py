@@ -37,7 +37,11 @@ def data_schema(value_type: pa.DataType) -> pa.Schema:
 def key_column(keys: Sequence[str], counts: Sequence[int]) -> pa.Array:
     """Run-end encoded key column: one run per key."""
     ends = np.cumsum(np.asarray(counts, dtype=np.int64)).astype(np.int32)
-    return pa.RunEndEncodedArray.from_arrays(numeric_array(ends, pa.int32()), string_array(keys))
+    length = int(ends[-1]) if len(ends) else 0
+    # from_buffers, not RunEndEncodedArray.from_arrays, which imports pandas.
+    return pa.Array.from_buffers(
+        KEY_TYPE, length, [None], children=[numeric_array(ends, pa.int32()), string_array(keys)]
+    )
 
 
 class DataFileWriter:

@@ -33,12 +33,35 @@ ATOM_ARROW_TYPES: dict[Atom, pa.DataType] = {
 VARIABLE_VECTOR_TYPE = pa.large_list(pa.float32())
 
 
+_NUMPY_DTYPES = {
+    pa.int8(): np.int8,
+    pa.int16(): np.int16,
+    pa.int32(): np.int32,
+    pa.int64(): np.int64,
+    pa.uint8(): np.uint8,
+    pa.uint16(): np.uint16,
+    pa.uint32(): np.uint32,
+    pa.uint64(): np.uint64,
+    pa.float16(): np.float16,
+    pa.float32(): np.float32,
+    pa.float64(): np.float64,
+}
+
+
+def numpy_dtype(arrow_type: pa.DataType) -> np.dtype:
+    """The numpy dtype of a numeric Arrow type (``to_pandas_dtype`` would import pandas)."""
+    try:
+        return np.dtype(_NUMPY_DTYPES[arrow_type])
+    except KeyError:
+        raise TypeError(f"no numpy dtype for Arrow type {arrow_type}") from None
+
+
 def numeric_array(values: np.ndarray, arrow_type: pa.DataType) -> pa.Array:
     """Zero-copy Arrow array over a contiguous numpy array of the matching width.
 
     Used instead of ``pa.array``, which imports pandas on its first call (about a second).
     """
-    values = np.ascontiguousarray(values, dtype=arrow_type.to_pandas_dtype())
+    values = np.ascontiguousarray(values, dtype=numpy_dtype(arrow_type))
     return pa.Array.from_buffers(arrow_type, len(values), [None, pa.py_buffer(values)])
 
 

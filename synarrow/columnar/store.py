@@ -17,6 +17,7 @@ import pyarrow.ipc as ipc
 
 from synarrow.columnar.ipc import MappedFile
 from synarrow.columnar.manifest import MANIFEST_NAME, Manifest, read_manifest
+from synarrow.columnar.schema import numpy_dtype
 from synarrow.errors import CorruptionError
 from synarrow.log.format import Atom
 from synarrow.log.memtable import TailChunk
@@ -119,7 +120,16 @@ class ColumnarStore:
         files = [self.mapped(n) for n in names]
         keys = index.column("key").to_pylist()
         cols = [
-            index.column(c).to_numpy()
+            np.concatenate(
+                [
+                    np.frombuffer(ch.buffers()[1], dtype=numpy_dtype(ch.type))[
+                        ch.offset : ch.offset + len(ch)
+                    ]
+                    for ch in index.column(c).chunks
+                ]
+            )
+            if index.num_rows
+            else np.empty(0, np.int64)
             for c in ("file", "batch", "row", "count", "atom", "last_atom")
         ]
         current: str | None = None

@@ -417,3 +417,23 @@ def test_append_with_explicit_timestamp(db: synarrow.SynaDB) -> None:
         with pytest.raises(synarrow.InvalidArgumentError):
             db.append("k", 4.0, timestamp=bad)
     assert len(db.get_history("k")) == 3
+
+
+def test_core_paths_import_no_optional_library(tmp_path: Path) -> None:
+    """`import synarrow` and the core store (write, compact, reopen, read, SQL) never pull in
+    pandas, polars, torch or matplotlib (pandas alone costs about half a second)."""
+    code = """
+        import sys, numpy as np, synarrow
+        db = synarrow.SynaDB(sys.argv[1], synarrow.DbConfig(sync_on_write=False))
+        db.append_batch("k", np.arange(10.0))
+        db.append("t", "x")
+        db.compact()
+        db.close()
+        db = synarrow.SynaDB(sys.argv[1])
+        db.get_history_floats("k"); db.get("t"); db.get_history("t")
+        db.sql("SELECT count(*) FROM history")
+        print(sorted(m for m in ("pandas", "polars", "torch", "matplotlib") if m in sys.modules))
+    """
+    out = _run(code, str(tmp_path / "db"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,1019 @@
+"""The ``synarrow`` command: inspect, query, verify, move and serve a database from a shell.
+
+::
+
+    synarrow demo                                  # a sensor time series, end to end
+    synarrow info data.db                          # keys, entries, sizes, last compaction
+    synarrow keys data.db 'sensor/*'
+    synarrow get data.db sensor/1
+    synarrow history data.db sensor/1 --tail 10 --format csv
+    synarrow sql data.db "SELECT key, avg(value) FROM history GROUP BY key"
+    synarrow compact data.db
+    synarrow check data.db                         # verify every checksum; exit 3 on damage
+    synarrow export data.db out/                   # Hive-partitioned Parquet dataset
+    synarrow export data.db all.csv                # one file: key, ts, value
+    synarrow import data.db all.csv
+    synarrow serve data.db --port 8815             # Arrow Flight on 127.0.0.1
+
+Reading commands open the database read-only, so they work while another process writes.
+Exit status: 0 success, 1 error (one line on stderr), 2 bad usage, 3 ``check`` found damage,
+130 interrupted. Set ``SYNARROW_DEBUG=1`` to get a traceback instead of the one-line error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import numpy as np
+import pyarrow as pa
+
+from synarrow.errors import InvalidPathError, KeyNotFoundError, SynaError
+
+if TYPE_CHECKING:
+    from synarrow.db import SynaDB
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_CORRUPT = 3
+EXIT_INTERRUPTED = 130
+
+_MARKER = "SYNARROW"
+
+
+class CliError(SynaError):
+    """A command-line problem that is not a database error (a missing path, a bad option)."""
+
+
+# -- output helpers ------------------------------------------------------------------------
+
+
+def _out() -> TextIO:
+    return sys.stdout
+
+
+def _say(text: str = "") -> None:
+    print(text, file=_out())
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def _one_line(message: str) -> str:
+    """A multi-line message (DuckDB errors draw carets) squeezed onto one line."""
+    lines = [ln.strip() for ln in str(message).splitlines()]
+    lines = [re.sub(r"^\^+\s*", "", ln) for ln in lines]
+    kept = [ln for ln in lines if ln and not ln.startswith("LINE ")]
+    return " ".join(kept) or type(message).__name__
+
+
+def _error(message: str) -> None:
+    print(f"synarrow: error: {_one_line(message)}", file=sys.stderr)
+
+
+def _warn(message: str) -> None:
+    print(f"synarrow: warning: {_one_line(message)}", file=sys.stderr)
+
+
+def _progress_flag(args: argparse.Namespace) -> bool | None:
+    return False if getattr(args, "no_progress", False) else None
+
+
+# -- the table printer ---------------------------------------------------------------------
+
+
+_ATOM_FIELDS = {"float", "int", "text", "bytes", "vector"}
+
+
+def format_cell(value: Any, width: int = 40) -> str:
+    """One value as table text: ``NULL``, ISO times, short vectors, bytes as ``b'..'``."""
+    if value is None:
+        text = "NULL"
+    elif isinstance(value, float):
+        text = repr(value) if math.isfinite(value) else str(value)
+    elif isinstance(value, (bytes, bytearray)):
+        text = repr(bytes(value))
+    elif isinstance(value, list):
+        inner = ", ".join(format_cell(v, width) for v in value[:8])
+        text = f"[{inner}{', …' if len(value) > 8 else ''}]"
+    elif isinstance(value, dict):
+        present = [v for v in value.values() if v is not None]
+        if set(value) <= _ATOM_FIELDS:  # a mixed-type history value: one field is set
+            text = format_cell(present[0], width) if present else "NULL"
+        else:
+            text = json.dumps(value, default=str)
+    elif hasattr(value, "isoformat"):
+        text = value.isoformat(sep=" ") if hasattr(value, "hour") else value.isoformat()
+    else:
+        text = str(value)
+    text = text.replace("\n", "\\n").replace("\t", "\\t")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _is_numeric(t: pa.DataType) -> bool:
+    return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t))
+
+
+def render_table(
+    table: pa.Table, *, max_rows: int = 40, max_width: int = 40, unicode: bool | None = None
+) -> str:
+    """A boxed text table of an Arrow table (no dependencies), like DuckDB's shell prints.
+
+    Tables longer than ``max_rows`` show their first and last rows around a ``…`` row; the
+    footer gives the row count. Numbers are right-aligned.
+
+    >>> print(render_table(pa.table({"key": ["a"], "value": [1.5]}), unicode=False))
+    +-----+-------+
+    | key | value |
+    +-----+-------+
+    | a   |   1.5 |
+    +-----+-------+
+    1 row
+    """
+    if unicode is None:
+        encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+        unicode = encoding == "utf8"
+    h, v, tl, tm, tr, ml, mm, mr, bl, bm, br = "─│┌┬┐├┼┤└┴┘" if unicode else "-|+++++++++"
+    n = table.num_rows
+    names = table.schema.names
+    if n > max_rows:
+        head = max(1, max_rows // 2)
+        shown = table.slice(0, head).to_pylist() + table.slice(n - head, head).to_pylist()
+        gap_at: int | None = head
+    else:
+        shown, gap_at = table.to_pylist(), None
+    rows = [
+        [format_cell(r.get(c) if isinstance(r, dict) else None, max_width) for c in names]
+        for r in shown
+    ]
+    right = [_is_numeric(f.type) for f in table.schema]
+    widths = [len(c) for c in names]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
+
+    def line(left: str, mid: str, end: str) -> str:
+        return left + mid.join(h * (w + 2) for w in widths) + end
+
+    def cells(values: Sequence[str], align: Sequence[bool]) -> str:
+        parts = [(val.rjust(w) if r else val.ljust(w)) for val, w, r in zip(values, widths, align)]
+        return v + v.join(f" {p} " for p in parts) + v
+
+    out = [line(tl, tm, tr), cells(names, [False] * len(names)), line(ml, mm, mr)]
+    for i, row in enumerate(rows):
+        if i == gap_at:
+            out.append(cells(["…" if unicode else "..."] * len(names), right))
+        out.append(cells(row, right))
+    out.append(line(bl, bm, br))
+    footer = f"{n:,} row{'s' if n != 1 else ''}"
+    if gap_at is not None:
+        footer += f" ({len(rows)} shown)"
+    out.append(footer)
+    return "\n".join(out)
+
+
+def write_table(
+    table: pa.Table, fmt: str, output: str | None = None, *, max_rows: int = 40
+) -> None:
+    """Print or save a result: ``table`` (boxed), ``csv``, ``json`` (JSON lines) or ``parquet``."""
+    if fmt == "parquet":
+        if not output:
+            raise CliError("--format parquet needs --output FILE")
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, output)
+        return
+    if fmt == "table":
+        text = render_table(table, max_rows=max_rows) + "\n"
+        if output:
+            Path(output).write_text(text, encoding="utf-8")
+        else:
+            _out().write(text)
+        return
+    if output:
+        with open(output, "w", encoding="utf-8", newline="") as sink:
+            _write_text(table, fmt, sink)
+    else:
+        _write_text(table, fmt, _out())
+        _out().flush()
+
+
+def _write_text(table: pa.Table, fmt: str, sink: TextIO) -> None:
+    from synarrow.export import json_lines, to_text_table
+
+    if fmt == "csv":
+        import pyarrow.csv as pcsv
+
+        text_table = to_text_table(table)
+        batches = text_table.to_batches(max_chunksize=65536)
+        if not batches:
+            batches = [pa.RecordBatch.from_pylist([], schema=text_table.schema)]
+        for i, batch in enumerate(batches):
+            buf = pa.BufferOutputStream()
+            options = pcsv.WriteOptions(include_header=i == 0)
+            pcsv.write_csv(pa.Table.from_batches([batch]), buf, write_options=options)
+            sink.write(buf.getvalue().to_pybytes().decode("utf-8"))
+    elif fmt == "json":
+        for ln in json_lines(table):
+            sink.write(ln)
+    else:
+        raise CliError(f"unknown output format {fmt!r}")
+
+
+# -- opening -------------------------------------------------------------------------------
+
+
+def _existing(path: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise CliError(f"{p}: no such database")
+    if not p.is_dir() or not (p / _MARKER).exists():
+        raise InvalidPathError(f"{p} is not a synarrow database")
+    return p
+
+
+def open_db(
+    path: str, *, write: bool = False, create: bool = False, repair: bool = False
+) -> SynaDB:
+    """Open for a command: read-only unless ``write``; only ``create`` makes a new database."""
+    from synarrow.db import SynaDB
+
+    if not (write and create):
+        _existing(path)
+    return SynaDB(path, readonly=not write, repair=repair)
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """``synarrow info PATH``: keys, entries, sizes, last compaction."""
+    with open_db(args.path, repair=args.repair) as db:
+        stats = db.stats()
+    if args.json:
+        stats["config"] = dataclasses.asdict(stats["config"])
+        _say(json.dumps(stats, indent=2, default=str))
+        return EXIT_OK
+    cfg = stats["config"]
+    segs = stats["log_segments"]
+    files = stats["columnar_files"]
+    rows = [
+        ("path", stats["path"]),
+        ("keys", f"{stats['keys']:,}"),
+        ("entries", f"{stats['entries']:,} ({stats['tail_entries']:,} in the log tail)"),
+        ("log", f"{_human_bytes(stats['log_bytes'])} in {segs} segment{'s' * (segs != 1)}"),
+        (
+            "columnar",
+            f"{_human_bytes(stats['columnar_bytes'])} in {files} file{'s' * (files != 1)}",
+        ),
+        ("last compaction", stats["last_compaction"] or "never"),
+        (
+            "config",
+            " ".join(f"{f.name}={getattr(cfg, f.name)}" for f in dataclasses.fields(cfg)),
+        ),
+    ]
+    if stats["repaired_ranges"]:
+        rows.append(
+            ("skipped damage", ", ".join(f"{p} {a}..{b}" for p, a, b in stats["repaired_ranges"]))
+        )
+    width = max(len(k) for k, _ in rows)
+    for k, val in rows:
+        _say(f"{k.ljust(width)}  {val}")
+    return EXIT_OK
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """``synarrow keys PATH [PATTERN]``: live keys, one per line."""
+    pattern = args.pattern or args.glob
+    with open_db(args.path, repair=args.repair) as db:
+        keys = db.keys(pattern)
+    if args.count:
+        _say(str(len(keys)))
+    else:
+        out = _out()
+        for k in keys:
+            out.write(k + "\n")
+    return EXIT_OK
+
+
+def _plain(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, np.ndarray):
+        return json.dumps(value.tolist())
+    if isinstance(value, (bytes, bytearray)):
+        return repr(bytes(value))
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    """``synarrow get PATH KEY``: the latest value."""
+    with open_db(args.path, repair=args.repair) as db:
+        if not db.exists(args.key):
+            raise KeyNotFoundError(f"key {args.key!r} not found in {args.path}", hint="")
+        value = db.get(args.key)
+    if args.json:
+        from synarrow.export import _json_value
+
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        _say(json.dumps(_json_value(value)))
+    else:
+        _say(_plain(value))
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """``synarrow history PATH KEY``: the key's history as a table, CSV or JSON lines."""
+    with open_db(args.path, repair=args.repair) as db:
+        table = db.get_history(args.key)
+        if args.tail is not None:
+            if args.tail < 0:
+                raise CliError("--tail must be >= 0")
+            table = table.slice(max(0, table.num_rows - args.tail))
+        write_table(table, args.format, args.output, max_rows=args.max_rows)
+    return EXIT_OK
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    """``synarrow sql PATH QUERY``: run DuckDB SQL over the ``history`` / ``latest`` views."""
+    query = sys.stdin.read() if args.query == "-" else args.query
+    with open_db(args.path, repair=args.repair) as db:
+        started = time.perf_counter()
+        table = db.sql(query)
+        elapsed = time.perf_counter() - started
+        write_table(table, args.format, args.output, max_rows=args.max_rows)
+    if args.timer:
+        print(f"run time: {elapsed:.3f} s", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    """``synarrow compact PATH``: fold the log into columnar Arrow files."""
+    with open_db(args.path, write=True) as db:
+        before = db.stats()
+        started = time.perf_counter()
+        result = db.compact(full=args.full)
+        elapsed = time.perf_counter() - started
+        after = db.stats()
+    if args.json:
+        _say(json.dumps({**result, "seconds": elapsed}, default=str))
+        return EXIT_OK
+    _say(
+        f"compacted {result['entries_written']:,} entries of {result['keys']:,} keys in "
+        f"{elapsed:.2f} s (generation {result['generation']}: "
+        f"{len(result['files_written'])} files written, {len(result['files_removed'])} removed, "
+        f"{result['log_segments_removed']} log segments removed)"
+    )
+    _say(
+        f"log {_human_bytes(before['log_bytes'])} -> {_human_bytes(after['log_bytes'])}, "
+        f"columnar {_human_bytes(before['columnar_bytes'])} -> "
+        f"{_human_bytes(after['columnar_bytes'])}"
+    )
+    return EXIT_OK
+
+
+# -- check ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class CheckReport:
+    """What ``synarrow check`` found: per-file lines, warnings and damage."""
+
+    path: Path
+    lines: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    damage: list[str] = dataclasses.field(default_factory=list)
+    log_entries: int = 0
+    log_segments: int = 0
+    columnar_rows: int = 0
+    columnar_files: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Whether no damage was found (warnings allowed)."""
+        return not self.damage
+
+
+def check_database(path: str | os.PathLike[str], *, progress: bool | None = None) -> CheckReport:
+    """Verify a database without opening it for writing (nor taking its lock).
+
+    Every log entry's CRC32 and every segment header checksum is verified (damaged ranges
+    are reported with their byte offsets); the columnar manifest, index and Arrow files are
+    opened and fully validated. A torn tail on the last log segment (an interrupted write,
+    cut off on the next open) is a warning, not damage.
+    """
+    from synarrow.log.reader import scan_segment
+
+    root = _existing(os.fspath(path))
+    report = CheckReport(root)
+    from synarrow.columnar.manifest import read_manifest
+    from synarrow.config import DbConfig
+
+    cfg = root / "config.json"
+    if cfg.exists():
+        try:
+            DbConfig.from_json(cfg.read_text())
+        except SynaError as exc:
+            report.damage.append(f"config.json: {exc.message}")
+    manifest = None
+    try:
+        manifest = read_manifest(root / "columnar")
+    except SynaError as exc:
+        report.damage.append(f"columnar/MANIFEST: {exc.message}")
+    first_segment = manifest.first_segment if manifest is not None else 0
+    log_dir = root / "log"
+    segments = (
+        sorted((int(f.stem), f) for f in log_dir.glob("*.log") if f.stem.isdigit())
+        if log_dir.is_dir()
+        else []
+    )
+    live = [(s, f) for s, f in segments if s >= first_segment]
+    for s, f in segments:
+        if s < first_segment:
+            report.warnings.append(
+                f"log/{f.name}: already folded into columnar files (removed on the next open)"
+            )
+    columnar_bytes = sum(df.bytes for df in manifest.files) if manifest is not None else 0
+    total = sum(f.stat().st_size for _, f in live) + columnar_bytes
+    from synarrow._deps import progress as make_bar
+
+    bar = make_bar(total=total, desc="check", enabled=progress)
+    try:
+        for i, (_, f) in enumerate(live):
+            size = f.stat().st_size
+            rel = f"log/{f.name}"
+            try:
+                scan = scan_segment(f, repair=True)
+            except SynaError as exc:
+                report.damage.append(f"{rel}: bytes 0..{size}: {exc.message}")
+                bar.update(size)
+                continue
+            n = len(scan.offsets)
+            report.log_entries += n
+            report.log_segments += 1
+            for a, b in scan.skipped:
+                report.damage.append(
+                    f"{rel}: damaged bytes {a}..{b} ({b - a:,} bytes fail their checksum; "
+                    "the entries after them verify)"
+                )
+            if scan.torn_bytes:
+                msg = f"{rel}: {scan.torn_bytes:,} bytes after the last valid entry (bytes {scan.valid_end}..{scan.size})"
+                if i == len(live) - 1:
+                    report.warnings.append(
+                        msg + ": a torn tail from an interrupted write, cut off on the next "
+                        "writable open"
+                    )
+                else:
+                    report.damage.append(msg + " in a segment that is not the last")
+            state = "OK" if not scan.skipped else "DAMAGED"
+            report.lines.append(f"{rel}: {n:,} entries, {_human_bytes(size)}, {state}")
+            bar.update(size)
+        if manifest is not None:
+            _check_columnar(root / "columnar", manifest, report, bar)
+    finally:
+        bar.close()
+    return report
+
+
+def _check_columnar(directory: Path, manifest: Any, report: CheckReport, bar: Any) -> None:
+    import pyarrow.ipc as ipc
+
+    from synarrow.columnar.manifest import MANIFEST_NAME
+    from synarrow.columnar.store import INDEX_SCHEMA
+
+    batch_rows: list[list[int] | None] = []
+    for df in manifest.files:
+        rel = f"columnar/{df.name}"
+        p = directory / df.name
+        rows: list[int] | None = None
+        try:
+            size = p.stat().st_size
+            if size != df.bytes:
+                raise ValueError(f"{size:,} bytes, the manifest says {df.bytes:,}")
+            with pa.memory_map(str(p), "r") as source:
+                reader = ipc.open_file(source)
+                rows = []
+                for b in range(reader.num_record_batches):
+                    batch = reader.get_batch(b)
+                    batch.validate(full=True)
+                    rows.append(batch.num_rows)
+            if sum(rows) != df.rows:
+                raise ValueError(f"{sum(rows):,} rows, the manifest says {df.rows:,}")
+            report.columnar_files += 1
+            report.columnar_rows += sum(rows)
+            report.lines.append(f"{rel}: {len(rows)} batches, {sum(rows):,} rows, OK")
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            report.damage.append(f"{rel}: {_one_line(str(exc))}")
+            rows = None
+        batch_rows.append(rows)
+        bar.update(df.bytes)
+    if manifest.index:
+        rel = f"columnar/{manifest.index}"
+        try:
+            with pa.memory_map(str(directory / manifest.index), "r") as source:
+                index = ipc.open_file(source).read_all()
+            if index.schema != INDEX_SCHEMA:
+                raise ValueError("unexpected schema")
+            index.validate(full=True)
+            bad = _bad_index_rows(index, batch_rows)
+            if bad:
+                raise ValueError(f"{bad} key slices point outside their data files")
+            report.lines.append(f"{rel}: {index.num_rows:,} key slices, OK")
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            report.damage.append(f"{rel}: {_one_line(str(exc))}")
+    live = {df.name for df in manifest.files} | {MANIFEST_NAME}
+    if manifest.index:
+        live.add(manifest.index)
+    if directory.is_dir():
+        for f in sorted(directory.iterdir()):
+            if f.name not in live:
+                report.warnings.append(
+                    f"columnar/{f.name}: not in the manifest (left by an interrupted "
+                    "compaction; removed on the next writable open)"
+                )
+
+
+def _bad_index_rows(index: pa.Table, batch_rows: list[list[int] | None]) -> int:
+    files = index.column("file").to_numpy()
+    batches = index.column("batch").to_numpy()
+    starts = index.column("row").to_numpy()
+    counts = index.column("count").to_numpy()
+    bad = 0
+    for f, b, r, c in zip(files.tolist(), batches.tolist(), starts.tolist(), counts.tolist()):
+        if not 0 <= f < len(batch_rows):
+            bad += 1
+            continue
+        rows = batch_rows[f]
+        if rows is not None and not (0 <= b < len(rows) and r >= 0 and c >= 0 and r + c <= rows[b]):
+            bad += 1
+    return bad
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """``synarrow check PATH``: verify every checksum; exit 3 when damage is found."""
+    report = check_database(args.path, progress=_progress_flag(args))
+    if args.json:
+        _say(json.dumps({**dataclasses.asdict(report), "path": str(report.path), "ok": report.ok}))
+        return EXIT_OK if report.ok else EXIT_CORRUPT
+    if not args.quiet:
+        for ln in report.lines:
+            _say(ln)
+    for w in report.warnings:
+        _say(f"warning: {w}")
+    for d in report.damage:
+        _say(f"DAMAGED: {d}")
+    summary = (
+        f"{report.log_segments} log segment{'s' * (report.log_segments != 1)} "
+        f"({report.log_entries:,} entries) and {report.columnar_files} columnar "
+        f"file{'s' * (report.columnar_files != 1)} ({report.columnar_rows:,} rows) checked"
+    )
+    if report.ok:
+        _say(f"OK: {summary}")
+        return EXIT_OK
+    _say(f"CORRUPT: {len(report.damage)} problem{'s' * (len(report.damage) != 1)}; {summary}")
+    print(
+        f"synarrow: error: {args.path} is damaged: {report.damage[0]}",
+        file=sys.stderr,
+    )
+    return EXIT_CORRUPT
+
+
+# -- export / import -----------------------------------------------------------------------
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``synarrow export PATH OUT``: a Parquet/Arrow dataset, or one Parquet/Arrow/CSV/JSON file."""
+    from synarrow.export import (
+        DATASET_FORMATS,
+        export_dataset,
+        export_file,
+        format_from_suffix,
+        normalize_format,
+    )
+
+    suffix_fmt = format_from_suffix(args.out)
+    fmt = normalize_format(args.format) if args.format else (suffix_fmt or "parquet")
+    partition = args.partition_by
+    if partition is None:
+        partition = "none" if suffix_fmt is not None else "key"
+    compression = None if args.compression == "none" else args.compression
+    with open_db(args.path, repair=args.repair) as db:
+        if partition == "key":
+            if fmt not in DATASET_FORMATS:
+                raise CliError(
+                    f"a partitioned dataset is Parquet or Arrow, not {fmt}; "
+                    "name a file (out.csv) to get one file"
+                )
+            result = export_dataset(
+                db,
+                args.out,
+                fmt,
+                "key",
+                pattern=args.pattern,
+                compression=compression if fmt == "parquet" or compression else None,
+                overwrite=args.overwrite,
+                progress=_progress_flag(args),
+            )
+        else:
+            result = export_file(
+                db,
+                args.out,
+                fmt,
+                pattern=args.pattern,
+                compression=compression,
+                overwrite=args.overwrite,
+                progress=_progress_flag(args),
+            )
+    _say(
+        f"exported {result.rows:,} rows of {result.keys:,} keys to {result.uri} "
+        f"({result.format}, {result.files:,} file{'s' * (result.files != 1)}) "
+        f"in {result.seconds:.2f} s"
+    )
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """``synarrow import PATH SOURCE``: append rows of a file or dataset (creates PATH)."""
+    from synarrow.export import import_dataset
+
+    with open_db(args.path, write=True, create=True) as db:
+        result = import_dataset(
+            db,
+            args.source,
+            args.format,
+            key=args.key,
+            ts_unit=args.ts_unit,
+            progress=_progress_flag(args),
+        )
+    _say(
+        f"imported {result.rows:,} rows into {result.keys:,} keys of {args.path} "
+        f"in {result.seconds:.2f} s"
+    )
+    if result.skipped_nulls:
+        _warn(f"skipped {result.skipped_nulls:,} null values (a batch append cannot hold them)")
+    return EXIT_OK
+
+
+# -- serve ---------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``synarrow serve PATH``: an Arrow Flight server until Ctrl-C / SIGTERM."""
+    import signal
+    import threading
+
+    from synarrow.flight import FlightServer
+
+    db = open_db(args.path, write=not args.readonly, create=not args.readonly)
+    stop = threading.Event()
+    started = time.monotonic()
+    previous: dict[int, Any] = {}
+    try:
+        # The server listens from construction on; this thread only waits for a signal.
+        server = FlightServer(db, host=args.host, port=args.port, readonly=args.readonly)
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                previous[signum] = signal.signal(signum, lambda *_: stop.set())
+        mode = "read-only" if server.readonly else "read-write"
+        print(
+            f"synarrow: serving {args.path} ({mode}) on {server.location}; Ctrl-C stops",
+            file=sys.stderr,
+            flush=True,
+        )
+        _say(server.location)
+        _out().flush()
+        while not stop.wait(0.2):
+            if args.max_seconds is not None and time.monotonic() - started > args.max_seconds:
+                break
+        server.shutdown()
+        print("synarrow: server stopped", file=sys.stderr)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        db.close()
+    return EXIT_OK
+
+
+# -- demo ----------------------------------------------------------------------------------
+
+
+def _sensor_series(n: int, seed: int) -> np.ndarray:
+    """A 1 Hz temperature-like signal: daily cycle, slow drift, noise, 0.01 resolution."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n, dtype=np.float64)
+    daily = 4.0 * np.sin(2 * np.pi * (t / 86_400.0 - 0.25))
+    drift = np.cumsum(rng.normal(0, 0.002, n))
+    return np.round(20.0 + seed * 0.5 + daily + drift + rng.normal(0, 0.15, n), 2)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``synarrow demo [PATH]``: write a sensor time series, read it back, print figures."""
+    from synarrow.config import DbConfig
+    from synarrow.db import SynaDB
+
+    if args.sensors < 1 or args.hours <= 0:
+        raise CliError("--sensors must be >= 1 and --hours > 0")
+    temp_dir = None
+    if args.path is None:
+        temp_dir = tempfile.mkdtemp(prefix="synarrow-demo-")
+        path = Path(temp_dir) / "demo.db"
+    else:
+        path = Path(args.path)
+        if path.exists() and any(path.iterdir()):
+            raise CliError(f"{path} exists and is not empty; the demo writes a new database")
+    points = max(1, int(args.hours * 3600))
+    keys = [f"demo/temperature-{i:02d}" for i in range(args.sensors)]
+    hour_us = 3_600_000_000
+    now_us = time.time_ns() // 1000
+    start = (now_us - points * 1_000_000) // hour_us * hour_us  # on the hour: full buckets
+    ts = start + np.arange(points, dtype=np.int64) * 1_000_000
+    series = [_sensor_series(points, i) for i in range(len(keys))]
+    figures: list[tuple[str, str]] = []
+    try:
+        with SynaDB(path, config=DbConfig(sync_on_write=False, auto_compact=False)) as db:
+            from synarrow._deps import progress
+
+            bar = progress(total=len(keys), desc="write", enabled=_progress_flag(args))
+            started = time.perf_counter()
+            for key, values in zip(keys, series):
+                db.append_batch(key, values, timestamps=ts)
+                bar.update(1)
+            db.append("demo/status", "calibrated")
+            db.append("demo/status", "online")
+            db.sync()
+            write_s = time.perf_counter() - started
+            bar.close()
+            total = points * len(keys)
+            figures.append(
+                (
+                    "write (append_batch + fsync)",
+                    f"{total:,} points in {write_s:.3f} s = {total / write_s / 1e6:,.1f}M values/s",
+                )
+            )
+            db.get_history_floats(keys[-1])  # pyarrow's first-call set-up is not the store's
+            started = time.perf_counter()
+            tail = db.get_history_floats(keys[0])
+            figures.append(
+                (
+                    "history from the log tail",
+                    f"{len(tail):,} floats in {(time.perf_counter() - started) * 1e3:.2f} ms",
+                )
+            )
+            started = time.perf_counter()
+            result = db.compact()
+            compact_s = time.perf_counter() - started
+            stats = db.stats()
+            figures.append(
+                (
+                    "compact()",
+                    f"{result['entries_written']:,} entries in {compact_s:.3f} s -> "
+                    f"{stats['columnar_files']} Arrow files, {_human_bytes(stats['columnar_bytes'])} "
+                    f"({stats['columnar_bytes'] / max(1, stats['entries']):.1f} B/entry)",
+                )
+            )
+            first = db.get_history_floats(keys[0])
+            started = time.perf_counter()
+            again = db.get_history_floats(keys[0])
+            read_s = time.perf_counter() - started
+            zero_copy = np.shares_memory(first, again)
+            figures.append(
+                (
+                    "history after compact",
+                    f"{len(again):,} floats in {read_s * 1e3:.3f} ms "
+                    f"(zero-copy view of the mapped file: {'yes' if zero_copy else 'no'})",
+                )
+            )
+            query = (
+                "SELECT time_bucket(INTERVAL '1 hour', ts) AS hour, round(avg(value), 2) AS avg, "
+                "min(value) AS min, max(value) AS max, count(*) AS n FROM history "
+                f"WHERE key = '{keys[0]}' GROUP BY hour ORDER BY hour"
+            )
+            started = time.perf_counter()
+            hourly = db.sql(query)
+            first_s = time.perf_counter() - started
+            started = time.perf_counter()
+            hourly = db.sql(query)
+            sql_s = time.perf_counter() - started
+            figures.append(
+                (
+                    "SQL time_bucket (1 hour)",
+                    f"{hourly.num_rows:,} rows from {points:,} points in {sql_s * 1e3:.1f} ms "
+                    f"(first query, with DuckDB start-up: {first_s * 1e3:.0f} ms)",
+                )
+            )
+            stats = db.stats()
+        _say(f"synarrow demo: {len(keys)} sensors x {points:,} points at 1 Hz in {path}")
+        _say()
+        _say(
+            render_table(
+                pa.table({"step": [f for f, _ in figures], "result": [r for _, r in figures]}),
+                max_width=90,
+            ).rsplit("\n", 1)[0]
+        )
+        _say()
+        _say(query)
+        _say(render_table(hourly, max_rows=10))
+        if temp_dir is None:
+            _say()
+            _say(f"try: synarrow info {path}")
+            _say(
+                f'     synarrow sql {path} "SELECT key, count(*), avg(value) FROM history GROUP BY key"'
+            )
+    finally:
+        if temp_dir is not None and not args.keep:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+        elif temp_dir is not None:
+            _say(f"kept {path}")
+    return EXIT_OK
+
+
+# -- parser --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``synarrow`` command."""
+    from synarrow import __version__ as version
+
+    parser = argparse.ArgumentParser(
+        prog="synarrow",
+        description="Inspect, query, verify, export and serve synarrow databases.",
+        epilog="Exit status: 0 ok, 1 error, 2 usage, 3 damage found by check.",
+    )
+    parser.add_argument("--version", action="version", version=f"synarrow {version}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(
+        name: str, fn: Callable[[argparse.Namespace], int], help_: str
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=fn)
+        return p
+
+    def db_arg(p: argparse.ArgumentParser, *, repair: bool = True) -> None:
+        p.add_argument("path", metavar="PATH", help="the database directory")
+        if repair:
+            p.add_argument(
+                "--repair",
+                action="store_true",
+                help="skip log entries that fail their checksum instead of refusing to open",
+            )
+
+    def progress_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+
+    def output_args(p: argparse.ArgumentParser, formats: Sequence[str]) -> None:
+        p.add_argument("--format", "-f", choices=formats, default="table", help="output format")
+        p.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
+        p.add_argument(
+            "--max-rows", type=int, default=40, help="rows shown by --format table (default 40)"
+        )
+
+    p = add("demo", cmd_demo, "write a realistic sensor time series, read it back, show figures")
+    p.add_argument("path", metavar="PATH", nargs="?", help="a new database (default: a temp dir)")
+    p.add_argument("--sensors", type=int, default=8, help="number of sensors (default 8)")
+    p.add_argument("--hours", type=float, default=24.0, help="hours of 1 Hz data (default 24)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary database")
+    progress_arg(p)
+
+    p = add("info", cmd_info, "keys, entries, sizes and last compaction")
+    db_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = add("keys", cmd_keys, "list live keys, optionally matching a glob")
+    db_arg(p)
+    p.add_argument("glob", nargs="?", metavar="PATTERN", help="a glob such as 'sensor/*'")
+    p.add_argument("--pattern", help="same as PATTERN")
+    p.add_argument("--count", action="store_true", help="print only how many")
+
+    p = add("get", cmd_get, "the latest value of a key")
+    db_arg(p)
+    p.add_argument("key", metavar="KEY")
+    p.add_argument("--json", action="store_true", help="print the value as JSON")
+
+    p = add("history", cmd_history, "the history of a key")
+    db_arg(p)
+    p.add_argument("key", metavar="KEY")
+    p.add_argument("--tail", type=int, metavar="N", help="only the last N entries")
+    output_args(p, ("table", "csv", "json", "parquet"))
+
+    p = add("sql", cmd_sql, "run a DuckDB query over the views history and latest")
+    db_arg(p)
+    p.add_argument("query", metavar="QUERY", help="the SQL text, or - to read it from stdin")
+    output_args(p, ("table", "csv", "json", "parquet"))
+    p.add_argument("--timer", action="store_true", help="print the query time on stderr")
+
+    p = add("compact", cmd_compact, "fold the log into columnar Arrow files")
+    db_arg(p, repair=False)
+    p.add_argument("--full", action="store_true", help="rewrite every key, not just changed ones")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = add("check", cmd_check, "verify every checksum and columnar file; exit 3 on damage")
+    db_arg(p, repair=False)
+    p.add_argument("--quiet", "-q", action="store_true", help="print only problems and a summary")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    progress_arg(p)
+
+    p = add("export", cmd_export, "write a Parquet/Arrow dataset or a Parquet/Arrow/CSV/JSON file")
+    db_arg(p)
+    p.add_argument(
+        "out",
+        metavar="OUT",
+        help="a directory or URI for a dataset; a file name ending .parquet/.arrow/.csv/.jsonl",
+    )
+    p.add_argument("--format", choices=("parquet", "arrow", "feather", "csv", "jsonl", "json"))
+    p.add_argument(
+        "--partition-by",
+        choices=("key", "none"),
+        help="key: Hive dataset (default for a directory); none: one file (default for a file)",
+    )
+    p.add_argument("--pattern", help="export only keys matching this glob")
+    p.add_argument(
+        "--compression",
+        default="snappy",
+        help="Parquet codec (snappy, zstd, none ...) or lz4/zstd for Arrow",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    progress_arg(p)
+
+    p = add("import", cmd_import, "append rows from a Parquet/Arrow/CSV/JSON-lines file or dataset")
+    p.add_argument("path", metavar="PATH", help="the database directory (created if missing)")
+    p.add_argument("source", metavar="SOURCE", help="a file, or a directory of key=... parts")
+    p.add_argument("--format", choices=("parquet", "arrow", "feather", "csv", "jsonl", "json"))
+    p.add_argument("--key", help="the key of every row, for sources without a key column")
+    p.add_argument(
+        "--ts-unit", choices=("s", "ms", "us", "ns"), default="us", help="unit of numeric ts"
+    )
+    progress_arg(p)
+
+    p = add("serve", cmd_serve, "serve the database over Arrow Flight (loopback by default)")
+    p.add_argument("path", metavar="PATH", help="the database directory (created if missing)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8815, help="TCP port (default 8815; 0 = any free)")
+    p.add_argument(
+        "--readonly", action="store_true", help="open read-only (no lock) and refuse writes"
+    )
+    p.add_argument(
+        "--max-seconds", type=float, help="stop after this many seconds (for scripts and tests)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``synarrow`` command with ``argv`` (default: ``sys.argv[1:]``); the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version or a usage error (already printed)
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    debug = bool(os.environ.get("SYNARROW_DEBUG"))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("synarrow: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of our output went away (`synarrow keys db | head`): not an error.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_OK
+    except SynaError as exc:
+        if debug:
+            raise
+        _error(str(exc))
+        return EXIT_ERROR
+    except (OSError, pa.ArrowException, ValueError, TypeError, ImportError) as exc:
+        if debug:
+            raise
+        _error(f"{type(exc).__name__}: {exc}")
+        return EXIT_ERROR
+    except Exception as exc:
+        if debug:
+            raise
+        _error(f"internal error: {type(exc).__name__}: {exc} (SYNARROW_DEBUG=1 shows a traceback)")
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

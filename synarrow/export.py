@@ -1,0 +1,941 @@
+"""Scale-out: a database as a Hive-partitioned dataset that other engines read as is, and back.
+
+:func:`export_dataset` writes one file per key under ``key=<key>/`` (the key URI-encoded the
+way pyarrow and DuckDB decode it, so ``sensor/1`` becomes ``key=sensor%2F1``)::
+
+    out/key=sensor%2F1/part-0.parquet      columns ts, value
+    out/key=sensor%2F2/part-0.parquet
+
+DuckDB (``read_parquet('out/**/*.parquet', hive_partitioning=true)``), ``pyarrow.dataset``,
+polars, Dask, Ray and Spark read it without synarrow. :func:`export_file` writes one file
+(Parquet, Arrow IPC, CSV or JSON lines) with the pandas-friendly long layout ``key, ts,
+value``; :func:`import_dataset` reads either back into a database.
+
+Column layout. ``ts`` is ``timestamp[us, UTC]``. When every exported key holds one value type,
+``value`` has that Arrow type (float64, int64, string, binary, fixed-size list of float32).
+When keys (or one key over time) hold several types, the layout is the one of the SQL view
+``history``: ``value`` (float64: floats, and ints converted), ``int_value`` (exact int64),
+``text``, ``bytes``, ``vector`` (only the columns of types present) and ``type`` (the atom
+type of the row). CSV and JSON lines carry bytes as base64 text and vectors as JSON arrays;
+only Parquet and Arrow round-trip them exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+
+from synarrow.errors import InvalidArgumentError, InvalidValueError, SynaError
+
+if TYPE_CHECKING:
+    from synarrow.db import SynaDB
+
+TS_TYPE = pa.timestamp("us", tz="UTC")
+DATASET_FORMATS = ("parquet", "arrow")
+FILE_FORMATS = ("parquet", "arrow", "csv", "jsonl")
+WIDE_COLUMNS = ("value", "int_value", "text", "bytes", "vector")
+_SUFFIXES = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".arrow": "arrow",
+    ".feather": "arrow",
+    ".ipc": "arrow",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+_FORMAT_ALIASES = {"feather": "arrow", "ipc": "arrow", "json": "jsonl", "ndjson": "jsonl"}
+# Directory names are limited to 255 bytes on common file systems.
+_MAX_SEGMENT_BYTES = 255
+_TYPE_NAMES = {
+    "value": "float",
+    "int_value": "int",
+    "text": "text",
+    "bytes": "bytes",
+    "vector": "vector",
+}
+
+
+class ExportError(SynaError, OSError):
+    """Writing or reading an exported dataset failed (target exists, bad file, bad URI)."""
+
+    default_hint = "check the path or URI and the format"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote."""
+
+    uri: str
+    format: str
+    keys: int
+    rows: int
+    files: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import appended."""
+
+    keys: int
+    rows: int
+    skipped_nulls: int
+    seconds: float
+
+
+# -- formats and file systems --------------------------------------------------------------
+
+
+def normalize_format(fmt: str, allowed: Sequence[str] = FILE_FORMATS) -> str:
+    """``"feather"`` -> ``"arrow"``, ``"json"`` -> ``"jsonl"``; refuses unknown formats."""
+    if not isinstance(fmt, str):
+        raise InvalidArgumentError(f"format must be a str, got {type(fmt).__name__}")
+    name = _FORMAT_ALIASES.get(fmt.lower(), fmt.lower())
+    if name not in allowed:
+        raise InvalidArgumentError(f"unknown format {fmt!r}; expected one of {', '.join(allowed)}")
+    return name
+
+
+def format_from_suffix(path: str | os.PathLike[str]) -> str | None:
+    """The format a file name's suffix names (``.parquet``, ``.csv`` ...), or ``None``."""
+    return _SUFFIXES.get(Path(str(path)).suffix.lower())
+
+
+def _is_uri(uri: str) -> bool:
+    scheme, sep, _ = uri.partition("://")
+    return bool(sep) and scheme.isidentifier() and len(scheme) > 1
+
+
+def resolve_filesystem(uri: str | os.PathLike[str], filesystem: Any = None) -> tuple[Any, str]:
+    """A pyarrow ``FileSystem`` and the path on it for a local path or a URI.
+
+    Local paths use ``pyarrow.fs.LocalFileSystem``. URIs (``s3://``, ``gs://``,
+    ``memory://`` ...) go through fsspec when it is installed (any fsspec protocol works),
+    else through pyarrow's own file systems. ``filesystem`` may be a pyarrow or fsspec file
+    system, in which case ``uri`` is a path on it.
+    """
+    text = os.fspath(uri)
+    if filesystem is not None:
+        if isinstance(filesystem, pafs.FileSystem):
+            return filesystem, text
+        return pafs.PyFileSystem(pafs.FSSpecHandler(filesystem)), text
+    if not _is_uri(text) or text.startswith("file://"):
+        local = text[len("file://") :] if text.startswith("file://") else text
+        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(local))
+    try:
+        import fsspec.core
+    except ImportError:
+        try:
+            return pafs.FileSystem.from_uri(text)  # type: ignore[no-any-return]
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+            raise ExportError(
+                f"cannot open {text!r} without fsspec: {exc}", hint="pip install fsspec"
+            ) from exc
+    try:
+        fs, path = fsspec.core.url_to_fs(text)
+    except (ImportError, ValueError) as exc:
+        raise ExportError(f"cannot open {text!r}: {exc}") from exc
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+
+
+def _prepare_dir(fs: Any, path: str, overwrite: bool) -> None:
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.File:
+        raise ExportError(f"{path} is a file; an exported dataset is a directory")
+    if info.type == pafs.FileType.Directory:
+        existing = fs.get_file_info(pafs.FileSelector(path, recursive=False))
+        if existing and not overwrite:
+            raise ExportError(
+                f"{path} exists and is not empty; refusing to mix datasets",
+                hint="choose a new directory, or overwrite=True (--overwrite) to replace it",
+            )
+        if existing:
+            fs.delete_dir_contents(path)
+    else:
+        fs.create_dir(path, recursive=True)
+
+
+def partition_dir(key: str) -> str:
+    """The Hive directory name of a key: ``key=`` and the key URI-encoded like pyarrow does."""
+    segment = "key=" + quote(key, safe="")
+    if len(segment.encode()) > _MAX_SEGMENT_BYTES:
+        raise InvalidArgumentError(
+            f"key {key[:40]!r}... is too long for a directory name once encoded",
+            hint="export it with partition_by=None (one file with a key column)",
+        )
+    return segment
+
+
+# -- the column layout ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The value columns of an export: one ``value`` column, or the wide SQL-view layout."""
+
+    value_type: pa.DataType | None  # narrow: the type of ``value``; None: wide
+    vector_type: pa.DataType | None = None  # wide: the type of ``vector``
+    columns: tuple[str, ...] = ("value",)
+
+    def schema(self, *, with_key: bool) -> pa.Schema:
+        """Arrow schema of exported tables (``key`` first when the file carries it)."""
+        fields = [pa.field("key", pa.string(), nullable=False)] if with_key else []
+        fields.append(pa.field("ts", TS_TYPE, nullable=False))
+        if self.value_type is not None:
+            fields.append(pa.field("value", self.value_type))
+            return pa.schema(fields)
+        types = {
+            "value": pa.float64(),
+            "int_value": pa.int64(),
+            "text": pa.large_string(),
+            "bytes": pa.large_binary(),
+            "vector": self.vector_type,
+        }
+        fields += [pa.field(c, types[c]) for c in self.columns]
+        fields.append(pa.field("type", pa.string()))
+        return pa.schema(fields)
+
+
+def _kind(t: pa.DataType) -> str | None:
+    if pa.types.is_floating(t):
+        return "value"
+    if pa.types.is_integer(t):
+        return "int_value"
+    if pa.types.is_large_string(t) or pa.types.is_string(t):
+        return "text"
+    if pa.types.is_large_binary(t) or pa.types.is_binary(t):
+        return "bytes"
+    if pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t) or pa.types.is_list(t):
+        return "vector"
+    return None
+
+
+def plan_layout(value_types: Iterable[pa.DataType]) -> Layout:
+    """The layout for histories whose ``value`` columns have these types."""
+    members: set[pa.DataType] = set()
+    mixed = False
+    for t in value_types:
+        if pa.types.is_null(t):
+            continue
+        if pa.types.is_struct(t):
+            mixed = True
+            members.update(f.type for f in t)
+        else:
+            members.add(t)
+    if not mixed and len(members) <= 1:
+        return Layout(members.pop() if members else pa.float64())
+    kinds = {_kind(t) for t in members}
+    if "int_value" in kinds:
+        kinds.add("value")  # ints are also shown as doubles in ``value``, as in SQL
+    vectors = {t for t in members if _kind(t) == "vector"}
+    vector_type = vectors.pop() if len(vectors) == 1 else pa.large_list(pa.float32())
+    cols = tuple(c for c in WIDE_COLUMNS if c in kinds)
+    return Layout(None, vector_type if "vector" in kinds else None, cols)
+
+
+def conform(history: pa.Table, layout: Layout) -> pa.Table:
+    """A key's history table in the export layout (zero-copy when the types already match)."""
+    ts = history.column("ts")
+    values = history.column("value")
+    n = history.num_rows
+    if layout.value_type is not None:
+        if values.type != layout.value_type:
+            values = (
+                pa.nulls(n, layout.value_type)
+                if pa.types.is_null(values.type)
+                else values.cast(layout.value_type)
+            )
+        return pa.Table.from_arrays([ts, values], names=["ts", "value"])
+    values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    parts: dict[str, pa.Array] = {}
+    if pa.types.is_struct(values.type):
+        for i, f in enumerate(values.type):
+            kind = _kind(f.type)
+            if kind is not None:
+                parts[kind] = values.field(i)
+    elif not pa.types.is_null(values.type):
+        kind = _kind(values.type)
+        if kind is not None:
+            parts[kind] = values
+    kinds: Any = key_array("null", n)
+    for col, arr in parts.items():
+        kinds = pc.if_else(arr.is_valid(), _TYPE_NAMES[col], kinds)
+    if "int_value" in parts:
+        ints = parts["int_value"].cast(pa.float64())
+        parts["value"] = pc.coalesce(parts["value"], ints) if "value" in parts else ints
+    types = layout.schema(with_key=False)
+    arrays: list[Any] = [ts]
+    for col in layout.columns:
+        target = types.field(col).type
+        arr = parts.get(col)
+        arrays.append(pa.nulls(n, target) if arr is None else arr.cast(target))
+    arrays.append(kinds)
+    return pa.Table.from_arrays(arrays, schema=types)
+
+
+def key_array(key: str, n: int) -> pa.Array:
+    """A string column repeating ``key`` ``n`` times, built without a Python loop."""
+    raw = key.encode("utf-8")
+    total = len(raw) * n
+    big = total >= 2**31
+    offsets = np.arange(n + 1, dtype=np.int64 if big else np.int32) * len(raw)
+    arr = pa.Array.from_buffers(
+        pa.large_string() if big else pa.string(),
+        n,
+        [None, pa.py_buffer(offsets), pa.py_buffer(raw * n)],
+    )
+    return arr if not big else arr.cast(pa.string())
+
+
+# -- exporting -----------------------------------------------------------------------------
+
+
+def _select_keys(db: SynaDB, keys: Iterable[str] | None, pattern: str | None) -> list[str]:
+    if keys is not None:
+        chosen = list(keys)
+        missing = [k for k in chosen if not db.exists(k)]
+        if missing:
+            from synarrow.errors import KeyNotFoundError
+
+            raise KeyNotFoundError(f"keys not found: {', '.join(map(repr, missing[:5]))}")
+        return chosen
+    return db.keys(pattern)
+
+
+def _layout_of(db: SynaDB, keys: Sequence[str]) -> Layout:
+    return plan_layout(db.get_history(k).schema.field("value").type for k in keys)
+
+
+def _bar(enabled: bool | None, total: int, desc: str) -> Any:
+    from synarrow._deps import progress
+
+    return progress(total=total, desc=desc, enabled=enabled)
+
+
+def export_dataset(
+    db: SynaDB,
+    uri: str | os.PathLike[str],
+    format: str = "parquet",
+    partition_by: str | None = "key",
+    *,
+    keys: Iterable[str] | None = None,
+    pattern: str | None = None,
+    compression: str | None = "snappy",
+    overwrite: bool = False,
+    filesystem: Any = None,
+    progress: bool | None = None,
+) -> ExportResult:
+    """Write the database as a Hive-partitioned Parquet (or Arrow IPC) dataset.
+
+    >>> export_dataset(db, "out/")                     # doctest: +SKIP
+    >>> duckdb.sql("SELECT key, avg(value) FROM read_parquet('out/**/*.parquet', "
+    ...            "hive_partitioning=true) GROUP BY key")  # doctest: +SKIP
+
+    Args:
+        db: an open database (read-only handles work).
+        uri: a local directory, or a URI any fsspec (or pyarrow) file system opens.
+        format: ``"parquet"`` or ``"arrow"`` (Arrow IPC files, also called feather).
+        partition_by: ``"key"`` for one ``key=<key>/part-0.<ext>`` file per key, or ``None``
+            for one ``part-0.<ext>`` file holding a ``key`` column.
+        keys / pattern: export only these keys, or the keys matching a glob.
+        compression: Parquet codec (``"snappy"``, ``"zstd"``, ``None`` ...), or the Arrow
+            IPC buffer codec (``"lz4"``, ``"zstd"``; ``None`` keeps files memory-mappable).
+            The default ``"snappy"`` means uncompressed for ``format="arrow"``.
+        overwrite: replace the contents of a non-empty target directory.
+        filesystem: a pyarrow or fsspec file system for ``uri``.
+        progress: show a progress bar (default: when stderr is a terminal).
+    """
+    fmt = normalize_format(format, DATASET_FORMATS)
+    if partition_by not in ("key", None):
+        raise InvalidArgumentError(f"partition_by must be 'key' or None, got {partition_by!r}")
+    started = time.perf_counter()
+    fs, base = resolve_filesystem(uri, filesystem)
+    chosen = _select_keys(db, keys, pattern)
+    layout = _layout_of(db, chosen)
+    codec = _codec(fmt, compression)
+    ext = "parquet" if fmt == "parquet" else "arrow"
+    _prepare_dir(fs, base, overwrite)
+    if partition_by is None:
+        rows = _write_file(
+            db, chosen, layout, fs, f"{base}/part-0.{ext}", fmt, codec, progress=progress
+        )
+        return ExportResult(
+            os.fspath(uri), fmt, len(chosen), rows, 1, time.perf_counter() - started
+        )
+    for key in chosen:
+        partition_dir(key)  # refuse keys too long for a directory name before writing
+    import pyarrow.dataset as ds
+
+    schema = layout.schema(with_key=True)
+    order = [*schema.names[1:], "key"]
+    schema = pa.schema([schema.field(n) for n in order])
+    counted = {"rows": 0}
+    bar = _bar(progress, len(chosen), "export")
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for key in chosen:
+            table = conform(db.get_history(key), layout)
+            if table.num_rows == 0:
+                bar.update(1)
+                continue
+            if table.column(0).num_chunks > 8:
+                table = table.combine_chunks()  # one row group, not many tiny ones
+            for batch in table.to_batches():
+                arrays = [*batch.columns, key_array(key, batch.num_rows)]
+                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+            counted["rows"] += table.num_rows
+            bar.update(1)
+
+    file_format: Any = ds.ParquetFileFormat() if fmt == "parquet" else ds.IpcFileFormat()
+    options = (
+        file_format.make_write_options(compression=codec)
+        if fmt == "parquet" or codec
+        else file_format.make_write_options()
+    )
+    try:
+        # Arrow's dataset writer: encoding, directory creation and file writes run on
+        # Arrow's own threads, overlapping the file-system latency that dominates here.
+        ds.write_dataset(
+            pa.RecordBatchReader.from_batches(schema, batches()),
+            base,
+            filesystem=fs,
+            format=file_format,
+            file_options=options,
+            partitioning=ds.partitioning(pa.schema([schema.field("key")]), flavor="hive"),
+            basename_template=f"part-{{i}}.{ext}",
+            existing_data_behavior="overwrite_or_ignore",
+            preserve_order=True,  # a key's batches must stay in history order
+            max_partitions=max(1, len(chosen)),
+            max_open_files=1024,
+        )
+    except OSError as exc:
+        raise ExportError(f"writing {uri}: {exc}") from exc
+    finally:
+        bar.close()
+    return ExportResult(
+        os.fspath(uri),
+        fmt,
+        len(chosen),
+        counted["rows"],
+        len(chosen),
+        time.perf_counter() - started,
+    )
+
+
+def _codec(fmt: str, compression: str | None) -> str | None:
+    if fmt == "arrow":
+        return compression if compression in ("lz4", "zstd") else None
+    return compression or "none"
+
+
+def iter_export_tables(
+    db: SynaDB, keys: Sequence[str], layout: Layout, *, with_key: bool = True
+) -> Iterator[tuple[str, pa.Table]]:
+    """Each key's history in the export layout, with a ``key`` column first if asked."""
+    schema = layout.schema(with_key=with_key)
+    for key in keys:
+        table = conform(db.get_history(key), layout)
+        if with_key:
+            table = table.add_column(0, "key", key_array(key, table.num_rows))
+        yield key, table.cast(schema)
+
+
+def _write_file(
+    db: SynaDB,
+    keys: Sequence[str],
+    layout: Layout,
+    fs: Any,
+    path: str,
+    fmt: str,
+    codec: str | None,
+    *,
+    progress: bool | None,
+) -> int:
+    schema = layout.schema(with_key=True)
+    rows = 0
+    bar = _bar(progress, len(keys), "export")
+    try:
+        with _FileSink(fs, path, fmt, schema, codec) as sink:
+            for _, table in iter_export_tables(db, keys, layout):
+                sink.write(table)
+                rows += table.num_rows
+                bar.update(1)
+    except OSError as exc:
+        raise ExportError(f"writing {path}: {exc}") from exc
+    finally:
+        bar.close()
+    return rows
+
+
+class _FileSink:
+    """Streams tables into one file, batching small tables into ~1M-row row groups."""
+
+    ROWS = 1 << 20
+
+    def __init__(self, fs: Any, path: str, fmt: str, schema: pa.Schema, codec: Any) -> None:
+        self.fmt = fmt
+        self.schema = schema
+        self._pending: list[pa.Table] = []
+        self._rows = 0
+        self._stream = fs.open_output_stream(path)
+        self._writer: Any = None
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            self._writer = pq.ParquetWriter(self._stream, schema, compression=codec)
+        elif fmt == "arrow":
+            import pyarrow.ipc as ipc
+
+            options = ipc.IpcWriteOptions(compression=codec) if codec else None
+            self._writer = ipc.new_file(self._stream, schema, options=options)
+        elif fmt == "csv":
+            import pyarrow.csv as pcsv
+
+            self._writer = pcsv.CSVWriter(self._stream, text_schema(schema))
+
+    def write(self, table: pa.Table) -> None:
+        """Queue a table; written once ~1M rows are pending."""
+        self._pending.append(table)
+        self._rows += table.num_rows
+        if self._rows >= self.ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        table = pa.concat_tables(self._pending)
+        self._pending, self._rows = [], 0
+        if self.fmt == "parquet":
+            self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        elif self.fmt == "arrow":
+            self._writer.write_table(table)
+        elif self.fmt == "csv":
+            self._writer.write_table(to_text_table(table))
+        else:
+            self._stream.write("".join(json_lines(table)).encode("utf-8"))
+
+    def __enter__(self) -> _FileSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None:
+                self._flush()
+            if self._writer is not None:
+                self._writer.close()
+        finally:
+            self._stream.close()
+
+
+def export_file(
+    db: SynaDB,
+    path: str | os.PathLike[str],
+    format: str | None = None,
+    *,
+    keys: Iterable[str] | None = None,
+    pattern: str | None = None,
+    compression: str | None = "snappy",
+    overwrite: bool = False,
+    filesystem: Any = None,
+    progress: bool | None = None,
+) -> ExportResult:
+    """Write the database (or some keys) to one file with columns ``key, ts, value``.
+
+    ``format`` is ``"parquet"``, ``"arrow"``, ``"csv"`` or ``"jsonl"``; by default it comes
+    from the file name's suffix. The layout is what ``pandas.read_parquet`` /
+    ``read_csv`` / ``read_json(lines=True)`` turn into a long DataFrame.
+
+    >>> export_file(db, "all.parquet")                 # doctest: +SKIP
+    """
+    fmt = normalize_format(format) if format else format_from_suffix(path)
+    if fmt is None:
+        raise InvalidArgumentError(
+            f"cannot tell the format of {os.fspath(path)!r} from its suffix",
+            hint="pass format= (parquet, arrow, csv or jsonl)",
+        )
+    started = time.perf_counter()
+    fs, target = resolve_filesystem(path, filesystem)
+    info = fs.get_file_info(target)
+    if info.type == pafs.FileType.Directory:
+        raise ExportError(f"{target} is a directory; export_file writes one file")
+    if info.type == pafs.FileType.File and not overwrite:
+        raise ExportError(
+            f"{target} exists", hint="choose a new name, or overwrite=True (--overwrite)"
+        )
+    parent = target.rsplit("/", 1)[0] if "/" in target else ""
+    if parent:
+        fs.create_dir(parent, recursive=True)
+    chosen = _select_keys(db, keys, pattern)
+    layout = _layout_of(db, chosen)
+    codec = _codec(fmt, compression) if fmt in DATASET_FORMATS else None
+    rows = _write_file(db, chosen, layout, fs, target, fmt, codec, progress=progress)
+    return ExportResult(os.fspath(path), fmt, len(chosen), rows, 1, time.perf_counter() - started)
+
+
+# -- text renderings (CSV, JSON lines) -----------------------------------------------------
+
+
+def text_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema after :func:`to_text_table`: bytes and vectors become strings."""
+    return pa.schema([pa.field(f.name, pa.string()) if _needs_text(f.type) else f for f in schema])
+
+
+def _needs_text(t: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_fixed_size_list(t)
+        or pa.types.is_list(t)
+        or pa.types.is_large_list(t)
+        or pa.types.is_struct(t)
+    )
+
+
+def _text_value(v: Any) -> Any:
+    if v is None:
+        return None
+    if isinstance(v, (bytes, bytearray)):
+        return base64.b64encode(v).decode("ascii")
+    if isinstance(v, list):
+        return json.dumps(v)
+    if isinstance(v, dict):
+        return json.dumps({k: _json_value(x) for k, x in v.items()})
+    return v
+
+
+def to_text_table(table: pa.Table) -> pa.Table:
+    """Bytes as base64 text and vectors as JSON arrays, so CSV writers accept every column."""
+    cols = []
+    for f, col in zip(table.schema, table.columns):
+        if _needs_text(f.type):
+            col = pa.array([_text_value(v) for v in col.to_pylist()], pa.string())
+        cols.append(col)
+    return pa.Table.from_arrays(cols, schema=text_schema(table.schema))
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, float) and not np.isfinite(v):
+        return None  # JSON has no NaN / Infinity
+    if isinstance(v, (bytes, bytearray)):
+        return base64.b64encode(v).decode("ascii")
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    if isinstance(v, dict):
+        return {k: _json_value(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_json_value(x) for x in v]
+    if isinstance(v, (np.generic,)):
+        return v.item()
+    if hasattr(v, "total_seconds"):
+        return v.total_seconds()
+    return v
+
+
+def _json_default(value: Any) -> Any:
+    """Values the json module does not know: decimals, intervals, numpy scalars ..."""
+    import decimal
+
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    converted = _json_value(value)
+    return converted if converted is not value else str(value)
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=_json_default)
+
+
+def json_lines(table: pa.Table | pa.RecordBatch, *, chunk_rows: int = 65536) -> Iterator[str]:
+    """One JSON object per row (newline-terminated): timestamps in ISO 8601, bytes base64."""
+    names = table.schema.names
+    for lo in range(0, table.num_rows, chunk_rows):
+        part = table.slice(lo, chunk_rows)
+        cols = [_json_column(part.column(i)) for i in range(len(names))]
+        encode = _ENCODER.encode
+        for row in zip(*cols):
+            yield encode(dict(zip(names, row))) + "\n"
+
+
+def _json_column(col: pa.Array | pa.ChunkedArray) -> list[Any]:
+    t = col.type
+    if pa.types.is_floating(t):
+        arr = col.to_numpy(zero_copy_only=False) if not col.null_count else None
+        if arr is not None and np.isfinite(arr).all():
+            return arr.tolist()  # type: ignore[no-any-return]
+    if pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t):
+        return col.to_pylist()  # type: ignore[no-any-return]
+    if pa.types.is_timestamp(t):
+        if t.tz:
+            col = col.cast(pa.timestamp(t.unit, "UTC"))
+        strs = pc.strftime(col, format="%Y-%m-%dT%H:%M:%S")
+        if t.tz:
+            strs = pc.binary_join_element_wise(strs, "+00:00", "")
+        return strs.to_pylist()  # type: ignore[no-any-return]
+    return [_json_value(v) for v in col.to_pylist()]
+
+
+# -- importing -----------------------------------------------------------------------------
+
+
+def to_ts_column(col: pa.ChunkedArray | pa.Array, ts_unit: str) -> pa.Array:
+    """Any timestamp-like column as ``timestamp[us, UTC]`` (naive values are taken as UTC)."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    t = col.type
+    if pa.types.is_timestamp(t):
+        if t.tz is None:
+            col = col.cast(pa.timestamp(t.unit)).cast(pa.int64()).cast(pa.timestamp(t.unit, "UTC"))
+        return col.cast(TS_TYPE)
+    if pa.types.is_date(t):
+        return col.cast(pa.timestamp("us")).cast(pa.int64()).cast(TS_TYPE)
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        scale = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 0.001}[ts_unit]
+        us = np.asarray(
+            col.to_numpy(zero_copy_only=False), dtype=np.float64 if scale != 1 else None
+        )
+        return pa.array((us * scale).astype(np.int64) if scale != 1 else us, pa.int64()).cast(
+            TS_TYPE
+        )
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        try:
+            return col.cast(TS_TYPE)
+        except pa.ArrowInvalid:
+            naive = col.cast(pa.timestamp("us"))
+            return naive.cast(pa.int64()).cast(TS_TYPE)
+    raise InvalidValueError(f"cannot read timestamps of type {t}")
+
+
+def _open_source(source: str, fmt: str | None, fs: Any) -> tuple[Any, str]:
+    import pyarrow.dataset as ds
+
+    info = fs.get_file_info(source)
+    if info.type == pafs.FileType.NotFound:
+        raise ExportError(f"{source} does not exist", hint="check the path or URI")
+    if fmt is None:
+        if info.type == pafs.FileType.File:
+            fmt = format_from_suffix(source)
+        else:
+            found = fs.get_file_info(pafs.FileSelector(source, recursive=True))
+            suffixes = {format_from_suffix(f.path) for f in found if f.type == pafs.FileType.File}
+            suffixes.discard(None)
+            fmt = suffixes.pop() if len(suffixes) == 1 else None
+        if fmt is None:
+            raise InvalidArgumentError(
+                f"cannot tell the format of {source!r}", hint="pass format= (parquet, csv ...)"
+            )
+    fmt = normalize_format(fmt)
+    ds_format: Any = {"parquet": "parquet", "arrow": "ipc", "csv": "csv", "jsonl": "json"}[fmt]
+    partitioning = None
+    if info.type == pafs.FileType.Directory:
+        partitioning = ds.partitioning(pa.schema([("key", pa.string())]), flavor="hive")
+    try:
+        dataset = ds.dataset(source, format=ds_format, filesystem=fs, partitioning=partitioning)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ExportError(f"cannot read {source} as {fmt}: {exc}") from exc
+    return dataset, fmt
+
+
+def _runs(kinds: np.ndarray) -> Iterator[tuple[int, int]]:
+    if not len(kinds):
+        return
+    cuts = np.flatnonzero(kinds[1:] != kinds[:-1]) + 1
+    bounds = [0, *cuts.tolist(), len(kinds)]
+    yield from zip(bounds[:-1], bounds[1:])
+
+
+def _value_runs(table: pa.Table) -> Iterator[tuple[pa.Array | None, int, int]]:
+    """Runs of rows with one value type: (values or None for nulls, start, end)."""
+    names = set(table.schema.names)
+    wide = [c for c in WIDE_COLUMNS[1:] if c in names] + (["value"] if "value" in names else [])
+    if not wide:
+        raise InvalidValueError(
+            f"no value column in {table.schema.names}",
+            hint="columns must be key, ts, value (or the wide layout of an export)",
+        )
+    if wide == ["value"]:
+        col = table.column("value").combine_chunks()
+        if not col.null_count:
+            yield col, 0, len(col)
+            return
+        valid = col.is_valid().to_numpy(zero_copy_only=False)
+        for lo, hi in _runs(valid):
+            yield (col.slice(lo, hi - lo) if valid[lo] else None), lo, hi
+        return
+    cols = {c: table.column(c).combine_chunks() for c in wide}
+    if "type" in names:
+        # The layout names each row's type: trust it over which cells happen to be set
+        # (CSV reads empty text cells as "" rather than null).
+        by_type = {name: col for col, name in _TYPE_NAMES.items()}
+        kinds = table.column("type").combine_chunks().to_numpy(zero_copy_only=False)
+        for lo, hi in _runs(kinds):
+            col = by_type.get(str(kinds[lo]))
+            if col is None or col not in cols:
+                yield None, lo, hi
+                continue
+            values = cols[col].slice(lo, hi - lo)
+            yield _from_text(values, col), lo, hi
+        return
+    # No type column: the first column set in each row (exact int before its double copy).
+    which = np.full(table.num_rows, -1, dtype=np.int64)
+    for i, c in reversed(list(enumerate(wide))):
+        valid = cols[c].is_valid().to_numpy(zero_copy_only=False)
+        which[valid] = i
+    for lo, hi in _runs(which):
+        k = int(which[lo])
+        yield (cols[wide[k]].slice(lo, hi - lo) if k >= 0 else None), lo, hi
+
+
+def _from_text(values: pa.Array, col: str) -> pa.Array:
+    """Bytes and vectors that a CSV / JSON export carried as base64 and JSON text."""
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return values
+    if col == "bytes":
+        return pa.array([base64.b64decode(v) for v in values.to_pylist()], pa.large_binary())
+    if col == "vector":
+        return pa.array([json.loads(v) for v in values.to_pylist()], pa.list_(pa.float32()))
+    return values
+
+
+def _append_table(db: SynaDB, key: str, table: pa.Table, ts_unit: str) -> tuple[int, int]:
+    ts = to_ts_column(table.column("ts"), ts_unit) if "ts" in table.schema.names else None
+    rows = nulls = 0
+    for values, lo, hi in _value_runs(table):
+        if values is None:
+            nulls += hi - lo
+            continue
+        rows += db.append_batch(
+            key, values, timestamps=None if ts is None else ts.slice(lo, hi - lo)
+        )
+    return rows, nulls
+
+
+def split_by_key(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
+    """``(key, rows without the key column)`` for each key of a table, rows in table order."""
+    keys = table.column("key")
+    if keys.null_count:
+        raise InvalidValueError(f"the key column holds {keys.null_count} nulls")
+    encoded = keys.cast(pa.string()).combine_chunks().dictionary_encode()
+    idx = encoded.indices.to_numpy(zero_copy_only=False)
+    order = np.argsort(idx, kind="stable")
+    sorted_idx = idx[order]
+    rest = table.drop_columns(["key"])
+    contiguous = bool((order == np.arange(len(order))).all())
+    if not contiguous:
+        rest = rest.take(pa.array(order))
+    for lo, hi in _runs(sorted_idx):
+        yield encoded.dictionary[int(sorted_idx[lo])].as_py(), rest.slice(lo, hi - lo)
+
+
+def import_dataset(
+    db: SynaDB,
+    source: str | os.PathLike[str],
+    format: str | None = None,
+    *,
+    key: str | None = None,
+    ts_unit: str = "us",
+    filesystem: Any = None,
+    progress: bool | None = None,
+) -> ImportResult:
+    """Append the rows of a file or a (Hive-partitioned) dataset to ``db``.
+
+    The source has columns ``key``, ``ts``, ``value`` (the key may come from ``key=...``
+    directories, or from ``key=`` when a file holds one series), or the wide layout that
+    :func:`export_dataset` writes for mixed types. Rows are appended per key in file order
+    with their timestamps; ``ts`` may be timestamps, ISO 8601 strings or numbers in
+    ``ts_unit`` (``"s"``, ``"ms"``, ``"us"``, ``"ns"``) since the epoch, and is optional.
+    Null values are skipped and counted (batch appends cannot carry them).
+
+    >>> import_dataset(db, "out/")                        # doctest: +SKIP
+    """
+    if ts_unit not in ("s", "ms", "us", "ns"):
+        raise InvalidArgumentError(f"ts_unit must be s, ms, us or ns, got {ts_unit!r}")
+    started = time.perf_counter()
+    fs, path = resolve_filesystem(source, filesystem)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.Directory and not any(
+        f.type == pafs.FileType.File
+        for f in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    ):
+        return ImportResult(0, 0, 0, time.perf_counter() - started)  # an empty export
+    dataset, _ = _open_source(path, format, fs)
+    fragments = list(dataset.get_fragments())
+    import pyarrow.dataset as ds
+
+    seen: set[str] = set()
+    rows = nulls = 0
+    bar = _bar(progress, len(fragments), "import")
+    try:
+        for fragment in fragments:
+            table = fragment.to_table(schema=None)
+            part_key = ds.get_partition_keys(fragment.partition_expression).get("key")
+            groups: Iterable[tuple[str, pa.Table]]
+            if "key" in table.schema.names:
+                groups = split_by_key(table)
+            elif part_key is not None or key is not None:
+                groups = [(str(part_key if part_key is not None else key), table)]
+            else:
+                raise InvalidValueError(
+                    f"{fragment.path} has no key column", hint="name the key with key=..."
+                )
+            for k, part in groups:
+                r, z = _append_table(db, k, part, ts_unit)
+                rows += r
+                nulls += z
+                seen.add(k)
+            bar.update(1)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ExportError(f"cannot import {os.fspath(source)}: {exc}") from exc
+    finally:
+        bar.close()
+    return ImportResult(len(seen), rows, nulls, time.perf_counter() - started)
+
+
+def read_dataset(
+    uri: str | os.PathLike[str], format: str = "parquet", filesystem: Any = None
+) -> Any:
+    """A ``pyarrow.dataset.Dataset`` over an export, with ``key`` read as a string.
+
+    >>> read_dataset("out/").to_table(filter=pc.field("key") == "sensor/1")  # doctest: +SKIP
+    """
+    import pyarrow.dataset as ds
+
+    fmt = normalize_format(format, DATASET_FORMATS)
+    fs, path = resolve_filesystem(uri, filesystem)
+    return ds.dataset(
+        path,
+        format="parquet" if fmt == "parquet" else "ipc",
+        filesystem=fs,
+        partitioning=ds.partitioning(pa.schema([("key", pa.string())]), flavor="hive"),
+    )
+
+
+__all__ = [
+    "ExportError",
+    "ExportResult",
+    "ImportResult",
+    "Layout",
+    "conform",
+    "export_dataset",
+    "export_file",
+    "import_dataset",
+    "json_lines",
+    "partition_dir",
+    "plan_layout",
+    "read_dataset",
+    "resolve_filesystem",
+    "split_by_key",
+    "to_ts_column",
+]
