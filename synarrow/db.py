@@ -50,8 +50,10 @@ from synarrow.log import codec
 from synarrow.log.format import (
     CRC,
     ENTRY_BODY_HEADER,
+    ENTRY_HEADER_SIZE,
     FLAG_BATCH,
     FLAG_DELTA,
+    FLAG_LZ4,
     FLAG_TOMBSTONE,
     FORMAT_VERSION,
     MAX_KEY_BYTES,
@@ -444,10 +446,12 @@ class SynaDB:
             now = _time_ns() // 1000
             position = 0
             mark = writer.mark()
+            placed: list[tuple[int, int, int, bool]] = []  # payload offset, lo, hi, compressed
             try:
                 for lo, hi in _batch_slices(batch):
                     part = _slice_batch(batch, lo, hi)
                     part_ts = None if ts is None else ts[lo:hi]
+                    payload_at = writer.size + ENTRY_HEADER_SIZE + len(st.key_bytes)
                     parts, flags = codec.encode_batch(
                         part.atom,
                         part_ts,
@@ -456,6 +460,7 @@ class SynaDB:
                         data=part.data,
                         count=hi - lo,
                         compress_threshold=threshold,
+                        file_offset=payload_at,
                     )
                     header_ts = int(part_ts[0]) if part_ts is not None else now
                     record = encode_entry_parts(
@@ -463,31 +468,39 @@ class SynaDB:
                     )
                     position = writer.write_parts(record, sync=cfg.sync_on_write)
                     self._next_seq += 1
+                    placed.append((payload_at, lo, hi, bool(flags & FLAG_LZ4)))
             except BaseException:
                 # All or nothing: a batch split over several entries is cut out whole.
                 self._next_seq -= len(writer.offsets) - mark[1]
                 writer.rollback(mark)
                 raise
-            # One contiguous copy of the whole call (the caller may reuse its arrays); one
-            # shared timestamp is a zero-stride view, materialised only when read.
-            chunk_ts = (
-                np.array(ts, dtype=np.int64)
-                if ts is not None
-                else np.broadcast_to(np.int64(now), (batch.count,))
-            )
-            chunk = TailChunk(
-                batch.atom,
-                chunk_ts,
-                values_array(
-                    batch.atom,
-                    batch.count,
-                    numbers=None if batch.numbers is None else batch.numbers.copy(),
-                    offsets=batch.offsets,
-                    data=batch.data,
-                    vectors=None if batch.vectors is None else batch.vectors.copy(),
-                ),
-            )
-            st.add_chunk(chunk, last_value(chunk))
+            chunks = _mapped_chunks(writer.path, batch, ts, placed)
+            if chunks is None:
+                # One contiguous copy of the whole call (the caller may reuse its arrays); one
+                # shared timestamp is a zero-stride view, materialised only when read.
+                chunk_ts = (
+                    np.array(ts, dtype=np.int64)
+                    if ts is not None
+                    else np.broadcast_to(np.int64(now), (batch.count,))
+                )
+                chunks = [
+                    TailChunk(
+                        batch.atom,
+                        chunk_ts,
+                        values_array(
+                            batch.atom,
+                            batch.count,
+                            numbers=None if batch.numbers is None else batch.numbers.copy(),
+                            offsets=batch.offsets,
+                            data=batch.data,
+                            vectors=None if batch.vectors is None else batch.vectors.copy(),
+                        ),
+                    )
+                ]
+            for chunk in chunks:
+                if chunk.ts.strides == (0,):
+                    chunk.ts = np.broadcast_to(np.int64(now), (len(chunk),))
+                st.add_chunk(chunk, last_value(chunk))
             st.delta_atom = -1
             self._after_write(writer)
         if cfg.sync_on_write:
@@ -1026,6 +1039,47 @@ def _batch_slices(batch: _arrow.BatchValues) -> Iterator[tuple[int, int]]:
     step = max(1, _BATCH_CHUNK_BYTES // max(width, 1))
     for lo in range(0, n, step):
         yield lo, min(n, lo + step)
+
+
+# Batches at least this large are read back through a read-only mapping of the log segment
+# (the bytes just written are in the page cache) instead of being copied into memory.
+_MAP_BATCH_BYTES = 1 << 20
+
+
+def _mapped_chunks(
+    path: Path,
+    batch: _arrow.BatchValues,
+    ts: np.ndarray | None,
+    placed: list[tuple[int, int, int, bool]],
+) -> list[TailChunk] | None:
+    """Tail chunks viewing the batch's entries in the segment file, or None to copy instead."""
+    if batch.atom not in (Atom.FLOAT, Atom.INT, Atom.VECTOR) or any(c for *_, c in placed):
+        return None
+    if batch.count * (8 if batch.vectors is None else 4 * batch.vectors.shape[1]) < (
+        _MAP_BATCH_BYTES
+    ):
+        return None
+    chunks = []
+    for payload_at, lo, hi, _ in placed:
+        n = hi - lo
+        start = payload_at + codec.BATCH_HEADER.size
+        start += -start % 8  # the padding encode_batch wrote
+        if ts is not None:
+            chunk_ts = np.memmap(path, dtype="<i8", mode="r", offset=start, shape=(n,))
+            start += 8 * n
+        else:
+            chunk_ts = np.broadcast_to(np.int64(0), (n,))  # shared timestamp, set by caller
+        if batch.atom == Atom.VECTOR:
+            assert batch.vectors is not None
+            dim = batch.vectors.shape[1]
+            vec = np.memmap(path, dtype="<f4", mode="r", offset=start, shape=(n, dim))
+            values = values_array(Atom.VECTOR, n, vectors=vec)
+        else:
+            dtype = "<f8" if batch.atom == Atom.FLOAT else "<i8"
+            nums = np.memmap(path, dtype=dtype, mode="r", offset=start, shape=(n,))
+            values = values_array(batch.atom, n, numbers=nums)
+        chunks.append(TailChunk(batch.atom, chunk_ts, values))
+    return chunks
 
 
 def _slice_batch(batch: _arrow.BatchValues, lo: int, hi: int) -> _arrow.BatchValues:

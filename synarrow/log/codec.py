@@ -23,7 +23,7 @@ _MASK64 = (1 << 64) - 1
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
 
-BATCH_HEADER = struct.Struct("<IIBBH")  # count, vector dim, ts mode, reserved, reserved
+BATCH_HEADER = struct.Struct("<IIBBH")  # count, vector dim, ts mode, padding, reserved
 TS_UNIFORM = 0
 TS_EXPLICIT = 1
 
@@ -157,6 +157,7 @@ def encode_batch(
     data: bytes | None = None,
     count: int,
     compress_threshold: int | None,
+    file_offset: int | None = None,
 ) -> tuple[list[bytes | memoryview], int]:
     """Encode a batch payload as buffers to write back to back, and the flags to set.
 
@@ -164,6 +165,10 @@ def encode_batch(
     ``compress_threshold`` set, a sample decides whether LZ4 (after delta encoding, for
     numbers: XOR of bits for floats, wrapping difference for ints) pays off; only then is
     the payload joined and compressed.
+
+    ``file_offset`` is where the payload will start in the segment: zero padding after the
+    batch header then puts the arrays on an 8-byte boundary of the file, so an uncompressed
+    batch can later be memory-mapped as aligned arrays.
     """
     dim = 0
     parts: list[bytes | memoryview] = []
@@ -183,7 +188,8 @@ def encode_batch(
         assert offsets is not None and data is not None
         parts.append(np.ascontiguousarray(offsets, dtype="<i8").data)
         parts.append(data)
-    head = BATCH_HEADER.pack(count, dim, ts_mode, 0, 0)
+    pad = 0 if file_offset is None else -(file_offset + BATCH_HEADER.size) % 8
+    head = BATCH_HEADER.pack(count, dim, ts_mode, pad, 0) + bytes(pad)
     total = len(head) + sum(memoryview(p).nbytes for p in parts)
     if compress_threshold is None or total < compress_threshold:
         return [head, *parts], 0
@@ -205,8 +211,8 @@ def decode_batch(
     atom: int, flags: int, ts_header: int, payload: bytes | memoryview
 ) -> BatchPayload:
     """Decode a batch payload (after LZ4 was undone)."""
-    count, dim, ts_mode, _, _ = BATCH_HEADER.unpack_from(payload, 0)
-    pos = BATCH_HEADER.size
+    count, dim, ts_mode, pad, _ = BATCH_HEADER.unpack_from(payload, 0)
+    pos = BATCH_HEADER.size + pad
     buf = memoryview(payload)
     if ts_mode == TS_EXPLICIT:
         timestamps = np.frombuffer(buf, dtype="<i8", count=count, offset=pos).copy()

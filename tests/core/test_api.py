@@ -437,3 +437,32 @@ def test_core_paths_import_no_optional_library(tmp_path: Path) -> None:
     out = _run(code, str(tmp_path / "db"))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("with_ts", [False, True])
+def test_large_batches_are_read_from_the_log_not_copied(db_path: Path, with_ts: bool) -> None:
+    """A big uncompressed batch is viewed through a mapping of the segment: the caller may
+    reuse its array, the values stay exact, and reopen, compaction agree."""
+    values = np.random.default_rng(2).random(300_000)
+    vectors = np.random.default_rng(3).random((20_000, 16)).astype(np.float32)
+    ts = np.arange(300_000, dtype=np.int64) + 1_700_000_000_000_000 if with_ts else None
+    with synarrow.SynaDB(db_path, DbConfig(sync_on_write=False, auto_compact=False)) as db:
+        db.append("small", 1.0)  # so the batch does not start at an aligned offset
+        db.append_batch("f", values, timestamps=ts)
+        db.append_batch("v", vectors)
+        expected_f, expected_v = values.copy(), vectors.copy()
+        values[:] = -1.0
+        vectors[:] = -1.0
+        got = db.get_history_floats("f")
+        assert np.array_equal(got, expected_f)
+        assert not got.flags.writeable
+        assert np.array_equal(db.get_history_tensor("v"), expected_v)
+        if with_ts:
+            assert db.get_history("f").column("ts").to_numpy().astype(np.int64).tolist() == (
+                ts.tolist()  # type: ignore[union-attr]
+            )
+    with synarrow.SynaDB(db_path) as db:
+        assert np.array_equal(db.get_history_floats("f"), expected_f)
+        db.compact()
+        assert np.array_equal(db.get_history_floats("f"), expected_f)
+        assert np.array_equal(db.get_history_tensor("v"), expected_v)
