@@ -28,6 +28,7 @@ from synarrow.log.reader import SegmentScan
 _HEADER_DTYPE = np.dtype(
     [("crc", "<u4"), ("ts", "<i8"), ("kl", "<u2"), ("vl", "<u4"), ("fb", "u1")]
 )
+_HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 _MASKS = np.array([(1 << (8 * i)) - 1 for i in range(9)], dtype=np.uint64)
 
 
@@ -79,7 +80,7 @@ def replay_segment(
     flags = hdr["fb"] & 0x0F
     atoms = hdr["fb"] >> 4
 
-    key_id, uniq_keys = _key_ids(data, size, offs, kl_all)
+    key_id, uniq_keys, order = _key_ids(data, size, offs, kl_all)
     states = [state_for(k) for k in uniq_keys]
 
     # Simple entries: single FLOAT/INT without LZ4, decoded all at once.
@@ -90,7 +91,6 @@ def replay_segment(
         & ((atoms == Atom.FLOAT) | (atoms == Atom.INT))
         & np.where(is_delta, vl_all <= 8, vl_all == 8)
     )
-    order = np.argsort(key_id, kind="stable")
     broken = _broken_chains(scan, order, key_id, simple, is_delta, offs)
     if broken.any():
         if not scan.skipped:
@@ -185,39 +185,57 @@ def _broken_chains(
 
 def _key_ids(
     data: bytearray, size: int, offs: np.ndarray, kl_all: np.ndarray
-) -> tuple[np.ndarray, list[bytes]]:
-    """Index of every entry's key into a list of the distinct keys.
+) -> tuple[np.ndarray, list[bytes], np.ndarray]:
+    """Index of every entry's key into a list of the distinct keys, and the entries grouped
+    by key (a stable order: file order within each key).
 
-    Keys of each length are hashed to 64 bits with numpy and grouped by hash; every entry's
-    key is then compared byte for byte with its group's first key, and a collision (never seen
-    in practice) falls back to grouping by the bytes themselves.
+    Keys are hashed to 64 bits with numpy and sorted once by hash; every entry's key is then
+    compared byte for byte with its group's first key, and a collision (never seen in
+    practice) falls back to grouping by the bytes themselves.
     """
     n = len(offs)
-    key_id = np.empty(n, dtype=np.int64)
-    uniq: list[bytes] = []
+    h_all = np.empty(n, dtype=np.uint64)
+    groups = []
     for kl in np.unique(kl_all).tolist():
         sel = np.flatnonzero(kl_all == kl)
         raw = _sliding(data, f"V{kl}", size)[offs[sel] + ENTRY_HEADER_SIZE]
         words = -(-kl // 8)
         padded = np.zeros((len(sel), words * 8), dtype=np.uint8)
         padded[:, :kl] = raw.view(np.uint8).reshape(len(sel), kl)
-        h = np.zeros(len(sel), dtype=np.uint64)
+        h = np.full(len(sel), kl, dtype=np.uint64)
         with np.errstate(over="ignore"):
             for w in padded.view("<u8").T:
-                h = (h ^ w) * np.uint64(0x9E3779B97F4A7C15)
+                h = (h ^ w) * _HASH_MULTIPLIER
                 h ^= h >> np.uint64(29)
-        _, first, inv = np.unique(h, return_index=True, return_inverse=True)
-        inv = inv.reshape(-1)
-        if not np.array_equal(raw, raw[first][inv]):
-            uk, inv = np.unique(raw, return_inverse=True)
-            first = None
-            keys = [bytes(k) for k in uk.tolist()]
-            inv = inv.reshape(-1)
-        else:
-            keys = [bytes(k) for k in raw[first].tolist()]
-        key_id[sel] = inv + len(uniq)
-        uniq.extend(keys)
-    return key_id, uniq
+        h_all[sel] = h
+        groups.append((kl, sel, raw))
+    order = np.argsort(h_all, kind="stable")
+    sorted_h = h_all[order]
+    new = np.ones(n, dtype=bool)
+    new[1:] = sorted_h[1:] != sorted_h[:-1]
+    key_id = np.empty(n, dtype=np.int64)
+    key_id[order] = np.cumsum(new) - 1
+    firsts = order[new]
+    for kl, sel, raw in groups:
+        rep = _sliding(data, f"V{kl}", size)[offs[firsts[key_id[sel]]] + ENTRY_HEADER_SIZE]
+        if kl_all[firsts[key_id[sel]]].min() != kl or not np.array_equal(raw, rep):
+            return _key_ids_by_bytes(groups, n)
+    starts = (offs[firsts] + ENTRY_HEADER_SIZE).tolist()
+    uniq = [bytes(data[a : a + b]) for a, b in zip(starts, kl_all[firsts].tolist())]
+    return key_id, uniq, order
+
+
+def _key_ids_by_bytes(
+    groups: list[tuple[int, np.ndarray, np.ndarray]], n: int
+) -> tuple[np.ndarray, list[bytes], np.ndarray]:
+    """Slow exact grouping by the key bytes (only after a hash collision)."""
+    key_id = np.empty(n, dtype=np.int64)
+    uniq: list[bytes] = []
+    for _, sel, raw in groups:
+        uk, inv = np.unique(raw, return_inverse=True)
+        key_id[sel] = inv.reshape(-1) + len(uniq)
+        uniq.extend(bytes(k) for k in uk.tolist())
+    return key_id, uniq, np.argsort(key_id, kind="stable")
 
 
 def _apply_rows(
