@@ -14,12 +14,14 @@ import os
 import struct
 from pathlib import Path
 
+import lz4.block
 import numpy as np
 
 from synarrow.log.format import crc32
 
-MAGIC = b"SYNAIDX1"
-HEAD = struct.Struct("<8sQQII")  # magic, segment size, entry count, segment crc32, own crc32
+MAGIC = b"SYNAIDX2"
+# magic, segment size, entry count, segment crc32, crc32 of the body (LZ4 of u32 lengths)
+HEAD = struct.Struct("<8sQQII")
 
 
 def sidecar_path(segment_file: Path) -> Path:
@@ -32,7 +34,9 @@ def write_sidecar(segment_file: Path, offsets: np.ndarray, size: int) -> None:
     a lost or stale sidecar only costs a slower open)."""
     with open(segment_file, "rb") as f:
         file_crc = crc32(f.read(size))
-    body = np.ascontiguousarray(offsets, dtype="<i8").tobytes()
+    # Entry lengths (offset differences) compress to a fraction of a byte per entry.
+    lengths = np.diff(np.asarray(offsets, dtype=np.int64), prepend=0).astype("<u4")
+    body = lz4.block.compress(lengths.tobytes(), store_size=True)
     head = HEAD.pack(MAGIC, size, len(offsets), file_crc, crc32(body))
     tmp = sidecar_path(segment_file).with_suffix(".idx.tmp")
     with open(tmp, "wb") as f:
@@ -51,11 +55,17 @@ def read_sidecar(segment_file: Path, data: bytearray | bytes, size: int) -> np.n
         return None
     magic, rec_size, count, file_crc, body_crc = HEAD.unpack_from(raw, 0)
     body = memoryview(raw)[HEAD.size :]
-    if magic != MAGIC or rec_size != size or len(body) != 8 * count or crc32(body) != body_crc:
+    if magic != MAGIC or rec_size != size or crc32(body) != body_crc:
         return None
     if crc32(memoryview(data)[:size]) != file_crc:
         return None
-    return np.frombuffer(body, dtype="<i8").astype(np.int64)
+    try:
+        lengths = np.frombuffer(lz4.block.decompress(body), dtype="<u4")
+    except (ValueError, RuntimeError):
+        return None
+    if len(lengths) != count:
+        return None
+    return np.cumsum(lengths, dtype=np.int64)
 
 
 def remove_sidecar(segment_file: Path) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import time
 from array import array
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from synarrow.errors import StorageFullError
 from synarrow.log.format import encode_file_header
 from synarrow.log.sidecar import remove_sidecar, write_sidecar
 
+# Longest a group-commit leader waits for the threads of its previous group to join.
+GROUP_WINDOW = 0.0002
 _SPACE_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
@@ -76,6 +79,8 @@ class LogWriter:
         self._buf = bytearray()
         self._sync_cond = threading.Condition()
         self._syncing = False
+        self._waiting = 0  # threads waiting for a sync in progress
+        self._group = 1  # how many threads the last fsync served
         # Start offsets of the segment's entries, saved as a sidecar when it is closed.
         self.offsets = array("q", existing_offsets)
         path = self.path = segment_path(directory, segment)
@@ -218,14 +223,30 @@ class LogWriter:
             self._buf = bytearray()
 
     def sync_to(self, position: int) -> None:
-        """Return once everything up to ``position`` is on disk, sharing fsyncs between threads."""
+        """Return once everything up to ``position`` is on disk, sharing fsyncs between threads.
+
+        The first thread to arrive syncs for everyone whose bytes were written before its
+        fsync starts (group commit). When the previous fsync was shared by several threads,
+        the next one waits up to ``GROUP_WINDOW`` seconds for as many to arrive again, so a
+        group is not split by a thread that raced ahead.
+        """
         with self._sync_cond:
             while self._synced < position:
                 if self._syncing:
+                    self._waiting += 1
+                    self._sync_cond.notify_all()  # a leader may be gathering its group
                     self._sync_cond.wait()
+                    self._waiting -= 1
                     continue
                 self._syncing = True
+                deadline = time.monotonic() + GROUP_WINDOW
+                while self._waiting < self._group - 1:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._sync_cond.wait(left)
                 target = self._file_size
+                group = self._waiting + 1
                 self._sync_cond.release()
                 try:
                     sync_data(self._fd)
@@ -234,6 +255,7 @@ class LogWriter:
                     self._syncing = False
                     self._sync_cond.notify_all()
                 self._synced = max(self._synced, target)
+                self._group = group
 
     def sync(self) -> None:
         """Flush and fsync everything written so far."""
