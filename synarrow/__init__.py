@@ -61,7 +61,11 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = [
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | {"gpu"})
+
+
+__all__ = [  # noqa: RUF022 - grouped: core names, then the lazily loaded ones
     "Atom",
     "ChecksumError",
     "ConfigError",
@@ -85,4 +89,13 @@ __all__ = [
     "TypeMismatchError",
     "__version__",
     "open",
+    # loaded on first use
+    "ModelRegistry",
+    "ModelVersion",
+    "Experiment",
+    "Run",
+    "SQLError",
+    "SearchResult",
+    "TensorEngine",
+    "VectorStore",
 ]

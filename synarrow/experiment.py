@@ -1006,7 +1006,11 @@ class Experiment:
                 rel = self._con.sql(query, params=list(params) if params is not None else None)
                 return rel.to_arrow_table() if rel is not None else pa.table({})
             except _duckdb.Error as exc:
-                raise SQLError(f"query failed: {exc}") from exc
+                raise SQLError(
+                    f"query failed: {exc}",
+                    hint="views: metrics(run_id, metric, step, ts, value), runs(run_id, name, status, "
+                    "start_time, end_time, tags), params(run_id, param, value)",
+                ) from exc
 
     # -- life cycle -------------------------------------------------------------------------
 
