@@ -36,6 +36,7 @@ from synarrow.columnar.schema import history_table, numpy_dtype
 from synarrow.columnar.store import ColumnarStore
 from synarrow.config import DbConfig
 from synarrow.errors import (
+    CorruptionError,
     DatabaseClosedError,
     InvalidArgumentError,
     InvalidKeyError,
@@ -51,6 +52,7 @@ from synarrow.log.format import (
     CRC,
     ENTRY_BODY_HEADER,
     ENTRY_HEADER_SIZE,
+    FILE_HEADER_SIZE,
     FLAG_BATCH,
     FLAG_DELTA,
     FLAG_LZ4,
@@ -232,19 +234,16 @@ class SynaDB:
         for i, seg in enumerate(segments):
             path = segment_path(log_dir, seg)
             is_last = i == len(segments) - 1
-            if is_last and os.path.getsize(path) < 64 and not self.readonly:
-                # A crash while a new segment was being started; it holds no entry.
-                try:
-                    scan = scan_segment(path, repair=repair)
-                except SynaError:
+            try:
+                scan = scan_segment(path, repair=repair)
+            except CorruptionError:
+                if not (is_last and _never_written(path)):
+                    raise
+                # A crash while this segment was being started: it never held an entry.
+                if not self.readonly:
                     path.unlink()
-                    remove_sidecar(path)
-                    segments.pop()
-                    break
-            scan = scan_segment(path, repair=repair)
+                break
             if scan.torn_bytes and not is_last and not repair:
-                from synarrow.errors import CorruptionError
-
                 raise CorruptionError(
                     f"log segment {path} ends in {scan.torn_bytes} damaged bytes but is not "
                     "the last segment"
@@ -1021,6 +1020,13 @@ def open(
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _never_written(path: Path) -> bool:
+    """Whether a segment whose header does not verify can only be an interrupted creation:
+    nothing but zeros (or nothing at all) follows the header bytes."""
+    data = path.read_bytes()
+    return not any(data[FILE_HEADER_SIZE:])
 
 
 def _batch_slices(batch: _arrow.BatchValues) -> Iterator[tuple[int, int]]:

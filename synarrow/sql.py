@@ -55,57 +55,58 @@ class SQLError(SynaError, ValueError):
     default_hint = "views: history(key, ts, value, int_value, text, bytes, vector, type), latest"
 
 
+_COLUMN_TYPES = {
+    "value": "DOUBLE",
+    "int_value": "BIGINT",
+    "text": "VARCHAR",
+    "bytes": "BLOB",
+    "vector": "FLOAT[]",
+}
+# Where a value of each atom type goes in the history view.
+_ATOM_COLUMNS = {
+    "float": {"value": "{v}"},
+    "int": {"value": "{v}::DOUBLE", "int_value": "{v}"},
+    "text": {"text": "{v}"},
+    "bytes": {"bytes": "{v}"},
+    "vector": {"vector": "{v}::FLOAT[]"},
+}
+
+
+def _atom_name(value_type: pa.DataType) -> str:
+    if pa.types.is_floating(value_type):
+        return "float"
+    if pa.types.is_integer(value_type):
+        return "int"
+    if pa.types.is_large_string(value_type):
+        return "text"
+    if pa.types.is_large_binary(value_type):
+        return "bytes"
+    if pa.types.is_fixed_size_list(value_type) or pa.types.is_large_list(value_type):
+        return "vector"
+    return "null"
+
+
 def _projection(value_type: pa.DataType, name: str) -> str:
-    """SELECT list mapping a source with ``value`` of ``value_type`` to the history columns."""
-    v = "value"
-    cols = {c: "NULL" for c in ("value", "int_value", "text", "bytes", "vector")}
-    kind = "'null'"
-    if pa.types.is_struct(value_type):
-        fields = {f.name: f.type for f in value_type}
-        parts = []
-        if "float" in fields:
-            parts.append("value.float")
-            cols["value"] = "value.float"
-        if "int" in fields:
-            cols["int_value"] = "value.int"
-            cols["value"] = (
-                "coalesce(value.float, value.int::DOUBLE)"
-                if "float" in fields
-                else "value.int::DOUBLE"
-            )
-        if "text" in fields:
-            cols["text"] = "value.text"
-        if "bytes" in fields:
-            cols["bytes"] = "value.bytes"
-        if "vector" in fields:
-            cols["vector"] = "value.vector::FLOAT[]"
-        cases = " ".join(f"WHEN value.{f} IS NOT NULL THEN '{f}'" for f in fields)
-        kind = f"CASE {cases} ELSE 'null' END"
-        del parts
-    elif pa.types.is_floating(value_type):
-        cols["value"] = v
-        kind = "CASE WHEN value IS NULL THEN 'null' ELSE 'float' END"
-    elif pa.types.is_integer(value_type):
-        cols["value"], cols["int_value"] = "value::DOUBLE", v
-        kind = "CASE WHEN value IS NULL THEN 'null' ELSE 'int' END"
-    elif pa.types.is_large_string(value_type):
-        cols["text"] = v
-        kind = "CASE WHEN value IS NULL THEN 'null' ELSE 'text' END"
-    elif pa.types.is_large_binary(value_type):
-        cols["bytes"] = v
-        kind = "CASE WHEN value IS NULL THEN 'null' ELSE 'bytes' END"
-    elif pa.types.is_fixed_size_list(value_type) or pa.types.is_large_list(value_type):
-        cols["vector"] = "value::FLOAT[]"
-        kind = "CASE WHEN value IS NULL THEN 'null' ELSE 'vector' END"
-    typed = {
-        "value": "DOUBLE",
-        "int_value": "BIGINT",
-        "text": "VARCHAR",
-        "bytes": "BLOB",
-        "vector": "FLOAT[]",
-    }
-    select = ", ".join(f"CAST({cols[c]} AS {typed[c]}) AS {c}" for c in typed)
-    return f'SELECT key, ts, {select}, {kind} AS type FROM "{name}"'
+    """SELECT mapping a source whose ``value`` is ``value_type`` to the history columns."""
+    cols: dict[str, list[str]] = {c: [] for c in _COLUMN_TYPES}
+    if pa.types.is_struct(value_type):  # a mixed-type history: one field per atom type
+        atoms = [(f.name, f"value.{f.name}") for f in value_type]
+    else:
+        atoms = [(_atom_name(value_type), "value")]
+    for atom, expr in atoms:
+        for col, template in _ATOM_COLUMNS.get(atom, {}).items():
+            cols[col].append(template.format(v=expr))
+    cases = " ".join(f"WHEN {expr} IS NOT NULL THEN '{atom}'" for atom, expr in atoms)
+    select = ", ".join(
+        f"CAST({_coalesce(cols[c])} AS {t}) AS {c}" for c, t in _COLUMN_TYPES.items()
+    )
+    return f"SELECT key, ts, {select}, CASE {cases} ELSE 'null' END AS type FROM \"{name}\""
+
+
+def _coalesce(exprs: list[str]) -> str:
+    if not exprs:
+        return "NULL"
+    return exprs[0] if len(exprs) == 1 else f"coalesce({', '.join(exprs)})"
 
 
 _NAIVE_TS = pa.timestamp("us")

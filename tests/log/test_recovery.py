@@ -203,3 +203,29 @@ def test_stale_sidecar_is_ignored(tmp_path: Path) -> None:
     seg.write_bytes(bytes(data))
     with synarrow.SynaDB(path, CFG) as db:
         assert _history(db) == expected
+
+
+@pytest.mark.parametrize("damage", ["short", "zeroed"])
+def test_interrupted_segment_creation_is_dropped(tmp_path: Path, damage: str) -> None:
+    """A crash while a new segment was being started leaves a short or zero-filled file
+    (its size persisted before its data); it never held an entry and is removed on open."""
+    path = tmp_path / "db"
+    expected = _write_mixed(path)
+    nxt = path / "log" / "00000002.log"
+    nxt.write_bytes(b"SYNAR" if damage == "short" else bytes(FILE_HEADER_SIZE + 64))
+    with synarrow.SynaDB(path, CFG) as db:
+        assert _history(db) == expected
+        db.append("after", 1.0)
+    with synarrow.SynaDB(path, CFG) as db:
+        assert db.get("after") == 1.0
+
+
+def test_damaged_header_of_a_segment_with_entries_is_corruption(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    _write_mixed(path)
+    seg = _segment(path)
+    data = bytearray(seg.read_bytes())
+    data[0:8] = bytes(8)
+    seg.write_bytes(bytes(data))
+    with pytest.raises(synarrow.CorruptionError, match="magic"):
+        synarrow.SynaDB(path, CFG)
