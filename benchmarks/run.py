@@ -21,7 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import bench_columnar, bench_core, bench_experiment, bench_scaleout, bench_tensor
+from . import (
+    bench_columnar,
+    bench_core,
+    bench_experiment,
+    bench_scaleout,
+    bench_tensor,
+    bench_vector,
+)
 from .common import Ctx, Row, fmt_value, log, machine_info
 
 HERE = Path(__file__).resolve().parent
@@ -30,6 +37,7 @@ ROOT = HERE.parent
 ISSUES = {
     2: ("Issue 2: storage engine (log, index, durability, recovery)", bench_core.BENCHMARKS),
     3: ("Issue 3: columnar layer (compaction, zero-copy history, SQL)", bench_columnar.BENCHMARKS),
+    4: ("Issue 4: vector store (usearch)", bench_vector.BENCHMARKS),
     5: ("Issue 5: tensors, PyTorch loading, GPU", bench_tensor.BENCHMARKS),
     6: ("Issue 6: experiment tracking and model registry", bench_experiment.BENCHMARKS),
     7: ("Issue 7: scale-out (Arrow Flight, dataset export)", bench_scaleout.BENCHMARKS),
@@ -37,6 +45,7 @@ ISSUES = {
 GROUPS = {
     "core": list(bench_core.BENCHMARKS),
     "columnar": list(bench_columnar.BENCHMARKS),
+    "vector": list(bench_vector.BENCHMARKS),
     "tensor": list(bench_tensor.BENCHMARKS),
     "experiment": list(bench_experiment.BENCHMARKS),
     "scaleout": list(bench_scaleout.BENCHMARKS),
@@ -48,7 +57,7 @@ for _issue, (_title, _b) in ISSUES.items():
 
 SYSTEM_RANK = {"synarrow": 0, "synadb": 1, "sqlite": 2, "duckdb table": 3,
                "duckdb table, naive ts": 4, "pandas": 5,
-               "arrow ipc file": 6, "raw write+fsync": 7}
+               "arrow ipc file": 6, "raw write+fsync": 7, "usearch": 8}
 
 
 # --------------------------------------------------------------------------

@@ -93,7 +93,8 @@ _INT64_MAX = codec.INT64_MAX
 _DELTA_RESTART = 31
 
 
-def _check_key(key: object) -> bytes:
+def check_key(key: object) -> bytes:
+    """Validate a key; returns its UTF-8 bytes or raises :class:`InvalidKeyError`."""
     if not isinstance(key, str):
         raise InvalidKeyError(f"keys must be str, got {type(key).__name__} {key!r:.60}")
     if not key:
@@ -305,7 +306,7 @@ class SynaDB:
     def _key_state(self, key: str) -> KeyState:
         st = self._keys.get(key) if type(key) is str else None
         if st is None:
-            raw = _check_key(key)
+            raw = check_key(key)
             st = KeyState(key, raw)
             self._keys[key] = st
         return st
@@ -528,7 +529,7 @@ class SynaDB:
             self._writable()
             st = self._keys.get(key) if type(key) is str else None
             if st is None:
-                _check_key(key)
+                check_key(key)
                 return False
             if st.latest_atom is None:
                 return False
@@ -646,7 +647,7 @@ class SynaDB:
             raise DatabaseClosedError(f"database {self.path} is closed")
         st = self._keys.get(key) if type(key) is str else None
         if st is None:
-            _check_key(key)
+            check_key(key)
             return None
         return st if st.latest_atom is not None else None
 
@@ -962,6 +963,11 @@ class SynaDB:
                 "entries_dropped_in_repair": self._dropped_in_repair,
                 "config": self.config,
             }
+
+    @property
+    def next_sequence(self) -> int:
+        """The sequence number the next log entry will get (it grows with every write)."""
+        return self._next_seq
 
     @property
     def closed(self) -> bool:
