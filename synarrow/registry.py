@@ -57,6 +57,7 @@ from synarrow.errors import (
     NotFoundError,
     ReadOnlyError,
 )
+from synarrow.log.writer import fsync_directory
 
 #: What ``save_model`` / ``log_artifact`` accept: bytes-like, a file path, or a binary file.
 Source = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", BinaryIO]
@@ -256,14 +257,6 @@ def _write_all(fd: int, view: memoryview) -> None:
         view = view[n:]
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class BlobStore:
     """Immutable files named by their SHA-256 in one directory, written durably in chunks."""
 
@@ -299,7 +292,7 @@ class BlobStore:
                 tmp.unlink()  # same content stored before: keep one copy
             else:
                 os.replace(tmp, final)
-                _fsync_dir(self.directory)
+                fsync_directory(self.directory)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
