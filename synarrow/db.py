@@ -66,7 +66,7 @@ from synarrow.log.format import (
     flags_byte,
 )
 from synarrow.log.lock import WriterLock
-from synarrow.log.memtable import KeyState, TailChunk, last_value, values_array
+from synarrow.log.memtable import UNLOADED, KeyState, TailChunk, last_value, values_array
 from synarrow.log.reader import scan_segment
 from synarrow.log.replay import replay_segment
 from synarrow.log.sidecar import remove_sidecar
@@ -660,6 +660,13 @@ class SynaDB:
 
     def get(self, key: str, default: Any = None) -> Any:
         """The latest value of ``key``, or ``default`` if it is absent or deleted. O(1)."""
+        # Lock-free fast path: the latest value is one attribute, replaced atomically by
+        # writers; a key being created, deleted or not decoded yet takes the locked path.
+        st = self._keys.get(key) if type(key) is str else None
+        if st is not None and not self._closed:
+            value = st.latest
+            if st.latest_atom is not None and value is not UNLOADED:
+                return value.copy() if type(value) is np.ndarray else value
         with self._lock:
             st = self._live(key)
             if st is None:
