@@ -489,9 +489,34 @@ def check_database(path: str | os.PathLike[str], *, progress: bool | None = None
             bar.update(size)
         if manifest is not None:
             _check_columnar(root / "columnar", manifest, report, bar)
+        _check_content_addressed(root, report)
     finally:
         bar.close()
     return report
+
+
+def _check_content_addressed(root: Path, report: CheckReport) -> None:
+    """Model blobs (``blobs/``) and run artifacts (``artifacts/``) are named by the SHA-256
+    of their bytes: recompute each, streaming, and report any file whose bytes changed."""
+    import hashlib
+
+    for folder in ("blobs", "artifacts"):
+        directory = root / folder
+        if not directory.is_dir():
+            continue
+        files = [f for f in sorted(directory.iterdir()) if f.is_file() and len(f.name) == 64]
+        for f in files:
+            digest = hashlib.sha256()
+            with open(f, "rb") as handle:
+                for chunk in iter(lambda h=handle: h.read(1 << 20), b""):
+                    digest.update(chunk)
+            if digest.hexdigest() != f.name:
+                report.damage.append(
+                    f"{folder}/{f.name}: SHA-256 of the bytes is {digest.hexdigest()}, "
+                    "not the name it was stored under"
+                )
+        if files:
+            report.lines.append(f"{folder}/: {len(files)} files, SHA-256 verified")
 
 
 def _check_columnar(directory: Path, manifest: Any, report: CheckReport, bar: Any) -> None:
