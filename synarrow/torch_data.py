@@ -24,6 +24,7 @@ with one vectorised gather instead of one call per sample.
 
 from __future__ import annotations
 
+import abc
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -60,7 +61,7 @@ def _positive(name: str, value: object, minimum: int = 1) -> int:
     return value
 
 
-class _ProcessLocal(_data.Dataset):  # type: ignore[misc]
+class _ProcessLocal(_data.Dataset, metaclass=abc.ABCMeta):  # type: ignore[misc]
     """Loads its arrays once per process, from a read-only handle opened in that process."""
 
     def __init__(self, source: Source) -> None:
@@ -74,10 +75,14 @@ class _ProcessLocal(_data.Dataset):  # type: ignore[misc]
             self._path = _path_of(source)
 
     def _from_memory(self, array: np.ndarray) -> Any:
-        raise NotImplementedError
+        """The dataset's arrays built from an in-memory array (datasets that allow one)."""
+        raise InvalidArgumentError(
+            f"{type(self).__name__} reads a database; pass a SynaDB or its path, not an array"
+        )
 
+    @abc.abstractmethod
     def _load(self, db: SynaDB) -> Any:
-        raise NotImplementedError
+        """The dataset's arrays read from ``db`` (a read-only handle of this process)."""
 
     def arrays(self) -> Any:
         """This process's arrays, loaded on first use (and again after a fork)."""
@@ -116,8 +121,9 @@ class _ProcessLocal(_data.Dataset):  # type: ignore[misc]
             raise IndexError(f"indices out of range for {n} samples")
         return arr
 
+    @abc.abstractmethod
     def __len__(self) -> int:
-        raise NotImplementedError
+        """Number of samples."""
 
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:
         """Samples for ``DataLoader``'s default collation, fetched with one gather."""
