@@ -761,6 +761,13 @@ class SynaDB:
         Int histories are converted (a copy; ints beyond 2**53 round, as with numpy's
         ``astype``). Other types raise ``TypeMismatchError``.
         """
+        with self._lock:
+            st = self._required(key)
+            if not st.tail_count and len(st.base) == 1:
+                # The usual compacted case: one slice of a mapped file, viewed directly.
+                chunk = st.base[0].chunk()
+                if chunk.atom == Atom.FLOAT and not chunk.values.null_count:
+                    return _to_numpy(chunk.values)
         col = self._numeric_column(key)
         if col.type == pa.int64():
             # As numpy's astype: ints beyond 2**53 round to the nearest float64.
