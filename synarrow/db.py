@@ -832,7 +832,8 @@ class SynaDB:
                         if not st.tail_count:
                             del self._keys[key]  # deleted key, nothing left to fold
                         continue
-                    snap = KeySnapshot(key, list(st.base), st.tail_chunks())  # type: ignore[arg-type]
+                    tail = st.tail_chunks()
+                    snap = KeySnapshot(key, list(st.base), tail, st.tail_count)  # type: ignore[arg-type]
                     snaps.append(snap)
                     seen[key] = (st, st.epoch, snap.tail_count)
             result = write_generation(

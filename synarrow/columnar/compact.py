@@ -32,7 +32,13 @@ import pyarrow.ipc as ipc
 
 from synarrow.columnar.ipc import DataFileWriter
 from synarrow.columnar.manifest import DataFile, Manifest, commit_manifest
-from synarrow.columnar.schema import history_table, numeric_array, numpy_dtype, string_array
+from synarrow.columnar.schema import (
+    history_table,
+    numeric_array,
+    numpy_dtype,
+    string_array,
+    ts_array,
+)
 from synarrow.columnar.store import INDEX_SCHEMA, BaseRef, ColumnarStore
 from synarrow.log.format import ATOM_NAMES, Atom
 from synarrow.log.memtable import TailChunk
@@ -52,11 +58,11 @@ class KeySnapshot:
     key: str
     base: list[BaseRef]
     tail: list[TailChunk]
+    tail_count: int = -1  # entries in the tail snapshot (computed when not given)
 
-    @property
-    def tail_count(self) -> int:
-        """Entries in the tail snapshot."""
-        return sum(len(c) for c in self.tail)
+    def __post_init__(self) -> None:
+        if self.tail_count < 0:
+            self.tail_count = sum(len(c) for c in self.tail)
 
 
 @dataclass
@@ -70,6 +76,22 @@ class CompactionResult:
     entries_written: int = 0
     files_written: list[str] = field(default_factory=list)
     files_removed: list[str] = field(default_factory=list)
+
+
+def _history_arrays(chunks: list[TailChunk]) -> tuple[pa.Array, pa.Array, tuple[Atom | None, Atom]]:
+    """Timestamps and values of a key's history, with (its atom or None for a mixed-type
+    struct, the atom of its last entry). One plain chunk, the usual case, is used as is."""
+    chunks = [c for c in chunks if len(c)]
+    if len(chunks) == 1 and chunks[0].atom is not None:
+        c = chunks[0]
+        values = c.values
+        atom: Atom | None = Atom(c.atom)
+        last = atom if not values.null_count or values[len(values) - 1].is_valid else Atom.NULL
+        return ts_array(c.ts), values, (atom, last)
+    table = history_table(chunks)
+    ts = table.column(0).combine_chunks()
+    values = table.column(1).combine_chunks()
+    return ts, values, _atom_of(table)
 
 
 def _atom_of(table: pa.Table) -> tuple[Atom | None, Atom]:
@@ -132,23 +154,22 @@ def write_generation(
             else:
                 result_refs[snap.key] = list(snap.base)
                 continue
-            table = history_table(chunks)
-            if table.num_rows == 0:
+            ts, values, atoms = _history_arrays(chunks)
+            if not len(ts):
                 continue
-            w = writer_for(table.schema.field("value").type)
-            batch, row = w.add(snap.key, table)
-            pending.append((snap.key, kept, table, w, batch, row))
-            result.entries_written += table.num_rows
+            w = writer_for(values.type)
+            batch, row = w.add(snap.key, ts, values)
+            pending.append((snap.key, kept, len(ts), atoms, w, batch, row))
+            result.entries_written += len(ts)
         new_files: list[DataFile] = []
         for t, w in writers.items():
             size = w.close()
             new_files.append(DataFile(names[t], w.rows, size))
             result.files_written.append(names[t])
         by_writer = {id(w): names[t] for t, w in writers.items()}
-        for key, kept, table, w, batch, row in pending:
-            atom, last_atom = _atom_of(table)
+        for key, kept, count, (atom, last_atom), w, batch, row in pending:
             mf = store.mapped(by_writer[id(w)])
-            result_refs[key] = [*kept, BaseRef(mf, batch, row, table.num_rows, atom, last_atom)]
+            result_refs[key] = [*kept, BaseRef(mf, batch, row, count, atom, last_atom)]
 
         index_name = f"g{gen:06d}-index.arrow"
         known = {f.name: f for f in [*old.files, *new_files]}

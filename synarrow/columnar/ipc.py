@@ -45,7 +45,7 @@ def key_column(keys: Sequence[str], counts: Sequence[int]) -> pa.Array:
 
 
 class DataFileWriter:
-    """Streams (key, history table) pairs of one value type into an IPC file."""
+    """Streams (key, timestamps, values) of one value type into an IPC file."""
 
     def __init__(self, path: Path, value_type: pa.DataType, compression: str | None) -> None:
         self.path = path
@@ -53,36 +53,45 @@ class DataFileWriter:
         options = ipc.IpcWriteOptions(compression=compression) if compression else None
         self._sink = pa.OSFile(str(path), "wb")
         self._writer = ipc.new_file(self._sink, self.schema, options=options)
-        self._pending: list[tuple[str, pa.Table]] = []
+        self._keys: list[str] = []
+        self._counts: list[int] = []
+        self._ts: list[pa.Array] = []
+        self._values: list[pa.Array] = []
         self._pending_bytes = 0
         self._pending_rows = 0
         self.batches = 0
         self.rows = 0
 
-    def add(self, key: str, table: pa.Table) -> tuple[int, int]:
+    def add(self, key: str, ts: pa.Array, values: pa.Array) -> tuple[int, int]:
         """Queue a key's rows; returns (batch index, first row in batch) where they will be."""
         if self._pending_bytes >= BATCH_BYTES:
             self._write_pending()
         row = self._pending_rows
-        self._pending.append((key, table))
-        self._pending_bytes += table.nbytes
-        self._pending_rows += table.num_rows
-        self.rows += table.num_rows
+        n = len(ts)
+        self._keys.append(key)
+        self._counts.append(n)
+        self._ts.append(ts)
+        self._values.append(values)
+        width = values.type.bit_width // 8 if pa.types.is_primitive(values.type) else 0
+        self._pending_bytes += n * (8 + width) if width else values.nbytes + 8 * n
+        self._pending_rows += n
+        self.rows += n
         return self.batches, row
 
     def _write_pending(self) -> None:
-        if not self._pending:
+        if not self._keys:
             return
-        keys = [k for k, _ in self._pending]
-        counts = [t.num_rows for _, t in self._pending]
-        ts = pa.concat_arrays([c for _, t in self._pending for c in t.column("ts").chunks])
-        values = pa.concat_arrays([c for _, t in self._pending for c in t.column("value").chunks])
         batch = pa.RecordBatch.from_arrays(
-            [key_column(keys, counts), ts, values], schema=self.schema
+            [
+                key_column(self._keys, self._counts),
+                pa.concat_arrays(self._ts),
+                pa.concat_arrays(self._values),
+            ],
+            schema=self.schema,
         )
         self._writer.write_batch(batch)
         self.batches += 1
-        self._pending = []
+        self._keys, self._counts, self._ts, self._values = [], [], [], []
         self._pending_bytes = 0
         self._pending_rows = 0
 
