@@ -27,6 +27,8 @@ from synarrow.errors import StorageFullError
 from synarrow.log.format import encode_file_header
 from synarrow.log.sidecar import remove_sidecar, write_sidecar
 
+# Segments whose entries average more than this get no sidecar (see close()).
+SIDECAR_MAX_AVERAGE_ENTRY = 4096
 # Longest a group-commit leader waits for the threads of its previous group to join.
 GROUP_WINDOW = 0.0002
 _SPACE_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -271,10 +273,15 @@ class LogWriter:
         finally:
             os.close(self._fd)
             self.closed = True
-        try:
-            write_sidecar(self.path, np.frombuffer(self.offsets, dtype=np.int64), self._file_size)
-        except OSError:
-            pass  # only an optimisation for the next open
+        # A sidecar spares the next open a walk with one CRC per entry, at the price of
+        # reading the segment back once now: worth it only for many small entries.
+        if self.offsets and self._file_size / len(self.offsets) < SIDECAR_MAX_AVERAGE_ENTRY:
+            try:
+                write_sidecar(
+                    self.path, np.frombuffer(self.offsets, dtype=np.int64), self._file_size
+                )
+            except OSError:
+                pass  # only an optimisation for the next open
 
     def abandon(self) -> None:
         """Close without flushing (used after a failure or in tests that simulate a crash)."""
