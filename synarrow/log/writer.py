@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from array import array
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,7 @@ class LogWriter:
         self._sync_cond = threading.Condition()
         self._syncing = False
         self._waiting = 0  # threads waiting for a sync in progress
-        self._group = 1  # how many threads the last fsync served
+        self._groups: deque[int] = deque([1], maxlen=8)  # threads served by recent fsyncs
         # Start offsets of the segment's entries, saved as a sidecar when it is closed.
         self.offsets = array("q", existing_offsets)
         path = self.path = segment_path(directory, segment)
@@ -242,7 +243,8 @@ class LogWriter:
                     continue
                 self._syncing = True
                 deadline = time.monotonic() + GROUP_WINDOW
-                while self._waiting < self._group - 1:
+                expected = max(self._groups)
+                while self._waiting < expected - 1:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
@@ -257,7 +259,7 @@ class LogWriter:
                     self._syncing = False
                     self._sync_cond.notify_all()
                 self._synced = max(self._synced, target)
-                self._group = group
+                self._groups.append(group)
 
     def sync(self) -> None:
         """Flush and fsync everything written so far."""
