@@ -385,7 +385,10 @@ class SynaDB:
                     vb = x.to_bytes((x.bit_length() + 7) >> 3, "little")
                     fb |= FLAG_DELTA
                     run = st.delta_run + 1
-            body = _pack_body(ts, len(st.key_bytes), len(vb), fb) + st.key_bytes + vb
+            header = st.header
+            if header is None:
+                header = st.header = struct.Struct(f"<qHIB{len(st.key_bytes)}s")
+            body = header.pack(ts, len(st.key_bytes), len(vb), fb, st.key_bytes) + vb
             record = _pack_crc(_crc32(body)) + body
             sync = self._sync
             if sync:
@@ -413,7 +416,6 @@ class SynaDB:
             st.tail_count += 1
             st.latest = value
             st.latest_atom = atom
-            st.latest_ts = ts
             st.delta_atom = atom
             st.delta_segment = writer.segment
             st.delta_prev = cur

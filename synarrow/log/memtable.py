@@ -9,6 +9,7 @@ per entry, and the latest value is cached so ``get`` is O(1) whatever the histor
 
 from __future__ import annotations
 
+import struct
 from array import array
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -145,12 +146,13 @@ class KeyState:
     tail_count: int = 0
     latest: object = None
     latest_atom: Atom | None = None
-    latest_ts: int = 0
     # Delta-encoding context of the writer: previous single numeric entry in the segment.
     delta_segment: int = -1
     delta_atom: int = -1
     delta_prev: int = 0
     delta_run: int = 0  # delta entries since the last absolute one
+    # Packs an entry header followed by this key (for the append hot path).
+    header: struct.Struct | None = field(default=None, repr=False)
     # Bumped whenever the key is deleted, so a compaction that raced with it can tell.
     epoch: int = 0
 
@@ -177,7 +179,6 @@ class KeyState:
         self.tail_count += 1
         self.latest = value
         self.latest_atom = atom
-        self.latest_ts = ts
 
     def add_single(self, atom: Atom, ts: int, value: object, payload: bytes) -> None:
         """Record a single NULL, TEXT, BYTES or VECTOR entry (``payload``: its raw bytes)."""
@@ -192,7 +193,6 @@ class KeyState:
         self.tail_count += 1
         self.latest = value
         self.latest_atom = atom
-        self.latest_ts = ts
 
     def add_chunk(self, chunk: TailChunk, latest: object) -> None:
         """Record a batch entry (already decoded to Arrow)."""
@@ -203,7 +203,6 @@ class KeyState:
         self.tail_count += len(chunk)
         self.latest = latest
         self.latest_atom = chunk.atom
-        self.latest_ts = int(chunk.ts[-1])
 
     def clear(self) -> None:
         """Forget the whole history (the key was deleted)."""
@@ -214,7 +213,6 @@ class KeyState:
         self.tail_count = 0
         self.latest = None
         self.latest_atom = None
-        self.latest_ts = 0
         self.epoch += 1
 
     # -- reads ---------------------------------------------------------------------------
