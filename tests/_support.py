@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 import synarrow
 
@@ -32,3 +36,31 @@ def bring_to_state(
         db.compact()
     db.close()
     return synarrow.SynaDB(path, NO_SYNC)
+
+
+def state_fixtures(fill: Callable[[synarrow.SynaDB, int], None]) -> tuple[Any, Any]:
+    """Fixtures ``templates`` and ``sdb`` for a test module whose store is filled by ``fill``.
+
+    ``templates`` builds one store per state once per module; ``sdb`` opens a fresh copy of
+    the one for the current ``store_state``. Use: ``templates, sdb = state_fixtures(fill)``.
+    """
+
+    @pytest.fixture(scope="module")
+    def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+        out = {}
+        for state in STATES:
+            path = tmp_path_factory.mktemp(state) / "template.db"
+            bring_to_state(path, state, fill).close()
+            out[state] = path
+        return out
+
+    @pytest.fixture
+    def sdb(
+        templates: dict[str, Path], db_path: Path, store_state: str
+    ) -> Iterator[synarrow.SynaDB]:
+        shutil.copytree(templates[store_state], db_path)
+        handle = synarrow.SynaDB(db_path, NO_SYNC)
+        yield handle
+        handle.close()
+
+    return templates, sdb

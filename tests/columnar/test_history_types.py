@@ -6,17 +6,14 @@ it log only, fully compacted, or compacted between the halves (a columnar base p
 
 from __future__ import annotations
 
-import shutil
 import struct
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
-from _support import NO_SYNC, STATES, bring_to_state
+from _support import state_fixtures
 
 import synarrow
 
@@ -150,23 +147,7 @@ def assert_history(table: pa.Table, key: str) -> None:
         np.testing.assert_array_equal(ts, np.concatenate([_ts(0), _ts(1)]))
 
 
-@pytest.fixture(scope="module")
-def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One filled store per state, built once; each test opens a copy of it."""
-    out = {}
-    for state in STATES:
-        path = tmp_path_factory.mktemp(state) / "template.db"
-        bring_to_state(path, state, fill).close()
-        out[state] = path
-    return out
-
-
-@pytest.fixture
-def sdb(templates: dict[str, Path], db_path: Path, store_state: str) -> Iterator[synarrow.SynaDB]:
-    shutil.copytree(templates[store_state], db_path)
-    handle = synarrow.SynaDB(db_path, NO_SYNC)
-    yield handle
-    handle.close()
+templates, sdb = state_fixtures(fill)
 
 
 # -- the read APIs on every state --------------------------------------------------------------

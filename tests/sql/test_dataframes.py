@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
 import pytest
-from _support import NO_SYNC, STATES, bring_to_state
+from _support import state_fixtures
 
 import synarrow
 
@@ -37,22 +33,7 @@ TS = np.concatenate([_ts(0), _ts(1)])
 VECTORS = np.concatenate([np.zeros((N, DIM)), np.ones((N, DIM))]).astype(np.float32)
 
 
-@pytest.fixture(scope="module")
-def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = {}
-    for state in STATES:
-        path = tmp_path_factory.mktemp(state) / "template.db"
-        bring_to_state(path, state, fill).close()
-        out[state] = path
-    return out
-
-
-@pytest.fixture
-def sdb(templates: dict[str, Path], db_path: Path, store_state: str) -> Iterator[synarrow.SynaDB]:
-    shutil.copytree(templates[store_state], db_path)
-    handle = synarrow.SynaDB(db_path, NO_SYNC)
-    yield handle
-    handle.close()
+templates, sdb = state_fixtures(fill)
 
 
 # -- pandas -----------------------------------------------------------------------------------

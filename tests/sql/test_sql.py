@@ -5,15 +5,11 @@ Every query runs on the three store states (log only, compacted, compacted with 
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
-
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
-from _support import NO_SYNC, STATES, bring_to_state
+from _support import state_fixtures
 
 import synarrow
 from synarrow.sql import SQLError
@@ -56,22 +52,7 @@ def series(key: str) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-@pytest.fixture(scope="module")
-def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = {}
-    for state in STATES:
-        path = tmp_path_factory.mktemp(state) / "template.db"
-        bring_to_state(path, state, fill).close()
-        out[state] = path
-    return out
-
-
-@pytest.fixture
-def sdb(templates: dict[str, Path], db_path: Path, store_state: str) -> Iterator[synarrow.SynaDB]:
-    shutil.copytree(templates[store_state], db_path)
-    handle = synarrow.SynaDB(db_path, NO_SYNC)
-    yield handle
-    handle.close()
+templates, sdb = state_fixtures(fill)
 
 
 def _us(col: pa.ChunkedArray) -> np.ndarray:
