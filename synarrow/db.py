@@ -769,7 +769,9 @@ class SynaDB:
                 # The usual compacted case: one slice of a mapped file, viewed directly.
                 chunk = st.base[0].chunk()
                 if chunk.atom == Atom.FLOAT and not chunk.values.null_count:
-                    return _to_numpy(chunk.values)
+                    if chunk.numbers is None:
+                        chunk.numbers = _to_numpy(chunk.values)
+                    return chunk.numbers.view()  # a new view: callers may reshape theirs
         col = self._numeric_column(key)
         if col.type == pa.int64():
             # As numpy's astype: ints beyond 2**53 round to the nearest float64.

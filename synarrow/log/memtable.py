@@ -34,6 +34,8 @@ class TailChunk:
     atom: Atom | None
     ts: np.ndarray  # int64 microseconds
     values: pa.Array
+    # numpy view of ``values`` (numbers without nulls), kept once made
+    numbers: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.ts)
