@@ -508,7 +508,7 @@ def _check_content_addressed(root: Path, report: CheckReport) -> None:
         for f in files:
             digest = hashlib.sha256()
             with open(f, "rb") as handle:
-                for chunk in iter(lambda h=handle: h.read(1 << 20), b""):
+                while chunk := handle.read(1 << 20):
                     digest.update(chunk)
             if digest.hexdigest() != f.name:
                 report.damage.append(

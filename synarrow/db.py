@@ -149,6 +149,7 @@ class SynaDB:
         self._auto_thread: threading.Thread | None = None
         self._repaired: list[tuple[str, int, int]] = []
         self._dropped_in_repair = 0
+        self._last_ts = 0  # the latest timestamp this handle chose (see _now)
         self._torn_bytes = 0
         self._log_bytes_closed = 0
         self._prepare_directory()
@@ -339,7 +340,7 @@ class SynaDB:
             writer = self._writable()
             st = self._key_state(key)
             if ts is None:
-                ts = _time_ns() // 1000
+                ts = self._now()
             position = writer.write(
                 encode_entry(ts, st.key_bytes, stored, (atom << 4) | flags), sync=sync
             )
@@ -353,6 +354,15 @@ class SynaDB:
             writer.sync_to(position)
         return seq
 
+    def _now(self) -> int:
+        """Now in microseconds, strictly after every timestamp this handle gave before, so
+        entries appended without a timestamp never tie (the caller holds the lock)."""
+        ts = _time_ns() // 1000
+        if ts <= self._last_ts:
+            ts = self._last_ts + 1
+        self._last_ts = ts
+        return ts
+
     def _append_number(self, key: str, value: float | int, atom: Atom, ts: int | None) -> int:
         """The hot path of ``append`` for floats and ints: one entry, a few microseconds."""
         with self._lock:
@@ -363,13 +373,13 @@ class SynaDB:
             if st is None:
                 st = self._key_state(key)
             if ts is None:
-                ts = _time_ns() // 1000
+                ts = self._now()
             if atom == _FLOAT:
                 vb = _pack_d(value)
                 cur = int.from_bytes(vb, "little")
             else:
                 vb = _pack_q(value)
-                cur = value
+                cur = value  # type: ignore[assignment]  # an int here
             fb = atom << 4
             run = 0
             if self._delta:
@@ -446,7 +456,7 @@ class SynaDB:
             st = self._key_state(key)
             if batch.count == 0:
                 return 0
-            now = _time_ns() // 1000
+            now = self._now()
             position = 0
             mark = writer.mark()
             placed: list[tuple[int, int, int, bool]] = []  # payload offset, lo, hi, compressed
@@ -513,7 +523,7 @@ class SynaDB:
     def _tombstone(self, st: KeyState) -> int:
         writer = self._writable()
         position = writer.write(
-            encode_entry(_time_ns() // 1000, st.key_bytes, b"", flags_byte(FLAG_TOMBSTONE, 0)),
+            encode_entry(self._now(), st.key_bytes, b"", flags_byte(FLAG_TOMBSTONE, 0)),
             sync=self.config.sync_on_write,
         )
         self._next_seq += 1
@@ -1096,6 +1106,7 @@ def _mapped_chunks(
         n = hi - lo
         start = payload_at + codec.BATCH_HEADER.size
         start += -start % 8  # the padding encode_batch wrote
+        chunk_ts: np.ndarray
         if ts is not None:
             chunk_ts = np.memmap(path, dtype="<i8", mode="r", offset=start, shape=(n,))
             start += 8 * n

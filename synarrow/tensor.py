@@ -624,11 +624,11 @@ class TensorEngine:
             )
         units.sort(key=lambda u: u[0])
         plan: list[_Source] = []
-        for _, src in units:
-            if isinstance(src, _Keys) and plan and isinstance(plan[-1], _Keys):
-                plan[-1].keys.extend(src.keys)
+        for _, unit in units:
+            if isinstance(unit, _Keys) and plan and isinstance(plan[-1], _Keys):
+                plan[-1].keys.extend(unit.keys)
             else:
-                plan.append(src)
+                plan.append(unit)
         return plan
 
     def _describe(self, plan: list[_Source], pattern: str) -> tuple[tuple[int, ...], str]:

@@ -61,7 +61,7 @@ def _positive(name: str, value: object, minimum: int = 1) -> int:
     return value
 
 
-class _ProcessLocal(_data.Dataset, metaclass=abc.ABCMeta):  # type: ignore[misc]
+class _ProcessLocal(_data.Dataset, metaclass=abc.ABCMeta):  # type: ignore[misc, name-defined]
     """Loads its arrays once per process, from a read-only handle opened in that process."""
 
     def __init__(self, source: Source) -> None:

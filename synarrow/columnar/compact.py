@@ -82,10 +82,10 @@ def _history_arrays(chunks: list[TailChunk]) -> tuple[pa.Array, pa.Array, tuple[
     """Timestamps and values of a key's history, with (its atom or None for a mixed-type
     struct, the atom of its last entry). One plain chunk, the usual case, is used as is."""
     chunks = [c for c in chunks if len(c)]
-    if len(chunks) == 1 and chunks[0].atom is not None:
-        c = chunks[0]
+    c = chunks[0] if len(chunks) == 1 else None
+    if c is not None and c.atom is not None:
         values = c.values
-        atom: Atom | None = Atom(c.atom)
+        atom = c.atom
         last = atom if not values.null_count or values[len(values) - 1].is_valid else Atom.NULL
         return ts_array(c.ts), values, (atom, last)
     table = history_table(chunks)
@@ -128,7 +128,10 @@ def write_generation(
 
     writers: dict[pa.DataType, DataFileWriter] = {}
     names: dict[pa.DataType, str] = {}
-    pending: list[tuple[str, list[BaseRef], pa.Table, DataFileWriter, int, int]] = []
+    # (key, slices kept, rows, (atom, last atom), writer, batch, row) per key written
+    pending: list[
+        tuple[str, list[BaseRef], int, tuple[Atom | None, Atom], DataFileWriter, int, int]
+    ] = []
     result_refs: dict[str, list[BaseRef]] = {}
     result = CompactionResult(refs=result_refs, manifest=old)
 
@@ -218,9 +221,9 @@ def _plan(old: Manifest, snapshots: list[KeySnapshot], full: bool) -> dict[str, 
             for ref in snap.base:
                 remaining[ref.file.path.name] += ref.count
     dying = {f.name for f in old.files if remaining.get(f.name, 0) < f.rows / 2}
-    small = [f.name for f in old.files if f.name not in dying and f.rows < SMALL_FILE_ROWS]
-    if len(small) > MAX_SMALL_FILES:
-        dying.update(small)  # merge the small files of many little compactions into one
+    small_files = [f.name for f in old.files if f.name not in dying and f.rows < SMALL_FILE_ROWS]
+    if len(small_files) > MAX_SMALL_FILES:
+        dying.update(small_files)  # merge the small files of many little compactions into one
     for snap in snapshots:
         if plan[snap.key] != "rewrite" and any(r.file.path.name in dying for r in snap.base):
             plan[snap.key] = "rewrite"

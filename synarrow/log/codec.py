@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import cast
 
 import lz4.block
 import numpy as np
@@ -259,7 +260,7 @@ def encode_single(value: object) -> tuple[Atom, bytes, object]:
         return Atom.INT, _Q.pack(value), value  # type: ignore[arg-type]
     if t is str:
         try:
-            return Atom.TEXT, value.encode("utf-8"), value  # type: ignore[union-attr]
+            return Atom.TEXT, cast(str, value).encode("utf-8"), value
         except UnicodeEncodeError as exc:
             raise InvalidValueError(f"text is not valid Unicode (lone surrogate?): {exc}") from exc
     if value is None:
@@ -267,7 +268,7 @@ def encode_single(value: object) -> tuple[Atom, bytes, object]:
     if t is bytes:
         return Atom.BYTES, value, value  # type: ignore[return-value]
     if t is bytearray or t is memoryview:
-        data = bytes(value)  # type: ignore[arg-type]
+        data = bytes(cast("bytearray | memoryview", value))
         return Atom.BYTES, data, data
     if isinstance(value, (bool, np.bool_)):
         raise InvalidValueError(

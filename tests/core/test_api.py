@@ -466,3 +466,12 @@ def test_large_batches_are_read_from_the_log_not_copied(db_path: Path, with_ts: 
         db.compact()
         assert np.array_equal(db.get_history_floats("f"), expected_f)
         assert np.array_equal(db.get_history_tensor("v"), expected_v)
+
+
+def test_default_timestamps_strictly_increase(db: synarrow.SynaDB) -> None:
+    for i in range(2000):
+        db.append("k", float(i))
+        if i % 500 == 0:
+            db.append("t", "x")
+    ts = db.get_history("k").column("ts").to_numpy().astype(np.int64)
+    assert np.all(np.diff(ts) > 0)
