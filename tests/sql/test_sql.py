@@ -184,7 +184,8 @@ def test_per_key_view_by_name_with_slash_and_quote(sdb: synarrow.SynaDB) -> None
 def test_per_key_view_keeps_the_key_type(sdb: synarrow.SynaDB) -> None:
     hum = sdb.sql('SELECT value FROM "hum" LIMIT 1')
     assert hum.schema.field("value").type == pa.int64()
-    emb = sdb.sql('SELECT value FROM "emb" ORDER BY ts')
+    # Both halves share timestamps T0, T0 + 1: break the ties by value.
+    emb = sdb.sql('SELECT value FROM "emb" ORDER BY ts, value')
     assert emb.column("value").to_pylist()[-1] == [1.5, 1.5, 1.5]
     sim = sdb.sql(
         'SELECT array_cosine_similarity(value, [1.0, 1.0, 1.0]::FLOAT[3]) AS s FROM "emb"'
