@@ -372,8 +372,11 @@ class SynaDB:
             st = self._keys.get(key) if type(key) is str else None
             if st is None:
                 st = self._key_state(key)
-            if ts is None:
-                ts = self._now()
+            if ts is None:  # self._now(), inlined on this hot path
+                ts = _time_ns() // 1000
+                if ts <= self._last_ts:
+                    ts = self._last_ts + 1
+                self._last_ts = ts
             if atom == _FLOAT:
                 vb = _pack_d(value)
                 cur = int.from_bytes(vb, "little")
