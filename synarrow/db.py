@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from synarrow import _arrow
+from synarrow.columnar.manifest import write_file_durably
 from synarrow.columnar.schema import history_table, numpy_dtype
 from synarrow.columnar.store import ColumnarStore
 from synarrow.config import DbConfig
@@ -76,7 +77,7 @@ if TYPE_CHECKING:
     import duckdb
 
 _MARKER = "SYNARROW"
-_OWN_FILES = {"LOCK", "log", "columnar", "config.json", "config.tmp"}
+_OWN_FILES = {"LOCK", "log", "columnar", "config.json", "config.json.tmp"}
 _BATCH_CHUNK_BYTES = 64 * 1024 * 1024
 _time_ns = time.time_ns
 _pack_d = struct.Struct("<d").pack
@@ -206,9 +207,7 @@ class SynaDB:
             raise InvalidArgumentError(f"config must be a DbConfig, got {type(config).__name__}")
         chosen = config or stored or DbConfig()
         if not self.readonly and chosen != stored:
-            tmp = stored_path.with_suffix(".tmp")
-            tmp.write_text(chosen.to_json())
-            os.replace(tmp, stored_path)
+            write_file_durably(stored_path, chosen.to_json().encode())
         return chosen
 
     def _state_for(self, key_bytes: bytes) -> KeyState:
@@ -393,9 +392,9 @@ class SynaDB:
                 ):
                     if atom == _FLOAT:
                         x = cur ^ st.delta_prev
+                        vb = x.to_bytes((x.bit_length() + 7) >> 3, "little")
                     else:
-                        x = codec.zigzag(codec.wrap_int64(cur - st.delta_prev))
-                    vb = x.to_bytes((x.bit_length() + 7) >> 3, "little")
+                        vb = codec.encode_int_delta(cur, st.delta_prev)
                     fb |= FLAG_DELTA
                     run = st.delta_run + 1
             header = st.header

@@ -45,7 +45,6 @@ from synarrow.log.memtable import TailChunk
 if TYPE_CHECKING:
     from synarrow.db import SynaDB
 
-HISTORY_COLUMNS = ("key", "ts", "value", "int_value", "text", "bytes", "vector", "type")
 RESERVED_VIEWS = {"history", "latest"}
 
 

@@ -153,8 +153,3 @@ def history_table(chunks: Sequence[TailChunk]) -> pa.Table:
     ts = pa.chunked_array([ts_array(c.ts) for c in chunks], type=TS_TYPE)
     values = pa.chunked_array([conform(c, target) for c in chunks], type=target)
     return pa.Table.from_arrays([ts, values], names=["ts", "value"])
-
-
-def history_schema(value: pa.DataType) -> pa.Schema:
-    """Schema of a history table with the given value type."""
-    return pa.schema([pa.field("ts", TS_TYPE, nullable=False), pa.field("value", value)])

@@ -85,9 +85,7 @@ class Atom(enum.IntEnum):
         return arr
 
 
-ATOMS = tuple(Atom)
 ATOM_NAMES = {a: a.name.lower() for a in Atom}
-FIXED_WIDTH_ATOMS = frozenset({Atom.FLOAT, Atom.INT})
 
 
 def flags_byte(flags: int, atom: int) -> int:
