@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from synarrow.errors import StorageFullError
+from synarrow.fileio import fsync_directory
 from synarrow.log.format import encode_file_header
 from synarrow.log.sidecar import remove_sidecar, write_sidecar
 
@@ -47,15 +48,6 @@ def sync_data(fd: int) -> None:
 def segment_path(directory: Path, segment: int) -> Path:
     """File name of a segment number."""
     return directory / f"{segment:08d}.log"
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make a directory's entries (new, renamed, removed files) durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LogWriter:

@@ -1,0 +1,176 @@
+"""Opening and replacing the files of a database without leaving its directory.
+
+Every file synarrow reads or writes inside a database directory goes through these helpers:
+
+* files are opened with ``O_NOFOLLOW``, so a symlink planted in place of one of our files is
+  refused (:class:`~synarrow.errors.CorruptionError`) instead of followed to another file;
+* only regular files are accepted (not FIFOs, devices or directories);
+* names come from the caller's own patterns (:func:`require_name`), never from paths stored
+  in a file, so a crafted manifest cannot point outside the directory;
+* a file that replaces another is written to a temporary name created exclusively, fsynced,
+  renamed over the old one, and its directory fsynced (:func:`write_atomic`).
+
+This module is storage-level: it imports nothing from synarrow but the error classes.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import secrets
+import stat
+from pathlib import Path
+
+from synarrow.errors import CorruptionError
+
+__all__ = [
+    "NOFOLLOW",
+    "fsync_directory",
+    "lstat_regular",
+    "open_fd",
+    "read_bytes",
+    "remove_file",
+    "require_name",
+    "write_atomic",
+]
+
+#: ``os.O_NOFOLLOW`` where the platform has it (0 elsewhere: no protection there).
+NOFOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC: int = getattr(os, "O_CLOEXEC", 0)
+
+
+def _refuse_link(path: Path, what: str) -> CorruptionError:
+    return CorruptionError(
+        f"{what} {path} is a symbolic link or not a regular file; synarrow only opens the "
+        "plain files it wrote inside the database directory",
+        hint="replace the link with the real file, or run `synarrow check PATH`",
+    )
+
+
+def open_fd(
+    path: Path | str, flags: int = os.O_RDONLY, mode: int = 0o644, *, what: str = "file"
+) -> int:
+    """``os.open`` that refuses symlinks and anything but a regular file.
+
+    Raises :class:`CorruptionError` when ``path`` is a symlink or not a regular file; other
+    ``OSError``\\ s (missing file, permissions) propagate unchanged.
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, flags | NOFOLLOW | _CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EMLINK):
+            raise _refuse_link(path, what) from None
+        if exc.errno == errno.ENXIO:  # a FIFO or socket opened for writing
+            raise _refuse_link(path, what) from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _refuse_link(path, what)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def lstat_regular(path: Path | str, *, what: str = "file") -> os.stat_result:
+    """``os.lstat`` of ``path``, refusing symlinks and non-regular files."""
+    path = Path(path)
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise _refuse_link(path, what)
+    return st
+
+
+def read_bytes(path: Path | str, *, max_size: int | None = None, what: str = "file") -> bytes:
+    """Read a whole regular file without following symlinks.
+
+    ``max_size`` bounds the work on a crafted or damaged file: a larger file raises
+    :class:`CorruptionError` before anything is read.
+    """
+    path = Path(path)
+    fd = open_fd(path, os.O_RDONLY, what=what)
+    try:
+        size = os.fstat(fd).st_size
+        if max_size is not None and size > max_size:
+            raise CorruptionError(
+                f"{what} {path} is {size} bytes, more than the {max_size} bytes it can be"
+            )
+        chunks = []
+        remaining = size
+        while remaining > 0:
+            chunk = os.read(fd, min(remaining, 1 << 24))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def fsync_directory(directory: Path | str) -> None:
+    """Make a directory's entries (new, renamed, removed files) durable."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path | str, data: bytes, *, durable: bool = True, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data``: temp file created exclusively, fsync, rename, fsync dir.
+
+    The temporary name is unique (``.<name>.tmp-<random>``) and created with ``O_EXCL`` and
+    ``O_NOFOLLOW``, so a planted file or symlink at a predictable temp name is never written
+    through. A crash leaves either the old file or the new one. ``durable=False`` skips the
+    fsyncs (still atomic against other readers, not against power loss).
+    """
+    path = Path(path)
+    if path.is_symlink():
+        raise _refuse_link(path, "file")
+    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(6)}")
+    fd = open_fd(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode, what="temporary file")
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        if durable:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_directory(path.parent)
+
+
+def remove_file(path: Path | str) -> None:
+    """Unlink ``path`` if it exists (a symlink is removed itself, never its target)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def require_name(name: str, pattern: str | re.Pattern[str], *, what: str) -> str:
+    """Return ``name`` if it fully matches ``pattern``, else raise :class:`CorruptionError`.
+
+    Used for every file name read from a file (manifest entries, checksums used as blob
+    names): only names synarrow itself generates are accepted, so nothing stored in a file can
+    name a path outside the database directory.
+    """
+    regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+    if not isinstance(name, str) or regex.fullmatch(name) is None:
+        raise CorruptionError(
+            f"{what} {name!r} is not a name synarrow writes; the database was damaged or crafted"
+        )
+    return name
