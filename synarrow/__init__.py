@@ -13,6 +13,7 @@ from synarrow.config import DbConfig
 from synarrow.db import SynaDB, open
 from synarrow.errors import (
     ChecksumError,
+    CompactionError,
     ConfigError,
     CorruptionError,
     DatabaseClosedError,
@@ -68,6 +69,7 @@ def __dir__() -> list[str]:
 __all__ = [  # noqa: RUF022 - grouped: core names, then the lazily loaded ones
     "Atom",
     "ChecksumError",
+    "CompactionError",
     "ConfigError",
     "CorruptionError",
     "DatabaseClosedError",

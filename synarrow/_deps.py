@@ -41,6 +41,18 @@ def optional(module: str) -> ModuleType | None:
         return None
 
 
+def optional_or_error(module: str) -> tuple[ModuleType | None, BaseException | None]:
+    """Import an optional module: ``(module, None)``, ``(None, None)`` when it is not
+    installed, or ``(None, exc)`` when it is installed but fails to import (a broken
+    installation, a CUDA library that does not load), so callers can report why."""
+    try:
+        return importlib.import_module(module), None
+    except ModuleNotFoundError:
+        return None, None
+    except Exception as exc:
+        return None, exc
+
+
 def progress(
     iterable: Any = None, *, total: int | None = None, desc: str = "", enabled: bool | None = None
 ) -> Any:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 import fnmatch
+import logging
 import os
 import re
 import struct
@@ -37,6 +38,7 @@ from synarrow.columnar.schema import history_table, numpy_dtype
 from synarrow.columnar.store import ColumnarStore
 from synarrow.config import DbConfig
 from synarrow.errors import (
+    CompactionError,
     CorruptionError,
     DatabaseClosedError,
     InvalidArgumentError,
@@ -45,7 +47,6 @@ from synarrow.errors import (
     InvalidValueError,
     KeyNotFoundError,
     ReadOnlyError,
-    SynaError,
     TypeMismatchError,
 )
 from synarrow.log import codec
@@ -76,6 +77,7 @@ from synarrow.log.writer import LogWriter, segment_path
 if TYPE_CHECKING:
     import duckdb
 
+_logger = logging.getLogger("synarrow")
 _MARKER = "SYNARROW"
 _OWN_FILES = {"LOCK", "log", "columnar", "config.json", "config.json.tmp"}
 _BATCH_CHUNK_BYTES = 64 * 1024 * 1024
@@ -148,6 +150,8 @@ class SynaDB:
         self._writer_lock: WriterLock | None = None
         self._compacting = threading.Lock()
         self._auto_thread: threading.Thread | None = None
+        self._compaction_error: BaseException | None = None  # the last failed auto compaction
+        self._compaction_error_pending = False  # not yet raised by an explicit call
         self._repaired: list[tuple[str, int, int]] = []
         self._dropped_in_repair = 0
         self._last_ts = 0  # the latest timestamp this handle chose (see _now)
@@ -593,9 +597,37 @@ class SynaDB:
 
     def _auto_compact(self) -> None:
         try:
-            self.compact()
-        except SynaError:
-            pass  # a failed automatic compaction leaves the log intact; the next try may work
+            self._compact(full=False)
+        except Exception as exc:
+            # The log is intact and a later compaction may work; the failure is logged, shown
+            # in stats() and raised by the next explicit compact() / wait_for_compaction().
+            with self._lock:
+                self._compaction_error = exc
+                self._compaction_error_pending = True
+            _logger.error("automatic compaction of %s failed: %s", self.path, exc, exc_info=exc)
+
+    def _raise_compaction_error(self) -> None:
+        with self._lock:
+            exc, pending = self._compaction_error, self._compaction_error_pending
+            self._compaction_error_pending = False
+        if pending and exc is not None:
+            raise CompactionError(
+                f"the automatic compaction of {self.path} failed: {exc}",
+            ) from exc
+
+    def wait_for_compaction(self, timeout: float | None = None) -> bool:
+        """Wait until a running automatic compaction is done; ``False`` if ``timeout`` passed.
+
+        Raises :class:`~synarrow.errors.CompactionError` (once) when an automatic compaction
+        failed since the last explicit call; the log then still holds every entry.
+        """
+        thread = self._auto_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                return False
+        self._raise_compaction_error()
+        return True
 
     def _rotate(self) -> LogWriter:
         """Close the active segment and start the next one (caller holds the lock)."""
@@ -833,7 +865,16 @@ class SynaDB:
         file, the log holds only entries written since, and the space of deleted keys is
         reclaimed. Only keys with new entries are rewritten (``full=True`` rewrites all).
         Writers are blocked only for the moment the log is switched to a new segment.
+
+        If an automatic compaction failed since the last explicit call, this raises
+        :class:`~synarrow.errors.CompactionError` about it first (once; the next call
+        compacts). ``stats()["last_compaction_error"]`` keeps the message until a
+        compaction succeeds.
         """
+        self._raise_compaction_error()
+        return self._compact(full=full)
+
+    def _compact(self, *, full: bool) -> dict[str, Any]:
         from synarrow.columnar.compact import KeySnapshot, write_generation
 
         with self._compacting:
@@ -880,6 +921,8 @@ class SynaDB:
                     if f.stem.isdigit() and first_segment <= int(f.stem) < active
                 )
                 self._update_check_at(compaction_done=True)
+                self._compaction_error = None
+                self._compaction_error_pending = False
         return {
             "generation": result.manifest.generation,
             "keys": len(result.refs),
@@ -988,6 +1031,9 @@ class SynaDB:
                 "columnar_bytes": self._columnar.total_bytes(),
                 "columnar_files": len(self._columnar.manifest.files),
                 "last_compaction": self._columnar.manifest.created,
+                "last_compaction_error": (
+                    None if self._compaction_error is None else str(self._compaction_error)
+                ),
                 "next_sequence": self._next_seq,
                 "readonly": self.readonly,
                 "torn_bytes_cut_on_open": self._torn_bytes,

@@ -111,12 +111,23 @@ class NotFoundError(KeyNotFoundError):
     default_hint = "list what exists first (list_versions, query)"
 
 
+class CompactionError(SynaError, RuntimeError):
+    """An automatic (background) compaction failed; the log still holds every entry.
+
+    Raised once, by the next explicit :meth:`~synarrow.SynaDB.compact` or
+    :meth:`~synarrow.SynaDB.wait_for_compaction`; ``__cause__`` is the original error.
+    """
+
+    default_hint = "free disk space (or fix the cause below), then call compact() again"
+
+
 class InvalidStateError(SynaError, RuntimeError):
     """An operation is not allowed in the object's current state (logging to a finished run)."""
 
 
 __all__ = [
     "ChecksumError",
+    "CompactionError",
     "ConfigError",
     "CorruptionError",
     "DatabaseClosedError",

@@ -18,13 +18,16 @@ Memory-mapped history cannot be pinned (``cudaHostRegister`` on a read-only file
 fails or hangs), and copying pageable memory to the GPU runs at a fraction of the bus speed.
 So the torch and CuPy paths stream the bytes through a small ring of pinned staging buffers
 (two of 32 MiB) on two CUDA streams: while one buffer is being copied to the device, the CPU
-fills the other. Measured on an H100 this reaches about 0.86x of a copy from pinned memory.
+fills the other, so the copy is not limited to the speed of pageable memory
+(``benchmarks/bench_tensor.py`` measures it where a GPU is present).
 
 The result is a :class:`DeviceArray`: it exports DLPack (``__dlpack__``), the CUDA Array
 Interface and the Arrow C Device Data Interface (``__arrow_c_device_array__``). On the CPU
 (``device="cpu"``) the same object wraps host memory without a copy, which is how the export
 path is tested on machines without a GPU. Without a usable GPU, every GPU call raises
-:class:`~synarrow.errors.GPUUnavailableError`; the rest of synarrow does not need one.
+:class:`~synarrow.errors.GPUUnavailableError` that names each backend's reason; when a
+library is installed but fails to initialise CUDA (driver mismatch, no device node), that
+exception is the error's ``__cause__``. The rest of synarrow does not need a GPU.
 """
 
 from __future__ import annotations
@@ -33,12 +36,12 @@ import ctypes
 import math
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 
-from synarrow._deps import optional, require
+from synarrow._deps import optional_or_error, require
 from synarrow.errors import (
     GPUUnavailableError,
     InvalidArgumentError,
@@ -103,34 +106,39 @@ def parse_device(device: Any) -> Device:
     raise InvalidArgumentError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
 
 
-def _arrow_cuda() -> Any | None:
-    cuda = optional("pyarrow.cuda")
-    if cuda is None:
-        return None
+class _Probe(NamedTuple):
+    """What probing one backend found: its module when usable, else why not."""
+
+    module: Any | None
+    reason: str
+    error: BaseException | None = None  # raised while importing or initialising CUDA
+
+
+def _probe(name: str, module_name: str, count: Any) -> _Probe:
+    module, error = optional_or_error(module_name)
+    if error is not None:
+        return _Probe(None, f"importing {module_name} failed: {error}", error)
+    if module is None:
+        return _Probe(None, f"{module_name} is not installed (or not built with CUDA)")
     try:
-        return cuda if cuda.Context.get_num_devices() > 0 else None
-    except Exception:  # a CUDA build of pyarrow on a machine without a driver
-        return None
+        devices = count(module)
+    except Exception as exc:  # a driver or runtime that fails to initialise
+        return _Probe(None, f"{name} failed to initialise CUDA: {exc}", exc)
+    if not devices:
+        return _Probe(None, f"{name} sees no CUDA device")
+    return _Probe(module, "")
 
 
-def _torch_cuda() -> Any | None:
-    torch = optional("torch")
-    if torch is None:
-        return None
-    try:
-        return torch if torch.cuda.is_available() else None
-    except Exception:
-        return None
+def _arrow_cuda() -> _Probe:
+    return _probe("pyarrow.cuda", "pyarrow.cuda", lambda m: m.Context.get_num_devices() > 0)
 
 
-def _cupy() -> Any | None:
-    cp = optional("cupy")
-    if cp is None:
-        return None
-    try:
-        return cp if cp.cuda.runtime.getDeviceCount() > 0 else None
-    except Exception:
-        return None
+def _torch_cuda() -> _Probe:
+    return _probe("torch", "torch", lambda m: m.cuda.is_available())
+
+
+def _cupy() -> _Probe:
+    return _probe("CuPy", "cupy", lambda m: m.cuda.runtime.getDeviceCount() > 0)
 
 
 _PROBES = {"arrow": _arrow_cuda, "torch": _torch_cuda, "cupy": _cupy}
@@ -138,7 +146,7 @@ _PROBES = {"arrow": _arrow_cuda, "torch": _torch_cuda, "cupy": _cupy}
 
 def available_backends() -> list[str]:
     """The GPU backends usable here, in the order ``backend="auto"`` tries them."""
-    return [name for name in BACKENDS if _PROBES[name]() is not None]
+    return [name for name in BACKENDS if _PROBES[name]().module is not None]
 
 
 def is_available() -> bool:
@@ -146,22 +154,33 @@ def is_available() -> bool:
     return bool(available_backends())
 
 
+def _unavailable(message: str, probes: list[_Probe]) -> GPUUnavailableError:
+    """The error for no usable backend: every probe's reason, chained to the first failure.
+
+    A CUDA library that is installed but fails to initialise (driver mismatch, no device
+    node, out of memory) is named here instead of looking like "no GPU".
+    """
+    reasons = "; ".join(p.reason for p in probes)
+    err = GPUUnavailableError(f"{message} ({reasons})")
+    err.__cause__ = next((p.error for p in probes if p.error is not None), None)
+    return err
+
+
 def _backend(backend: str) -> tuple[str, Any]:
     if backend == "auto":
+        probes = []
         for name in BACKENDS:
-            module = _PROBES[name]()
-            if module is not None:
-                return name, module
-        raise GPUUnavailableError(
-            "no CUDA device is usable: pyarrow.cuda is not built, and neither torch nor CuPy "
-            "sees a GPU"
-        )
+            probe = _PROBES[name]()
+            if probe.module is not None:
+                return name, probe.module
+            probes.append(probe)
+        raise _unavailable("no CUDA device is usable", probes)
     if backend not in BACKENDS:
         raise InvalidArgumentError(f"backend must be 'auto' or one of {BACKENDS}, not {backend!r}")
-    module = _PROBES[backend]()
-    if module is None:
-        raise GPUUnavailableError(f"the {backend!r} GPU backend has no usable CUDA device here")
-    return backend, module
+    probe = _PROBES[backend]()
+    if probe.module is None:
+        raise _unavailable(f"the {backend!r} GPU backend has no usable CUDA device here", [probe])
+    return backend, probe.module
 
 
 # -- host side ------------------------------------------------------------------------------

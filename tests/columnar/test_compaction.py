@@ -411,10 +411,8 @@ def test_auto_compact_runs_in_the_background_for_batches(db_path: Path) -> None:
             chunk = np.arange(100, dtype=np.float64) + 100 * i
             db.append_batch("k", chunk)
             model.extend(chunk.tolist())
-        deadline = time.monotonic() + 5
-        while db.stats()["columnar_files"] == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert db.stats()["columnar_files"] > 0, "no automatic compaction within 5 s"
+        assert db.wait_for_compaction(timeout=120)  # the background thread has finished
+        assert db.stats()["columnar_files"] > 0, "no automatic compaction started"
         np.testing.assert_array_equal(db.get_history_floats("k"), np.array(model))
     with synarrow.SynaDB(db_path, cfg) as db:
         np.testing.assert_array_equal(db.get_history_floats("k"), np.array(model))
@@ -425,10 +423,8 @@ def test_auto_compact_honours_a_small_threshold_for_single_appends(db_path: Path
     with synarrow.SynaDB(db_path, cfg) as db:
         for i in range(3000):  # about 80 KiB of log: twenty times the threshold
             db.append("k", float(i))
-        deadline = time.monotonic() + 3
-        while db.stats()["columnar_files"] == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert db.stats()["columnar_files"] > 0
+        assert db.wait_for_compaction(timeout=120)  # the background thread has finished
+        assert db.stats()["columnar_files"] > 0, "no automatic compaction started"
         np.testing.assert_array_equal(db.get_history_floats("k"), np.arange(3000.0))
 
 
