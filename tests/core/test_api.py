@@ -302,7 +302,10 @@ def test_bytes_per_float_entry_with_delta(db: synarrow.SynaDB) -> None:
     db.flush()
     size = sum(f.stat().st_size for f in (db.path / "log").glob("*.log"))
     per_entry = size / 10_000
-    assert per_entry < 19 + len(key) + 8  # delta encoding beats the plain 8-byte value
+    # A plain entry is 19 header bytes + the key + 8 value bytes (38 here); delta coding of
+    # this slowly changing, 2-decimal series leaves about 4 bytes of each value (33.95 B per
+    # entry measured; the data is deterministic). At most 4.5 value bytes must remain.
+    assert per_entry <= 19 + len(key) + 4.5
 
 
 def _run(code: str, *args: str, user: int | None = None) -> subprocess.CompletedProcess[str]:

@@ -90,7 +90,14 @@ def test_group_commit_shares_fsyncs(db_path: Path, monkeypatch: pytest.MonkeyPat
     for t in threads:
         t.join()
     monkeypatch.setattr(writer_mod, "sync_data", real_fsync)
-    assert calls < 8 * per_thread  # fewer fsyncs than writes: they were shared
+    writes = 8 * per_thread
+    print(f"{calls} fsyncs for {writes} durable writes")
+    # Each write returns only after an fsync that covers it. Without sharing that is one
+    # fsync per write; with group commit a leader syncs for every thread that wrote during
+    # the previous fsync (and waits briefly for the group to form), so with 8 writers each
+    # fsync covers several writes (4.1-4.4 measured). A third is a bound that sharing
+    # between pairs of threads cannot meet, with room for a slower or busier machine.
+    assert calls <= writes // 3
     db.close()
     with synarrow.SynaDB(db_path) as again:
         assert sum(len(again.get_history(k)) for k in again.keys()) == 8 * per_thread

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import math
-import time
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ from synarrow import (
     NotFoundError,
     ReadOnlyError,
 )
+from synarrow.experiment import Run
 
 
 @pytest.fixture
@@ -246,22 +247,24 @@ def test_close_kills_live_runs_and_keeps_metrics(store: Path) -> None:
         np.testing.assert_array_equal(exp2.get_metric_tensor(run.id, "loss"), [0.5])
 
 
-def test_background_flush_makes_metrics_visible(store: Path) -> None:
+def test_background_flush_makes_metrics_visible(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flushed = threading.Event()
+    real_flush = Run._flush
+
+    def flush(self: Run) -> None:  # instrumented: signals once the background thread flushed
+        real_flush(self)
+        if threading.current_thread().name == "synarrow-metric-flusher":
+            flushed.set()
+
+    monkeypatch.setattr(Run, "_flush", flush)
     with synarrow.Experiment("e", store, flush_interval=0.1) as exp:
         run = exp.start_run()
         run.log_metric("loss", 0.5)
-        deadline = time.monotonic() + 5
-        seen: list[float] = []
-        while time.monotonic() < deadline:
-            with synarrow.Experiment("e", store, readonly=True) as reader:
-                try:
-                    seen = list(reader.get_metric_tensor(run.id, "loss"))
-                except NotFoundError:
-                    seen = []
-            if seen:
-                break
-            time.sleep(0.1)
-        assert seen == [0.5]
+        assert flushed.wait(120), "the background flush never ran"
+        with synarrow.Experiment("e", store, readonly=True) as reader:
+            assert list(reader.get_metric_tensor(run.id, "loss")) == [0.5]
         run.end()
 
 

@@ -13,14 +13,14 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import synarrow
-from synarrow import DatabaseLockedError, NotFoundError
+import synarrow.registry as registry_mod
+from synarrow import DatabaseLockedError
 
 
 def _spawn(code: str, *args: str) -> subprocess.Popen[str]:
@@ -47,15 +47,26 @@ HOLDER = """
 """
 
 
-def test_second_writer_fails_fast_reader_reads_and_waiter_waits(tmp_path: Path) -> None:
+def test_second_writer_fails_fast_reader_reads_and_waiter_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = tmp_path / "exp.db"
     holder = _spawn(HOLDER, str(store))
     try:
         done_id, open_id = holder.stdout.readline().split()  # type: ignore[union-attr]
-        t0 = time.monotonic()
+        waits: list[float] = []
+        real_sleep = registry_mod.time.sleep
+        # open_shared() waits for the lock by sleeping between tries: record every wait.
+        monkeypatch.setattr(registry_mod.time, "sleep", lambda s: waits.append(s))
         with pytest.raises(DatabaseLockedError) as info:
             synarrow.Experiment("e", store)
-        assert time.monotonic() - t0 < 3.0  # no waiting: fails at once
+        monkeypatch.setattr(registry_mod.time, "sleep", real_sleep)
+        assert waits == []  # timeout=0 (the default): one try, no wait for the lock
+        monkeypatch.setattr(registry_mod.time, "sleep", lambda s: waits.append(s))
+        with pytest.raises(DatabaseLockedError):
+            synarrow.Experiment("e", store, timeout=0.2)
+        monkeypatch.setattr(registry_mod.time, "sleep", real_sleep)
+        assert waits  # and the probe does see a wait when one is asked for
         assert "another process" in str(info.value) and "timeout" in str(info.value)
         with pytest.raises(DatabaseLockedError):
             synarrow.ModelRegistry(store)
@@ -99,11 +110,23 @@ def test_parallel_trials_with_timeout_take_turns(tmp_path: Path) -> None:
 
 
 KILLED = """
-    import sys, time, synarrow
+    import sys, threading, time, synarrow
+    from synarrow.experiment import Run
+
+    flushed = threading.Event()
+    real_flush = Run._flush
+
+    def flush(self):  # instrumented: tell the parent once the background thread flushed
+        real_flush(self)
+        if threading.current_thread().name == "synarrow-metric-flusher":
+            flushed.set()
+
+    Run._flush = flush
     exp = synarrow.Experiment("e", sys.argv[1], flush_interval=0.05)
     run = exp.start_run("doomed")
     for i in range(5):
         run.log_metric("loss", float(i))
+    assert flushed.wait(120), "the background flush never ran"
     print(run.id, flush=True)
     time.sleep(600)
 """
@@ -113,16 +136,9 @@ def test_killed_writer_leaves_run_killed_with_flushed_metrics(tmp_path: Path) ->
     store = tmp_path / "exp.db"
     proc = _spawn(KILLED, str(store))
     try:
-        run_id = proc.stdout.readline().strip()  # type: ignore[union-attr]
-        deadline = time.monotonic() + 20
-        seen: list[float] = []
-        while time.monotonic() < deadline and len(seen) < 5:  # the background flush
-            with synarrow.Experiment("e", store, readonly=True) as reader:
-                try:
-                    seen = list(reader.get_metric_tensor(run_id, "loss"))
-                except NotFoundError:
-                    pass
-            time.sleep(0.05)
+        run_id = proc.stdout.readline().strip()  # printed once the background flush ran
+        with synarrow.Experiment("e", store, readonly=True) as reader:
+            seen = list(reader.get_metric_tensor(run_id, "loss"))
         assert seen == [0.0, 1.0, 2.0, 3.0, 4.0]
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
