@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -277,34 +280,65 @@ def test_durable_store_syncs_once_per_call(
         assert (calls["sync"], calls["flush"]) == (0, 1)
 
 
-def test_failed_log_write_leaves_index_matching_log(
-    open_store: Opener, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = open_store(4)
-    store.insert_batch(["a", "b"], np.eye(4)[:2])
-    real_append = synarrow.SynaDB.append
-    count = {"n": 0}
+FULL_DISK = """
+    import json, resource, signal, sys
+    from pathlib import Path
+    import numpy as np
+    import synarrow
+    from synarrow.vector import VectorStore
 
-    def failing(self: synarrow.SynaDB, key: str, value: object) -> int:
-        count["n"] += 1
-        if count["n"] == 3:
-            raise synarrow.StorageFullError("disk full (simulated)")
-        return real_append(self, key, value)
-
-    monkeypatch.setattr(synarrow.SynaDB, "append", failing)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() then fails with EFBIG
+    path = Path(sys.argv[1])
+    # write_buffer_bytes=0: every append reaches write() at once, so the limit hits one.
+    cfg = synarrow.DbConfig(sync_on_write=True, auto_compact=False, write_buffer_bytes=0)
+    store = VectorStore(path, dimensions=4, config=cfg)
+    log = path / "log" / "00000001.log"
+    store.insert("a", np.eye(4)[0])
+    before = log.stat().st_size
+    store.insert("b", np.eye(4)[1])
+    entry = log.stat().st_size - before  # one entry: header + 1-byte key + 4 float32
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    resource.setrlimit(resource.RLIMIT_FSIZE, (log.stat().st_size + 2 * entry, hard))
     rows = np.eye(4)[[2, 3, 0, 1]] + 0.5
-    with pytest.raises(synarrow.StorageFullError):
-        store.insert_batch(["a", "c", "d", "b"], rows)
-    # "a" and "c" reached the log, "d" and "b" did not: the index says the same.
-    assert sorted(store.keys()) == ["a", "b", "c"]
-    np.testing.assert_array_equal(store.get("a"), rows[0].astype(np.float32))
-    np.testing.assert_array_equal(store.get("b"), np.eye(4, dtype=np.float32)[1])
-    assert store.search(rows[0], k=1)[0].key == "a"
-    assert store.search(np.eye(4)[1], k=1)[0].key == "b"
-    assert store.search(rows[2], k=1)[0].key != "d"
-    count["n"] = -100
+    out = {}
+    try:
+        store.insert_batch(["a", "c", "d", "b"], rows)  # room for two entries: "a" and "c"
+        out["error"] = None
+    except synarrow.StorageFullError as exc:
+        out["error"] = str(exc)
+    out["keys"] = sorted(store.keys())
+    out["a"] = store.get("a").tolist()
+    out["b"] = store.get("b").tolist()
+    out["near_a"] = store.search(rows[0], k=1)[0].key
+    out["near_b"] = store.search(np.eye(4)[1], k=1)[0].key
+    out["near_d"] = store.search(rows[2], k=1)[0].key
+    resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
     store.close()
-    monkeypatch.undo()
-    again = VectorStore(store.path)
-    assert sorted(again.keys()) == ["a", "b", "c"]
-    again.close()
+    print(json.dumps(out))
+"""
+
+
+def test_failed_log_write_leaves_index_matching_log(tmp_path: Path) -> None:
+    """A real write failure (RLIMIT_FSIZE: EFBIG, as a full disk) in the middle of a batch."""
+    pytest.importorskip("resource")
+    path = tmp_path / "vectors.db"
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(FULL_DISK), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out["error"] is not None
+    rows = np.eye(4)[[2, 3, 0, 1]] + 0.5
+    # "a" and "c" reached the log, "d" and "b" did not: the index says the same.
+    assert out["keys"] == ["a", "b", "c"]
+    np.testing.assert_array_equal(out["a"], rows[0].astype(np.float32))
+    np.testing.assert_array_equal(out["b"], np.eye(4, dtype=np.float32)[1])
+    assert out["near_a"] == "a" and out["near_b"] == "b" and out["near_d"] != "d"
+    with VectorStore(path) as again:
+        assert sorted(again.keys()) == ["a", "b", "c"]
+        np.testing.assert_array_equal(again.get("a"), rows[0].astype(np.float32))
+        np.testing.assert_array_equal(again.get("c"), rows[1].astype(np.float32))
+        assert again.search(rows[2], k=1)[0].key != "d"
