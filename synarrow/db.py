@@ -80,7 +80,9 @@ if TYPE_CHECKING:
 _logger = logging.getLogger("synarrow")
 _MARKER = "SYNARROW"
 _OWN_FILES = {"LOCK", "log", "columnar", "config.json", "config.json.tmp"}
-_BATCH_CHUNK_BYTES = 64 * 1024 * 1024
+# The most value bytes one batch log entry holds; append_batch splits larger batches over
+# several entries (cut out whole on failure). Module-level so tests can lower it.
+BATCH_CHUNK_BYTES = 64 * 1024 * 1024
 _time_ns = time.time_ns
 _pack_d = struct.Struct("<d").pack
 _pack_q = struct.Struct("<q").pack
@@ -1119,14 +1121,14 @@ def _batch_slices(batch: _arrow.BatchValues) -> Iterator[tuple[int, int]]:
         assert batch.offsets is not None
         lo = 0
         while lo < n:
-            limit = int(batch.offsets[lo]) + _BATCH_CHUNK_BYTES
+            limit = int(batch.offsets[lo]) + BATCH_CHUNK_BYTES
             hi = int(np.searchsorted(batch.offsets, limit, side="right")) - 1
             hi = max(hi, lo + 1)
             yield lo, min(hi, n)
             lo = min(hi, n)
         return
     width = 8 if batch.atom != Atom.VECTOR else 4 * batch.vectors.shape[1]  # type: ignore[union-attr]
-    step = max(1, _BATCH_CHUNK_BYTES // max(width, 1))
+    step = max(1, BATCH_CHUNK_BYTES // max(width, 1))
     for lo in range(0, n, step):
         yield lo, min(n, lo + step)
 

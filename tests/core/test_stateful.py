@@ -10,11 +10,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 import synarrow
+import synarrow.db as db_mod
+from synarrow.log import codec
+from synarrow.log.format import FLAG_LZ4
 
 KEYS = st.sampled_from(["a", "b", "sensor/1", "ключ", "x" * 300])
 FLOATS = st.floats(allow_nan=True, allow_infinity=True, width=64)
@@ -29,8 +40,21 @@ ATOMS = st.one_of(
     st.text(max_size=30),
     st.binary(max_size=40),
     VECTORS,
-    st.text(min_size=1500, max_size=1600),  # large enough for LZ4
+    st.text(min_size=1500, max_size=1600),  # above the LZ4 threshold, rarely compressible
+    # repetitive, so LZ4 pays off and the entry is stored compressed
+    st.text(min_size=1, max_size=4).map(lambda s: s * 400),
+    st.binary(min_size=1, max_size=3).map(lambda b: b * 500),
 )
+# Lowered inside the machine so small examples reach the paths the defaults keep for big
+# data: LZ4 of batches (``compression_threshold``) and the split of a batch over several
+# log entries (``synarrow.db.BATCH_CHUNK_BYTES``, 64 MiB by default).
+LZ4_THRESHOLD = 64
+CHUNK_BYTES = 256
+REACHED = {
+    "lz4": 0,
+    "split": 0,
+    "batch_entries": 0,
+}  # counted by a spy on the codec; checked after the run
 
 
 def canon(value: Any) -> Any:
@@ -61,7 +85,9 @@ class DatabaseMachine(RuleBasedStateMachine):
     def open_db(self) -> None:
         self.dir = Path(tempfile.mkdtemp())
         self.path = self.dir / "db"
-        self.cfg = synarrow.DbConfig(sync_on_write=False, auto_compact=False)
+        self.cfg = synarrow.DbConfig(
+            sync_on_write=False, auto_compact=False, compression_threshold=LZ4_THRESHOLD
+        )
         self.db = synarrow.SynaDB(self.path, self.cfg)
         self.model: dict[str, list[Any]] = {}
 
@@ -80,6 +106,12 @@ class DatabaseMachine(RuleBasedStateMachine):
         values=st.one_of(
             st.lists(FLOATS, min_size=1, max_size=60).map(lambda v: np.array(v, dtype=np.float64)),
             st.lists(INTS, min_size=1, max_size=60).map(lambda v: np.array(v, dtype=np.int64)),
+            # regular series: delta coding makes them compressible, and 100+ values of 8
+            # bytes pass CHUNK_BYTES, so the batch is split over several entries
+            st.tuples(st.integers(1, 200), st.integers(-3, 3), st.sampled_from(["f8", "i8"])).map(
+                lambda t: (np.arange(t[0]) * t[1]).astype(t[2])
+            ),
+            st.lists(st.text(min_size=20, max_size=40), min_size=10, max_size=20),
             st.lists(st.text(max_size=10), min_size=1, max_size=20),
             st.integers(1, 5)
             .flatmap(
@@ -96,7 +128,9 @@ class DatabaseMachine(RuleBasedStateMachine):
     def append_batch(self, key: str, values: Any, with_ts: bool) -> None:
         n = len(values)
         ts = np.arange(n, dtype=np.int64) + 1_700_000_000_000_000 if with_ts else None
+        entries = REACHED["batch_entries"]
         assert self.db.append_batch(key, values, timestamps=ts) == n
+        REACHED["split"] += REACHED["batch_entries"] - entries > 1  # the spy saw each entry
         items = values.tolist() if isinstance(values, np.ndarray) and values.ndim == 1 else values
         if isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind == "f":
             items = [float(x) for x in values]
@@ -147,13 +181,36 @@ class DatabaseMachine(RuleBasedStateMachine):
             assert len(self.db) == len(live)
 
 
-DatabaseMachine.TestCase.settings = settings(
+MACHINE_SETTINGS = settings(
     max_examples=80,
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-TestDatabaseAgainstModel = DatabaseMachine.TestCase
+
+
+def test_database_against_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine, with a spy proving it reached LZ4 entries and split batches."""
+    real_batch, real_lz4 = codec.encode_batch, codec.maybe_lz4
+
+    def encode_batch(*args: Any, **kwargs: Any) -> Any:
+        parts, flags = real_batch(*args, **kwargs)
+        REACHED["batch_entries"] += 1
+        REACHED["lz4"] += bool(flags & FLAG_LZ4)
+        return parts, flags
+
+    def maybe_lz4(*args: Any, **kwargs: Any) -> Any:
+        stored, flags = real_lz4(*args, **kwargs)
+        REACHED["lz4"] += bool(flags & FLAG_LZ4)
+        return stored, flags
+
+    monkeypatch.setattr(codec, "encode_batch", encode_batch)
+    monkeypatch.setattr(codec, "maybe_lz4", maybe_lz4)
+    monkeypatch.setattr(db_mod, "BATCH_CHUNK_BYTES", CHUNK_BYTES)
+    REACHED.update(lz4=0, split=0, batch_entries=0)
+    run_state_machine_as_test(DatabaseMachine, settings=MACHINE_SETTINGS)
+    assert REACHED["lz4"] > 0, "no entry was stored LZ4-compressed"
+    assert REACHED["split"] > 0, "no batch was split over several log entries"
 
 
 def test_nan_payloads_survive_every_path(tmp_path: Path) -> None:

@@ -72,10 +72,23 @@ def test_equal_neighbours_take_zero_bytes() -> None:
     assert codec.encode_int_delta(7, 7) == b""
 
 
-@given(st.binary(min_size=0, max_size=5000), st.integers(min_value=1, max_value=4096))
+# Random bytes almost never compress; repeated short patterns (with a random tail) do, so
+# both outcomes of maybe_lz4 are reached, on both sides of the threshold.
+lz4_inputs = st.one_of(
+    st.binary(min_size=0, max_size=5000),
+    st.tuples(st.binary(min_size=1, max_size=8), st.integers(1, 900), st.binary(max_size=50)).map(
+        lambda t: t[0] * t[1] + t[2]
+    ),
+)
+
+
+@given(lz4_inputs, st.integers(min_value=1, max_value=4096))
 def test_lz4_round_trip(data: bytes, threshold: int) -> None:
     stored, flag = codec.maybe_lz4(data, threshold)
     assert flag in (0, FLAG_LZ4)
+    assert flag == 0 or len(data) >= threshold  # never below the threshold
+    if flag:
+        assert len(stored) < len(data)  # only when it pays off
     assert (codec.unlz4(stored) if flag else stored) == data
 
 
