@@ -18,6 +18,12 @@ def test_readme_has_examples() -> None:
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_readme_example_checks_its_results(index: int) -> None:
+    """Running is not enough: each example asserts what its comments promise."""
+    assert re.search(r"^\s*assert ", BLOCKS[index], flags=re.M), BLOCKS[index]
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_example_runs(index: int, tmp_path: Path) -> None:
     code = BLOCKS[index]
     if "import torch" in code:
