@@ -81,4 +81,8 @@ def write_file_durably(path: Path, data: bytes) -> None:
 
 def commit_manifest(directory: Path, manifest: Manifest) -> None:
     """Atomically make ``manifest`` the committed state."""
+    # The new data and index files are fsynced, but their names are entries of this
+    # directory: make those durable first, so a manifest that survives a power loss never
+    # names a file that did not.
+    fsync_directory(directory)
     write_file_durably(directory / MANIFEST_NAME, manifest.to_json().encode())
