@@ -2,8 +2,9 @@
 machine description, and thin adapters for the three systems compared
 (synarrow, the reference ``synadb`` 1.4.0, and Python's ``sqlite3``).
 
-The synarrow side is written strictly against the public API in
-``shared/API.md``; nothing here reaches into synarrow internals.
+The synarrow side is written strictly against the public API (the names exported by
+``synarrow/__init__.py`` and documented in ``README.md``); nothing here reaches into
+synarrow internals.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import gc
 import json
 import os
 import platform
+import re
 import shutil
 import sqlite3
 import sys
@@ -30,6 +32,22 @@ import numpy as np
 # --------------------------------------------------------------------------
 
 REF_DEFAULT = "synadb"
+
+
+_FAILED_CHECK = re.compile(
+    r"MISMATCH|wrong values in sample: [1-9]|\bzero-copy: (False|NO)\b"
+    r"|\b(equal|same data|read back|ok): False\b"
+)
+
+
+def check_failed(note: str) -> bool:
+    """Whether a row's note reports a failed correctness check.
+
+    Benchmarks write their checks into the note ("matches numpy" / "MISMATCH: ...",
+    "equal: True" / "equal: False", "wrong values in sample: 0"); a failed one makes the
+    row's target fail, whatever the speed.
+    """
+    return bool(_FAILED_CHECK.search(note or ""))
 
 
 @dataclasses.dataclass
@@ -55,6 +73,14 @@ class Row:
     ref: str | None = REF_DEFAULT
     target: tuple | None = None
     target_text: str = ""
+    # Whether the result was checked and found right; None: inferred from the note.
+    correct: bool | None = None
+
+    def wrong(self) -> bool:
+        """Whether the row's correctness check failed (explicitly, or by its note)."""
+        if self.correct is not None:
+            return not self.correct
+        return check_failed(self.note)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

@@ -79,6 +79,8 @@ def _ratio(row: Row, rows: list[Row]) -> float | None:
 def _verdict(row: Row, rows: list[Row]) -> bool | None:
     if not row.target or row.value is None:
         return None
+    if row.wrong():
+        return False  # a fast wrong answer meets nothing
     kind, x = row.target[0], float(row.target[1])
     if kind == "min":
         return row.value >= x
@@ -88,6 +90,14 @@ def _verdict(row: Row, rows: list[Row]) -> bool | None:
         r = _ratio(row, rows)
         return None if r is None else r >= x
     return None
+
+
+def _met_text(row: Row, verdict: bool | None, yes: str, no: str) -> str:
+    if row.wrong():
+        return f"{no} (wrong values)"
+    if verdict is None:
+        return "not measured" if yes == "yes" else "?"
+    return yes if verdict else no
 
 
 def _md_cell(s: str) -> str:
@@ -121,7 +131,7 @@ def render(rows: list[Row], info: dict[str, str], quick: bool, argv: list[str],
             out.append(f"| {r.issue} | {_md_cell(r.figure)} | {fmt_value(r.value, r.unit)} | "
                        f"{_md_cell(r.target_text)} | "
                        f"{f'{ratio:.3g}x {r.ref}' if ratio is not None else ''} | "
-                       f"{'yes' if v else ('no' if v is False else 'not measured')} |")
+                       f"{_met_text(r, v, 'yes', 'no')} |")
         out.append("")
 
     for issue, (title, benches) in ISSUES.items():
@@ -145,7 +155,7 @@ def render(rows: list[Row], info: dict[str, str], quick: bool, argv: list[str],
             v = _verdict(r, rows)
             tgt = r.target_text
             if tgt:
-                tgt += " — " + ("met" if v else ("NOT met" if v is False else "?"))
+                tgt += " — " + _met_text(r, v, "met", "NOT met")
             out.append(
                 f"| {_md_cell(r.figure)} | {r.system} | {fmt_value(r.value, r.unit)} | "
                 f"{f'{ratio:.3g}x {r.ref}' if ratio is not None else ''} | {_md_cell(tgt)} | "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,3 +33,15 @@ def db(db_path: Path) -> Iterator[synarrow.SynaDB]:
 def store_state(request: pytest.FixtureRequest) -> str:
     """One of: log only, fully compacted, compacted with a log tail written afterwards."""
     return str(request.param)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _collect_native_objects_at_the_end() -> Iterator[None]:
+    """Free what tests left to the garbage collector while the interpreter is still whole.
+
+    DuckDB connections, half-read Arrow streams and usearch indexes that end up in reference
+    cycles would otherwise be destroyed during interpreter shutdown, next to the C++ thread
+    pools they use (apache/arrow#34314).
+    """
+    yield
+    gc.collect()

@@ -248,7 +248,11 @@ def test_history_reader_into_polars(sdb: synarrow.SynaDB, key: str) -> None:
 
 
 def test_history_reader_into_duckdb(sdb: synarrow.SynaDB) -> None:
-    con = duckdb.connect()
+    with duckdb.connect() as con:  # closed here, not left to interpreter exit
+        _history_readers_in(con, sdb)
+
+
+def _history_readers_in(con: duckdb.DuckDBPyConnection, sdb: synarrow.SynaDB) -> None:
     con.register("floats", sdb.history_reader("f"))
     got = con.sql("SELECT count(*), min(ts), max(ts) FROM floats").fetchall()[0]
     assert got[0] == 2 * N
