@@ -1068,6 +1068,19 @@ class SynaDB:
                     self._writer.close()
             finally:
                 self._release()
+                self._close_sql_connection()
+
+    def _close_sql_connection(self) -> None:
+        """Close the DuckDB connection ``sql()`` keeps (synarrow.sql caches it on the handle).
+
+        Left open, it would hold its Arrow datasets over the mapped files until the garbage
+        collector, or interpreter shutdown, got to it.
+        """
+        con = self.__dict__.pop("_duck", None)
+        for name in ("_duck_state", "_duck_sources", "_duck_keys"):
+            self.__dict__.pop(name, None)
+        if con is not None:
+            con.close()
 
     def _release(self) -> None:
         if self._writer is not None and not self._writer.closed:
