@@ -51,17 +51,18 @@ def _run_and_kill(path: Path, start: int, mode: str, seconds: float) -> list[int
         text=True,
     )
     acked: list[int] = []
+    first_ack = threading.Event()
 
     def read() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             acked.append(int(line))
+            first_ack.set()
+        first_ack.set()  # the writer ended (or died) without acknowledging: stop waiting
 
     reader = threading.Thread(target=read)
     reader.start()
-    deadline = time.monotonic() + 20
-    while not acked and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.01)
+    first_ack.wait(120)  # the writer is writing; the kill comes a random moment later
     time.sleep(seconds)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
