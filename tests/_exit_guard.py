@@ -28,7 +28,17 @@ def install() -> bool:
         return False
     on_exit.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     # on_exit calls handler(status, arg): _exit(status) with the status exit() got.
-    return on_exit(ctypes.cast(quick_exit, ctypes.c_void_p), None) == 0
+    if on_exit(ctypes.cast(quick_exit, ctypes.c_void_p), None) != 0:
+        return False
+    # Registered after it, so run before it: fflush(NULL) flushes C stdio buffers, which
+    # _exit would otherwise drop (Python's own streams are flushed by then).
+    try:
+        cxa_atexit = libc.__cxa_atexit
+    except AttributeError:
+        return True
+    cxa_atexit.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    cxa_atexit(ctypes.cast(libc.fflush, ctypes.c_void_p), None, None)
+    return True
 
 
 @pytest.hookimpl(trylast=True)

@@ -76,6 +76,7 @@ def _run(tmp_path: Path, test: str, plugin: str | None, *args: str, guard: bool)
     # rootdir/confcutdir at the case directory: the project's conftest is not loaded.
     cmd += ["--rootdir", str(root), "--confcutdir", str(root), *args, str(root)]
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    (root / "stdout.txt").write_text(proc.stdout)
     return proc.returncode
 
 
@@ -96,6 +97,20 @@ def test_guard_keeps_pytests_status(
     guarded = _run(tmp_path, test, plugin, *args, guard=True)
     assert plain == expected
     assert guarded == plain
+
+
+C_STDIO = """
+    import ctypes
+
+    def pytest_unconfigure(config):
+        libc = ctypes.CDLL(None)
+        libc.printf(b"buffered by C stdio\\n")  # stdout is a pipe: fully buffered
+"""
+
+
+def test_guard_flushes_c_stdio(tmp_path: Path) -> None:
+    assert _run(tmp_path, PASSING, C_STDIO, guard=True) == 0
+    assert "buffered by C stdio" in (tmp_path / "guarded" / "stdout.txt").read_text()
 
 
 def test_guard_keeps_atexit_handlers(tmp_path: Path) -> None:
