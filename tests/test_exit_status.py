@@ -72,6 +72,7 @@ def _run(tmp_path: Path, test: str, plugin: str | None, *args: str, guard: bool)
         cmd += ["-p", "_exit_guard"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(TESTS)])}
     env.pop("SYNARROW_TEST_NORMAL_EXIT", None)
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # a bare pytest starts faster
     env["ATEXIT_MARK"] = str(root / "atexit-ran")
     # rootdir/confcutdir at the case directory: the project's conftest is not loaded.
     cmd += ["--rootdir", str(root), "--confcutdir", str(root), *args, str(root)]
