@@ -612,7 +612,7 @@ def to_device(
     """
     dev = parse_device(device)
     if dev.type == "cuda" and type(data).__module__.startswith("torch"):
-        torch = _torch_cuda()
+        torch = _torch_cuda().module
         if torch is not None and getattr(data, "is_cuda", False):
             moved = data.to(torch.device("cuda", dev.index))  # already on a GPU
             return DeviceArray(moved, "torch", dev, tuple(moved.shape), dtype_name(moved.dtype))

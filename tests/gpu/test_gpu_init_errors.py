@@ -60,3 +60,10 @@ def test_missing_libraries_are_reasons_without_a_cause() -> None:
         gpu.to_device(np.ones(3), "cuda", backend="arrow")
     assert "pyarrow.cuda" in str(info.value)
     assert info.value.__cause__ is None  # PyPI pyarrow has no CUDA build: nothing failed
+
+
+@pytest.mark.skipif(gpu.is_available(), reason="a GPU is present")
+def test_torch_tensor_to_cuda_without_a_gpu() -> None:
+    torch = pytest.importorskip("torch")
+    with pytest.raises(GPUUnavailableError):
+        gpu.to_device(torch.ones(3), "cuda")
