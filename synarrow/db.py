@@ -16,7 +16,6 @@ tail left by a crash before anything new is written.
 
 from __future__ import annotations
 
-import builtins
 import fnmatch
 import os
 import re
@@ -32,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from synarrow import _arrow
-from synarrow.columnar.manifest import write_file_durably
+from synarrow import config as _config
 from synarrow.columnar.schema import history_table, numpy_dtype
 from synarrow.columnar.store import ColumnarStore
 from synarrow.config import DbConfig
@@ -48,12 +47,19 @@ from synarrow.errors import (
     SynaError,
     TypeMismatchError,
 )
+from synarrow.fileio import (
+    create_exclusive,
+    lstat_regular,
+    open_fd,
+    remove_file,
+    require_directory,
+    temporary_pattern,
+)
 from synarrow.log import codec
 from synarrow.log.format import (
     CRC,
     ENTRY_BODY_HEADER,
     ENTRY_HEADER_SIZE,
-    FILE_HEADER_SIZE,
     FLAG_BATCH,
     FLAG_DELTA,
     FLAG_LZ4,
@@ -68,7 +74,8 @@ from synarrow.log.format import (
 )
 from synarrow.log.lock import WriterLock
 from synarrow.log.memtable import UNLOADED, KeyState, TailChunk, last_value, values_array
-from synarrow.log.reader import scan_segment
+from synarrow.log.names import list_log_dir
+from synarrow.log.reader import never_written, scan_segment
 from synarrow.log.replay import replay_segment
 from synarrow.log.sidecar import remove_sidecar
 from synarrow.log.writer import LogWriter, segment_path
@@ -78,6 +85,7 @@ if TYPE_CHECKING:
 
 _MARKER = "SYNARROW"
 _OWN_FILES = {"LOCK", "log", "columnar", "config.json", "config.json.tmp"}
+_CONFIG_TEMPORARY = temporary_pattern(_config.CONFIG_NAME)
 _BATCH_CHUNK_BYTES = 64 * 1024 * 1024
 _time_ns = time.time_ns
 _pack_d = struct.Struct("<d").pack
@@ -174,15 +182,18 @@ class SynaDB:
         if p.exists() and not p.is_dir():
             raise InvalidPathError(f"{p} exists and is not a directory; refusing to touch it")
         if self.readonly:
-            if not (p / _MARKER).exists():
+            if not os.path.lexists(p / _MARKER):
                 raise InvalidPathError(f"{p} is not a synarrow database")
+            lstat_regular(p / _MARKER, what="database marker")
+            _require_own_directories(p)
             return
         try:
             if p.is_dir():
                 names = {c.name for c in p.iterdir()}
                 # Another process may be creating this database right now: its own files
                 # (the lock first) appear before the marker.
-                if _MARKER not in names and names - _OWN_FILES:
+                foreign = {n for n in names - _OWN_FILES if not _CONFIG_TEMPORARY.fullmatch(n)}
+                if _MARKER not in names and foreign:
                     raise InvalidPathError(
                         f"{p} is a non-empty directory that is not a synarrow database"
                     )
@@ -190,10 +201,18 @@ class SynaDB:
                 p.mkdir(parents=True, exist_ok=True)
             self._writer_lock = WriterLock(p)
             self._writer_lock.acquire()
+            _require_own_directories(p)
             (p / "log").mkdir(exist_ok=True)
             marker = p / _MARKER
-            if not marker.exists():
-                marker.write_text(f"synarrow database, log format {FORMAT_VERSION}\n")
+            if os.path.lexists(marker):
+                lstat_regular(marker, what="database marker")
+            else:
+                create_exclusive(
+                    marker, f"synarrow database, log format {FORMAT_VERSION}\n".encode()
+                )
+            for name in os.listdir(p):
+                if _CONFIG_TEMPORARY.fullmatch(name):
+                    remove_file(p / name)  # left by a crash while config.json was replaced
         except PermissionError as exc:
             raise ReadOnlyError(f"cannot write to {p}: {exc.strerror}") from exc
         except BaseException:
@@ -201,13 +220,12 @@ class SynaDB:
             raise
 
     def _load_config(self, config: DbConfig | None) -> DbConfig:
-        stored_path = self.path / "config.json"
-        stored = DbConfig.from_json(stored_path.read_text()) if stored_path.exists() else None
+        stored = _config.read_stored(self.path)
         if config is not None and not isinstance(config, DbConfig):
             raise InvalidArgumentError(f"config must be a DbConfig, got {type(config).__name__}")
         chosen = config or stored or DbConfig()
         if not self.readonly and chosen != stored:
-            write_file_durably(stored_path, chosen.to_json().encode())
+            _config.write_stored(self.path, chosen)
         return chosen
 
     def _state_for(self, key_bytes: bytes) -> KeyState:
@@ -222,13 +240,14 @@ class SynaDB:
         for key, refs in self._columnar.load_keys():
             self._state_for(key.encode("utf-8")).set_base(refs)  # type: ignore[arg-type]
         log_dir = self.path / "log"
-        segments = sorted(int(f.stem) for f in log_dir.glob("*.log") if f.stem.isdigit())
+        listing = list_log_dir(log_dir)  # refuses links and names synarrow does not write
+        segments = listing.segments
         if not self.readonly:
             for seg in [s for s in segments if s < manifest.first_segment]:
-                segment_path(log_dir, seg).unlink()  # folded into columnar files already
+                remove_file(segment_path(log_dir, seg))  # folded into columnar files already
                 remove_sidecar(segment_path(log_dir, seg))
-            for tmp in log_dir.glob("*.tmp"):
-                tmp.unlink()
+            for tmp in listing.temporaries:
+                remove_file(tmp)
         segments = [s for s in segments if s >= manifest.first_segment]
         next_seq = manifest.next_seq
         last_scan = None
@@ -236,13 +255,15 @@ class SynaDB:
             path = segment_path(log_dir, seg)
             is_last = i == len(segments) - 1
             try:
-                scan = scan_segment(path, repair=repair)
+                scan = scan_segment(
+                    path, repair=repair, max_log_file_size=self.config.max_log_file_size
+                )
             except CorruptionError:
-                if not (is_last and _never_written(path)):
+                if not (is_last and never_written(path)):
                     raise
                 # A crash while this segment was being started: it never held an entry.
                 if not self.readonly:
-                    path.unlink()
+                    remove_file(path)
                 break
             if scan.torn_bytes and not is_last and not repair:
                 raise CorruptionError(
@@ -254,7 +275,7 @@ class SynaDB:
             self._dropped_in_repair += scan.dropped
             next_seq = scan.base_seq + len(scan.offsets)
             if not is_last:
-                self._log_bytes_closed += scan.size
+                self._log_bytes_closed += scan.file_size
             last_scan = scan
         self._next_seq = next_seq
         if self.readonly:
@@ -269,10 +290,14 @@ class SynaDB:
         """
         if last_scan is not None and last_scan.torn_bytes:
             self._torn_bytes = last_scan.torn_bytes
-            with builtins.open(last_scan.path, "r+b") as f:
-                f.truncate(last_scan.valid_end)
-                os.fsync(f.fileno())
+            fd = open_fd(last_scan.path, os.O_WRONLY, what="log segment")
+            try:
+                os.ftruncate(fd, last_scan.valid_end)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             last_scan.size = last_scan.valid_end
+            last_scan.unread = 0
         if last_scan is not None and last_scan.size < self.config.max_log_file_size:
             self._writer = LogWriter(
                 log_dir,
@@ -868,16 +893,17 @@ class SynaDB:
                         st.set_base(refs)  # type: ignore[arg-type]
                 log_dir = self.path / "log"
                 removed = 0
-                for f in log_dir.glob("*.log"):
-                    if f.stem.isdigit() and int(f.stem) < first_segment:
-                        f.unlink()
-                        remove_sidecar(f)
+                segments = list_log_dir(log_dir).segments
+                for seg in segments:
+                    if seg < first_segment:
+                        remove_file(segment_path(log_dir, seg))
+                        remove_sidecar(segment_path(log_dir, seg))
                         removed += 1
                 active = self._writer.segment if self._writer is not None else first_segment
                 self._log_bytes_closed = sum(
-                    f.stat().st_size
-                    for f in log_dir.glob("*.log")
-                    if f.stem.isdigit() and first_segment <= int(f.stem) < active
+                    os.lstat(segment_path(log_dir, seg)).st_size
+                    for seg in segments
+                    if first_segment <= seg < active
                 )
                 self._update_check_at(compaction_done=True)
         return {
@@ -1051,20 +1077,19 @@ def open(
     """
     cfg = None
     if config:
-        stored = Path(path) / "config.json"
-        base = DbConfig.from_json(stored.read_text()) if stored.exists() else DbConfig()
-        cfg = base.replace(**config)
+        base = _config.read_stored(Path(path)) if Path(path).is_dir() else None
+        cfg = (base or DbConfig()).replace(**config)
     return SynaDB(path, cfg, readonly=readonly, repair=repair)
 
 
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _never_written(path: Path) -> bool:
-    """Whether a segment whose header does not verify can only be an interrupted creation:
-    nothing but zeros (or nothing at all) follows the header bytes."""
-    data = path.read_bytes()
-    return not any(data[FILE_HEADER_SIZE:])
+def _require_own_directories(path: Path) -> None:
+    """Refuse a database whose ``log`` or ``columnar`` is a symlink (or not a directory):
+    following it would read or write another database's files."""
+    require_directory(path / "log", what="log directory")
+    require_directory(path / "columnar", what="columnar directory")
 
 
 def _batch_slices(batch: _arrow.BatchValues) -> Iterator[tuple[int, int]]:

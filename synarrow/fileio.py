@@ -26,12 +26,16 @@ from synarrow.errors import CorruptionError
 
 __all__ = [
     "NOFOLLOW",
+    "create_exclusive",
     "fsync_directory",
     "lstat_regular",
     "open_fd",
     "read_bytes",
     "remove_file",
+    "require_directory",
     "require_name",
+    "temporary_name",
+    "temporary_pattern",
     "write_atomic",
 ]
 
@@ -110,6 +114,65 @@ def read_bytes(path: Path | str, *, max_size: int | None = None, what: str = "fi
         os.close(fd)
 
 
+def require_directory(path: Path | str, *, what: str = "directory") -> bool:
+    """Whether ``path`` exists as a real directory (``False`` if absent).
+
+    Raises :class:`CorruptionError` when something else is there: a symlink (even to a
+    directory: it could lead into another database) or a file.
+    """
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        raise CorruptionError(
+            f"{what} {path} is a symbolic link or not a directory; synarrow only uses the "
+            "directories it created inside the database",
+            hint="replace the link with the real directory, or run `synarrow check PATH`",
+        )
+    return True
+
+
+def temporary_name(path: Path | str) -> Path:
+    """A fresh, unpredictable temporary name next to ``path`` (``.<name>.tmp-<random>``)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{secrets.token_hex(6)}")
+
+
+def temporary_pattern(name: str) -> re.Pattern[str]:
+    """Matches the names :func:`temporary_name` gives for a file called ``name`` (for the
+    clean-up of temporaries a crash left behind)."""
+    return re.compile(rf"\.{re.escape(name)}\.tmp-[0-9a-f]{{12}}")
+
+
+def create_exclusive(path: Path | str, data: bytes, *, durable: bool = True) -> None:
+    """Create ``path`` holding ``data``; it must not exist yet (not even as a symlink).
+
+    Raises ``FileExistsError`` when something is already there.
+    """
+    path = Path(path)
+    fd = open_fd(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, what="new file")
+    try:
+        _write_all(fd, data)
+        if durable:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        remove_file(path)
+        raise
+    os.close(fd)
+    if durable:
+        fsync_directory(path.parent)
+
+
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
 def fsync_directory(directory: Path | str) -> None:
     """Make a directory's entries (new, renamed, removed files) durable."""
     fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
@@ -130,13 +193,10 @@ def write_atomic(path: Path | str, data: bytes, *, durable: bool = True, mode: i
     path = Path(path)
     if path.is_symlink():
         raise _refuse_link(path, "file")
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(6)}")
+    tmp = temporary_name(path)
     fd = open_fd(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode, what="temporary file")
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        _write_all(fd, data)
         if durable:
             os.fsync(fd)
     except BaseException:
