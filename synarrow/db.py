@@ -53,6 +53,7 @@ from synarrow.fileio import (
     open_fd,
     remove_file,
     require_directory,
+    require_single_link,
     temporary_pattern,
 )
 from synarrow.log import codec
@@ -292,6 +293,7 @@ class SynaDB:
             self._torn_bytes = last_scan.torn_bytes
             fd = open_fd(last_scan.path, os.O_WRONLY, what="log segment")
             try:
+                require_single_link(fd, last_scan.path, what="log segment")
                 os.ftruncate(fd, last_scan.valid_end)
                 os.fsync(fd)
             finally:

@@ -34,6 +34,7 @@ __all__ = [
     "remove_file",
     "require_directory",
     "require_name",
+    "require_single_link",
     "temporary_name",
     "temporary_pattern",
     "write_atomic",
@@ -76,6 +77,21 @@ def open_fd(
         os.close(fd)
         raise
     return fd
+
+
+def require_single_link(fd: int, path: Path | str, *, what: str = "file") -> None:
+    """Refuse to write through a file that has other hard links.
+
+    A file with other names (a hard link planted in place of one of ours, or shared with
+    another database) would change there too; :class:`CorruptionError` instead.
+    """
+    links = os.fstat(fd).st_nlink
+    if links > 1:
+        raise CorruptionError(
+            f"{what} {path} has {links} hard links; writing to it would change the other "
+            "copies too",
+            hint="copy the database (cp without -l) instead of hard-linking its files",
+        )
 
 
 def lstat_regular(path: Path | str, *, what: str = "file") -> os.stat_result:

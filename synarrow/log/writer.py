@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from synarrow.errors import StorageFullError
-from synarrow.fileio import fsync_directory, open_fd
+from synarrow.fileio import fsync_directory, open_fd, require_single_link
 from synarrow.log.format import encode_file_header
 from synarrow.log.names import segment_path
 from synarrow.log.sidecar import remove_sidecar, write_sidecar
@@ -91,6 +91,11 @@ class LogWriter:
         else:
             remove_sidecar(path)  # about to change: the sidecar would no longer match
             self._fd = open_fd(path, os.O_WRONLY, what="log segment")
+            try:
+                require_single_link(self._fd, path, what="log segment")
+            except BaseException:
+                os.close(self._fd)
+                raise
             if os.fstat(self._fd).st_size != existing_size:
                 os.ftruncate(self._fd, existing_size)
                 os.fsync(self._fd)

@@ -185,3 +185,24 @@ def test_compaction_and_rotation_leave_links_elsewhere_alone(tmp_path: Path) -> 
     with synarrow.SynaDB(db_path, CFG) as db:
         assert db.get("k0") == 99.0
         assert len(db.get_history("k1")) == 20_000 // 7 + (1 if 20_000 % 7 > 1 else 0)
+
+
+@pytest.mark.parametrize("name", ["LOCK", "log/00000001.log"])
+def test_hard_linked_files_are_not_written_through(
+    tmp_path: Path, victim: Victim, name: str
+) -> None:
+    db = make_db(tmp_path / "a.db")
+    (db / "log" / "00000001.idx").unlink(missing_ok=True)
+    if name == "LOCK":
+        (db / name).unlink()
+        os.link(victim.path, db / name)
+    else:
+        Victim.__init__(victim, victim.path, (db / name).read_bytes())
+        (db / name).unlink()
+        os.link(victim.path, db / name)
+    with pytest.raises(CorruptionError, match="hard links"):
+        synarrow.SynaDB(db, CFG)
+    assert victim.unchanged()
+    if name != "LOCK":  # reading does not write: a read-only handle is fine
+        with synarrow.SynaDB(db, readonly=True) as ro:
+            assert ro.get("k") == 9.0
