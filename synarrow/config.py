@@ -50,6 +50,8 @@ class DbConfig:
             reads are zero-copy views of the memory-mapped files; ``"lz4"`` or ``"zstd"``
             make them smaller but every read decompresses into new memory.
         max_log_file_size: a log segment is closed and a new one started past this size.
+            It also bounds the work of an open: a segment far larger than this (more than
+            64 MiB over) is verified by streaming and only its verified prefix is read.
         write_buffer_bytes: buffered (non-sync) writes are handed to the OS past this size.
     """
 

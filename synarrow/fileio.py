@@ -162,13 +162,24 @@ def temporary_pattern(name: str) -> re.Pattern[str]:
     return re.compile(rf"\.{re.escape(name)}\.tmp-[0-9a-f]{{12}}")
 
 
-def create_exclusive(path: Path | str, data: bytes, *, durable: bool = True) -> None:
+def create_exclusive(
+    path: Path | str, data: bytes, *, durable: bool = True, mode: int = 0o644
+) -> None:
     """Create ``path`` holding ``data``; it must not exist yet (not even as a symlink).
 
-    Raises ``FileExistsError`` when something is already there.
+    Raises ``FileExistsError`` when something is already there. ``durable`` fsyncs the file
+    and its directory.
     """
     path = Path(path)
-    fd = open_fd(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, what="new file")
+    _create_file(path, data, durable=durable, mode=mode, what="new file")
+    if durable:
+        fsync_directory(path.parent)
+
+
+def _create_file(path: Path, data: bytes, *, durable: bool, mode: int, what: str) -> None:
+    """Create ``path`` exclusively without following links, write and maybe fsync it; on
+    failure nothing is left behind."""
+    fd = open_fd(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode, what=what)
     try:
         _write_all(fd, data)
         if durable:
@@ -178,8 +189,6 @@ def create_exclusive(path: Path | str, data: bytes, *, durable: bool = True) -> 
         remove_file(path)
         raise
     os.close(fd)
-    if durable:
-        fsync_directory(path.parent)
 
 
 def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
@@ -210,16 +219,7 @@ def write_atomic(path: Path | str, data: bytes, *, durable: bool = True, mode: i
     if path.is_symlink():
         raise _refuse_link(path, "file")
     tmp = temporary_name(path)
-    fd = open_fd(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode, what="temporary file")
-    try:
-        _write_all(fd, data)
-        if durable:
-            os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
+    _create_file(tmp, data, durable=durable, mode=mode, what="temporary file")
     try:
         os.replace(tmp, path)
     except BaseException:

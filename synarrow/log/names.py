@@ -6,7 +6,7 @@ The log directory holds only files synarrow writes:
   extra leading zeros beyond the 8-digit padding),
 * their sidecars ``NNNNNNNN.idx``,
 * temporaries of sidecars being replaced (``.NNNNNNNN.idx.tmp-<12 hex>``, and the fixed
-  ``NNNNNNNN.idx.tmp`` of older versions), removed by the next writer.
+  ``NNNNNNNN.idx.tmp`` / ``NNNNNNNN.tmp`` of older versions), removed by the next writer.
 
 :func:`list_log_dir` refuses anything else (another name, a symlink, a directory) with
 :class:`~synarrow.errors.CorruptionError`, so a planted file or link is never opened, and
@@ -26,7 +26,7 @@ __all__ = ["LogDirectory", "list_log_dir", "segment_name", "segment_path"]
 
 _SEGMENT = re.compile(r"([0-9]{8,})\.log")
 _SIDECAR = re.compile(r"([0-9]{8,})\.idx")
-_TEMPORARY = re.compile(r"\.[0-9]{8,}\.idx\.tmp-[0-9a-f]{12}|[0-9]{8,}\.idx\.tmp")
+_TEMPORARY = re.compile(r"\.[0-9]{8,}\.idx\.tmp-[0-9a-f]{12}|[0-9]{8,}(\.idx)?\.tmp")
 
 
 def segment_name(segment: int) -> str:

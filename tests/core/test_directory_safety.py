@@ -12,25 +12,12 @@ import os
 from pathlib import Path
 
 import pytest
+from _victims import Victim
 
 import synarrow
 from synarrow.errors import CorruptionError
 
 CFG = synarrow.DbConfig(sync_on_write=False, auto_compact=False)
-
-
-class Victim:
-    """A file outside every database, whose bytes and mtime must never change."""
-
-    def __init__(self, path: Path, data: bytes = b"precious bytes, not a database\n") -> None:
-        self.path = path
-        path.write_bytes(data)
-        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
-        self.data = data
-        self.mtime = path.stat().st_mtime_ns
-
-    def unchanged(self) -> bool:
-        return self.path.read_bytes() == self.data and self.path.stat().st_mtime_ns == self.mtime
 
 
 @pytest.fixture
@@ -99,7 +86,7 @@ def test_config_temporary_symlink_is_never_written(tmp_path: Path, victim: Victi
 
 def test_config_symlink_is_refused(tmp_path: Path, victim: Victim) -> None:
     db = make_db(tmp_path / "a.db")
-    Victim.__init__(victim, victim.path, (db / "config.json").read_bytes())
+    victim = Victim(victim.path, (db / "config.json").read_bytes())
     plant_link(db / "config.json", victim.path)
     for kwargs in ({}, {"readonly": True}):
         with pytest.raises(CorruptionError, match=r"config\.json"):
@@ -197,7 +184,7 @@ def test_hard_linked_files_are_not_written_through(
         (db / name).unlink()
         os.link(victim.path, db / name)
     else:
-        Victim.__init__(victim, victim.path, (db / name).read_bytes())
+        victim = Victim(victim.path, (db / name).read_bytes())
         (db / name).unlink()
         os.link(victim.path, db / name)
     with pytest.raises(CorruptionError, match="hard links"):

@@ -8,24 +8,13 @@ deleted or tested by that name; a blob replaced by a symlink is refused.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from _victims import Victim
 
 import synarrow
 from synarrow.errors import ChecksumError, CorruptionError
-
-
-def keep(path: Path, data: bytes = b"precious\n") -> tuple[Path, bytes, int]:
-    path.write_bytes(data)
-    os.utime(path, ns=(2_000_000_000, 2_000_000_000))
-    return path, data, path.stat().st_mtime_ns
-
-
-def unchanged(victim: tuple[Path, bytes, int]) -> bool:
-    path, data, mtime = victim
-    return path.read_bytes() == data and path.stat().st_mtime_ns == mtime
 
 
 def craft_version(reg: synarrow.ModelRegistry, name: str, version: int, checksum: str) -> None:
@@ -41,7 +30,7 @@ CRAFTED = ["../../victim.txt", "../blobs2/" + "a" * 64, "A" * 64, "a" * 63, "/et
 
 @pytest.mark.parametrize("checksum", CRAFTED)
 def test_crafted_checksum_never_reaches_the_file_system(tmp_path: Path, checksum: str) -> None:
-    victim = keep(tmp_path / "victim.txt")
+    victim = Victim(tmp_path / "victim.txt")
     path = tmp_path / "deep" / "models.db"
     with synarrow.ModelRegistry(path) as reg:
         reg.save_model("m", b"weights" * 100)
@@ -57,12 +46,12 @@ def test_crafted_checksum_never_reaches_the_file_system(tmp_path: Path, checksum
         assert "not a name synarrow writes" in problems[0][2]
         # Refused before any change: the version is still there.
         assert reg.get_version("m", 1).checksum == checksum
-    assert unchanged(victim)
+    assert victim.unchanged()
     assert not (tmp_path / "out.bin").exists()
 
 
 def test_verify_does_not_reveal_whether_a_path_exists(tmp_path: Path) -> None:
-    keep(tmp_path / "victim.txt")
+    Victim(tmp_path / "victim.txt")
     with synarrow.ModelRegistry(tmp_path / "models.db") as reg:
         reg.save_model("m", b"x" * 10)
         reg.save_model("m", b"y" * 10)
@@ -74,18 +63,18 @@ def test_verify_does_not_reveal_whether_a_path_exists(tmp_path: Path) -> None:
 
 def test_blob_replaced_by_a_symlink_is_refused(tmp_path: Path) -> None:
     data = b"model bytes" * 50
-    victim = keep(tmp_path / "victim.bin", data)  # same size and content: a perfect decoy
+    victim = Victim(tmp_path / "victim.bin", data)  # same size and content: a perfect decoy
     with synarrow.ModelRegistry(tmp_path / "models.db") as reg:
         info = reg.save_model("m", data)
         blob = tmp_path / "models.db" / "blobs" / info.checksum
         blob.unlink()
-        blob.symlink_to(victim[0])
+        blob.symlink_to(victim.path)
         with pytest.raises(CorruptionError, match="symbolic link"):
             reg.load_model("m")
         assert reg.verify() and "symbolic link" in reg.verify()[0][2]
         reg.delete_version("m", 1)  # removes the link itself
         assert not blob.is_symlink()
-    assert unchanged(victim)
+    assert victim.unchanged()
 
 
 def test_blob_directory_symlink_is_refused(tmp_path: Path) -> None:
@@ -124,21 +113,21 @@ def test_planted_blob_link_is_replaced_by_the_real_bytes(tmp_path: Path) -> None
     """Saving content whose blob name is already a link replaces the link, never writes
     through it, and the saved bytes read back."""
     data = b"fresh weights" * 30
-    victim = keep(tmp_path / "victim.bin", b"z" * len(data))
+    victim = Victim(tmp_path / "victim.bin", b"z" * len(data))
     import hashlib
 
     path = tmp_path / "models.db"
     with synarrow.ModelRegistry(path) as reg:
         reg.save_model("seed", b"seed")
-        (path / "blobs" / hashlib.sha256(data).hexdigest()).symlink_to(victim[0])
+        (path / "blobs" / hashlib.sha256(data).hexdigest()).symlink_to(victim.path)
         reg.save_model("m", data)
         assert reg.load_model("m")[0] == data
-    assert unchanged(victim)
+    assert victim.unchanged()
 
 
 @pytest.mark.parametrize("checksum", ["../../victim.txt", "0" * 65])
 def test_crafted_artifact_checksum_is_refused(tmp_path: Path, checksum: str) -> None:
-    victim = keep(tmp_path / "victim.txt")
+    victim = Victim(tmp_path / "victim.txt")
     with synarrow.Experiment("e", tmp_path / "sub" / "exp.db") as exp:
         with exp.start_run() as run:
             run.log_artifact("weights", b"w" * 100)
@@ -150,7 +139,7 @@ def test_crafted_artifact_checksum_is_refused(tmp_path: Path, checksum: str) -> 
             exp.load_artifact(run.id, "weights")
         with pytest.raises(CorruptionError, match="not a name synarrow writes"):
             exp.list_artifacts(run.id)
-    assert unchanged(victim)
+    assert victim.unchanged()
 
 
 def test_honest_damage_is_still_a_checksum_error(tmp_path: Path) -> None:

@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _victims import Victim
 
 import synarrow
 from synarrow.errors import CorruptionError
 from synarrow.vector import VectorStore
 
 FAST = synarrow.DbConfig(sync_on_write=False, auto_compact=False)
-
-
-def keep(path: Path, data: bytes = b"precious\n") -> tuple[Path, bytes, int]:
-    path.write_bytes(data)
-    os.utime(path, ns=(3_000_000_000, 3_000_000_000))
-    return path, data, path.stat().st_mtime_ns
-
-
-def unchanged(victim: tuple[Path, bytes, int]) -> bool:
-    path, data, mtime = victim
-    return path.read_bytes() == data and path.stat().st_mtime_ns == mtime
 
 
 def make_store(path: Path) -> Path:
@@ -39,7 +28,7 @@ def make_store(path: Path) -> Path:
 @pytest.mark.parametrize("field", ["index_file", "keys_file"])
 @pytest.mark.parametrize("name", ["../../victim.txt", "/etc/hostname", "index-1.usearch/../x"])
 def test_crafted_file_names_in_state_are_refused(tmp_path: Path, field: str, name: str) -> None:
-    victim = keep(tmp_path / "victim.txt")
+    victim = Victim(tmp_path / "victim.txt")
     vdir = make_store(tmp_path / "deep" / "v.db")
     state = json.loads((vdir / "state.json").read_text())
     state[field] = name
@@ -47,7 +36,7 @@ def test_crafted_file_names_in_state_are_refused(tmp_path: Path, field: str, nam
     for readonly in (True, False):
         with pytest.raises(CorruptionError, match="not a name synarrow writes"):
             VectorStore(tmp_path / "deep" / "v.db", readonly=readonly)
-    assert unchanged(victim)
+    assert victim.unchanged()
 
 
 @pytest.mark.parametrize("name", ["state.json", "config.json", "keys_file"])
@@ -55,12 +44,12 @@ def test_symlinked_index_files_are_refused(tmp_path: Path, name: str) -> None:
     vdir = make_store(tmp_path / "v.db")
     if name == "keys_file":
         name = json.loads((vdir / "state.json").read_text())[name]
-    victim = keep(tmp_path / "victim", (vdir / name).read_bytes())
+    victim = Victim(tmp_path / "victim", (vdir / name).read_bytes())
     (vdir / name).unlink()
-    (vdir / name).symlink_to(victim[0])
+    (vdir / name).symlink_to(victim.path)
     with pytest.raises(CorruptionError, match="symbolic link"):
         VectorStore(tmp_path / "v.db")
-    assert unchanged(victim)
+    assert victim.unchanged()
 
 
 def test_vector_index_directory_symlink_is_refused(tmp_path: Path) -> None:
@@ -74,14 +63,14 @@ def test_vector_index_directory_symlink_is_refused(tmp_path: Path) -> None:
 
 def test_planted_temporary_links_are_never_written_through(tmp_path: Path) -> None:
     vdir = make_store(tmp_path / "v.db")
-    victim = keep(tmp_path / "victim")
+    victim = Victim(tmp_path / "victim")
     nxt = json.loads((vdir / "state.json").read_text())["generation"] + 1
     # The fixed temporary names earlier versions used for the next generation.
     for name in (f"index-{nxt}.usearch.tmp", f"keys-{nxt}.arrow.tmp", "state.json.tmp"):
-        (vdir / name).symlink_to(victim[0])
+        (vdir / name).symlink_to(victim.path)
     with VectorStore(tmp_path / "v.db") as store:
         store.insert("new", np.ones(8, dtype=np.float32))
-    assert unchanged(victim)
+    assert victim.unchanged()
     index = vdir / json.loads((vdir / "state.json").read_text())["index_file"]
     assert index.is_file() and not index.is_symlink()
     with VectorStore(tmp_path / "v.db", readonly=True) as store:
