@@ -16,6 +16,7 @@ tail left by a crash before anything new is written.
 
 from __future__ import annotations
 
+import builtins
 import fnmatch
 import os
 import re
@@ -1137,21 +1138,27 @@ def _mapped_chunks(
         start += -start % 8  # the padding encode_batch wrote
         chunk_ts: np.ndarray
         if ts is not None:
-            chunk_ts = np.memmap(path, dtype="<i8", mode="r", offset=start, shape=(n,))
+            chunk_ts = _map_segment(path, "<i8", start, (n,))
             start += 8 * n
         else:
             chunk_ts = np.broadcast_to(np.int64(0), (n,))  # shared timestamp, set by caller
         if batch.atom == Atom.VECTOR:
             assert batch.vectors is not None
             dim = batch.vectors.shape[1]
-            vec = np.memmap(path, dtype="<f4", mode="r", offset=start, shape=(n, dim))
+            vec = _map_segment(path, "<f4", start, (n, dim))
             values = values_array(Atom.VECTOR, n, vectors=vec)
         else:
             dtype = "<f8" if batch.atom == Atom.FLOAT else "<i8"
-            nums = np.memmap(path, dtype=dtype, mode="r", offset=start, shape=(n,))
+            nums = _map_segment(path, dtype, start, (n,))
             values = values_array(batch.atom, n, numbers=nums)
         chunks.append(TailChunk(batch.atom, chunk_ts, values))
     return chunks
+
+
+def _map_segment(path: Path, dtype: str, offset: int, shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only numpy view of part of a segment, opened without following symlinks."""
+    with builtins.open(open_fd(path, os.O_RDONLY, what="log segment"), "rb") as f:
+        return np.memmap(f, dtype=dtype, mode="r", offset=offset, shape=shape)
 
 
 def _slice_batch(batch: _arrow.BatchValues, lo: int, hi: int) -> _arrow.BatchValues:
