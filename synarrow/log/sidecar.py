@@ -36,6 +36,7 @@ from synarrow.log.format import (
 MAGIC = b"SYNAIDX2"
 # magic, segment size, entry count, segment crc32, crc32 of the body (LZ4 of u32 lengths)
 HEAD = struct.Struct("<8sQQII")
+_LENGTHS = np.dtype([("kl", "<u2"), ("vl", "<u4")])  # an entry's lengths, at byte 12
 
 
 def sidecar_path(segment_file: Path) -> Path:
@@ -102,18 +103,23 @@ def offsets_fit(data: bytearray | bytes, size: int, offsets: np.ndarray) -> bool
         return size == FILE_HEADER_SIZE
     if offsets[0] != FILE_HEADER_SIZE or offsets[-1] > size - ENTRY_HEADER_SIZE - 1:
         return False
-    ends = np.empty(n, dtype=np.int64)
-    ends[:-1] = offsets[1:]
-    ends[-1] = size
-    if np.any(ends - offsets < ENTRY_HEADER_SIZE + 1):
+    # One gather of (key_len, value_len) through a byte-stride view of the segment.
+    view = np.ndarray(
+        shape=(size - ENTRY_LENGTHS_OFFSET - _LENGTHS.itemsize + 1,),
+        dtype=_LENGTHS,
+        buffer=data,
+        offset=ENTRY_LENGTHS_OFFSET,
+        strides=(1,),
+    )
+    lengths = view[offsets]
+    kl = lengths["kl"].astype(np.int64)
+    if not kl.all():
         return False
-    b = np.frombuffer(data, dtype=np.uint8, count=size)
-    at = offsets + ENTRY_LENGTHS_OFFSET
-    kl = b[at].astype(np.int64) | (b[at + 1].astype(np.int64) << 8)
-    vl = np.zeros(n, dtype=np.int64)
-    for i in range(4):
-        vl |= b[at + 2 + i].astype(np.int64) << (8 * i)
-    return bool(np.all(kl > 0) and np.array_equal(offsets + ENTRY_HEADER_SIZE + kl + vl, ends))
+    kl += lengths["vl"]
+    kl += offsets
+    kl += ENTRY_HEADER_SIZE  # now each entry's end: the next offset, or the file's end
+    # (The lengths are unsigned, so offsets never decrease; K >= 1 makes them increase.)
+    return int(kl[-1]) == size and bool(np.array_equal(kl[:-1], offsets[1:]))
 
 
 def remove_sidecar(segment_file: Path) -> None:
