@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from synarrow.errors import StorageFullError
+from synarrow.errors import CorruptionError, StorageFullError
 from synarrow.fileio import fsync_directory, open_fd, require_single_link
 from synarrow.log.format import encode_file_header
 from synarrow.log.names import segment_path
@@ -76,9 +76,16 @@ class LogWriter:
         self.offsets = array("q", existing_offsets)
         path = self.path = segment_path(directory, segment)
         if existing_size is None:
-            self._fd = open_fd(
-                path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, what="log segment"
-            )
+            try:
+                self._fd = open_fd(
+                    path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, what="log segment"
+                )
+            except FileExistsError:
+                raise CorruptionError(
+                    f"log segment {path} appeared while this database was open; "
+                    "something else writes into its directory",
+                    hint="close other writers and run `synarrow check PATH`",
+                ) from None
             self._file_size = 0
             try:
                 self._write_through(encode_file_header(segment, base_seq))

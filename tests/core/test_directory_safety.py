@@ -193,3 +193,15 @@ def test_hard_linked_files_are_not_written_through(
     if name != "LOCK":  # reading does not write: a read-only handle is fine
         with synarrow.SynaDB(db, readonly=True) as ro:
             assert ro.get("k") == 9.0
+
+
+def test_segment_planted_while_open_is_refused_at_rotation(tmp_path: Path, victim: Victim) -> None:
+    db = synarrow.SynaDB(tmp_path / "a.db", CFG)
+    try:
+        db.append("k", 1.0)
+        (tmp_path / "a.db" / "log" / "00000002.log").symlink_to(victim.path)
+        with pytest.raises(CorruptionError, match="appeared while this database was open"):
+            db.compact()  # rotates to segment 2 first
+    finally:
+        db.close()
+    assert victim.unchanged()
