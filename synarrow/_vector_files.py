@@ -13,6 +13,12 @@
 
 A checkpoint whose files are missing or fail their CRC is treated as absent: the index is
 rebuilt from the log, which is always the source of truth.
+
+Every file is opened without following symlinks, and the file names in ``state.json`` must
+be the ones synarrow writes for a generation (``index-<n>.usearch``, ``keys-<n>.arrow``): a
+planted link or a crafted name (``../../victim``) raises
+:class:`~synarrow.errors.CorruptionError` before any file is opened by that name.
+Temporaries get unique names created exclusively, so nothing is written through a link.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import json
 import operator
 import os
+import re
 import zlib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -28,14 +35,27 @@ from typing import Any
 import pyarrow as pa
 
 from synarrow._vector_keys import KeyMap
-from synarrow.columnar.manifest import write_file_durably
-from synarrow.errors import ConfigError
-from synarrow.log.writer import fsync_directory
+from synarrow.errors import ConfigError, CorruptionError
+from synarrow.fileio import (
+    fsync_directory,
+    lstat_regular,
+    open_fd,
+    read_bytes,
+    remove_file,
+    require_directory,
+    require_name,
+    temporary_name,
+    write_atomic,
+)
 
 DIRNAME = "vector_index"
 CONFIG_NAME = "config.json"
 STATE_NAME = "state.json"
 FORMAT = 1
+INDEX_NAME = re.compile(r"index-[1-9][0-9]*\.usearch")
+KEYS_NAME = re.compile(r"keys-[1-9][0-9]*\.arrow")
+# Far larger than any settings or state file; a larger one is damaged or crafted.
+_MAX_JSON_BYTES = 1 << 20
 
 METRICS = {"cosine": "cos", "euclidean": "l2sq", "dot": "ip"}
 METRIC_ALIASES = {
@@ -130,18 +150,36 @@ class StoreConfig:
             ) from exc
 
 
+def _read_text(path: Path, what: str) -> str:
+    raw = read_bytes(path, max_size=_MAX_JSON_BYTES, what=what)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorruptionError(f"{what} {path} is not UTF-8 text: {exc}") from exc
+
+
 def read_config(directory: Path) -> StoreConfig | None:
     """The saved settings, or ``None`` for a store never created here."""
     path = directory / CONFIG_NAME
-    if not path.exists():
+    if not require_directory(directory, what="vector index directory"):
         return None
-    return StoreConfig.from_json(path.read_text(), path)
+    try:
+        text = _read_text(path, "vector store settings")
+    except FileNotFoundError:
+        return None
+    return StoreConfig.from_json(text, path)
+
+
+def make_directory(directory: Path) -> None:
+    """Create the vector index directory (refusing a symlink in its place)."""
+    if not require_directory(directory, what="vector index directory"):
+        directory.mkdir(exist_ok=True)
 
 
 def write_config(directory: Path, config: StoreConfig) -> None:
     """Save the settings durably (creating the directory)."""
-    directory.mkdir(exist_ok=True)
-    write_file_durably(directory / CONFIG_NAME, config.to_json().encode())
+    make_directory(directory)
+    write_atomic(directory / CONFIG_NAME, config.to_json().encode())
 
 
 @dataclass
@@ -168,18 +206,28 @@ def read_checkpoint(directory: Path) -> Checkpoint:
     """The committed checkpoint; :class:`DamagedCheckpoint` if there is none usable."""
     path = directory / STATE_NAME
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(_read_text(path, "vector index state"))
         if data.pop("format") != FORMAT:
             raise DamagedCheckpoint(f"{path}: unknown format")
-        return Checkpoint(**data)
+        state = Checkpoint(**data)
+    except CorruptionError:
+        raise  # a planted link or an oversized file: not ours, refuse
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise DamagedCheckpoint(f"{path}: {exc}") from exc
+    require_name(state.index_file, INDEX_NAME, what=f"{path}: index file")
+    require_name(state.keys_file, KEYS_NAME, what=f"{path}: key file")
+    for name in ("generation", "position", "next_label", "count"):
+        value = getattr(state, name)
+        if type(value) is not int or value < 0:
+            raise DamagedCheckpoint(f"{path}: {name} is {value!r}")
+    return state
 
 
 def _crc_of_file(path: Path) -> tuple[int, int]:
     crc = 0
     size = 0
-    with open(path, "rb", buffering=0) as f:
+    fd = open_fd(path, os.O_RDONLY, what="vector index file")
+    with open(fd, "rb", buffering=0, closefd=True) as f:
         while chunk := f.read(8 << 20):
             crc = zlib.crc32(chunk, crc)
             size += len(chunk)
@@ -190,10 +238,13 @@ def check_file(directory: Path, name: str, size: int, crc: int) -> Path:
     """The path of a checkpoint file, after checking its size and CRC32."""
     path = directory / name
     try:
-        if path.stat().st_size != size:
-            raise DamagedCheckpoint(f"{path} has {path.stat().st_size} bytes, expected {size}")
+        actual = lstat_regular(path, what="vector index file").st_size
+        if actual != size:
+            raise DamagedCheckpoint(f"{path} has {actual} bytes, expected {size}")
         if _crc_of_file(path) != (size, crc):
             raise DamagedCheckpoint(f"{path} fails its CRC32 check")
+    except CorruptionError:
+        raise
     except OSError as exc:
         raise DamagedCheckpoint(f"{path}: {exc}") from exc
     return path
@@ -201,12 +252,27 @@ def check_file(directory: Path, name: str, size: int, crc: int) -> Path:
 
 def read_keymap(directory: Path, state: Checkpoint) -> KeyMap:
     """The key map of a checkpoint (checked); :class:`DamagedCheckpoint` on any problem."""
-    path = check_file(directory, state.keys_file, state.keys_bytes, state.keys_crc)
+    path = directory / state.keys_file
     try:
-        with pa.memory_map(str(path)) as source:
-            table = pa.ipc.open_file(source).read_all()
+        data = read_bytes(path, max_size=state.keys_bytes, what="vector key map")
+    except CorruptionError as exc:
+        if os.path.islink(path):
+            raise
+        raise DamagedCheckpoint(f"{path}: {exc}") from exc
+    except OSError as exc:
+        raise DamagedCheckpoint(f"{path}: {exc}") from exc
+    if len(data) != state.keys_bytes or zlib.crc32(data) != state.keys_crc:
+        raise DamagedCheckpoint(f"{path} fails its size or CRC32 check")
+    try:
+        table = pa.ipc.open_file(pa.BufferReader(data)).read_all()
+        table.validate(full=True)  # offsets and lengths, before anything reads the keys
+        labels = table.column("label")
+        if table.column("key").null_count or labels.null_count:
+            raise ValueError("the key map holds nulls")
+        if len(labels) and labels.to_numpy().min() < 0:
+            raise ValueError("the key map holds a negative label")
         keymap = KeyMap.from_arrow(table, state.next_label)
-    except (OSError, ValueError, pa.ArrowException) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, pa.ArrowException) as exc:
         raise DamagedCheckpoint(f"{path}: {exc}") from exc
     if len(keymap) != state.count:
         raise DamagedCheckpoint(f"{path} holds {len(keymap)} keys, expected {state.count}")
@@ -221,19 +287,26 @@ def write_checkpoint(
     Each file is written to a temp name, fsynced and renamed before ``state.json`` names it,
     so a crash at any point leaves the previous checkpoint (or none) committed.
     """
-    directory.mkdir(exist_ok=True)
+    make_directory(directory)
     generation = (previous.generation if previous else 0) + 1
     index_name = f"index-{generation}.usearch"
     keys_name = f"keys-{generation}.arrow"
 
-    tmp = directory / (index_name + ".tmp")
-    index.save(str(tmp))
-    fd = os.open(tmp, os.O_RDONLY)
+    # usearch opens the name itself: reserve a fresh unique one exclusively first, so no
+    # link can be waiting there to be written through.
+    tmp = temporary_name(directory / index_name)
+    os.close(open_fd(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, what="temporary file"))
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, directory / index_name)
+        index.save(str(tmp))
+        fd = open_fd(tmp, os.O_RDONLY, what="temporary file")
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, directory / index_name)
+    except BaseException:
+        remove_file(tmp)
+        raise
     index_bytes, index_crc = _crc_of_file(directory / index_name)
 
     table = keymap.to_arrow()
@@ -241,7 +314,7 @@ def write_checkpoint(
     with pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
     keys_data = sink.getvalue().to_pybytes()
-    write_file_durably(directory / keys_name, keys_data)
+    write_atomic(directory / keys_name, keys_data)
 
     state = Checkpoint(
         generation=generation,
@@ -256,7 +329,7 @@ def write_checkpoint(
         keys_crc=zlib.crc32(keys_data),
     )
     text = json.dumps({"format": FORMAT, **asdict(state)}, indent=1)
-    write_file_durably(directory / STATE_NAME, text.encode())
+    write_atomic(directory / STATE_NAME, text.encode())
     remove_leftovers(directory, state)
     return state
 
@@ -266,8 +339,9 @@ def remove_leftovers(directory: Path, state: Checkpoint | None) -> None:
     keep = {state.index_file, state.keys_file} if state else set()
     removed = False
     for f in directory.iterdir():
-        if (f.name.startswith(("index-", "keys-"))) and f.name not in keep:
-            f.unlink(missing_ok=True)
+        leftover = f.name.startswith(("index-", "keys-", ".index-", ".keys-", ".state.json."))
+        if leftover and f.name not in keep:
+            remove_file(f)  # a link is removed itself, never its target
             removed = True
     if removed:
         fsync_directory(directory)

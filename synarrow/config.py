@@ -4,6 +4,10 @@ A database remembers the settings it was created with (``config.json`` in its di
 Opening it again without a config uses the stored settings; opening it with a different
 config uses the new one from then on and stores it (every log entry describes its own
 encoding, so no setting makes old data unreadable).
+
+``config.json`` is read without following symlinks and replaced atomically through a
+uniquely named temporary created exclusively (:func:`read_stored`, :func:`write_stored`), so
+a link planted at either name is refused, never written through.
 """
 
 from __future__ import annotations
@@ -11,9 +15,16 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from synarrow.errors import ConfigError
+from synarrow.fileio import read_bytes, write_atomic
+
+#: The settings file inside a database directory.
+CONFIG_NAME = "config.json"
+# Far more than any settings file; a larger one is damaged or crafted.
+_MAX_CONFIG_BYTES = 1 << 20
 
 _COMPRESSIONS = (None, "lz4", "zstd")
 
@@ -39,6 +50,8 @@ class DbConfig:
             reads are zero-copy views of the memory-mapped files; ``"lz4"`` or ``"zstd"``
             make them smaller but every read decompresses into new memory.
         max_log_file_size: a log segment is closed and a new one started past this size.
+            It also bounds the work of an open: a segment far larger than this (more than
+            64 MiB over) is verified by streaming and only its verified prefix is read.
         write_buffer_bytes: buffered (non-sync) writes are handed to the OS past this size.
     """
 
@@ -94,3 +107,25 @@ class DbConfig:
     def replace(self, **changes: Any) -> DbConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+def read_stored(directory: Path) -> DbConfig | None:
+    """The settings stored in a database directory, or ``None`` if it has none yet.
+
+    Raises :class:`~synarrow.errors.CorruptionError` for a symlink or an oversized file and
+    :class:`ConfigError` for one that does not parse.
+    """
+    try:
+        raw = read_bytes(directory / CONFIG_NAME, max_size=_MAX_CONFIG_BYTES, what="settings")
+    except FileNotFoundError:
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"stored {CONFIG_NAME} is not UTF-8 text: {exc}") from exc
+    return DbConfig.from_json(text)
+
+
+def write_stored(directory: Path, config: DbConfig) -> None:
+    """Store ``config`` in a database directory, durably and atomically."""
+    write_atomic(directory / CONFIG_NAME, config.to_json().encode())

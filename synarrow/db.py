@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 
 from synarrow import _arrow
-from synarrow.columnar.manifest import write_file_durably
+from synarrow import config as _config
 from synarrow.columnar.schema import history_table, numpy_dtype
 from synarrow.columnar.store import ColumnarStore
 from synarrow.config import DbConfig
@@ -49,12 +49,20 @@ from synarrow.errors import (
     ReadOnlyError,
     TypeMismatchError,
 )
+from synarrow.fileio import (
+    create_exclusive,
+    lstat_regular,
+    open_fd,
+    remove_file,
+    require_directory,
+    require_single_link,
+    temporary_pattern,
+)
 from synarrow.log import codec
 from synarrow.log.format import (
     CRC,
     ENTRY_BODY_HEADER,
     ENTRY_HEADER_SIZE,
-    FILE_HEADER_SIZE,
     FLAG_BATCH,
     FLAG_DELTA,
     FLAG_LZ4,
@@ -69,7 +77,8 @@ from synarrow.log.format import (
 )
 from synarrow.log.lock import WriterLock
 from synarrow.log.memtable import UNLOADED, KeyState, TailChunk, last_value, values_array
-from synarrow.log.reader import scan_segment
+from synarrow.log.names import list_log_dir
+from synarrow.log.reader import never_written, scan_segment
 from synarrow.log.replay import replay_segment
 from synarrow.log.sidecar import remove_sidecar
 from synarrow.log.writer import LogWriter, segment_path
@@ -80,6 +89,7 @@ if TYPE_CHECKING:
 _logger = logging.getLogger("synarrow")
 _MARKER = "SYNARROW"
 _OWN_FILES = {"LOCK", "log", "columnar", "config.json", "config.json.tmp"}
+_CONFIG_TEMPORARY = temporary_pattern(_config.CONFIG_NAME)
 # The most value bytes one batch log entry holds; append_batch splits larger batches over
 # several entries (cut out whole on failure). Module-level so tests can lower it.
 BATCH_CHUNK_BYTES = 64 * 1024 * 1024
@@ -180,15 +190,18 @@ class SynaDB:
         if p.exists() and not p.is_dir():
             raise InvalidPathError(f"{p} exists and is not a directory; refusing to touch it")
         if self.readonly:
-            if not (p / _MARKER).exists():
+            if not os.path.lexists(p / _MARKER):
                 raise InvalidPathError(f"{p} is not a synarrow database")
+            lstat_regular(p / _MARKER, what="database marker")
+            _require_own_directories(p)
             return
         try:
             if p.is_dir():
                 names = {c.name for c in p.iterdir()}
                 # Another process may be creating this database right now: its own files
                 # (the lock first) appear before the marker.
-                if _MARKER not in names and names - _OWN_FILES:
+                foreign = {n for n in names - _OWN_FILES if not _CONFIG_TEMPORARY.fullmatch(n)}
+                if _MARKER not in names and foreign:
                     raise InvalidPathError(
                         f"{p} is a non-empty directory that is not a synarrow database"
                     )
@@ -196,10 +209,18 @@ class SynaDB:
                 p.mkdir(parents=True, exist_ok=True)
             self._writer_lock = WriterLock(p)
             self._writer_lock.acquire()
+            _require_own_directories(p)
             (p / "log").mkdir(exist_ok=True)
             marker = p / _MARKER
-            if not marker.exists():
-                marker.write_text(f"synarrow database, log format {FORMAT_VERSION}\n")
+            if os.path.lexists(marker):
+                lstat_regular(marker, what="database marker")
+            else:
+                create_exclusive(
+                    marker, f"synarrow database, log format {FORMAT_VERSION}\n".encode()
+                )
+            for name in os.listdir(p):
+                if _CONFIG_TEMPORARY.fullmatch(name):
+                    remove_file(p / name)  # left by a crash while config.json was replaced
         except PermissionError as exc:
             raise ReadOnlyError(f"cannot write to {p}: {exc.strerror}") from exc
         except BaseException:
@@ -207,13 +228,12 @@ class SynaDB:
             raise
 
     def _load_config(self, config: DbConfig | None) -> DbConfig:
-        stored_path = self.path / "config.json"
-        stored = DbConfig.from_json(stored_path.read_text()) if stored_path.exists() else None
+        stored = _config.read_stored(self.path)
         if config is not None and not isinstance(config, DbConfig):
             raise InvalidArgumentError(f"config must be a DbConfig, got {type(config).__name__}")
         chosen = config or stored or DbConfig()
         if not self.readonly and chosen != stored:
-            write_file_durably(stored_path, chosen.to_json().encode())
+            _config.write_stored(self.path, chosen)
         return chosen
 
     def _state_for(self, key_bytes: bytes) -> KeyState:
@@ -228,13 +248,14 @@ class SynaDB:
         for key, refs in self._columnar.load_keys():
             self._state_for(key.encode("utf-8")).set_base(refs)  # type: ignore[arg-type]
         log_dir = self.path / "log"
-        segments = sorted(int(f.stem) for f in log_dir.glob("*.log") if f.stem.isdigit())
+        listing = list_log_dir(log_dir)  # refuses links and names synarrow does not write
+        segments = listing.segments
         if not self.readonly:
             for seg in [s for s in segments if s < manifest.first_segment]:
-                segment_path(log_dir, seg).unlink()  # folded into columnar files already
+                remove_file(segment_path(log_dir, seg))  # folded into columnar files already
                 remove_sidecar(segment_path(log_dir, seg))
-            for tmp in log_dir.glob("*.tmp"):
-                tmp.unlink()
+            for tmp in listing.temporaries:
+                remove_file(tmp)
         segments = [s for s in segments if s >= manifest.first_segment]
         next_seq = manifest.next_seq
         last_scan = None
@@ -242,13 +263,15 @@ class SynaDB:
             path = segment_path(log_dir, seg)
             is_last = i == len(segments) - 1
             try:
-                scan = scan_segment(path, repair=repair)
+                scan = scan_segment(
+                    path, repair=repair, max_log_file_size=self.config.max_log_file_size
+                )
             except CorruptionError:
-                if not (is_last and _never_written(path)):
+                if not (is_last and never_written(path)):
                     raise
                 # A crash while this segment was being started: it never held an entry.
                 if not self.readonly:
-                    path.unlink()
+                    remove_file(path)
                 break
             if scan.torn_bytes and not is_last and not repair:
                 raise CorruptionError(
@@ -260,7 +283,7 @@ class SynaDB:
             self._dropped_in_repair += scan.dropped
             next_seq = scan.base_seq + len(scan.offsets)
             if not is_last:
-                self._log_bytes_closed += scan.size
+                self._log_bytes_closed += scan.file_size
             last_scan = scan
         self._next_seq = next_seq
         if self.readonly:
@@ -275,10 +298,15 @@ class SynaDB:
         """
         if last_scan is not None and last_scan.torn_bytes:
             self._torn_bytes = last_scan.torn_bytes
-            with builtins.open(last_scan.path, "r+b") as f:
-                f.truncate(last_scan.valid_end)
-                os.fsync(f.fileno())
+            fd = open_fd(last_scan.path, os.O_WRONLY, what="log segment")
+            try:
+                require_single_link(fd, last_scan.path, what="log segment")
+                os.ftruncate(fd, last_scan.valid_end)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             last_scan.size = last_scan.valid_end
+            last_scan.unread = 0
         if last_scan is not None and last_scan.size < self.config.max_log_file_size:
             self._writer = LogWriter(
                 log_dir,
@@ -911,16 +939,17 @@ class SynaDB:
                         st.set_base(refs)  # type: ignore[arg-type]
                 log_dir = self.path / "log"
                 removed = 0
-                for f in log_dir.glob("*.log"):
-                    if f.stem.isdigit() and int(f.stem) < first_segment:
-                        f.unlink()
-                        remove_sidecar(f)
+                segments = list_log_dir(log_dir).segments
+                for seg in segments:
+                    if seg < first_segment:
+                        remove_file(segment_path(log_dir, seg))
+                        remove_sidecar(segment_path(log_dir, seg))
                         removed += 1
                 active = self._writer.segment if self._writer is not None else first_segment
                 self._log_bytes_closed = sum(
-                    f.stat().st_size
-                    for f in log_dir.glob("*.log")
-                    if f.stem.isdigit() and first_segment <= int(f.stem) < active
+                    os.lstat(segment_path(log_dir, seg)).st_size
+                    for seg in segments
+                    if first_segment <= seg < active
                 )
                 self._update_check_at(compaction_done=True)
                 self._compaction_error = None
@@ -1112,20 +1141,19 @@ def open(
     """
     cfg = None
     if config:
-        stored = Path(path) / "config.json"
-        base = DbConfig.from_json(stored.read_text()) if stored.exists() else DbConfig()
-        cfg = base.replace(**config)
+        base = _config.read_stored(Path(path)) if Path(path).is_dir() else None
+        cfg = (base or DbConfig()).replace(**config)
     return SynaDB(path, cfg, readonly=readonly, repair=repair)
 
 
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _never_written(path: Path) -> bool:
-    """Whether a segment whose header does not verify can only be an interrupted creation:
-    nothing but zeros (or nothing at all) follows the header bytes."""
-    data = path.read_bytes()
-    return not any(data[FILE_HEADER_SIZE:])
+def _require_own_directories(path: Path) -> None:
+    """Refuse a database whose ``log`` or ``columnar`` is a symlink (or not a directory):
+    following it would read or write another database's files."""
+    require_directory(path / "log", what="log directory")
+    require_directory(path / "columnar", what="columnar directory")
 
 
 def _batch_slices(batch: _arrow.BatchValues) -> Iterator[tuple[int, int]]:
@@ -1171,21 +1199,27 @@ def _mapped_chunks(
         start += -start % 8  # the padding encode_batch wrote
         chunk_ts: np.ndarray
         if ts is not None:
-            chunk_ts = np.memmap(path, dtype="<i8", mode="r", offset=start, shape=(n,))
+            chunk_ts = _map_segment(path, "<i8", start, (n,))
             start += 8 * n
         else:
             chunk_ts = np.broadcast_to(np.int64(0), (n,))  # shared timestamp, set by caller
         if batch.atom == Atom.VECTOR:
             assert batch.vectors is not None
             dim = batch.vectors.shape[1]
-            vec = np.memmap(path, dtype="<f4", mode="r", offset=start, shape=(n, dim))
+            vec = _map_segment(path, "<f4", start, (n, dim))
             values = values_array(Atom.VECTOR, n, vectors=vec)
         else:
             dtype = "<f8" if batch.atom == Atom.FLOAT else "<i8"
-            nums = np.memmap(path, dtype=dtype, mode="r", offset=start, shape=(n,))
+            nums = _map_segment(path, dtype, start, (n,))
             values = values_array(batch.atom, n, numbers=nums)
         chunks.append(TailChunk(batch.atom, chunk_ts, values))
     return chunks
+
+
+def _map_segment(path: Path, dtype: str, offset: int, shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only numpy view of part of a segment, opened without following symlinks."""
+    with builtins.open(open_fd(path, os.O_RDONLY, what="log segment"), "rb") as f:
+        return np.memmap(f, dtype=dtype, mode="r", offset=offset, shape=shape)
 
 
 def _slice_batch(batch: _arrow.BatchValues, lo: int, hi: int) -> _arrow.BatchValues:

@@ -83,6 +83,7 @@ from synarrow.registry import (
     _us_to_datetime,
     check_name,
     open_shared,
+    parse_blob_ref,
     release_shared,
     to_json,
 )
@@ -904,13 +905,13 @@ class Experiment:
         prefix = f"{self._prefix}{run_id}/artifacts/"
         out = []
         for key in self._db.keys(prefix + "*"):
-            d = json.loads(self._db.get(key))
+            checksum, size, created = parse_blob_ref(self._db.get(key), f"artifact {key!r}")
             out.append(
                 Artifact(
                     key[len(prefix) :],
-                    d["checksum"],
-                    d["size_bytes"],
-                    _us_to_datetime(d["created_us"]),  # type: ignore[arg-type]
+                    checksum,
+                    size,
+                    _us_to_datetime(created),  # type: ignore[arg-type]
                 )
             )
         return out
@@ -924,11 +925,11 @@ class Experiment:
         text = self._db.get(f"{self._prefix}{run_id}/artifacts/{_check_label('artifact', name)}")
         if not isinstance(text, str):
             raise NotFoundError(f"run {run_id} has no artifact {name!r}")
-        d = json.loads(text)
         what = f"artifact {name!r} of run {run_id}"
+        checksum, size, _ = parse_blob_ref(text, what)
         if path is None:
-            return self._artifacts.read(d["checksum"], d["size_bytes"], what)
-        return self._artifacts.copy_to(d["checksum"], d["size_bytes"], Path(path), what)
+            return self._artifacts.read(checksum, size, what)
+        return self._artifacts.copy_to(checksum, size, Path(path), what)
 
     # -- SQL --------------------------------------------------------------------------------
 

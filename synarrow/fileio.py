@@ -26,12 +26,17 @@ from synarrow.errors import CorruptionError
 
 __all__ = [
     "NOFOLLOW",
+    "create_exclusive",
     "fsync_directory",
     "lstat_regular",
     "open_fd",
     "read_bytes",
     "remove_file",
+    "require_directory",
     "require_name",
+    "require_single_link",
+    "temporary_name",
+    "temporary_pattern",
     "write_atomic",
 ]
 
@@ -74,6 +79,21 @@ def open_fd(
     return fd
 
 
+def require_single_link(fd: int, path: Path | str, *, what: str = "file") -> None:
+    """Refuse to write through a file that has other hard links.
+
+    A file with other names (a hard link planted in place of one of ours, or shared with
+    another database) would change there too; :class:`CorruptionError` instead.
+    """
+    links = os.fstat(fd).st_nlink
+    if links > 1:
+        raise CorruptionError(
+            f"{what} {path} has {links} hard links; writing to it would change the other "
+            "copies too",
+            hint="copy the database (cp without -l) instead of hard-linking its files",
+        )
+
+
 def lstat_regular(path: Path | str, *, what: str = "file") -> os.stat_result:
     """``os.lstat`` of ``path``, refusing symlinks and non-regular files."""
     path = Path(path)
@@ -110,6 +130,74 @@ def read_bytes(path: Path | str, *, max_size: int | None = None, what: str = "fi
         os.close(fd)
 
 
+def require_directory(path: Path | str, *, what: str = "directory") -> bool:
+    """Whether ``path`` exists as a real directory (``False`` if absent).
+
+    Raises :class:`CorruptionError` when something else is there: a symlink (even to a
+    directory: it could lead into another database) or a file.
+    """
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        raise CorruptionError(
+            f"{what} {path} is a symbolic link or not a directory; synarrow only uses the "
+            "directories it created inside the database",
+            hint="replace the link with the real directory, or run `synarrow check PATH`",
+        )
+    return True
+
+
+def temporary_name(path: Path | str) -> Path:
+    """A fresh, unpredictable temporary name next to ``path`` (``.<name>.tmp-<random>``)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{secrets.token_hex(6)}")
+
+
+def temporary_pattern(name: str) -> re.Pattern[str]:
+    """Matches the names :func:`temporary_name` gives for a file called ``name`` (for the
+    clean-up of temporaries a crash left behind)."""
+    return re.compile(rf"\.{re.escape(name)}\.tmp-[0-9a-f]{{12}}")
+
+
+def create_exclusive(
+    path: Path | str, data: bytes, *, durable: bool = True, mode: int = 0o644
+) -> None:
+    """Create ``path`` holding ``data``; it must not exist yet (not even as a symlink).
+
+    Raises ``FileExistsError`` when something is already there. ``durable`` fsyncs the file
+    and its directory.
+    """
+    path = Path(path)
+    _create_file(path, data, durable=durable, mode=mode, what="new file")
+    if durable:
+        fsync_directory(path.parent)
+
+
+def _create_file(path: Path, data: bytes, *, durable: bool, mode: int, what: str) -> None:
+    """Create ``path`` exclusively without following links, write and maybe fsync it; on
+    failure nothing is left behind."""
+    fd = open_fd(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode, what=what)
+    try:
+        _write_all(fd, data)
+        if durable:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        remove_file(path)
+        raise
+    os.close(fd)
+
+
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
 def fsync_directory(directory: Path | str) -> None:
     """Make a directory's entries (new, renamed, removed files) durable."""
     fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
@@ -130,20 +218,8 @@ def write_atomic(path: Path | str, data: bytes, *, durable: bool = True, mode: i
     path = Path(path)
     if path.is_symlink():
         raise _refuse_link(path, "file")
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(6)}")
-    fd = open_fd(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode, what="temporary file")
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        if durable:
-            os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
+    tmp = temporary_name(path)
+    _create_file(tmp, data, durable=durable, mode=mode, what="temporary file")
     try:
         os.replace(tmp, path)
     except BaseException:

@@ -36,6 +36,7 @@ import io
 import json
 import os
 import re
+import stat
 import threading
 import time
 import uuid
@@ -45,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Union
 
+from synarrow import config as _config
 from synarrow.config import DbConfig
 from synarrow.db import SynaDB
 from synarrow.errors import (
@@ -57,7 +59,13 @@ from synarrow.errors import (
     NotFoundError,
     ReadOnlyError,
 )
-from synarrow.log.writer import fsync_directory
+from synarrow.fileio import (
+    fsync_directory,
+    open_fd,
+    remove_file,
+    require_directory,
+    require_name,
+)
 
 #: What ``save_model`` / ``log_artifact`` accept: bytes-like, a file path, or a binary file.
 Source = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", BinaryIO]
@@ -66,6 +74,8 @@ STAGES = ("Development", "Staging", "Production", "Archived")
 DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
 _SMALL = 1024 * 1024  # below this, hashing in a second thread costs more than it saves
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
+#: The only blob names there are: a lowercase hex SHA-256.
+BLOB_NAME = re.compile(r"[0-9a-f]{64}")
 
 
 def _now_us() -> int:
@@ -183,8 +193,7 @@ def open_shared(path: str | os.PathLike[str], *, timeout: float, what: str) -> _
 
 
 def _open_writer(path: Path) -> SynaDB:
-    stored = path / "config.json"
-    base = DbConfig.from_json(stored.read_text()) if stored.exists() else DbConfig()
+    base = (_config.read_stored(path) if path.is_dir() else None) or DbConfig()
     # Metrics are buffered and metadata writes call sync() themselves: a per-append fsync
     # would only slow the metric path down.
     return SynaDB(path, base.replace(sync_on_write=False))
@@ -258,7 +267,14 @@ def _write_all(fd: int, view: memoryview) -> None:
 
 
 class BlobStore:
-    """Immutable files named by their SHA-256 in one directory, written durably in chunks."""
+    """Immutable files named by their SHA-256 in one directory, written durably in chunks.
+
+    A blob's name comes from a checksum stored in the database, so it is checked to be a
+    lowercase hex SHA-256 before it is used at all (:class:`CorruptionError` otherwise): a
+    crafted checksum such as ``../../victim.txt`` never reaches the file system, so nothing
+    outside the directory is opened, deleted, or even tested for existence. Blobs are
+    opened without following symlinks, and the directory itself must not be a link.
+    """
 
     def __init__(self, directory: Path, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
         if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 4096:
@@ -267,20 +283,28 @@ class BlobStore:
         self.chunk_size = chunk_size
 
     def path_of(self, checksum: str) -> Path:
-        """Where the blob with this SHA-256 lives."""
+        """Where the blob with this SHA-256 lives (:class:`CorruptionError` for anything
+        that is not a lowercase hex SHA-256)."""
+        require_name(checksum, BLOB_NAME, what="stored checksum")
+        require_directory(self.directory, what="blob directory")
         return self.directory / checksum
+
+    def remove(self, checksum: str) -> None:
+        """Delete a blob (a symlink in its place is removed itself, never its target)."""
+        remove_file(self.path_of(checksum))
 
     def remove_temporaries(self) -> None:
         """Delete ``tmp-*`` files left by a crash (only the writer-lock holder may call this)."""
-        if self.directory.is_dir():
+        if require_directory(self.directory, what="blob directory"):
             for tmp in self.directory.glob("tmp-*"):
-                tmp.unlink(missing_ok=True)
+                remove_file(tmp)
 
     def put(self, source: Any, what: str) -> tuple[str, int]:
         """Store ``source`` (bytes-like, path or binary file); returns (sha256 hex, size)."""
-        self.directory.mkdir(exist_ok=True)
+        if not require_directory(self.directory, what="blob directory"):
+            self.directory.mkdir(exist_ok=True)
         tmp = self.directory / f"tmp-{uuid.uuid4().hex}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = open_fd(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, what="temporary file")
         try:
             try:
                 checksum, size = self._stream(source, fd, what)
@@ -288,7 +312,7 @@ class BlobStore:
             finally:
                 os.close(fd)
             final = self.path_of(checksum)
-            if final.exists() and final.stat().st_size == size:
+            if _regular_size(final) == size:
                 tmp.unlink()  # same content stored before: keep one copy
             else:
                 os.replace(tmp, final)
@@ -415,7 +439,8 @@ class BlobStore:
     def _open_checked(self, checksum: str, size: int, what: str) -> io.FileIO:
         p = self.path_of(checksum)
         try:
-            f = open(p, "rb", buffering=0)  # noqa: SIM115 - returned to the caller's with
+            fd = open_fd(p, os.O_RDONLY, what=f"{what}: blob")
+            f = open(fd, "rb", buffering=0, closefd=True)  # noqa: SIM115 - returned to the caller's with
         except FileNotFoundError as exc:
             raise CorruptionError(
                 f"{what}: its bytes ({p}) are missing", hint="restore the file from a backup"
@@ -428,6 +453,32 @@ class BlobStore:
                 hint="the file was truncated or damaged; restore it from a backup",
             )
         return f
+
+
+def parse_blob_ref(text: object, what: str) -> tuple[str, int, int | None]:
+    """``(checksum, size_bytes, created_us)`` of a stored JSON reference to a blob.
+
+    Anything else than the object synarrow writes (with a lowercase hex SHA-256) raises
+    :class:`CorruptionError` before a file name is made from it.
+    """
+    try:
+        d = json.loads(text)  # type: ignore[arg-type]
+        checksum, size, created = d["checksum"], d["size_bytes"], d.get("created_us")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CorruptionError(f"{what}: its stored reference is damaged: {exc}") from exc
+    if type(size) is not int or size < 0 or (created is not None and type(created) is not int):
+        raise CorruptionError(f"{what}: its stored reference has fields of wrong types")
+    return require_name(checksum, BLOB_NAME, what=f"{what}: stored checksum"), size, created
+
+
+def _regular_size(path: Path) -> int | None:
+    """Size of a regular file at ``path``; ``None`` if absent or anything else (a planted
+    link is then replaced by the real blob)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
 # -- the registry ------------------------------------------------------------------------------
@@ -471,16 +522,29 @@ class ModelVersion:
 
     @classmethod
     def _from_json(cls, text: str) -> ModelVersion:
-        d = json.loads(text)
-        return cls(
-            version=d["version"],
-            checksum=d["checksum"],
-            size_bytes=d["size_bytes"],
-            stage=d["stage"],
-            created_at=_EPOCH + d["created_us"] * _US,
-            metadata=d.get("metadata", {}),
-            name=d["name"],
-        )
+        try:
+            d = json.loads(text)
+            info = cls(
+                version=d["version"],
+                checksum=d["checksum"],
+                size_bytes=d["size_bytes"],
+                stage=d["stage"],
+                created_at=_EPOCH + d["created_us"] * _US,
+                metadata=d.get("metadata", {}),
+                name=d["name"],
+            )
+            ok = (
+                type(info.version) is int
+                and type(info.size_bytes) is int
+                and info.size_bytes >= 0
+                and isinstance(info.checksum, str)
+                and isinstance(info.metadata, dict)
+            )
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
+            raise CorruptionError(f"stored model version {text[:80]!r} is damaged: {exc}") from exc
+        if not ok:
+            raise CorruptionError(f"stored model version {text[:80]!r} has fields of wrong types")
+        return info
 
 
 def normalize_stage(stage: object) -> str:
@@ -731,6 +795,7 @@ class ModelRegistry:
         self._check_writable()
         with self._lock:
             info = self.get_version(name, self._check_version(version))
+            self._blobs.path_of(info.checksum)  # a crafted checksum: refuse before any change
             self._db.delete(self._vkey(name, version))
             self._db.sync()
             still_used = any(
@@ -739,7 +804,7 @@ class ModelRegistry:
                 for v in self._versions(model)
             )
             if not still_used:
-                self._blobs.path_of(info.checksum).unlink(missing_ok=True)
+                self._blobs.remove(info.checksum)
 
     def verify(self, name: str | None = None) -> list[tuple[str, int, str]]:
         """Check every version's bytes (of one model, or all); returns the damaged ones.

@@ -27,6 +27,12 @@ INT64_MAX = (1 << 63) - 1
 BATCH_HEADER = struct.Struct("<IIBBH")  # count, vector dim, ts mode, padding, reserved
 TS_UNIFORM = 0
 TS_EXPLICIT = 1
+#: The largest input lz4's block format accepts (``LZ4_MAX_INPUT_SIZE``); larger payloads
+#: are stored uncompressed instead of making lz4 raise ``OverflowError``.
+LZ4_MAX_INPUT = 0x7E000000
+# LZ4 cannot expand its input by more than 255x (plus a few bytes): a stored size beyond
+# that, in a payload that passed its CRC, is crafted and must not be allocated.
+_LZ4_MAX_RATIO = 255
 
 
 def float_bits(value: float) -> int:
@@ -87,7 +93,7 @@ def maybe_lz4(payload: bytes, threshold: int) -> tuple[bytes, int]:
     judged on a 64 KiB sample first so incompressible data costs little.
     """
     n = len(payload)
-    if n < threshold:
+    if not lz4_fits(n, threshold):
         return payload, 0
     if n > 1 << 20:
         sample = payload[: 1 << 16]
@@ -99,24 +105,44 @@ def maybe_lz4(payload: bytes, threshold: int) -> tuple[bytes, int]:
     return packed, FLAG_LZ4
 
 
+def lz4_fits(n: int, threshold: int | None) -> bool:
+    """Whether a payload of ``n`` bytes may be tried with LZ4: at least ``threshold`` bytes
+    (``None``: never) and no more than lz4 accepts (:data:`LZ4_MAX_INPUT`)."""
+    return threshold is not None and threshold <= n <= LZ4_MAX_INPUT
+
+
 def unlz4(payload: bytes | memoryview) -> bytes:
-    """Inverse of LZ4 as stored by :func:`maybe_lz4`."""
-    return lz4.block.decompress(payload)
+    """Inverse of LZ4 as stored by :func:`maybe_lz4`.
+
+    Raises ``ValueError`` when the stored size is more than LZ4 could ever produce from
+    the payload (a crafted size would otherwise be allocated before failing).
+    """
+    view = memoryview(payload)
+    if view.nbytes < 4:
+        raise ValueError("LZ4 payload shorter than its 4-byte size")
+    claimed = int.from_bytes(view[:4], "little")
+    if claimed > _LZ4_MAX_RATIO * view.nbytes + 64:
+        raise ValueError(f"LZ4 payload of {view.nbytes} bytes claims {claimed} bytes")
+    return lz4.block.decompress(view)
 
 
 def decode_scalar(atom: int, payload: bytes) -> object:
     """Python value of a non-delta, non-LZ4 single entry."""
-    if atom == Atom.FLOAT:
-        return _D.unpack(payload)[0]
-    if atom == Atom.INT:
-        return _Q.unpack(payload)[0]
+    if atom == Atom.FLOAT or atom == Atom.INT:
+        if len(payload) != 8:
+            raise ValueError(f"a plain number takes 8 bytes, this one {len(payload)}")
+        return (_D if atom == Atom.FLOAT else _Q).unpack(payload)[0]
     if atom == Atom.TEXT:
         return payload.decode("utf-8")
     if atom == Atom.BYTES:
         return bytes(payload)
     if atom == Atom.VECTOR:
+        if not payload or len(payload) % 4:
+            raise ValueError(f"a vector payload of {len(payload)} bytes is not float32 values")
         return np.frombuffer(payload, dtype="<f4").copy()
     if atom == Atom.NULL:
+        if payload:
+            raise ValueError(f"a null value with a {len(payload)}-byte payload")
         return None
     raise ValueError(f"unknown atom type {atom}")
 
@@ -192,7 +218,7 @@ def encode_batch(
     pad = 0 if file_offset is None else -(file_offset + BATCH_HEADER.size) % 8
     head = BATCH_HEADER.pack(count, dim, ts_mode, pad, 0) + bytes(pad)
     total = len(head) + sum(memoryview(p).nbytes for p in parts)
-    if compress_threshold is None or total < compress_threshold:
+    if not lz4_fits(total, compress_threshold):
         return [head, *parts], 0
     if raw is not None:
         sample = raw[:8192]
@@ -208,21 +234,51 @@ def encode_batch(
     return [lz4.block.compress(b"".join([head, *parts]), store_size=True)], FLAG_LZ4
 
 
+def _batch_size(atom: Atom, count: int, dim: int, ts_mode: int, start: int) -> int:
+    """The exact payload size a batch header describes (``ValueError`` if it is not one
+    the writer produces)."""
+    if ts_mode not in (TS_UNIFORM, TS_EXPLICIT):
+        raise ValueError(f"unknown batch timestamp mode {ts_mode}")
+    if (dim == 0) == (atom == Atom.VECTOR):
+        raise ValueError(f"batch of {atom.name.lower()} values with vector dimension {dim}")
+    size = start + (8 * count if ts_mode == TS_EXPLICIT else 0)
+    if atom in (Atom.FLOAT, Atom.INT):
+        size += 8 * count
+    elif atom == Atom.VECTOR:
+        size += 4 * count * dim
+    elif atom in (Atom.TEXT, Atom.BYTES):
+        size += 8 * (count + 1)  # the offsets; the bytes they point at come after
+    return size
+
+
 def decode_batch(
     atom: int, flags: int, ts_header: int, payload: bytes | memoryview
 ) -> BatchPayload:
-    """Decode a batch payload (after LZ4 was undone)."""
-    count, dim, ts_mode, pad, _ = BATCH_HEADER.unpack_from(payload, 0)
-    pos = BATCH_HEADER.size + pad
+    """Decode a batch payload (after LZ4 was undone).
+
+    Every length and offset is checked against the payload before any array is built, so a
+    crafted payload (even one whose CRC was recomputed) raises ``ValueError``, never yields
+    an array pointing outside its buffer.
+    """
     buf = memoryview(payload)
+    if buf.nbytes < BATCH_HEADER.size:
+        raise ValueError(f"batch payload of {buf.nbytes} bytes is shorter than its header")
+    count, dim, ts_mode, pad, _ = BATCH_HEADER.unpack_from(buf, 0)
+    atom = Atom(atom)
+    pos = BATCH_HEADER.size + pad
+    need = _batch_size(atom, count, dim, ts_mode, pos)
+    text = atom in (Atom.TEXT, Atom.BYTES)
+    if need > buf.nbytes or (not text and need != buf.nbytes):
+        raise ValueError(
+            f"batch of {count} values needs {need} bytes, its payload has {buf.nbytes}"
+        )
+    if flags & FLAG_DELTA and atom not in (Atom.FLOAT, Atom.INT):
+        raise ValueError(f"delta flag on a batch of {atom.name.lower()} values")
     if ts_mode == TS_EXPLICIT:
         timestamps = np.frombuffer(buf, dtype="<i8", count=count, offset=pos).copy()
         pos += 8 * count
-    elif ts_mode == TS_UNIFORM:
-        timestamps = np.broadcast_to(np.int64(ts_header), (count,))
     else:
-        raise ValueError(f"unknown batch timestamp mode {ts_mode}")
-    atom = Atom(atom)
+        timestamps = np.broadcast_to(np.int64(ts_header), (count,))
     if atom in (Atom.FLOAT, Atom.INT):
         raw = np.frombuffer(buf, dtype="<i8", count=count, offset=pos).copy()
         if flags & FLAG_DELTA:
@@ -235,10 +291,20 @@ def decode_batch(
     if atom == Atom.VECTOR:
         vec = np.frombuffer(buf, dtype="<f4", count=count * dim, offset=pos).reshape(count, dim)
         return BatchPayload(atom, count, timestamps, vec.copy())
-    if atom in (Atom.TEXT, Atom.BYTES):
+    if text:
         offsets = np.frombuffer(buf, dtype="<i8", count=count + 1, offset=pos).copy()
         pos += 8 * (count + 1)
-        data = bytes(buf[pos : pos + int(offsets[-1])])
+        if offsets[0] != 0 or offsets[-1] != buf.nbytes - pos or np.any(np.diff(offsets) < 0):
+            raise ValueError(
+                f"text/bytes batch offsets {offsets[0]}..{offsets[-1]} are not increasing "
+                f"from 0 to the {buf.nbytes - pos} bytes stored"
+            )
+        data = bytes(buf[pos:])
+        if atom == Atom.TEXT:
+            data.decode("utf-8")  # UnicodeDecodeError (a ValueError) for invalid text
+            starts = offsets[:-1][offsets[:-1] < len(data)]
+            if np.any(np.frombuffer(data, dtype=np.uint8)[starts] & 0xC0 == 0x80):
+                raise ValueError("a text value of the batch starts inside a UTF-8 character")
         return BatchPayload(atom, count, timestamps, None, offsets, data)
     return BatchPayload(atom, count, timestamps, None)
 
@@ -259,15 +325,19 @@ def encode_single(value: object) -> tuple[Atom, bytes, object]:
             )
         return Atom.INT, _Q.pack(value), value  # type: ignore[arg-type]
     if t is str:
+        _check_size(len(cast(str, value)))  # UTF-8 takes at least a byte per character
         try:
-            return Atom.TEXT, cast(str, value).encode("utf-8"), value
+            return Atom.TEXT, _checked(cast(str, value).encode("utf-8")), value
         except UnicodeEncodeError as exc:
             raise InvalidValueError(f"text is not valid Unicode (lone surrogate?): {exc}") from exc
     if value is None:
         return Atom.NULL, b"", None
     if t is bytes:
+        _check_size(len(value))  # type: ignore[arg-type]
         return Atom.BYTES, value, value  # type: ignore[return-value]
     if t is bytearray or t is memoryview:
+        # Checked before the copy: a huge view is refused without allocating its size.
+        _check_size(memoryview(cast("bytearray | memoryview", value)).nbytes)
         data = bytes(cast("bytearray | memoryview", value))
         return Atom.BYTES, data, data
     if isinstance(value, (bool, np.bool_)):
@@ -292,6 +362,20 @@ def encode_single(value: object) -> tuple[Atom, bytes, object]:
     raise InvalidValueError(
         f"unsupported value type {t.__name__}: {value!r:.80}",
     )
+
+
+def _check_size(nbytes: int) -> None:
+    if nbytes > MAX_VALUE_BYTES:
+        raise InvalidValueError(
+            f"value of {nbytes} bytes is over the {MAX_VALUE_BYTES}-byte (4 GiB) limit of "
+            "one log entry",
+            hint="split it over several keys or entries, or store it in a file",
+        )
+
+
+def _checked(payload: bytes) -> bytes:
+    _check_size(len(payload))
+    return payload
 
 
 def encode_vector(value: np.ndarray) -> tuple[Atom, bytes, object]:

@@ -2,7 +2,10 @@
 
 ``flock`` locks belong to the open file, so a second writer handle is refused even inside
 the same process, and the lock vanishes with the process (no stale lock after ``kill -9``).
-Read-only handles take no lock and never block the writer.
+Read-only handles take no lock and never block the writer. ``LOCK`` is opened without
+following symlinks, and one with other hard links is not written: a link planted in its
+place is refused
+(:class:`~synarrow.errors.CorruptionError`), never written through.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import os
 from pathlib import Path
 
 from synarrow.errors import DatabaseLockedError
+from synarrow.fileio import open_fd, require_single_link
 
 try:
     import fcntl
@@ -27,7 +31,12 @@ class WriterLock:
 
     def acquire(self) -> None:
         """Take the lock or raise :class:`DatabaseLockedError` at once."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_fd(self.path, os.O_RDWR | os.O_CREAT, 0o644, what="lock file")
+        try:
+            require_single_link(fd, self.path, what="lock file")
+        except BaseException:
+            os.close(fd)
+            raise
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -9,10 +9,17 @@ A walk stops at the first entry that does not verify. What follows decides what 
   ``repair=True``, the range is skipped and reported in the scan result.
 
 Damaged bytes are never decoded into values.
+
+Segments are opened without following symlinks (a planted link raises
+:class:`~synarrow.errors.CorruptionError`). A segment much larger than the database's
+``max_log_file_size`` is first verified by streaming it through a fixed-size buffer, and
+only its verified prefix is read into memory: a crafted or sparse multi-GiB file costs
+bounded memory, never a read of the whole file.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 from dataclasses import dataclass, field
@@ -21,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from synarrow.errors import CorruptionError
+from synarrow.fileio import open_fd
 from synarrow.log.format import (
     ENTRY_HEADER_SIZE,
     ENTRY_LENGTHS,
@@ -36,6 +44,11 @@ assert ENTRY_HEADER_SIZE == 19 and ENTRY_LENGTHS_OFFSET == 12
 
 # Extra zero bytes after the data, so vectorised 8-byte reads of short values never run off.
 PAD = 8
+# How far past max_log_file_size a segment may grow before it counts as oversized: the
+# entry that crosses the limit (a batch entry holds at most 64 MiB of values) and its key.
+OVERSIZE_SLACK = (64 << 20) + (1 << 17)
+# Buffer of the streamed verification of oversized segments.
+_WINDOW = 1 << 24
 
 
 @dataclass
@@ -51,28 +64,135 @@ class SegmentScan:
     valid_end: int  # byte after the last verified entry (where a writer may append)
     skipped: list[tuple[int, int]] = field(default_factory=list)  # repaired ranges
     dropped: int = 0  # verified entries dropped in repair: their delta base was damaged
+    unread: int = 0  # bytes of an oversized segment's torn tail that were never read
 
     @property
     def torn_bytes(self) -> int:
         """Bytes after the last verified entry (a torn tail, cut off on open)."""
-        return self.size - self.valid_end
+        return self.size + self.unread - self.valid_end
+
+    @property
+    def file_size(self) -> int:
+        """The segment file's size when it was scanned."""
+        return self.size + self.unread
 
 
-def read_padded(path: Path) -> bytearray:
-    """The file's bytes followed by ``PAD`` zero bytes, read in one go."""
-    size = os.path.getsize(path)
-    buf = bytearray(size + PAD)
-    with open(path, "rb", buffering=0) as f:
+def read_padded(path: Path | int, size: int | None = None) -> bytearray:
+    """The first ``size`` bytes (default: all) of a file followed by ``PAD`` zero bytes.
+
+    ``path`` is a path (opened without following symlinks) or an open file descriptor.
+    """
+    fd = path if isinstance(path, int) else open_fd(path, os.O_RDONLY, what="log segment")
+    try:
+        if size is None:
+            size = os.fstat(fd).st_size
+        buf = bytearray(size + PAD)
         view = memoryview(buf)[:size]
         got = 0
         while got < size:
-            n = f.readinto(view[got:])
+            n = os.preadv(fd, [view[got:]], got)
             if not n:
                 break
             got += n
+        view.release()
+    finally:
+        if not isinstance(path, int):
+            os.close(fd)
     if got < size:
         del buf[got:size]
     return buf
+
+
+def never_written(path: Path) -> bool:
+    """Whether a segment whose header does not verify can only be an interrupted creation:
+    nothing but zeros (or nothing at all) follows the header bytes."""
+    fd = open_fd(path, os.O_RDONLY, what="log segment")
+    try:
+        return _only_zeros(fd, FILE_HEADER_SIZE, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+
+
+def _data_regions(fd: int, start: int, end: int) -> list[tuple[int, int]]:
+    """The ranges of ``[start, end)`` that are not holes of a sparse file."""
+    seek_data = getattr(os, "SEEK_DATA", None)
+    if seek_data is None:  # pragma: no cover - platforms without sparse-file seeks
+        return [(start, end)]
+    regions = []
+    pos = start
+    while pos < end:
+        try:
+            lo = os.lseek(fd, pos, seek_data)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                break  # only a hole is left
+            return [(start, end)]
+        if lo >= end:
+            break
+        hi = min(end, os.lseek(fd, lo, os.SEEK_HOLE))
+        regions.append((lo, hi))
+        pos = hi
+    return regions
+
+
+def _only_zeros(fd: int, start: int, end: int) -> bool:
+    """Whether ``[start, end)`` of the file holds only zero bytes (holes are skipped)."""
+    for lo, hi in _data_regions(fd, start, end):
+        for at in range(lo, hi, _WINDOW):
+            chunk = os.pread(fd, min(_WINDOW, hi - at), at)
+            if chunk.count(0) != len(chunk):
+                return False
+    return True
+
+
+def _stream_walk(fd: int, start: int, size: int) -> tuple[int, bool]:
+    """:func:`walk` through a fixed-size buffer: where the verified entries end, and
+    whether what follows can only be a torn tail (the end of the file, a header cut
+    short, or a last entry running past the end)."""
+    off = start
+    at, win = start, b""
+    while off + ENTRY_HEADER_SIZE <= size:
+        if off + ENTRY_HEADER_SIZE > at + len(win):
+            at, win = off, os.pread(fd, _WINDOW, off)
+            if len(win) < ENTRY_HEADER_SIZE:
+                return off, True  # the file shrank under us
+        crc, kl, vl = _CRC_AND_LENGTHS.unpack_from(win, off - at)
+        end = off + ENTRY_HEADER_SIZE + kl + vl
+        if not kl:
+            return off, False
+        if end > size:
+            return off, True
+        view = memoryview(win)
+        got = crc32(view[off + 4 - at : min(end, at + len(win)) - at])
+        pos = at + len(win)
+        while pos < end:
+            chunk = os.pread(fd, min(_WINDOW, end - pos), pos)
+            if not chunk:
+                return off, True
+            got = crc32(chunk, got)
+            pos += len(chunk)
+        view.release()
+        if got != crc:
+            return off, False
+        off = end
+    return off, True
+
+
+def _verified_prefix(fd: int, size: int, path: Path) -> int:
+    """The length of an oversized segment that is worth reading into memory.
+
+    Everything after it must be a torn tail (a crash pattern): a last entry cut short, or
+    zeros. Anything else raises :class:`CorruptionError` rather than reading the file whole.
+    """
+    stop, torn = _stream_walk(fd, FILE_HEADER_SIZE, size)
+    if torn or _only_zeros(fd, stop, size):
+        return stop
+    raise CorruptionError(
+        f"log segment {path} is {size} bytes, far more than this database's segments grow "
+        f"to, and its bytes {stop}.. do not verify; refusing to read it whole",
+        hint="open with repair=True to read it whole and skip the damaged range, or run "
+        "`synarrow check PATH`",
+    )
 
 
 def entry_ok(data: bytearray | bytes, off: int, size: int) -> int:
@@ -137,19 +257,36 @@ def walk(data: bytearray, start: int, size: int) -> tuple[list[int], int]:
     return offsets, off
 
 
-def scan_segment(path: Path, *, repair: bool = False) -> SegmentScan:
+def scan_segment(
+    path: Path, *, repair: bool = False, max_log_file_size: int | None = None
+) -> SegmentScan:
     """Read and verify one segment file.
 
     Raises :class:`CorruptionError` for a damaged header or for damage followed by valid
-    entries (unless ``repair``); a torn tail is reported through ``valid_end``.
+    entries (unless ``repair``); a torn tail is reported through ``valid_end``. With
+    ``max_log_file_size``, a segment larger than that plus ``OVERSIZE_SLACK`` is verified
+    by streaming first and only its verified prefix is read (see :func:`_verified_prefix`).
     """
-    data = read_padded(path)
+    fd = open_fd(path, os.O_RDONLY, what="log segment")
+    try:
+        file_size = os.fstat(fd).st_size
+        limit = None
+        if (
+            max_log_file_size is not None
+            and not repair
+            and file_size > max_log_file_size + OVERSIZE_SLACK
+        ):
+            limit = _verified_prefix(fd, file_size, path)
+        data = read_padded(fd, limit)
+    finally:
+        os.close(fd)
     size = len(data) - PAD
+    unread = file_size - size
     try:
         _, segment, base_seq = decode_file_header(bytes(data[:FILE_HEADER_SIZE]))
     except ValueError as exc:
         raise CorruptionError(f"log segment {path}: {exc}") from exc
-    known = read_sidecar(path, data, size)
+    known = None if unread else read_sidecar(path, data, size)
     if known is not None:
         return SegmentScan(path, segment, base_seq, data, size, known, size)
     offsets, stop = walk(data, FILE_HEADER_SIZE, size)
@@ -175,4 +312,5 @@ def scan_segment(path: Path, *, repair: bool = False) -> SegmentScan:
         offsets=np.array(offsets, dtype=np.int64),
         valid_end=stop if stop <= size else size,
         skipped=skipped,
+        unread=unread,
     )

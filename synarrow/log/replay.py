@@ -8,6 +8,7 @@ Only batches, text, bytes, vectors, nulls and tombstones go through a per-entry 
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 
 import numpy as np
@@ -81,7 +82,12 @@ def replay_segment(
     atoms = hdr["fb"] >> 4
 
     key_id, uniq_keys, order = _key_ids(data, size, offs, kl_all)
-    states = [state_for(k) for k in uniq_keys]
+    try:
+        states = [state_for(k) for k in uniq_keys]
+    except UnicodeDecodeError as exc:
+        raise CorruptionError(
+            f"log segment {scan.path}: an entry passed its checksum but its key is not UTF-8: {exc}"
+        ) from exc
 
     # Simple entries: single FLOAT/INT without LZ4, decoded all at once.
     value_start = offs + ENTRY_HEADER_SIZE + kl_all
@@ -321,7 +327,7 @@ def _apply_complex(
         else:
             state.add_single(Atom(atom), ts, value, payload)
         return 1
-    except (ValueError, RuntimeError, UnicodeDecodeError) as exc:
+    except (ValueError, RuntimeError, struct.error) as exc:
         raise CorruptionError(
             f"log segment {scan.path}: entry at byte {int(scan.offsets[r])} "
             f"of key {state.key!r} passed its checksum but does not decode: {exc}"

@@ -6,6 +6,13 @@ sidecar whose size and whole-file CRC32 match proves the segment is byte for byt
 written and verified, so the per-entry walk is skipped. Any mismatch (a crash before the
 sidecar was written, a damaged byte anywhere) falls back to the full verifying walk, which
 reports damage exactly. Sidecars are derived data: deleting them is always safe.
+
+A sidecar is opened without following symlinks (a planted link raises
+:class:`~synarrow.errors.CorruptionError`), and what it says is checked before use: the
+entry count must fit the segment, the offsets must start right after the file header, and
+every entry's own key and value lengths must end exactly where the next entry starts (the
+last one at the end of the file). So even a crafted sidecar whose checksums were recomputed
+cannot make a reader index outside an entry.
 """
 
 from __future__ import annotations
@@ -17,11 +24,19 @@ from pathlib import Path
 import lz4.block
 import numpy as np
 
-from synarrow.log.format import crc32
+from synarrow.errors import CorruptionError
+from synarrow.fileio import lstat_regular, open_fd, read_bytes, write_atomic
+from synarrow.log.format import (
+    ENTRY_HEADER_SIZE,
+    ENTRY_LENGTHS_OFFSET,
+    FILE_HEADER_SIZE,
+    crc32,
+)
 
 MAGIC = b"SYNAIDX2"
 # magic, segment size, entry count, segment crc32, crc32 of the body (LZ4 of u32 lengths)
 HEAD = struct.Struct("<8sQQII")
+_LENGTHS = np.dtype([("kl", "<u2"), ("vl", "<u4")])  # an entry's lengths, at byte 12
 
 
 def sidecar_path(segment_file: Path) -> Path:
@@ -32,31 +47,37 @@ def sidecar_path(segment_file: Path) -> Path:
 def write_sidecar(segment_file: Path, offsets: np.ndarray, size: int) -> None:
     """Save the offsets of a closed segment of ``size`` bytes (best effort, not fsynced:
     a lost or stale sidecar only costs a slower open)."""
-    with open(segment_file, "rb") as f:
+    fd = open_fd(segment_file, os.O_RDONLY, what="log segment")
+    with open(fd, "rb", closefd=True) as f:
         file_crc = crc32(f.read(size))
     # Entry lengths (offset differences) compress to a fraction of a byte per entry.
     lengths = np.diff(np.asarray(offsets, dtype=np.int64), prepend=0).astype("<u4")
     body = lz4.block.compress(lengths.tobytes(), store_size=True)
     head = HEAD.pack(MAGIC, size, len(offsets), file_crc, crc32(body))
-    tmp = sidecar_path(segment_file).with_suffix(".idx.tmp")
-    with open(tmp, "wb") as f:
-        f.write(head + body)
-    os.replace(tmp, sidecar_path(segment_file))
+    write_atomic(sidecar_path(segment_file), head + body, durable=False)
 
 
 def read_sidecar(segment_file: Path, data: bytearray | bytes, size: int) -> np.ndarray | None:
     """Entry offsets if a sidecar exists and matches the segment's bytes exactly, else None."""
     path = sidecar_path(segment_file)
+    # At most one entry per ENTRY_HEADER_SIZE + 1 bytes, 4 bytes each before LZ4.
+    max_count = max(0, size - FILE_HEADER_SIZE) // (ENTRY_HEADER_SIZE + 1)
     try:
-        raw = path.read_bytes()
+        if lstat_regular(path, what="log sidecar").st_size > HEAD.size + lz4_bound(4 * max_count):
+            return None  # too large to be the sidecar of this segment: walk instead
+        raw = read_bytes(path, what="log sidecar")
+    except CorruptionError:
+        raise  # a planted link or special file: refuse, do not fall back silently
     except OSError:
         return None
-    if len(raw) < HEAD.size:
+    if len(raw) < HEAD.size + 4:
         return None
     magic, rec_size, count, file_crc, body_crc = HEAD.unpack_from(raw, 0)
     body = memoryview(raw)[HEAD.size :]
     if magic != MAGIC or rec_size != size or crc32(body) != body_crc:
         return None
+    if count > max_count or int.from_bytes(body[:4], "little") != 4 * count:
+        return None  # claims more entries than the segment can hold
     if crc32(memoryview(data)[:size]) != file_crc:
         return None
     try:
@@ -65,7 +86,40 @@ def read_sidecar(segment_file: Path, data: bytearray | bytes, size: int) -> np.n
         return None
     if len(lengths) != count:
         return None
-    return np.cumsum(lengths, dtype=np.int64)
+    offsets = np.cumsum(lengths, dtype=np.int64)
+    return offsets if offsets_fit(data, size, offsets) else None
+
+
+def lz4_bound(n: int) -> int:
+    """The most bytes LZ4 can turn ``n`` bytes into (``LZ4_COMPRESSBOUND``)."""
+    return n + n // 255 + 16
+
+
+def offsets_fit(data: bytearray | bytes, size: int, offsets: np.ndarray) -> bool:
+    """Whether ``offsets`` tile the segment exactly: the first right after the file header,
+    each entry's own lengths ending where the next begins, the last at ``size``."""
+    n = len(offsets)
+    if n == 0:
+        return size == FILE_HEADER_SIZE
+    if offsets[0] != FILE_HEADER_SIZE or offsets[-1] > size - ENTRY_HEADER_SIZE - 1:
+        return False
+    # One gather of (key_len, value_len) through a byte-stride view of the segment.
+    view = np.ndarray(
+        shape=(size - ENTRY_LENGTHS_OFFSET - _LENGTHS.itemsize + 1,),
+        dtype=_LENGTHS,
+        buffer=data,
+        offset=ENTRY_LENGTHS_OFFSET,
+        strides=(1,),
+    )
+    lengths = view[offsets]
+    kl = lengths["kl"].astype(np.int64)
+    if not kl.all():
+        return False
+    kl += lengths["vl"]
+    kl += offsets
+    kl += ENTRY_HEADER_SIZE  # now each entry's end: the next offset, or the file's end
+    # (The lengths are unsigned, so offsets never decrease; K >= 1 makes them increase.)
+    return int(kl[-1]) == size and bool(np.array_equal(kl[:-1], offsets[1:]))
 
 
 def remove_sidecar(segment_file: Path) -> None:

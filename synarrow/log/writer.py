@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from synarrow.errors import StorageFullError
-from synarrow.fileio import fsync_directory
+from synarrow.errors import CorruptionError, StorageFullError
+from synarrow.fileio import fsync_directory, open_fd, require_single_link
 from synarrow.log.format import encode_file_header
+from synarrow.log.names import segment_path
 from synarrow.log.sidecar import remove_sidecar, write_sidecar
 
 # Segments whose entries average more than this get no sidecar (see close()).
@@ -43,11 +44,6 @@ def sync_data(fd: int) -> None:
         os.fdatasync(fd)
     else:  # pragma: no cover - macOS, Windows
         os.fsync(fd)
-
-
-def segment_path(directory: Path, segment: int) -> Path:
-    """File name of a segment number."""
-    return directory / f"{segment:08d}.log"
 
 
 class LogWriter:
@@ -80,7 +76,16 @@ class LogWriter:
         self.offsets = array("q", existing_offsets)
         path = self.path = segment_path(directory, segment)
         if existing_size is None:
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                self._fd = open_fd(
+                    path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, what="log segment"
+                )
+            except FileExistsError:
+                raise CorruptionError(
+                    f"log segment {path} appeared while this database was open; "
+                    "something else writes into its directory",
+                    hint="close other writers and run `synarrow check PATH`",
+                ) from None
             self._file_size = 0
             try:
                 self._write_through(encode_file_header(segment, base_seq))
@@ -92,7 +97,12 @@ class LogWriter:
                 raise
         else:
             remove_sidecar(path)  # about to change: the sidecar would no longer match
-            self._fd = os.open(path, os.O_WRONLY)
+            self._fd = open_fd(path, os.O_WRONLY, what="log segment")
+            try:
+                require_single_link(self._fd, path, what="log segment")
+            except BaseException:
+                os.close(self._fd)
+                raise
             if os.fstat(self._fd).st_size != existing_size:
                 os.ftruncate(self._fd, existing_size)
                 os.fsync(self._fd)
