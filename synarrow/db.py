@@ -160,7 +160,9 @@ class SynaDB:
             self._delta = self.config.delta
             self._buffer_bytes = self.config.write_buffer_bytes
             self._check_at = 0
-            self._columnar = ColumnarStore(self.path / "columnar", readonly=readonly)
+            self._columnar = ColumnarStore(
+                self.path / "columnar", readonly=readonly, verify=self.config.verify
+            )
             self._load(repair)
         except BaseException:
             self._release()
@@ -988,6 +990,7 @@ class SynaDB:
                 "columnar_bytes": self._columnar.total_bytes(),
                 "columnar_files": len(self._columnar.manifest.files),
                 "last_compaction": self._columnar.manifest.created,
+                **self._columnar.describe(),
                 "next_sequence": self._next_seq,
                 "readonly": self.readonly,
                 "torn_bytes_cut_on_open": self._torn_bytes,

@@ -1,43 +1,58 @@
 """The committed columnar state of a database: manifest, mapped data files, key index.
 
-Opening reads the manifest, the small key index and each data file's footer: metadata only,
-so it is fast whatever the data size. A key's slices are turned into Arrow views on first
-use (:class:`BaseRef`).
+Opening reads the manifest, the small key index and each data file's footer (all three
+verified against their checksums): metadata only, so it is fast whatever the data size. A
+key's slices are turned into Arrow views on first use (:class:`BaseRef`), after their
+checksum and structure are checked (see ``DbConfig.verify``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.ipc as ipc
 
-from synarrow.columnar.ipc import MappedFile
-from synarrow.columnar.manifest import MANIFEST_NAME, Manifest, read_manifest
-from synarrow.columnar.schema import numpy_dtype
-from synarrow.errors import CorruptionError
+from synarrow.columnar.index import INDEX_SCHEMA, read_index
+from synarrow.columnar.ipc import VERIFY_POLICIES, MappedFile, Span, data_schema, key_column
+from synarrow.columnar.manifest import (
+    DATA_NAME,
+    INDEX_NAME,
+    MANIFEST_NAME,
+    DataFile,
+    Manifest,
+    read_manifest,
+)
+from synarrow.columnar.schema import ts_array
+from synarrow.errors import CorruptionError, InvalidArgumentError
+from synarrow.fileio import remove_file
 from synarrow.log.format import Atom
 from synarrow.log.memtable import TailChunk
 
-INDEX_SCHEMA = pa.schema(
-    [
-        ("key", pa.large_string()),
-        ("file", pa.int32()),
-        ("batch", pa.int32()),
-        ("row", pa.int64()),
-        ("count", pa.int64()),
-        ("atom", pa.int8()),  # atom of the values, -1 for a mixed-type (struct) slice
-        ("last_atom", pa.int8()),  # atom of the slice's last entry
-    ]
-)
+__all__ = ["INDEX_SCHEMA", "BaseRef", "ColumnarStore", "keyed_batch"]
+
+# Temporary files of write_atomic (".MANIFEST.tmp-1a2b3c") and of format 1 ("MANIFEST.tmp").
+_TEMP_NAME = re.compile(r"\.?(MANIFEST|g[0-9]{6,12}-[0-9a-z]+\.arrow)\.tmp(-[0-9a-f]+)?")
+_ATOM_TYPES = {
+    Atom.FLOAT: lambda t: t == pa.float64(),
+    Atom.INT: lambda t: t == pa.int64(),
+    Atom.TEXT: lambda t: t == pa.large_string(),
+    Atom.BYTES: lambda t: t == pa.large_binary(),
+    Atom.VECTOR: lambda t: pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t),
+    Atom.NULL: lambda t: pa.types.is_null(t),
+}
 
 
 @dataclass(eq=False)
 class BaseRef:
-    """``count`` rows of one key in a data file, from ``row`` of record batch ``batch``."""
+    """``count`` rows of one key in a data file, from ``row`` of record batch ``batch``.
+
+    ``span`` is the batch's byte range and checksum (``None`` in format-1 files).
+    """
 
     file: MappedFile
     batch: int
@@ -45,17 +60,35 @@ class BaseRef:
     count: int
     atom: Atom | None
     last_atom: Atom
+    span: Span | None = None
     _chunk: TailChunk | None = field(default=None, repr=False)
 
     def chunk(self) -> TailChunk:
-        """The slice as timestamps and values (views of the mapping when uncompressed)."""
+        """The slice as timestamps and values (views of the mapping when uncompressed).
+
+        The first call verifies and validates the record batch (:meth:`MappedFile.batch`)
+        and checks that the slice fits in it and that its atom types match the column.
+        """
         c = self._chunk
         if c is None:
-            b = self.file.batch(self.batch).slice(self.row, self.count)
-            ts = b.column(1)
+            b = self.file.batch(self.batch, self.span)
+            what = f"columnar file {self.file.path}, record batch {self.batch}"
+            if self.row + self.count > b.num_rows:
+                raise CorruptionError(
+                    f"{what}: the index asks for rows {self.row}..{self.row + self.count} of "
+                    f"{b.num_rows}"
+                )
+            _check_atoms(self, b.schema.field("value").type, what)
+            b = b.slice(self.row, self.count)
+            ts = b.column("ts")
             ts_np = np.frombuffer(ts.buffers()[1], dtype=np.int64, count=ts.offset + len(ts))
-            c = self._chunk = TailChunk(self.atom, ts_np[ts.offset :], b.column(2))
+            c = self._chunk = TailChunk(self.atom, ts_np[ts.offset :], b.column("value"))
         return c
+
+    def verify(self) -> None:
+        """Hash the slice's record batch now, whatever the policy (compaction, ``check``)."""
+        if self.span is not None:
+            self.file.verify_batch(self.batch, self.span)
 
     @property
     def nbytes(self) -> int:
@@ -63,12 +96,35 @@ class BaseRef:
         return self.chunk().values.nbytes + 8 * self.count
 
 
+def _check_atoms(ref: BaseRef, value_type: pa.DataType, what: str) -> None:
+    if pa.types.is_struct(value_type):
+        ok = ref.atom is None
+        present = {Atom.NULL} | {a for a in Atom if a.name.lower() in value_type.names}
+    else:
+        ok = ref.atom is not None and _ATOM_TYPES[ref.atom](value_type)
+        present = {Atom.NULL} if ref.atom is None else {Atom.NULL, ref.atom}
+    if not ok or ref.last_atom not in present:
+        raise CorruptionError(f"{what}: the index's atom types do not match a {value_type} column")
+
+
+def keyed_batch(key: str, ref: BaseRef) -> pa.RecordBatch:
+    """The slice as a (key, ts, value) record batch for SQL scans; zero-copy but the key."""
+    c = ref.chunk()
+    return pa.RecordBatch.from_arrays(
+        [key_column([key], [len(c)]), ts_array(c.ts), c.values],
+        schema=data_schema(c.values.type),
+    )
+
+
 class ColumnarStore:
     """Manifest plus open data files of one database's ``columnar/`` directory."""
 
-    def __init__(self, directory: Path, *, readonly: bool) -> None:
+    def __init__(self, directory: Path, *, readonly: bool, verify: str = "first-read") -> None:
+        if verify not in VERIFY_POLICIES:
+            raise InvalidArgumentError(f"verify must be one of {VERIFY_POLICIES}, got {verify!r}")
         self.directory = directory
         self.readonly = readonly
+        self.verify = verify
         if not readonly:
             directory.mkdir(exist_ok=True)
         self.manifest = read_manifest(directory) if directory.exists() else Manifest()
@@ -84,69 +140,106 @@ class ColumnarStore:
         return names
 
     def remove_unreferenced(self) -> list[str]:
-        """Delete leftovers of interrupted or superseded compactions; returns their names."""
+        """Delete leftovers of interrupted or superseded compactions; returns their names.
+
+        Only names synarrow generates are removed; anything else is left for
+        ``synarrow check`` to report.
+        """
         live = self.live_names()
         removed = []
-        for f in self.directory.iterdir():
-            if f.name not in live:
-                f.unlink()
-                removed.append(f.name)
-                self.files.pop(f.name, None)
+        for f in sorted(self.directory.iterdir()):
+            name = f.name
+            if name in live:
+                continue
+            if (
+                DATA_NAME.fullmatch(name)
+                or INDEX_NAME.fullmatch(name)
+                or _TEMP_NAME.fullmatch(name)
+            ):
+                remove_file(f)
+                removed.append(name)
+                self.files.pop(name, None)
         return removed
 
-    def mapped(self, name: str) -> MappedFile:
-        """The open mapping of a data file."""
-        mf = self.files.get(name)
+    def mapped(self, info: DataFile) -> MappedFile:
+        """The open mapping of a data file (footer verified)."""
+        mf = self.files.get(info.name)
         if mf is None:
             try:
-                mf = self.files[name] = MappedFile(self.directory / name)
-            except (OSError, pa.ArrowInvalid) as exc:
-                raise CorruptionError(f"columnar file {self.directory / name}: {exc}") from exc
+                mf = MappedFile(self.directory / info.name, info, verify=self.verify)
+            except FileNotFoundError as exc:
+                raise CorruptionError(
+                    f"columnar file {self.directory / info.name} named by the manifest is missing"
+                ) from exc
+            except OSError as exc:
+                if isinstance(exc, CorruptionError):
+                    raise
+                raise CorruptionError(f"columnar file {self.directory / info.name}: {exc}") from exc
+            self.files[info.name] = mf
         return mf
 
     def load_keys(self) -> Iterator[tuple[str, list[BaseRef]]]:
-        """Each key of the committed index with its slices, oldest first."""
+        """Each key of the committed index with its slices, oldest first.
+
+        Every field is validated first; with ``verify="open"`` every slice's checksum is
+        verified before the first key is returned.
+        """
         if not self.manifest.index:
             return
-        path = self.directory / self.manifest.index
-        try:
-            with pa.memory_map(str(path), "r") as source:
-                index = ipc.open_file(source).read_all()
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise CorruptionError(f"columnar index {path}: {exc}") from exc
-        if index.schema != INDEX_SCHEMA:
-            raise CorruptionError(f"columnar index {path} has an unexpected schema")
-        names = [f.name for f in self.manifest.files]
-        files = [self.mapped(n) for n in names]
-        keys = index.column("key").to_pylist()
-        cols = [
-            np.concatenate(
-                [
-                    np.frombuffer(ch.buffers()[1], dtype=numpy_dtype(ch.type))[
-                        ch.offset : ch.offset + len(ch)
-                    ]
-                    for ch in index.column(c).chunks
-                ]
-            )
-            if index.num_rows
-            else np.empty(0, np.int64)
-            for c in ("file", "batch", "row", "count", "atom", "last_atom")
-        ]
+        rows = read_index(self.directory / self.manifest.index, self.manifest)
+        files = [self.mapped(df) for df in self.manifest.files]
+        cols = rows.columns
+        spans: list[Span | None] = [None] * len(rows)
+        if rows.checksummed:
+            spans = [Span(o, n, h) for o, n, h in zip(cols["offset"], cols["length"], cols["xxh3"])]
+        atoms = {int(a): a for a in Atom}
+        per_key: list[tuple[str, list[BaseRef]]] = []
         current: str | None = None
         refs: list[BaseRef] = []
-        atoms = {int(a): a for a in Atom}
-        for key, f, b, r, n, a, la in zip(keys, *(c.tolist() for c in cols)):
+        for key, f, b, r, n, a, la, span in zip(
+            rows.keys,
+            cols["file"],
+            cols["batch"],
+            cols["row"],
+            cols["count"],
+            cols["atom"],
+            cols["last_atom"],
+            spans,
+        ):
+            mf = files[f]
+            if b >= mf.num_batches:
+                raise CorruptionError(
+                    f"columnar index names record batch {b} of {mf.path}, which has "
+                    f"{mf.num_batches}"
+                )
+            if span is not None:
+                mf.check_span(span, f"columnar index entry of key {key!r}")
             if key != current:
                 if current is not None:
-                    yield current, refs
+                    per_key.append((current, refs))
                 current, refs = key, []
-            refs.append(BaseRef(files[f], b, r, n, atoms.get(a), atoms[la]))
+            refs.append(BaseRef(mf, b, r, n, atoms.get(a), atoms[la], span))
         if current is not None:
-            yield current, refs
+            per_key.append((current, refs))
+        if self.verify == "open":
+            for _, key_refs in per_key:
+                for ref in key_refs:
+                    ref.verify()
+        yield from per_key
 
     def total_bytes(self) -> int:
         """Bytes of the committed data files."""
         return sum(f.bytes for f in self.manifest.files)
+
+    def describe(self) -> dict[str, Any]:
+        """Format and verification state, for ``stats()``."""
+        unverified = [f.name for f in self.manifest.files if not f.checksummed]
+        return {
+            "columnar_format": self.manifest.format if self.manifest.files else None,
+            "columnar_verify": self.verify,
+            "columnar_unverified_files": unverified,
+            "columnar_batches_verified": sum(mf.batches_verified for mf in self.files.values()),
+        }
 
     def close(self) -> None:
         """Forget the mappings (views already handed out stay valid)."""
