@@ -19,7 +19,7 @@ from synarrow.columnar.checksum import xxh3
 from synarrow.columnar.manifest import Manifest
 from synarrow.columnar.schema import numeric_array, numpy_dtype, string_array
 from synarrow.errors import CorruptionError
-from synarrow.fileio import read_bytes, write_atomic
+from synarrow.fileio import read_bytes, remove_file, write_atomic
 from synarrow.log.format import Atom
 
 __all__ = ["INDEX_SCHEMA", "INDEX_SCHEMA_V1", "IndexRows", "read_index", "write_index"]
@@ -74,6 +74,7 @@ def write_index(path: Path, keys: list[str], columns: dict[str, list[int]]) -> t
     with ipc.new_file(sink, INDEX_SCHEMA) as w:
         w.write_table(table)
     data = sink.getvalue().to_pybytes()
+    remove_file(path)  # a new generation's name: anything planted there is not ours
     write_atomic(path, data)
     return len(data), xxh3(data)
 

@@ -168,6 +168,11 @@ def _verify_file(
             total_rows += b.num_rows
         except CorruptionError as exc:
             out.damage.append(f"{name}: {where} (record batch {i}): {exc.message}")
+    for i in sorted(b for b in batches if not 0 <= b < mf.num_batches):
+        out.damage.append(
+            f"{name}: the index names record batch {i} of {mf.num_batches} "
+            f"(key {batches[i][0].key!r})"
+        )
     if df.checksummed and not have_index:
         out.warnings.append(f"{name}: record batches not verified: the key index is damaged")
     elif df.checksummed and unreferenced:
