@@ -85,7 +85,7 @@ def test_compressed_files_flips_give_the_value_or_corruption(tmp_path: Path) -> 
     for name, positions in byte_classes(path).items():
         if not name.endswith("-000.arrow") and not name.endswith("-003.arrow"):
             continue
-        for i, (cls, off) in enumerate(positions):
+        for cls, off in positions:
             d = damaged_copy(path, tmp_path / f"case{len(cases)}", name, off, 0x10)
             cases.append({"dir": str(d), "file": name, "class": cls, "offset": off, "mask": 0x10})
     for r in run_cases(cases, reading, tmp_path):
