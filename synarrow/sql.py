@@ -39,7 +39,7 @@ import pyarrow as pa
 
 from synarrow.columnar.ipc import data_schema, key_column
 from synarrow.columnar.schema import string_array, ts_array
-from synarrow.columnar.store import keyed_batch
+from synarrow.columnar.store import keyed_table
 from synarrow.errors import DatabaseClosedError, InvalidArgumentError, SynaError
 from synarrow.log.memtable import TailChunk
 
@@ -142,11 +142,10 @@ def _sources(db: SynaDB) -> tuple[list[pa.Table], list[pa.Table]]:
             last = tail[-1] if tail else st.base[-1].chunk()
             lasts[last.values.type].append((key, last))
 
-    by_type: dict[pa.DataType, list[pa.RecordBatch]] = defaultdict(list)
-    for key, ref in bases:  # each slice is one zero-copy record batch of a mapped file
-        batch = keyed_batch(key, ref)
-        by_type[batch.schema.field("value").type].append(batch)
-    tables = [naive_ts(pa.Table.from_batches(b)) for b in by_type.values()]
+    by_type: dict[pa.DataType, list[tuple[str, Any]]] = defaultdict(list)
+    for key, ref in bases:  # each slice is a zero-copy view of a mapped record batch
+        by_type[ref.chunk().values.type].append((key, ref))
+    tables = [naive_ts(keyed_table(items)) for items in by_type.values()]
     tables += [_keyed_table(t, items, last_only=False) for t, items in tails.items()]
     latest = [_keyed_table(t, items, last_only=True) for t, items in lasts.items()]
     return tables, latest

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from synarrow.columnar.checksum import xxh3
@@ -55,6 +56,7 @@ class IndexRows:
     keys: list[str]
     columns: dict[str, list[int]]  # file, batch, row, count, atom, last_atom[, offset, ...]
     checksummed: bool
+    arrays: dict[str, np.ndarray]  # the same columns as numpy arrays
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -113,6 +115,7 @@ def read_index(path: Path, manifest: Manifest) -> IndexRows:
         table.validate(full=True)
         if any(c.null_count for c in table.columns):
             raise CorruptionError(f"columnar index {path} holds nulls")
+        _check_keys(path, table.column("key"))
         keys = table.column("key").to_pylist()
         cols = {
             name: table.column(name).to_numpy()
@@ -122,19 +125,25 @@ def read_index(path: Path, manifest: Manifest) -> IndexRows:
         raise
     except (pa.ArrowException, ValueError, OSError) as exc:
         raise CorruptionError(f"columnar index {path} is damaged: {exc}") from exc
-    _check_fields(path, keys, cols, len(manifest.files))
-    return IndexRows(keys, {k: v.tolist() for k, v in cols.items()}, checksummed)
+    _check_fields(path, cols, len(manifest.files))
+    return IndexRows(keys, {k: v.tolist() for k, v in cols.items()}, checksummed, cols)
 
 
-def _check_fields(path: Path, keys: list[str], cols: dict[str, np.ndarray], nfiles: int) -> None:
+def _check_keys(path: Path, keys: pa.ChunkedArray) -> None:
+    if not len(keys):
+        return
+    lengths = pc.binary_length(keys)
+    if pc.min(lengths).as_py() < 1 or pc.max(lengths).as_py() > _MAX_KEY_BYTES:
+        raise CorruptionError(f"columnar index {path}: a key is empty or longer than 65535 bytes")
+    flat = keys.combine_chunks()
+    if len(flat) > 1 and pc.any(pc.less(flat[1:], flat[:-1])).as_py():
+        raise CorruptionError(f"columnar index {path}: keys are not in order")
+
+
+def _check_fields(path: Path, cols: dict[str, np.ndarray], nfiles: int) -> None:
     def bad(what: str) -> CorruptionError:
         return CorruptionError(f"columnar index {path}: {what}")
 
-    if keys:
-        if any(not k or len(k.encode("utf-8", "surrogatepass")) > _MAX_KEY_BYTES for k in keys):
-            raise bad("a key is empty or longer than 65535 bytes")
-        if any(b < a for a, b in zip(keys, keys[1:])):
-            raise bad("keys are not in order")
     f = cols["file"]
     if len(f) and (f.min() < 0 or f.max() >= nfiles):
         raise bad(

@@ -20,8 +20,8 @@ import mmap
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -55,8 +55,7 @@ VERIFY_POLICIES = ("first-read", "open", "never")
 _FORMAT_METADATA = {"synarrow.format": "2", "synarrow.layout": "one record batch per key slice"}
 
 
-@dataclass(frozen=True)
-class Span:
+class Span(NamedTuple):
     """Where a record batch's bytes are in its file, and their XXH3-64."""
 
     offset: int
@@ -215,9 +214,14 @@ class MappedFile:
             )
         self.num_batches = int(n)
 
+    @property
+    def data_end(self) -> int:
+        """Where the record batches end (the footer starts)."""
+        return self.info.footer if self.info.footer is not None else self.size
+
     def check_span(self, span: Span, what: str) -> None:
         """Raise unless ``span`` lies inside the file before the footer."""
-        end = self.info.footer if self.info.footer is not None else self.size
+        end = self.data_end
         if span.offset < 0 or span.length <= 0 or span.offset + span.length > end:
             raise CorruptionError(
                 f"{what}: bytes {span.offset}..{span.offset + span.length} are outside the "
