@@ -203,7 +203,8 @@ def _check_segment(f: Path, report: CheckReport, *, last: bool) -> None:
         msg = exc.message if isinstance(exc, SynaError) else f"{type(exc).__name__}: {exc}"
         report.damage.append(f"{rel}: entries verify but do not decode: {msg}")
     state = "OK" if not scan.skipped and decoded else "DAMAGED"
-    report.lines.append(f"{rel}: {n:,} entries, {_human_bytes(size)}, decoded, {state}")
+    how = "decoded" if decoded else "decoding FAILED"
+    report.lines.append(f"{rel}: {n:,} entries, {_human_bytes(size)}, {how}, {state}")
 
 
 def _tree_bytes(directory: Path) -> int:
