@@ -167,6 +167,11 @@ class ColumnarStore:
         self.directory = directory
         self.readonly = readonly
         self.verify = verify
+        if directory.is_symlink():
+            raise CorruptionError(
+                f"{directory} is a symbolic link; synarrow only reads its own directory",
+                hint="replace the link with the real directory, or run `synarrow check PATH`",
+            )
         if not readonly:
             directory.mkdir(exist_ok=True)
         self.manifest = read_manifest(directory) if directory.exists() else Manifest()

@@ -224,3 +224,20 @@ def test_foreign_file_in_columnar_is_kept_and_reported(
 
     report = check_database(d)
     assert not report.ok and "columnar/notes.txt" in report.damage[0]
+
+
+def test_symlinked_columnar_directory_is_refused(
+    pristine: tuple[Path, dict], tmp_path: Path
+) -> None:
+    path, _ = pristine
+    other = tmp_path / "other.db"
+    shutil.copytree(path, other)
+    d = tmp_path / "d.db"
+    shutil.copytree(path, d)
+    shutil.rmtree(d / "columnar")
+    os.symlink(other / "columnar", d / "columnar")
+    with pytest.raises(CorruptionError, match="symbolic link"):
+        synarrow.SynaDB(d, readonly=True)
+    from synarrow.check import check_database
+
+    assert not check_database(d).ok
