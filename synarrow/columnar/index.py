@@ -118,7 +118,7 @@ def read_index(path: Path, manifest: Manifest) -> IndexRows:
         _check_keys(path, table.column("key"))
         keys = table.column("key").to_pylist()
         cols = {
-            name: table.column(name).to_numpy()
+            name: _numbers(table.column(name))
             for name in (_NUMERIC if checksummed else _NUMERIC[:6])
         }
     except CorruptionError:
@@ -127,6 +127,16 @@ def read_index(path: Path, manifest: Manifest) -> IndexRows:
         raise CorruptionError(f"columnar index {path} is damaged: {exc}") from exc
     _check_fields(path, cols, len(manifest.files))
     return IndexRows(keys, {k: v.tolist() for k, v in cols.items()}, checksummed, cols)
+
+
+def _numbers(column: pa.ChunkedArray) -> np.ndarray:
+    """A numeric column as one numpy array (ChunkedArray.to_numpy would import pandas)."""
+    dtype = numpy_dtype(column.type)
+    parts = [
+        np.frombuffer(ch.buffers()[1], dtype=dtype, count=ch.offset + len(ch))[ch.offset :]
+        for ch in column.chunks
+    ]
+    return np.concatenate(parts) if parts else np.empty(0, dtype)
 
 
 def _check_keys(path: Path, keys: pa.ChunkedArray) -> None:

@@ -9,6 +9,7 @@ checksum and structure are checked (see ``DbConfig.verify``).
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from synarrow.log.memtable import TailChunk
 
 __all__ = ["INDEX_SCHEMA", "BaseRef", "ColumnarStore", "keyed_table"]
 
+_log = logging.getLogger("synarrow.columnar")
 # Temporary files of write_atomic (".MANIFEST.tmp-1a2b3c") and of format 1 ("MANIFEST.tmp").
 _TEMP_NAME = re.compile(r"\.?(MANIFEST|g[0-9]{6,12}-[0-9a-z]+\.arrow)\.tmp(-[0-9a-f]+)?")
 _ATOM_TYPES = {
@@ -175,6 +177,13 @@ class ColumnarStore:
         if not readonly:
             directory.mkdir(exist_ok=True)
         self.manifest = read_manifest(directory) if directory.exists() else Manifest()
+        if self.manifest.format < 2 and self.manifest.files:
+            _log.warning(
+                "%s holds columnar format %d files without checksums: their values are "
+                "unverified until the next compaction rewrites them",
+                directory,
+                self.manifest.format,
+            )
         self.files: dict[str, MappedFile] = {}
         if not readonly:
             self.remove_unreferenced()

@@ -183,7 +183,9 @@ def test_second_read_is_zero_copy_after_verification(tmp_path: Path) -> None:
         assert db.stats()["columnar_batches_verified"] == 1
 
 
-def test_format1_store_reads_and_is_reported_unverified(tmp_path: Path) -> None:
+def test_format1_store_reads_and_is_reported_unverified(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     d = tmp_path / "old.db"
     shutil.copytree(FORMAT1, d)
     expected = {
@@ -202,6 +204,7 @@ def test_format1_store_reads_and_is_reported_unverified(tmp_path: Path) -> None:
         assert stats["columnar_format"] == 1 and len(stats["columnar_unverified_files"]) == 7
         rows = db.sql("SELECT key, count(*) n FROM history GROUP BY key ORDER BY key").to_pylist()
         assert {r["key"]: r["n"] for r in rows}["f"] == 101
+    assert any("without checksums" in r.getMessage() for r in caplog.records)
     report = check_database(d)
     assert report.ok and report.columnar_unverified_files == 7
     assert any("UNVERIFIED" in w for w in report.warnings)
