@@ -239,3 +239,22 @@ def test_damaged_format1_file_is_corruption_not_a_crash(tmp_path: Path) -> None:
     with synarrow.SynaDB(d, readonly=True) as db, pytest.raises(CorruptionError):
         db.get_history("t")
     assert not check_database(d).ok
+
+
+def test_sql_over_small_and_large_slices(tmp_path: Path) -> None:
+    # Small slices are merged for DuckDB (a copy), large ones stay views; results agree.
+    rng = np.random.default_rng(5)
+    series = {f"k{i:03d}": rng.standard_normal(n) for i, n in enumerate([3, 1500, 7, 2000, 1])}
+    with synarrow.SynaDB(tmp_path / "q.db", CONFIG) as db:
+        for key, values in series.items():
+            db.append_batch(key, values)
+        db.compact()
+        db.append("k000", 10.0)  # and a log tail
+        rows = db.sql(
+            "SELECT key, count(*) AS n, sum(value) AS s FROM history GROUP BY key ORDER BY key"
+        ).to_pylist()
+    series["k000"] = np.append(series["k000"], 10.0)
+    assert [r["key"] for r in rows] == sorted(series)
+    for r in rows:
+        assert r["n"] == len(series[r["key"]])
+        assert r["s"] == pytest.approx(float(series[r["key"]].sum()))
