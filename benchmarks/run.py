@@ -41,10 +41,11 @@ ISSUES = {
     5: ("Issue 5: tensors, PyTorch loading, GPU", bench_tensor.BENCHMARKS),
     6: ("Issue 6: experiment tracking and model registry", bench_experiment.BENCHMARKS),
     7: ("Issue 7: scale-out (Arrow Flight, dataset export)", bench_scaleout.BENCHMARKS),
+    11: ("Issue 11: on-disk trust (columnar checksums, check)", bench_columnar.TRUST_BENCHMARKS),
 }
 GROUPS = {
     "core": list(bench_core.BENCHMARKS),
-    "columnar": list(bench_columnar.BENCHMARKS),
+    "columnar": list(bench_columnar.BENCHMARKS) + list(bench_columnar.TRUST_BENCHMARKS),
     "vector": list(bench_vector.BENCHMARKS),
     "tensor": list(bench_tensor.BENCHMARKS),
     "experiment": list(bench_experiment.BENCHMARKS),

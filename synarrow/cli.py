@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 import pyarrow as pa
 
+from synarrow.check import check_database  # re-exported (they lived here)
 from synarrow.errors import InvalidPathError, KeyNotFoundError, SynaError
 
 if TYPE_CHECKING:
@@ -394,207 +395,9 @@ def cmd_compact(args: argparse.Namespace) -> int:
 # -- check ---------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class CheckReport:
-    """What ``synarrow check`` found: per-file lines, warnings and damage."""
-
-    path: Path
-    lines: list[str] = dataclasses.field(default_factory=list)
-    warnings: list[str] = dataclasses.field(default_factory=list)
-    damage: list[str] = dataclasses.field(default_factory=list)
-    log_entries: int = 0
-    log_segments: int = 0
-    columnar_rows: int = 0
-    columnar_files: int = 0
-
-    @property
-    def ok(self) -> bool:
-        """Whether no damage was found (warnings allowed)."""
-        return not self.damage
-
-
-def check_database(path: str | os.PathLike[str], *, progress: bool | None = None) -> CheckReport:
-    """Verify a database without opening it for writing (nor taking its lock).
-
-    Every log entry's CRC32 and every segment header checksum is verified (damaged ranges
-    are reported with their byte offsets); the columnar manifest, index and Arrow files are
-    opened and fully validated. A torn tail on the last log segment (an interrupted write,
-    cut off on the next open) is a warning, not damage.
-    """
-    from synarrow.log.reader import scan_segment
-
-    root = _existing(os.fspath(path))
-    report = CheckReport(root)
-    from synarrow.columnar.manifest import read_manifest
-    from synarrow.config import DbConfig
-
-    cfg = root / "config.json"
-    if cfg.exists():
-        try:
-            DbConfig.from_json(cfg.read_text())
-        except SynaError as exc:
-            report.damage.append(f"config.json: {exc.message}")
-    manifest = None
-    try:
-        manifest = read_manifest(root / "columnar")
-    except SynaError as exc:
-        report.damage.append(f"columnar/MANIFEST: {exc.message}")
-    first_segment = manifest.first_segment if manifest is not None else 0
-    log_dir = root / "log"
-    segments = (
-        sorted((int(f.stem), f) for f in log_dir.glob("*.log") if f.stem.isdigit())
-        if log_dir.is_dir()
-        else []
-    )
-    live = [(s, f) for s, f in segments if s >= first_segment]
-    for s, f in segments:
-        if s < first_segment:
-            report.warnings.append(
-                f"log/{f.name}: already folded into columnar files (removed on the next open)"
-            )
-    columnar_bytes = sum(df.bytes for df in manifest.files) if manifest is not None else 0
-    total = sum(f.stat().st_size for _, f in live) + columnar_bytes
-    from synarrow._deps import progress as make_bar
-
-    bar = make_bar(total=total, desc="check", enabled=progress)
-    try:
-        for i, (_, f) in enumerate(live):
-            size = f.stat().st_size
-            rel = f"log/{f.name}"
-            try:
-                scan = scan_segment(f, repair=True)
-            except SynaError as exc:
-                report.damage.append(f"{rel}: bytes 0..{size}: {exc.message}")
-                bar.update(size)
-                continue
-            n = len(scan.offsets)
-            report.log_entries += n
-            report.log_segments += 1
-            for a, b in scan.skipped:
-                report.damage.append(
-                    f"{rel}: damaged bytes {a}..{b} ({b - a:,} bytes fail their checksum; "
-                    "the entries after them verify)"
-                )
-            if scan.torn_bytes:
-                msg = f"{rel}: {scan.torn_bytes:,} bytes after the last valid entry (bytes {scan.valid_end}..{scan.size})"
-                if i == len(live) - 1:
-                    report.warnings.append(
-                        msg + ": a torn tail from an interrupted write, cut off on the next "
-                        "writable open"
-                    )
-                else:
-                    report.damage.append(msg + " in a segment that is not the last")
-            state = "OK" if not scan.skipped else "DAMAGED"
-            report.lines.append(f"{rel}: {n:,} entries, {_human_bytes(size)}, {state}")
-            bar.update(size)
-        if manifest is not None:
-            _check_columnar(root / "columnar", manifest, report, bar)
-        _check_content_addressed(root, report)
-    finally:
-        bar.close()
-    return report
-
-
-def _check_content_addressed(root: Path, report: CheckReport) -> None:
-    """Model blobs (``blobs/``) and run artifacts (``artifacts/``) are named by the SHA-256
-    of their bytes: recompute each, streaming, and report any file whose bytes changed."""
-    import hashlib
-
-    for folder in ("blobs", "artifacts"):
-        directory = root / folder
-        if not directory.is_dir():
-            continue
-        files = [f for f in sorted(directory.iterdir()) if f.is_file() and len(f.name) == 64]
-        for f in files:
-            digest = hashlib.sha256()
-            with open(f, "rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    digest.update(chunk)
-            if digest.hexdigest() != f.name:
-                report.damage.append(
-                    f"{folder}/{f.name}: SHA-256 of the bytes is {digest.hexdigest()}, "
-                    "not the name it was stored under"
-                )
-        if files:
-            report.lines.append(f"{folder}/: {len(files)} files, SHA-256 verified")
-
-
-def _check_columnar(directory: Path, manifest: Any, report: CheckReport, bar: Any) -> None:
-    import pyarrow.ipc as ipc
-
-    from synarrow.columnar.manifest import MANIFEST_NAME
-    from synarrow.columnar.store import INDEX_SCHEMA
-
-    batch_rows: list[list[int] | None] = []
-    for df in manifest.files:
-        rel = f"columnar/{df.name}"
-        p = directory / df.name
-        rows: list[int] | None = None
-        try:
-            size = p.stat().st_size
-            if size != df.bytes:
-                raise ValueError(f"{size:,} bytes, the manifest says {df.bytes:,}")
-            with pa.memory_map(str(p), "r") as source:
-                reader = ipc.open_file(source)
-                rows = []
-                for b in range(reader.num_record_batches):
-                    batch = reader.get_batch(b)
-                    batch.validate(full=True)
-                    rows.append(batch.num_rows)
-            if sum(rows) != df.rows:
-                raise ValueError(f"{sum(rows):,} rows, the manifest says {df.rows:,}")
-            report.columnar_files += 1
-            report.columnar_rows += sum(rows)
-            report.lines.append(f"{rel}: {len(rows)} batches, {sum(rows):,} rows, OK")
-        except (OSError, ValueError, pa.ArrowException) as exc:
-            report.damage.append(f"{rel}: {_one_line(str(exc))}")
-            rows = None
-        batch_rows.append(rows)
-        bar.update(df.bytes)
-    if manifest.index:
-        rel = f"columnar/{manifest.index}"
-        try:
-            with pa.memory_map(str(directory / manifest.index), "r") as source:
-                index = ipc.open_file(source).read_all()
-            if index.schema != INDEX_SCHEMA:
-                raise ValueError("unexpected schema")
-            index.validate(full=True)
-            bad = _bad_index_rows(index, batch_rows)
-            if bad:
-                raise ValueError(f"{bad} key slices point outside their data files")
-            report.lines.append(f"{rel}: {index.num_rows:,} key slices, OK")
-        except (OSError, ValueError, pa.ArrowException) as exc:
-            report.damage.append(f"{rel}: {_one_line(str(exc))}")
-    live = {df.name for df in manifest.files} | {MANIFEST_NAME}
-    if manifest.index:
-        live.add(manifest.index)
-    if directory.is_dir():
-        for f in sorted(directory.iterdir()):
-            if f.name not in live:
-                report.warnings.append(
-                    f"columnar/{f.name}: not in the manifest (left by an interrupted "
-                    "compaction; removed on the next writable open)"
-                )
-
-
-def _bad_index_rows(index: pa.Table, batch_rows: list[list[int] | None]) -> int:
-    files = index.column("file").to_numpy()
-    batches = index.column("batch").to_numpy()
-    starts = index.column("row").to_numpy()
-    counts = index.column("count").to_numpy()
-    bad = 0
-    for f, b, r, c in zip(files.tolist(), batches.tolist(), starts.tolist(), counts.tolist()):
-        if not 0 <= f < len(batch_rows):
-            bad += 1
-            continue
-        rows = batch_rows[f]
-        if rows is not None and not (0 <= b < len(rows) and r >= 0 and c >= 0 and r + c <= rows[b]):
-            bad += 1
-    return bad
-
-
 def cmd_check(args: argparse.Namespace) -> int:
     """``synarrow check PATH``: verify every checksum; exit 3 when damage is found."""
+    _existing(args.path)
     report = check_database(args.path, progress=_progress_flag(args))
     if args.json:
         _say(json.dumps({**dataclasses.asdict(report), "path": str(report.path), "ok": report.ok}))
@@ -611,6 +414,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"({report.log_entries:,} entries) and {report.columnar_files} columnar "
         f"file{'s' * (report.columnar_files != 1)} ({report.columnar_rows:,} rows) checked"
     )
+    if report.columnar_unverified_files:
+        summary += (
+            f"; {report.columnar_unverified_files} columnar file"
+            f"{'s' * (report.columnar_unverified_files != 1)} of format 1 UNVERIFIED (no "
+            "checksums; `synarrow compact` rewrites them)"
+        )
     if report.ok:
         _say(f"OK: {summary}")
         return EXIT_OK

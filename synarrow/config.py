@@ -27,6 +27,7 @@ CONFIG_NAME = "config.json"
 _MAX_CONFIG_BYTES = 1 << 20
 
 _COMPRESSIONS = (None, "lz4", "zstd")
+_VERIFY = ("first-read", "open", "never")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,14 @@ class DbConfig:
             It also bounds the work of an open: a segment far larger than this (more than
             64 MiB over) is verified by streaming and only its verified prefix is read.
         write_buffer_bytes: buffered (non-sync) writes are handed to the OS past this size.
+        verify: when the checksums of columnar data are verified. ``"first-read"``
+            (default): each record batch the first time this handle reads it, then never
+            again (later reads stay zero-copy and free); ``"open"``: every batch when the
+            database is opened (the open reads all columnar data); ``"never"``: not on
+            reads (compaction and ``synarrow check`` still verify). Whatever the policy,
+            the manifest, key index and file footers are verified at open and every batch's
+            structure is checked before use, so damage never crashes the process.
+            See docs/FORMAT.md.
     """
 
     sync_on_write: bool = True
@@ -64,6 +73,7 @@ class DbConfig:
     columnar_compression: str | None = None
     max_log_file_size: int = 256 * 1024 * 1024
     write_buffer_bytes: int = 1024 * 1024
+    verify: str = "first-read"
 
     def __post_init__(self) -> None:
         for name in ("sync_on_write", "delta", "auto_compact"):
@@ -77,6 +87,11 @@ class DbConfig:
             raise ConfigError(
                 "DbConfig.columnar_compression must be None, 'lz4' or 'zstd', "
                 f"got {self.columnar_compression!r}"
+            )
+        if self.verify not in _VERIFY:
+            raise ConfigError(
+                f"DbConfig.verify must be one of {', '.join(map(repr, _VERIFY))}, "
+                f"got {self.verify!r}"
             )
         for name, low in (
             ("compression_threshold", 1),

@@ -176,7 +176,9 @@ class SynaDB:
             self._delta = self.config.delta
             self._buffer_bytes = self.config.write_buffer_bytes
             self._check_at = 0
-            self._columnar = ColumnarStore(self.path / "columnar", readonly=readonly)
+            self._columnar = ColumnarStore(
+                self.path / "columnar", readonly=readonly, verify=self.config.verify
+            )
             self._load(repair)
         except BaseException:
             self._release()
@@ -1065,6 +1067,7 @@ class SynaDB:
                 "last_compaction_error": (
                     None if self._compaction_error is None else str(self._compaction_error)
                 ),
+                **self._columnar.describe(),
                 "next_sequence": self._next_seq,
                 "readonly": self.readonly,
                 "torn_bytes_cut_on_open": self._torn_bytes,

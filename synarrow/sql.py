@@ -39,6 +39,7 @@ import pyarrow as pa
 
 from synarrow.columnar.ipc import data_schema, key_column
 from synarrow.columnar.schema import string_array, ts_array
+from synarrow.columnar.store import keyed_table
 from synarrow.errors import DatabaseClosedError, InvalidArgumentError, SynaError
 from synarrow.log.memtable import TailChunk
 
@@ -123,10 +124,9 @@ def _sources(db: SynaDB) -> tuple[list[pa.Table], list[pa.Table]]:
     """Tables of (key, ts, value) covering every live key, and those of ``latest``.
 
     Taken under the database lock as references only (chunks are immutable); the tables are
-    assembled outside it. Live slices of one mapped record batch that touch are merged, so
-    DuckDB scans few large views.
+    assembled outside it, one zero-copy record batch per columnar slice.
     """
-    slices: dict[tuple[int, int], tuple[Any, list[tuple[int, int]]]] = {}
+    bases: list[tuple[str, Any]] = []
     tails: dict[pa.DataType, list[tuple[str, TailChunk]]] = defaultdict(list)
     lasts: dict[pa.DataType, list[tuple[str, TailChunk]]] = defaultdict(list)
     with db._lock:
@@ -135,30 +135,17 @@ def _sources(db: SynaDB) -> tuple[list[pa.Table], list[pa.Table]]:
         for key, st in db._keys.items():
             if st.latest_atom is None:
                 continue
-            for ref in st.base:
-                file = ref.file  # type: ignore[attr-defined]
-                batch_no = ref.batch  # type: ignore[attr-defined]
-                entry = slices.setdefault((id(file), batch_no), (ref, []))
-                entry[1].append((ref.row, ref.count))  # type: ignore[attr-defined]
+            bases.extend((key, ref) for ref in st.base)
             tail = st.tail_chunks()
             for c in tail:
                 tails[c.values.type].append((key, c))
             last = tail[-1] if tail else st.base[-1].chunk()
             lasts[last.values.type].append((key, last))
 
-    by_type: dict[pa.DataType, list[pa.RecordBatch]] = defaultdict(list)
-    for ref, ranges in slices.values():
-        batch = ref.file.batch(ref.batch)
-        value_type = batch.schema.field("value").type
-        ranges.sort()
-        start = end = ranges[0][0]
-        for row, count in ranges:
-            if row != end:
-                by_type[value_type].append(batch.slice(start, end - start))
-                start = row
-            end = row + count
-        by_type[value_type].append(batch.slice(start, end - start))
-    tables = [naive_ts(pa.Table.from_batches(b)) for b in by_type.values()]
+    by_type: dict[pa.DataType, list[tuple[str, Any]]] = defaultdict(list)
+    for key, ref in bases:  # each slice is a zero-copy view of a mapped record batch
+        by_type[ref.chunk().values.type].append((key, ref))
+    tables = [naive_ts(keyed_table(items)) for items in by_type.values()]
     tables += [_keyed_table(t, items, last_only=False) for t, items in tails.items()]
     latest = [_keyed_table(t, items, last_only=True) for t, items in lasts.items()]
     return tables, latest

@@ -21,25 +21,18 @@ committed manifest does not name are removed on the next open.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.ipc as ipc
 
-from synarrow.columnar.ipc import DataFileWriter
-from synarrow.columnar.manifest import DataFile, Manifest, commit_manifest
-from synarrow.columnar.schema import (
-    history_table,
-    numeric_array,
-    numpy_dtype,
-    string_array,
-    ts_array,
-)
-from synarrow.columnar.store import INDEX_SCHEMA, BaseRef, ColumnarStore
+from synarrow.columnar.index import INDEX_SCHEMA, write_index
+from synarrow.columnar.ipc import DataFileWriter, Span
+from synarrow.columnar.manifest import MANIFEST_FORMAT, DataFile, Manifest, commit_manifest
+from synarrow.columnar.schema import history_table, ts_array
+from synarrow.columnar.store import BaseRef, ColumnarStore
+from synarrow.errors import CorruptionError
 from synarrow.log.format import ATOM_NAMES, Atom
 from synarrow.log.memtable import TailChunk
 
@@ -121,13 +114,19 @@ def write_generation(
     compression: str | None,
     full: bool = False,
 ) -> CompactionResult:
-    """Write a new generation for ``snapshots`` (every live key) and commit its manifest."""
+    """Write a new generation for ``snapshots`` (every live key) and commit its manifest.
+
+    A database whose manifest is of format 1 (no checksums) is rewritten whole, so after one
+    compaction every byte is covered by a checksum. Slices read to be rewritten are always
+    verified first, whatever ``DbConfig.verify`` says: damaged data is never given a fresh
+    checksum.
+    """
     old = store.manifest
     gen = old.generation + 1
+    full = full or (old.format < MANIFEST_FORMAT and bool(old.files))
     plan = _plan(old, snapshots, full)
 
     writers: dict[pa.DataType, DataFileWriter] = {}
-    names: dict[pa.DataType, str] = {}
     # (key, slices kept, rows, (atom, last atom), writer, batch, row) per key written
     pending: list[
         tuple[str, list[BaseRef], int, tuple[Atom | None, Atom], DataFileWriter, int, int]
@@ -140,13 +139,14 @@ def write_generation(
         if w is None:
             name = f"g{gen:06d}-{len(writers):03d}.arrow"
             w = writers[t] = DataFileWriter(store.directory / name, t, compression)
-            names[t] = name
         return w
 
     try:
         for snap in sorted(snapshots, key=lambda s: s.key):
             action = plan[snap.key]
             if action == "rewrite":
+                for r in snap.base:
+                    r.verify()
                 chunks = [r.chunk() for r in snap.base] + snap.tail
                 kept: list[BaseRef] = []
                 result.keys_rewritten += 1
@@ -165,20 +165,24 @@ def write_generation(
             pending.append((snap.key, kept, len(ts), atoms, w, batch, row))
             result.entries_written += len(ts)
         new_files: list[DataFile] = []
-        for t, w in writers.items():
-            size = w.close()
-            new_files.append(DataFile(names[t], w.rows, size))
-            result.files_written.append(names[t])
-        by_writer = {id(w): names[t] for t, w in writers.items()}
+        spans: dict[int, list[Span]] = {}
+        for w in writers.values():
+            info, spans[id(w)] = w.close()
+            new_files.append(info)
+            result.files_written.append(info.name)
+        infos = {f.name: f for f in new_files}
         for key, kept, count, (atom, last_atom), w, batch, row in pending:
-            mf = store.mapped(by_writer[id(w)])
-            result_refs[key] = [*kept, BaseRef(mf, batch, row, count, atom, last_atom)]
+            mf = store.mapped(infos[w.name])
+            span = spans[id(w)][batch]
+            result_refs[key] = [*kept, BaseRef(mf, batch, row, count, atom, last_atom, span)]
 
         index_name = f"g{gen:06d}-index.arrow"
         known = {f.name: f for f in [*old.files, *new_files]}
         order = sorted({r.file.path.name for refs in result_refs.values() for r in refs})
         files = [known[n] for n in order]
-        _write_index(store.directory / index_name, result_refs, {n: i for i, n in enumerate(order)})
+        index_bytes, index_sum = _write_index(
+            store.directory / index_name, result_refs, {n: i for i, n in enumerate(order)}
+        )
         manifest = Manifest(
             generation=gen,
             first_segment=first_segment,
@@ -186,12 +190,14 @@ def write_generation(
             index=index_name,
             files=files,
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            index_bytes=index_bytes,
+            index_xxh3=index_sum,
         )
         commit_manifest(store.directory, manifest)
     except BaseException:
         for w in writers.values():
             try:
-                w.close()
+                w.abandon()
             except Exception:
                 pass
         store.remove_unreferenced()
@@ -230,28 +236,25 @@ def _plan(old: Manifest, snapshots: list[KeySnapshot], full: bool) -> dict[str, 
     return plan
 
 
-def _write_index(path: Path, refs: dict[str, list[BaseRef]], file_ids: dict[str, int]) -> None:
-    """Write the key index (Arrow IPC, fsynced); ``file_ids`` numbers the manifest's files."""
+def _write_index(
+    path: Path, refs: dict[str, list[BaseRef]], file_ids: dict[str, int]
+) -> tuple[int, int]:
+    """Write the key index; ``file_ids`` numbers the manifest's files. Returns its
+    (size, XXH3-64)."""
     keys: list[str] = []
-    nums: dict[str, list[int]] = {n: [] for n in INDEX_SCHEMA.names[1:]}
+    cols: dict[str, list[int]] = {n: [] for n in INDEX_SCHEMA.names[1:]}
     for key in sorted(refs):
         for r in refs[key]:
+            if r.span is None:  # only format-1 slices lack one, and those are all rewritten
+                raise CorruptionError(f"slice of key {key!r} in {r.file.path} has no checksum")
             keys.append(key)
-            nums["file"].append(file_ids[r.file.path.name])
-            nums["batch"].append(r.batch)
-            nums["row"].append(r.row)
-            nums["count"].append(r.count)
-            nums["atom"].append(-1 if r.atom is None else int(r.atom))
-            nums["last_atom"].append(int(r.last_atom))
-    columns = [string_array(keys)] + [
-        numeric_array(np.array(nums[f.name], dtype=numpy_dtype(f.type)), f.type)
-        for f in INDEX_SCHEMA
-        if f.name != "key"
-    ]
-    table = pa.Table.from_arrays(columns, schema=INDEX_SCHEMA)
-    sink = pa.OSFile(str(path), "wb")
-    with ipc.new_file(sink, INDEX_SCHEMA) as w:
-        w.write_table(table)
-    sink.flush()
-    os.fsync(sink.fileno())
-    sink.close()
+            cols["file"].append(file_ids[r.file.path.name])
+            cols["batch"].append(r.batch)
+            cols["row"].append(r.row)
+            cols["count"].append(r.count)
+            cols["atom"].append(-1 if r.atom is None else int(r.atom))
+            cols["last_atom"].append(int(r.last_atom))
+            cols["offset"].append(r.span.offset)
+            cols["length"].append(r.span.length)
+            cols["xxh3"].append(r.span.xxh3)
+    return write_index(path, keys, cols)

@@ -1,0 +1,260 @@
+"""``synarrow check``: verify everything a read of a database could touch, without writing.
+
+* the log: every segment header and entry CRC32 (damaged ranges named by byte offsets), then
+  the decoding of every verified entry (delta chains, LZ4, batch layouts), through the log's
+  own replay code, one segment at a time;
+* the columnar files (:mod:`synarrow.columnar.verify`): manifest, key index, footers and
+  every record batch a key refers to, by checksum and by pyarrow's full validation;
+* model blobs (``blobs/``) and run artifacts (``artifacts/``), named by the SHA-256 of their
+  bytes;
+* the directory itself: symbolic links anywhere and names synarrow does not write in
+  ``log/`` and ``columnar/`` are damage (a database only ever holds plain files it made).
+
+The database is never opened for writing and its lock is not taken, so ``check`` may run
+beside a live writer (it then sees a consistent older state, or reports a torn tail).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+from synarrow.columnar.verify import verify_columnar
+from synarrow.config import DbConfig
+from synarrow.errors import CorruptionError, InvalidPathError, SynaError
+from synarrow.fileio import open_fd, read_bytes
+
+__all__ = ["CheckReport", "check_database"]
+
+_MARKER = "SYNARROW"
+_SEGMENT = re.compile(r"[0-9]{8}\.log")
+_SIDECAR = re.compile(r"[0-9]{8}\.idx")
+_BLOB = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclasses.dataclass
+class CheckReport:
+    """What ``synarrow check`` found: per-file lines, warnings and damage."""
+
+    path: Path
+    lines: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    damage: list[str] = dataclasses.field(default_factory=list)
+    log_entries: int = 0
+    log_segments: int = 0
+    columnar_rows: int = 0
+    columnar_files: int = 0
+    columnar_unverified_files: int = 0
+    bytes_checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Whether no damage was found (warnings allowed)."""
+        return not self.damage
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} TiB"
+
+
+def check_database(path: str | os.PathLike[str], *, progress: bool | None = None) -> CheckReport:
+    """Verify a database without opening it for writing (nor taking its lock).
+
+    Returns a :class:`CheckReport`; ``report.ok`` is false when anything is damaged, and
+    each damage line names the file and, where it can, the byte range.
+    """
+    root = Path(os.fspath(path))
+    if not root.is_dir() or not (root / _MARKER).is_file():
+        raise InvalidPathError(f"{root} is not a synarrow database")
+    report = CheckReport(root)
+    _check_config(root, report)
+    _check_root_names(root, report)
+    from synarrow._deps import progress as make_bar
+    from synarrow.columnar.manifest import read_manifest
+
+    try:
+        first_segment = read_manifest(root / "columnar").first_segment
+    except SynaError:
+        first_segment = 0  # reported by the columnar check below
+    segments = _segments(root, report)
+    live = [(s, f) for s, f in segments if s >= first_segment]
+    for _, f in segments:
+        if int(f.stem) < first_segment:
+            report.warnings.append(
+                f"log/{f.name}: already folded into columnar files (removed on the next open)"
+            )
+    total = sum(f.stat().st_size for _, f in live) + _tree_bytes(root / "columnar")
+    bar = make_bar(total=total, desc="check", enabled=progress)
+    try:
+        for i, (_, f) in enumerate(live):
+            _check_segment(f, report, last=i == len(live) - 1)
+            bar.update(f.stat().st_size)
+        col = verify_columnar(root / "columnar", progress=bar.update)
+        report.lines += col.lines
+        report.warnings += col.warnings
+        report.damage += col.damage
+        report.columnar_files = col.files
+        report.columnar_rows = col.rows
+        report.columnar_unverified_files = col.unverified_files
+        report.bytes_checked += col.bytes_verified
+        _check_content_addressed(root, report)
+    finally:
+        bar.close()
+    return report
+
+
+def _check_config(root: Path, report: CheckReport) -> None:
+    cfg = root / "config.json"
+    try:
+        DbConfig.from_json(read_bytes(cfg, max_size=1 << 20, what="config.json").decode())
+    except FileNotFoundError:
+        pass
+    except UnicodeDecodeError:
+        report.damage.append("config.json: not UTF-8 text")
+    except SynaError as exc:
+        report.damage.append(f"config.json: {exc.message}")
+
+
+def _check_root_names(root: Path, report: CheckReport) -> None:
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.is_symlink():
+            report.damage.append(f"{entry.name}: a symbolic link; synarrow never writes one")
+
+
+def _segments(root: Path, report: CheckReport) -> list[tuple[int, Path]]:
+    log_dir = root / "log"
+    try:
+        st = os.lstat(log_dir)
+    except FileNotFoundError:
+        return []
+    if not stat.S_ISDIR(st.st_mode):
+        report.damage.append("log: a symbolic link or not a directory")
+        return []
+    out = []
+    for entry in sorted(os.scandir(log_dir), key=lambda e: e.name):
+        name = entry.name
+        if entry.is_symlink():
+            report.damage.append(f"log/{name}: a symbolic link; synarrow never writes one")
+        elif not entry.is_file(follow_symlinks=False):
+            report.damage.append(f"log/{name}: not a regular file")
+        elif _SEGMENT.fullmatch(name):
+            out.append((int(name[:8]), log_dir / name))
+        elif _SIDECAR.fullmatch(name) or name.endswith(".tmp"):
+            continue
+        else:
+            report.damage.append(f"log/{name}: not a file synarrow writes")
+    return out
+
+
+def _check_segment(f: Path, report: CheckReport, *, last: bool) -> None:
+    from synarrow.log.memtable import KeyState
+    from synarrow.log.reader import scan_segment
+    from synarrow.log.replay import replay_segment
+
+    rel = f"log/{f.name}"
+    size = f.stat().st_size
+    try:
+        scan = scan_segment(f, repair=True)
+    except (SynaError, OSError) as exc:
+        msg = exc.message if isinstance(exc, SynaError) else str(exc)
+        report.damage.append(f"{rel}: bytes 0..{size}: {msg}")
+        return
+    n = len(scan.offsets)
+    report.log_entries += n
+    report.log_segments += 1
+    report.bytes_checked += size
+    for a, b in scan.skipped:
+        report.damage.append(
+            f"{rel}: damaged bytes {a}..{b} ({b - a:,} bytes fail their checksum; "
+            "the entries after them verify)"
+        )
+    if scan.torn_bytes:
+        msg = f"{rel}: {scan.torn_bytes:,} bytes after the last valid entry (bytes {scan.valid_end}..{scan.size})"
+        if last:
+            report.warnings.append(
+                msg + ": a torn tail from an interrupted write, cut off on the next writable open"
+            )
+        else:
+            report.damage.append(msg + " in a segment that is not the last")
+    states: dict[bytes, Any] = {}
+
+    def state_for(key: bytes) -> Any:
+        st = states.get(key)
+        if st is None:
+            st = states[key] = KeyState(key.decode("utf-8"), key)
+        return st
+
+    decoded = True
+    try:
+        replay_segment(scan, state_for)
+        for st in states.values():
+            st.tail_chunks()  # seal: every single entry is turned into Arrow too
+    except Exception as exc:  # anything the decoder raises is damage, reported, not raised
+        decoded = False
+        msg = exc.message if isinstance(exc, SynaError) else f"{type(exc).__name__}: {exc}"
+        report.damage.append(f"{rel}: entries verify but do not decode: {msg}")
+    state = "OK" if not scan.skipped and decoded else "DAMAGED"
+    how = "decoded" if decoded else "decoding FAILED"
+    report.lines.append(f"{rel}: {n:,} entries, {_human_bytes(size)}, {how}, {state}")
+
+
+def _tree_bytes(directory: Path) -> int:
+    try:
+        return sum(
+            e.stat(follow_symlinks=False).st_size
+            for e in os.scandir(directory)
+            if e.is_file(follow_symlinks=False)
+        )
+    except FileNotFoundError:
+        return 0
+
+
+def _check_content_addressed(root: Path, report: CheckReport) -> None:
+    """Model blobs (``blobs/``) and run artifacts (``artifacts/``) are named by the SHA-256
+    of their bytes: recompute each, streaming, and report any file whose bytes changed."""
+    for folder in ("blobs", "artifacts"):
+        directory = root / folder
+        try:
+            st = os.lstat(directory)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            report.damage.append(f"{folder}: a symbolic link or not a directory")
+            continue
+        count = 0
+        for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+            rel = f"{folder}/{entry.name}"
+            if entry.is_symlink():
+                report.damage.append(f"{rel}: a symbolic link; synarrow never writes one")
+                continue
+            if not entry.is_file(follow_symlinks=False) or not _BLOB.fullmatch(entry.name):
+                if not entry.name.startswith((".", "tmp-")):  # left by interrupted writes
+                    report.warnings.append(f"{rel}: not a blob synarrow writes (not verified)")
+                continue
+            digest = hashlib.sha256()
+            try:
+                fd = open_fd(directory / entry.name, what="blob")
+            except (CorruptionError, OSError) as exc:
+                report.damage.append(f"{rel}: {exc}")
+                continue
+            with os.fdopen(fd, "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+            count += 1
+            report.bytes_checked += entry.stat(follow_symlinks=False).st_size
+            if digest.hexdigest() != entry.name:
+                report.damage.append(
+                    f"{rel}: SHA-256 of the bytes is {digest.hexdigest()}, "
+                    "not the name it was stored under"
+                )
+        if count:
+            report.lines.append(f"{folder}/: {count} files, SHA-256 verified")

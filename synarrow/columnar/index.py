@@ -1,0 +1,178 @@
+"""The key index: per key, in key order, the slices of its history in the data files.
+
+An Arrow IPC file (plain types, readable by any Arrow implementation) with one row per
+slice, oldest first within a key. Format 2 adds where each slice's record batch lies in its
+file and that batch's XXH3-64. The whole index file is checksummed in the manifest and read
+into memory at open; every field is checked before use (:func:`read_index`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
+
+from synarrow.columnar.checksum import xxh3
+from synarrow.columnar.manifest import Manifest
+from synarrow.columnar.schema import numeric_array, numpy_dtype, string_array
+from synarrow.errors import CorruptionError
+from synarrow.fileio import read_bytes, remove_file, write_atomic
+from synarrow.log.format import Atom
+
+__all__ = ["INDEX_SCHEMA", "INDEX_SCHEMA_V1", "IndexRows", "read_index", "write_index"]
+
+INDEX_SCHEMA_V1 = pa.schema(
+    [
+        ("key", pa.large_string()),
+        ("file", pa.int32()),
+        ("batch", pa.int32()),
+        ("row", pa.int64()),
+        ("count", pa.int64()),
+        ("atom", pa.int8()),  # atom of the values, -1 for a mixed-type (struct) slice
+        ("last_atom", pa.int8()),  # atom of the slice's last entry
+    ]
+)
+INDEX_SCHEMA = pa.schema(
+    [
+        *INDEX_SCHEMA_V1,
+        ("offset", pa.int64()),  # byte offset of the slice's record batch in its file
+        ("length", pa.int64()),  # bytes of that record batch
+        ("xxh3", pa.uint64()),  # XXH3-64 of those bytes
+    ]
+)
+_NUMERIC = [f.name for f in INDEX_SCHEMA if f.name != "key"]
+_ATOMS = {int(a) for a in Atom}
+_MAX_KEY_BYTES = 65535
+
+
+@dataclass
+class IndexRows:
+    """The index as Python lists, one entry per slice, validated."""
+
+    keys: list[str]
+    columns: dict[str, list[int]]  # file, batch, row, count, atom, last_atom[, offset, ...]
+    checksummed: bool
+    arrays: dict[str, np.ndarray]  # the same columns as numpy arrays
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def write_index(path: Path, keys: list[str], columns: dict[str, list[int]]) -> tuple[int, int]:
+    """Write the index atomically and durably; returns (size in bytes, XXH3-64)."""
+    arrays = [string_array(keys)] + [
+        numeric_array(
+            np.array(columns[name], dtype=numpy_dtype(INDEX_SCHEMA.field(name).type)),
+            INDEX_SCHEMA.field(name).type,
+        )
+        for name in _NUMERIC
+    ]
+    table = pa.Table.from_arrays(arrays, schema=INDEX_SCHEMA)
+    sink = pa.BufferOutputStream()
+    with ipc.new_file(sink, INDEX_SCHEMA) as w:
+        w.write_table(table)
+    data = sink.getvalue().to_pybytes()
+    remove_file(path)  # a new generation's name: anything planted there is not ours
+    write_atomic(path, data)
+    return len(data), xxh3(data)
+
+
+def read_index(path: Path, manifest: Manifest) -> IndexRows:
+    """Read, verify and validate the index the manifest names.
+
+    Raises :class:`CorruptionError` for a checksum mismatch, a damaged file, an unexpected
+    schema, nulls, a key that is empty, too long or out of order, a file number outside the
+    manifest (negative included), negative rows, counts, offsets or lengths, or an unknown
+    atom. Batch numbers and byte ranges are checked against each file when it is mapped.
+    """
+    checksummed = manifest.format >= 2
+    limit = manifest.index_bytes if checksummed else None
+    try:
+        data = read_bytes(path, max_size=limit, what="columnar index")
+    except CorruptionError:
+        raise
+    except OSError as exc:
+        raise CorruptionError(f"columnar index {path} cannot be read: {exc}") from exc
+    if checksummed:
+        if len(data) != manifest.index_bytes:
+            raise CorruptionError(
+                f"columnar index {path} is {len(data):,} bytes; the manifest says "
+                f"{manifest.index_bytes:,}"
+            )
+        if xxh3(data) != manifest.index_xxh3:
+            raise CorruptionError(
+                f"columnar index {path}: bytes 0..{len(data)} fail their checksum"
+            )
+    try:
+        table = ipc.open_file(pa.py_buffer(data)).read_all()
+        expected = INDEX_SCHEMA if checksummed else INDEX_SCHEMA_V1
+        if table.schema != expected:
+            raise CorruptionError(f"columnar index {path} has an unexpected schema")
+        table.validate(full=True)
+        if any(c.null_count for c in table.columns):
+            raise CorruptionError(f"columnar index {path} holds nulls")
+        _check_keys(path, table.column("key"))
+        keys = table.column("key").to_pylist()
+        cols = {
+            name: _numbers(table.column(name))
+            for name in (_NUMERIC if checksummed else _NUMERIC[:6])
+        }
+    except CorruptionError:
+        raise
+    except (pa.ArrowException, ValueError, OSError) as exc:
+        raise CorruptionError(f"columnar index {path} is damaged: {exc}") from exc
+    _check_fields(path, cols, len(manifest.files))
+    return IndexRows(keys, {k: v.tolist() for k, v in cols.items()}, checksummed, cols)
+
+
+def _numbers(column: pa.ChunkedArray) -> np.ndarray:
+    """A numeric column as one numpy array (ChunkedArray.to_numpy would import pandas)."""
+    dtype = numpy_dtype(column.type)
+    parts = [
+        np.frombuffer(ch.buffers()[1], dtype=dtype, count=ch.offset + len(ch))[ch.offset :]
+        for ch in column.chunks
+    ]
+    return np.concatenate(parts) if parts else np.empty(0, dtype)
+
+
+def _check_keys(path: Path, keys: pa.ChunkedArray) -> None:
+    if not len(keys):
+        return
+    lengths = pc.binary_length(keys)
+    if pc.min(lengths).as_py() < 1 or pc.max(lengths).as_py() > _MAX_KEY_BYTES:
+        raise CorruptionError(f"columnar index {path}: a key is empty or longer than 65535 bytes")
+    flat = keys.combine_chunks()
+    if len(flat) > 1 and pc.any(pc.less(flat[1:], flat[:-1])).as_py():
+        raise CorruptionError(f"columnar index {path}: keys are not in order")
+
+
+def _check_fields(path: Path, cols: dict[str, np.ndarray], nfiles: int) -> None:
+    def bad(what: str) -> CorruptionError:
+        return CorruptionError(f"columnar index {path}: {what}")
+
+    f = cols["file"]
+    if len(f) and (f.min() < 0 or f.max() >= nfiles):
+        raise bad(
+            f"a slice names file {int(f.min() if f.min() < 0 else f.max())}; the manifest lists {nfiles}"
+        )
+    for name in ("batch", "row"):
+        if len(cols[name]) and cols[name].min() < 0:
+            raise bad(f"a slice has a negative {name}")
+    count = cols["count"]
+    if len(count) and (
+        count.min() <= 0 or bool(np.any(cols["row"] > np.iinfo(np.int64).max - count))
+    ):
+        raise bad("a slice has no rows or too many")
+    atoms = set(np.unique(cols["atom"]).tolist())
+    if not atoms <= _ATOMS | {-1}:
+        raise bad(f"unknown atom types {sorted(atoms - _ATOMS - {-1})}")
+    if not set(np.unique(cols["last_atom"]).tolist()) <= _ATOMS:
+        raise bad("unknown atom type of a last entry")
+    if "offset" in cols:
+        off, length = cols["offset"], cols["length"]
+        if len(off) and (off.min() < 0 or length.min() <= 0):
+            raise bad("a slice has a negative byte offset or length")
