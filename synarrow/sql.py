@@ -241,7 +241,7 @@ def referenced_names(query: str) -> set[str]:
         return names
 
 
-def _internal(name: str) -> bool:
+def is_internal_name(name: str) -> bool:
     """Whether a name is one of synarrow's own views or sources (DuckDB folds case)."""
     folded = name.lower()
     return folded in RESERVED_VIEWS or folded.startswith(INTERNAL_PREFIX)
@@ -264,7 +264,7 @@ def register_keys(
     keys = [n for n in named if n not in RESERVED_VIEWS and db.exists(n)]
     folded: dict[str, str] = {}
     for name in keys:
-        if _internal(name):
+        if is_internal_name(name):
             raise SQLError(
                 f"key {name!r} has the name of a synarrow view, so it cannot be queried by name",
                 hint=f"query it as SELECT ts, value FROM history WHERE key = '{_quote(name)}'",
@@ -372,7 +372,11 @@ class SqlSession:
 
     def interrupt(self) -> None:
         """Stop the query running on this session (it fails with an SQLError)."""
-        self.con.interrupt()
+        if not self._closed:
+            try:
+                self.con.interrupt()
+            except duckdb.Error:
+                pass  # closed meanwhile: nothing left to stop
 
     def close(self) -> None:
         """Close the connection. Idempotent."""

@@ -1,0 +1,138 @@
+"""Appends sent by network clients: bounded in size, checked whole, then written all together.
+
+A put (plain Flight ``do_put`` or Flight SQL ``CommandStatementIngest``) is staged first:
+every batch is size-checked as it arrives, split by key, and its keys, values and
+timestamps are converted and validated. Only when the whole stream has arrived and passed
+are the keys appended, so a bad row anywhere means nothing is written.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from synarrow import _arrow
+from synarrow.db import check_key
+from synarrow.errors import InvalidValueError
+
+if TYPE_CHECKING:
+    from synarrow.db import SynaDB
+
+MAX_BATCH_BYTES = 64 << 20
+MAX_PUT_BYTES = 1 << 30
+
+
+class PutStager:
+    """Collects the batches of one put, checking sizes and contents before anything is written.
+
+    >>> stager = PutStager(key="sensor/1")                       # doctest: +SKIP
+    >>> stager.add(batch); stager.commit(db)
+    """
+
+    def __init__(
+        self,
+        *,
+        key: str | None = None,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
+        max_put_bytes: int = MAX_PUT_BYTES,
+    ) -> None:
+        if key is not None:
+            check_key(key)
+        self.key = key
+        self.max_batch_bytes = max_batch_bytes
+        self.max_put_bytes = max_put_bytes
+        self.bytes = 0
+        self.rows = 0
+        self._parts: list[tuple[str, Any, Any]] = []
+
+    def add(self, batch: pa.RecordBatch) -> int:
+        """Check one incoming batch and stage its rows; returns the rows staged so far."""
+        size = batch.nbytes
+        if size > self.max_batch_bytes:
+            raise InvalidValueError(
+                f"a put batch of {size:,} bytes is over this server's limit of "
+                f"{self.max_batch_bytes:,}",
+                hint="send smaller batches (write_table(..., max_chunksize=...))",
+            )
+        if self.bytes + size > self.max_put_bytes:
+            raise InvalidValueError(
+                f"this put is over the server's limit of {self.max_put_bytes:,} bytes per call",
+                hint="split the data over several puts",
+            )
+        names = batch.schema.names
+        if "value" not in names:
+            raise InvalidValueError(f"a put batch needs a 'value' column, got {names}")
+        if self.key is not None:
+            self._stage(self.key, pa.Table.from_batches([batch]))
+        else:
+            if "key" not in names:
+                raise InvalidValueError(
+                    "without a key in the descriptor, batches need a 'key' column"
+                )
+            from synarrow.export import split_by_key
+
+            for key, part in split_by_key(pa.Table.from_batches([batch])):
+                self._stage(key, part)
+        self.bytes += size
+        self.rows += batch.num_rows
+        return self.rows
+
+    def _stage(self, key: str, table: pa.Table) -> None:
+        check_key(key)
+        values = table.column("value")
+        ts = table.column("ts") if "ts" in table.schema.names else None
+        if ts is not None and not pa.types.is_timestamp(ts.type):
+            from synarrow.export import to_ts_column
+
+            ts = to_ts_column(ts, "us")
+        # Converted now so a bad value fails before any key is written.
+        _arrow.to_timestamps(ts, _arrow.to_batch(values).count)
+        self._parts.append((key, values, ts))
+
+    def commit(self, db: SynaDB) -> int:
+        """Append every staged part; returns the rows appended."""
+        groups: dict[str, list[tuple[Any, Any]]] = {}
+        for key, values, ts in self._parts:
+            groups.setdefault(key, []).append((values, ts))
+        self._parts.clear()
+        total = 0
+        for key, parts in groups.items():
+            for values, ts in _merged(parts):
+                total += db.append_batch(key, values, timestamps=ts)
+        return total
+
+
+def _merged(parts: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    """Consecutive parts of one key joined into one append where their types agree."""
+    out: list[tuple[Any, Any]] = []
+    run: list[tuple[Any, Any]] = []
+
+    def flush() -> None:
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            values = pa.chunked_array([c for v, _ in run for c in _chunks(v)], run[0][0].type)
+            if run[0][1] is None:
+                out.append((values, None))
+            else:
+                ts = pa.chunked_array([c for _, t in run for c in _chunks(t)], run[0][1].type)
+                out.append((values, ts))
+        run.clear()
+
+    for values, ts in parts:
+        if run:
+            v0, t0 = run[0]
+            same = values.type == v0.type and (ts is None) == (t0 is None)
+            if not same or (ts is not None and ts.type != t0.type):
+                flush()
+        run.append((values, ts))
+    flush()
+    return out
+
+
+def _chunks(col: Any) -> list[Any]:
+    return list(col.chunks) if isinstance(col, pa.ChunkedArray) else [col]
+
+
+__all__ = ["MAX_BATCH_BYTES", "MAX_PUT_BYTES", "PutStager"]

@@ -1,0 +1,159 @@
+"""Queries for network clients: a sandboxed session each, a deadline, results in batches.
+
+Each query gets its own :class:`~synarrow.sql.SqlSession` (a fresh DuckDB connection that
+admits only ``SELECT`` / ``EXPLAIN``), so one slow query never holds up another. A timer
+calls ``interrupt()`` on it when the deadline passes; :meth:`QueryRunner.stop` interrupts
+every running query at shutdown. Results are read from DuckDB's record batch reader as the
+client consumes them instead of being built whole first.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+
+from synarrow.errors import InvalidStateError, QueryTimeoutError, SynaError
+from synarrow.sql import SQLError, SqlSession
+
+if TYPE_CHECKING:
+    from synarrow.db import SynaDB
+
+STREAM_BATCH_ROWS = 1 << 19
+
+
+class _Deadline:
+    """Interrupts a session when its time is up, and remembers that it did."""
+
+    def __init__(self, session: SqlSession, timeout: float) -> None:
+        self.fired = False
+        self._session = session
+        self._timer = threading.Timer(timeout, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        self._session.interrupt()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+class QueryRunner:
+    """Runs the queries of one server: sessions per query, a timeout, interruption at stop."""
+
+    def __init__(self, db: SynaDB, *, timeout: float | None = None) -> None:
+        if timeout is not None and not timeout > 0:
+            raise SQLError(f"a query timeout is a positive number of seconds, got {timeout!r}")
+        self.db = db
+        self.timeout = timeout
+        self._active: set[SqlSession] = set()
+        self._lock = threading.Lock()
+        self._stopping = False
+
+    def _open(self) -> SqlSession:
+        session = SqlSession(self.db, read_only=True)
+        with self._lock:
+            if self._stopping:
+                session.close()
+                raise InvalidStateError("the server is shutting down")
+            self._active.add(session)
+        return session
+
+    def _close(self, session: SqlSession) -> None:
+        with self._lock:
+            self._active.discard(session)
+        session.close()
+
+    def _timer(self, session: SqlSession) -> _Deadline | None:
+        return None if self.timeout is None else _Deadline(session, self.timeout)
+
+    def _error(self, exc: BaseException, timer: _Deadline | None) -> SynaError:
+        if isinstance(exc, SynaError) and not isinstance(exc, SQLError):
+            return exc
+        if self._stopping:
+            return InvalidStateError("the query was cancelled: the server is shutting down")
+        if timer is not None and timer.fired:
+            return QueryTimeoutError(
+                f"the query ran past the server's timeout of {self.timeout:g} s and was stopped"
+            )
+        if isinstance(exc, SQLError):
+            return exc
+        return SQLError(f"query failed: {exc}")
+
+    def _start(
+        self, query: str, params: Iterable[Any] | None, fetch: Any
+    ) -> tuple[Any, SqlSession, _Deadline | None]:
+        """``fetch(relation)`` on a new session under the deadline; on failure it is closed."""
+        session = self._open()
+        timer = self._timer(session)
+        try:
+            rel = session.relation(query, params)
+            if rel is None:
+                raise SQLError("the statement returns no rows")
+            return fetch(rel), session, timer
+        except BaseException as exc:
+            self._finish(session, timer)
+            if isinstance(exc, (SynaError, duckdb.Error, pa.ArrowException)):
+                raise self._error(exc, timer) from exc
+            raise
+
+    def _finish(self, session: SqlSession, timer: _Deadline | None) -> None:
+        if timer is not None:
+            timer.cancel()
+        self._close(session)
+
+    def schema(self, query: str, params: Iterable[Any] | None = None) -> pa.Schema:
+        """The Arrow schema of a query's result, without running it in full."""
+        schema, session, timer = self._start(
+            query, params, lambda rel: rel.limit(0).to_arrow_table().schema
+        )
+        self._finish(session, timer)
+        return schema  # type: ignore[no-any-return]
+
+    def stream(
+        self, query: str, params: Iterable[Any] | None = None
+    ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+        """The result's schema and an iterator of its batches, computed as they are read.
+
+        The session closes when the iterator is exhausted, fails or is discarded; the
+        deadline covers the whole read.
+        """
+        reader, session, timer = self._start(
+            query, params, lambda rel: rel.arrow(batch_size=STREAM_BATCH_ROWS)
+        )
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                while True:
+                    try:
+                        batch = reader.read_next_batch()
+                    except StopIteration:
+                        return
+                    except (duckdb.Error, pa.ArrowException) as exc:
+                        raise self._error(exc, timer) from exc
+                    yield batch
+            finally:
+                self._finish(session, timer)
+
+        return reader.schema, batches()
+
+    def table(self, query: str, params: Iterable[Any] | None = None) -> pa.Table:
+        """A query's whole result (for small results such as one prepared-statement row)."""
+        schema, batches = self.stream(query, params)
+        return pa.Table.from_batches(list(batches), schema)
+
+    def stop(self) -> None:
+        """Interrupt every running query and refuse new ones."""
+        with self._lock:
+            self._stopping = True
+            active = list(self._active)
+        for session in active:
+            session.interrupt()
+
+
+__all__ = ["QueryRunner"]
