@@ -61,6 +61,7 @@ from synarrow.serving.query import QueryRunner
 from synarrow.serving.wire import (
     MAX_REQUEST_BYTES,
     check_size,
+    flight_error,
     guard,
     guarded_batches,
     rebatch,
@@ -275,13 +276,20 @@ class FlightServer(flight.FlightServerBase):  # type: ignore[misc]
         request = _descriptor_request(descriptor)
         return self._info(request, *self._schema(request))
 
-    @guard
     def get_schema(self, context: Any, descriptor: flight.FlightDescriptor) -> flight.SchemaResult:
         """The schema of a key's history, a query's result or a Flight SQL command."""
-        sql = self._command(descriptor)
-        if sql is not None:
-            return flight.SchemaResult(self.flight_sql.schema(*sql))
-        return flight.SchemaResult(self._schema(_descriptor_request(descriptor))[0])
+        try:
+            sql = self._command(descriptor)
+            if sql is not None:
+                return flight.SchemaResult(self.flight_sql.schema(*sql))
+            return flight.SchemaResult(self._schema(_descriptor_request(descriptor))[0])
+        except flight.FlightError as exc:
+            error = exc
+        except Exception as exc:
+            error = flight_error(exc)
+        # pyarrow reports any exception of get_schema with its traceback, chained causes
+        # included: raised bare here, the client sees the message and this one frame.
+        raise error from None
 
     @guard
     def do_get(self, context: Any, ticket: flight.Ticket) -> flight.FlightDataStream:
