@@ -25,6 +25,7 @@ from . import (
     bench_columnar,
     bench_core,
     bench_experiment,
+    bench_flightsql,
     bench_scaleout,
     bench_tensor,
     bench_vector,
@@ -41,6 +42,7 @@ ISSUES = {
     5: ("Issue 5: tensors, PyTorch loading, GPU", bench_tensor.BENCHMARKS),
     6: ("Issue 6: experiment tracking and model registry", bench_experiment.BENCHMARKS),
     7: ("Issue 7: scale-out (Arrow Flight, dataset export)", bench_scaleout.BENCHMARKS),
+    12: ("Issue 12: serving over Arrow Flight SQL (ADBC)", bench_flightsql.BENCHMARKS),
 }
 GROUPS = {
     "core": list(bench_core.BENCHMARKS),
@@ -49,6 +51,7 @@ GROUPS = {
     "tensor": list(bench_tensor.BENCHMARKS),
     "experiment": list(bench_experiment.BENCHMARKS),
     "scaleout": list(bench_scaleout.BENCHMARKS),
+    "flightsql": list(bench_flightsql.BENCHMARKS),
 }
 ALL: dict[str, tuple[int, object]] = {}
 for _issue, (_title, _b) in ISSUES.items():

@@ -753,6 +753,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         closer = threading.Thread(target=server.shutdown, name="synarrow-shutdown", daemon=True)
         closer.start()
         closer.join(timeout=5)
+        if not closer.is_alive():
+            server.queries.close()
         print("synarrow: server stopped", file=sys.stderr, flush=True)
     finally:
         for sig, handler in previous.items():

@@ -215,6 +215,7 @@ class FlightServer(flight.FlightServerBase):  # type: ignore[misc]
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        self.queries.close()
 
     def __enter__(self) -> FlightServer:
         return self

@@ -325,13 +325,22 @@ class SqlSession:
 
     ``db.sql`` keeps one per database (closed by ``db.close()``); a server opens one per
     request, so a slow query holds only its own connection and :meth:`interrupt` stops it.
-    ``read_only`` admits only ``SELECT`` and ``EXPLAIN`` statements.
+    ``read_only`` admits only ``SELECT`` and ``EXPLAIN`` statements. ``connection``: a
+    connection to use instead of a new one, such as ``base.cursor()`` of a sandboxed
+    ``base`` (a cursor is its own connection, with its own views, to the same in-memory
+    DuckDB, and costs far less to open); the session closes it.
     """
 
-    def __init__(self, db: SynaDB, *, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        db: SynaDB,
+        *,
+        read_only: bool = False,
+        connection: duckdb.DuckDBPyConnection | None = None,
+    ) -> None:
         self.db = db
         self.read_only = read_only
-        self.con = new_connection()
+        self.con = connection if connection is not None else new_connection()
         self.lock = threading.Lock()
         self._state: tuple[int, int] | None = None
         self._sources: set[str] | None = None

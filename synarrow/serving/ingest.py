@@ -86,8 +86,9 @@ class PutStager:
             from synarrow.export import to_ts_column
 
             ts = to_ts_column(ts, "us")
-        # Converted now so a bad value fails before any key is written.
-        _arrow.to_timestamps(ts, _arrow.to_batch(values).count)
+        if not _plainly_valid(values, ts):
+            # Converted now so a bad value fails before any key is written.
+            _arrow.to_timestamps(ts, _arrow.to_batch(values).count)
         self._parts.append((key, values, ts))
 
     def commit(self, db: SynaDB) -> int:
@@ -101,6 +102,20 @@ class PutStager:
             for values, ts in _merged(parts):
                 total += db.append_batch(key, values, timestamps=ts)
         return total
+
+
+def _plainly_valid(values: Any, ts: Any) -> bool:
+    """Numbers without nulls, and timestamps without nulls: nothing append_batch refuses."""
+    kind = values.type
+    numeric = (pa.types.is_floating(kind) and not pa.types.is_float16(kind)) or (
+        pa.types.is_integer(kind) and not pa.types.is_uint64(kind)
+    )
+    if not numeric or values.null_count:
+        return False
+    # Nanoseconds may not convert to microseconds exactly: those are checked in full.
+    return ts is None or (
+        pa.types.is_timestamp(ts.type) and ts.type.unit != "ns" and not ts.null_count
+    )
 
 
 def _merged(parts: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:

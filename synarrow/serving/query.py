@@ -9,7 +9,9 @@ client consumes them instead of being built whole first.
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +19,17 @@ import duckdb
 import pyarrow as pa
 
 from synarrow.errors import InvalidStateError, QueryTimeoutError, SynaError
-from synarrow.sql import SQLError, SqlSession
+from synarrow.sandbox import new_connection
+from synarrow.serving.wire import rebatch
+from synarrow.sql import RESERVED_VIEWS, SQLError, SqlSession, is_internal_name, naive_ts
 
 if TYPE_CHECKING:
     from synarrow.db import SynaDB
 
 STREAM_BATCH_ROWS = 1 << 19
+_WHOLE_KEY = re.compile(
+    r'\s*SELECT\s+\*\s+FROM\s+("(?:[^"]|"")+"|[A-Za-z_]\w*)\s*;?\s*', re.IGNORECASE
+)
 
 
 class _Deadline:
@@ -51,12 +58,19 @@ class QueryRunner:
             raise SQLError(f"a query timeout is a positive number of seconds, got {timeout!r}")
         self.db = db
         self.timeout = timeout
+        # One sandboxed in-memory DuckDB; each query gets a cursor of it (its own
+        # connection: views, registrations and interrupt() are per cursor).
+        self._base = new_connection()
         self._active: set[SqlSession] = set()
         self._lock = threading.Lock()
         self._stopping = False
 
     def _open(self) -> SqlSession:
-        session = SqlSession(self.db, read_only=True)
+        with self._lock:
+            if self._stopping:
+                raise InvalidStateError("the server is shutting down")
+            cursor = self._base.cursor()
+        session = SqlSession(self.db, read_only=True, connection=cursor)
         with self._lock:
             if self._stopping:
                 session.close()
@@ -109,6 +123,9 @@ class QueryRunner:
 
     def schema(self, query: str, params: Iterable[Any] | None = None) -> pa.Schema:
         """The Arrow schema of a query's result, without running it in full."""
+        whole = self._whole_key(query, params)
+        if whole is not None:
+            return whole.schema
         schema, session, timer = self._start(
             query, params, lambda rel: rel.limit(0).to_arrow_table().schema
         )
@@ -123,6 +140,9 @@ class QueryRunner:
         The session closes when the iterator is exhausted, fails or is discarded; the
         deadline covers the whole read.
         """
+        whole = self._whole_key(query, params)
+        if whole is not None:
+            return whole.schema, iter(rebatch(whole).to_batches())
         reader, session, timer = self._start(
             query, params, lambda rel: rel.arrow(batch_size=STREAM_BATCH_ROWS)
         )
@@ -147,13 +167,55 @@ class QueryRunner:
         schema, batches = self.stream(query, params)
         return pa.Table.from_batches(list(batches), schema)
 
-    def stop(self) -> None:
-        """Interrupt every running query and refuse new ones."""
+    def stop(self, *, wait: float = 2.0) -> None:
+        """Refuse new queries and interrupt the running ones, for up to ``wait`` seconds.
+
+        Interrupting is repeated: a query between its session's start and DuckDB's first
+        step would otherwise miss a single interrupt and run on.
+        """
         with self._lock:
             self._stopping = True
-            active = list(self._active)
-        for session in active:
-            session.interrupt()
+        deadline = time.monotonic() + wait
+        while True:
+            with self._lock:
+                active = list(self._active)
+            for session in active:
+                session.interrupt()
+            if not active or time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        """Stop, then release the DuckDB instance."""
+        self.stop(wait=0)
+        self._base.close()
+
+    def _whole_key(self, query: str, params: Iterable[Any] | None) -> pa.Table | None:
+        """The history of the key a ``SELECT * FROM "<key>"`` reads, if that is the query.
+
+        Such a query on a numeric key is answered from the memory-mapped history itself
+        instead of through DuckDB: the same rows, columns and Arrow types DuckDB would give,
+        at the speed of a key ticket.
+        """
+        if params:
+            return None
+        match = _WHOLE_KEY.fullmatch(query)
+        if match is None:
+            return None
+        name = match.group(1)
+        if name.startswith('"'):
+            name = name[1:-1].replace('""', '"')
+        if name in RESERVED_VIEWS or is_internal_name(name):
+            return None
+        try:
+            table = naive_ts(self.db.get_history(name))
+        except SynaError:
+            return None
+        value = table.schema.field("value").type
+        if not (pa.types.is_floating(value) or pa.types.is_integer(value)):
+            return None  # DuckDB returns text and vectors in other Arrow types: let it answer
+        nullable = pa.schema([f.with_nullable(True) for f in table.schema])
+        return pa.Table.from_arrays(table.columns, schema=nullable)
 
 
 __all__ = ["QueryRunner"]

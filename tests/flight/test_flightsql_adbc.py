@@ -65,6 +65,15 @@ def test_statement_query(conn: object) -> None:
     ]
 
 
+def test_whole_key_query_matches_duckdb(conn: object) -> None:
+    # SELECT * of one key is answered from the stored history; it must equal DuckDB's answer.
+    for key in ("sensor/1", "sensor/2", "name"):
+        fast = fetch(conn, f'SELECT * FROM "{key}"')
+        duck = fetch(conn, f'SELECT ts, value FROM "{key}" WHERE true')
+        assert fast.schema == duck.schema
+        assert fast.equals(duck)
+
+
 def test_parameters(conn: object) -> None:
     got = fetch(
         conn, "SELECT count(*) AS n FROM history WHERE key = ? AND value > ?", ("sensor/2", 4.5)

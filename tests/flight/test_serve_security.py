@@ -290,3 +290,32 @@ def test_stats_action_is_json(serve: Callable[..., Served], db_path: Path) -> No
     with client(served) as c:
         result = list(c.client.do_action(flight.Action("stats", b""), c.options))
         assert json.loads(result[0].body.to_pybytes())["keys"] == 2
+
+
+def test_printed_address_is_the_one_listened_on(
+    serve: Callable[..., Served], db_path: Path
+) -> None:
+    served = serve(db_path, "--host", "0.0.0.0", "--token", TOKEN)
+    assert served.location.startswith("grpc://0.0.0.0:")
+    port = served.location.rsplit(":", 1)[1]
+    with FlightClient(f"grpc://127.0.0.1:{port}", timeout=CALL_TIMEOUT, token=TOKEN) as c:
+        assert c.keys() == ["name", "sensor/1"]
+
+
+def test_put_refuses_bad_values_whole(serve: Callable[..., Served], db_path: Path) -> None:
+    served = serve(db_path, "--token", TOKEN)
+    with client(served) as c:
+        bad_tables = [
+            pa.table({"value": pa.array([1.0, None])}),  # a null in a batch
+            pa.table({"value": pa.array([1, 2**63], pa.uint64())}),  # beyond int64
+            pa.table(
+                {
+                    "ts": pa.array([1, 1001], pa.timestamp("ns", tz="UTC")),  # not whole us
+                    "value": [1.0, 2.0],
+                }
+            ),
+        ]
+        for bad in bad_tables:
+            with pytest.raises(synarrow.SynaError):
+                c.put_table("k", bad)
+        assert "k" not in c.keys()
