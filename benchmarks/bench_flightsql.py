@@ -39,9 +39,22 @@ class _Server:
 
     def __init__(self, path: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "synarrow.cli", "serve", path, "--port", "0",
-             "--token", TOKEN, "--query-timeout", "0"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            [
+                sys.executable,
+                "-m",
+                "synarrow.cli",
+                "serve",
+                path,
+                "--port",
+                "0",
+                "--token",
+                TOKEN,
+                "--query-timeout",
+                "0",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -100,7 +113,9 @@ def bench_flightsql_get(ctx: Ctx) -> list[Row]:
         with _Server(path) as server:
             with ctx.guard(ISSUE, b, fig, ref, "GB/s", ref=None):
                 client = fl.connect(server.location)
-                opts = fl.FlightCallOptions(headers=[(b"authorization", f"Bearer {TOKEN}".encode())])
+                opts = fl.FlightCallOptions(
+                    headers=[(b"authorization", f"Bearer {TOKEN}".encode())]
+                )
                 try:
                     got = []
                     dt = best_time(
@@ -112,8 +127,18 @@ def bench_flightsql_get(ctx: Ctx) -> list[Row]:
                     )
                 finally:
                     client.close()
-                ctx.add(Row(ISSUE, b, fig, ref, nbytes / dt / 1e9, "GB/s", ref=None,
-                            note=f"rows {got[-1]:,}; {note}"))
+                ctx.add(
+                    Row(
+                        ISSUE,
+                        b,
+                        fig,
+                        ref,
+                        nbytes / dt / 1e9,
+                        "GB/s",
+                        ref=None,
+                        note=f"rows {got[-1]:,}; {note}",
+                    )
+                )
             tgt = dict(target=("min", 1.0), target_text="≥ 1 GB/s, within 1.2x of do_get")
             with ctx.guard(ISSUE, b, fig, "synarrow", "GB/s", ref=ref, **tgt):
                 got = []
@@ -124,9 +149,20 @@ def bench_flightsql_get(ctx: Ctx) -> list[Row]:
                         got.append(cur.fetch_arrow_table().num_rows)
 
                     dt = best_time(fetch, 5, budget_s=10)
-                ctx.add(Row(ISSUE, b, fig, "synarrow", nbytes / dt / 1e9, "GB/s", ref=ref,
-                            note=f"ADBC Flight SQL cursor.execute + fetch_arrow_table, rows "
-                                 f"{got[-1]:,}; {note}", **tgt))
+                ctx.add(
+                    Row(
+                        ISSUE,
+                        b,
+                        fig,
+                        "synarrow",
+                        nbytes / dt / 1e9,
+                        "GB/s",
+                        ref=ref,
+                        note=f"ADBC Flight SQL cursor.execute + fetch_arrow_table, rows "
+                        f"{got[-1]:,}; {note}",
+                        **tgt,
+                    )
+                )
     return ctx.rows[start:]
 
 
@@ -141,11 +177,15 @@ def bench_flightsql_ingest(ctx: Ctx) -> list[Row]:
     per = n // nkeys
     fig = f"ingest {n / 1e6:g}M rows / {nkeys} keys"
     keys = sensor_keys(nkeys)
-    table = pa.table({
-        "key": pa.array(np.repeat(np.array(keys, dtype=object), per), pa.string()),
-        "ts": pa.array(np.tile(T0_US + np.arange(per) * 1_000_000, nkeys), pa.timestamp("us", tz="UTC")),
-        "value": sensor_series(per * nkeys),
-    })
+    table = pa.table(
+        {
+            "key": pa.array(np.repeat(np.array(keys, dtype=object), per), pa.string()),
+            "ts": pa.array(
+                np.tile(T0_US + np.arange(per) * 1_000_000, nkeys), pa.timestamp("us", tz="UTC")
+            ),
+            "value": sensor_series(per * nkeys),
+        }
+    )
     tgt = dict(target=("min", 20e6), target_text="≥ 20M values/s")
     with ctx.guard(ISSUE, b, fig, "synarrow", "values/s", ref=None, **tgt):
         times, ok = [], True
@@ -170,10 +210,21 @@ def bench_flightsql_ingest(ctx: Ctx) -> list[Row]:
             if sum(times) > 20:
                 break
         dt = min(times)
-        ctx.add(Row(ISSUE, b, fig, "synarrow", per * nkeys / dt, "values/s", ref=None,
-                    note=f"ADBC adbc_ingest into history (all-or-nothing: staged, then "
-                         f"appended); server DbConfig(sync_on_write=False); "
-                         f"best of {len(times)}; counts equal: {ok}", **tgt))
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig,
+                "synarrow",
+                per * nkeys / dt,
+                "values/s",
+                ref=None,
+                note=f"ADBC adbc_ingest into history (all-or-nothing: staged, then "
+                f"appended); server DbConfig(sync_on_write=False); "
+                f"best of {len(times)}; counts equal: {ok}",
+                **tgt,
+            )
+        )
     return ctx.rows[start:]
 
 
@@ -190,7 +241,9 @@ def bench_flightsql_latency(ctx: Ctx) -> list[Row]:
         db = sa_open(path, sync_on_write=False, auto_compact=False)
         try:
             for k in sensor_keys(100):
-                db.append_batch(k, sensor_series(1000), timestamps=T0_US + np.arange(1000) * 1_000_000)
+                db.append_batch(
+                    k, sensor_series(1000), timestamps=T0_US + np.arange(1000) * 1_000_000
+                )
             db.compact()
             expected = float(np.mean(sensor_series(1000)))
             with ctx.guard(ISSUE, b, fig, ref, "ms", ref=None, higher_better=False):
@@ -199,12 +252,25 @@ def bench_flightsql_latency(ctx: Ctx) -> list[Row]:
                     t0 = perf()
                     db.sql(query)
                     samples.append(perf() - t0)
-                ctx.add(Row(ISSUE, b, fig, ref, statistics.median(samples) * 1e3, "ms",
-                            ref=None, higher_better=False, note=f"median of {reps}"))
+                ctx.add(
+                    Row(
+                        ISSUE,
+                        b,
+                        fig,
+                        ref,
+                        statistics.median(samples) * 1e3,
+                        "ms",
+                        ref=None,
+                        higher_better=False,
+                        note=f"median of {reps}",
+                    )
+                )
         finally:
             db.close()
-        with _Server(path) as server, ctx.guard(ISSUE, b, fig, "synarrow", "ms", ref=ref,
-                                                higher_better=False):
+        with (
+            _Server(path) as server,
+            ctx.guard(ISSUE, b, fig, "synarrow", "ms", ref=ref, higher_better=False),
+        ):
             samples, got = [], None
             with _adbc(server.location) as conn, conn.cursor() as cur:
                 for _ in range(reps):
@@ -212,11 +278,22 @@ def bench_flightsql_latency(ctx: Ctx) -> list[Row]:
                     cur.execute(query)
                     got = cur.fetch_arrow_table().column("a")[0].as_py()
                     samples.append(perf() - t0)
-            ctx.add(Row(ISSUE, b, fig, "synarrow", statistics.median(samples) * 1e3, "ms",
-                        ref=ref, higher_better=False,
-                        note=f"ADBC Flight SQL round trips (GetFlightInfo + DoGet, a fresh "
-                             f"sandboxed session each) median of {reps}; value equal: "
-                             f"{abs(got - expected) < 1e-9}"))
+            ctx.add(
+                Row(
+                    ISSUE,
+                    b,
+                    fig,
+                    "synarrow",
+                    statistics.median(samples) * 1e3,
+                    "ms",
+                    ref=ref,
+                    higher_better=False,
+                    note=f"ADBC Flight SQL: GetFlightInfo runs the query on a fresh "
+                    f"sandboxed cursor and keeps the small result for DoGet; median "
+                    f"of {reps}; value equal: "
+                    f"{abs(got - expected) < 1e-9}",
+                )
+            )
     return ctx.rows[start:]
 
 

@@ -320,6 +320,15 @@ def check_statements(query: str, *, read_only: bool = False) -> None:
             )
 
 
+def _uses_views(query: str) -> bool:
+    """Whether a query may read ``history`` / ``latest`` (True when it cannot be told)."""
+    try:
+        names = duckdb.get_table_names(query)
+    except duckdb.Error:
+        return True
+    return any(name.lower() in RESERVED_VIEWS for name in names)
+
+
 class SqlSession:
     """One sandboxed DuckDB connection over a database, its views kept current per query.
 
@@ -350,7 +359,7 @@ class SqlSession:
     def _prepare(self, query: str) -> None:
         db = self.db
         state = (db._next_seq, db._columnar.manifest.generation)
-        if self._state != state:
+        if self._state != state and _uses_views(query):
             self._sources = register(self.con, db, previous=self._sources)
             self._state = state
         self._keys = register_keys(self.con, db, query, self._keys)

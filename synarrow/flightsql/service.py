@@ -11,6 +11,7 @@ read-only sandboxed sessions (``SELECT`` / ``EXPLAIN``); updates are refused.
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 from collections import OrderedDict
@@ -102,6 +103,7 @@ class FlightSqlService:
         self.max_put_bytes = max_put_bytes
         self._prepared: OrderedDict[bytes, _Prepared] = OrderedDict()
         self._lock = threading.Lock()
+        self._results = _ResultCache()
 
     # -- metadata ---------------------------------------------------------------------------
 
@@ -158,26 +160,43 @@ class FlightSqlService:
                 raise InvalidArgumentError("this server has no transactions")
             return msg.query, None
         if name == "TicketStatementQuery":
-            return msg.statement_handle.decode("utf-8"), None
+            handle = _handle(msg.statement_handle)
+            if "p" not in handle:
+                return str(handle["q"]), None
+            msg = m.new(
+                "CommandPreparedStatementQuery",
+                prepared_statement_handle=bytes.fromhex(handle["p"]),
+            )
         prepared = self._prepared_statement(msg.prepared_statement_handle)
         return prepared.query, prepared.params
 
     def flight_info(
         self, name: str, msg: Any, descriptor: flight.FlightDescriptor
     ) -> flight.FlightInfo:
-        """GetFlightInfo of a Flight SQL command: its schema and the ticket to fetch it."""
+        """GetFlightInfo of a Flight SQL command: its schema and the ticket to fetch it.
+
+        A query runs here already: a result of one small batch is kept for the DoGet of
+        its ticket (which then costs no second run); a larger one is streamed by DoGet.
+        """
         if name in _METADATA:
             table = self._metadata(name, msg)
             return _info(table.schema, descriptor, m.pack(msg), table.num_rows)
+        if name not in ("CommandStatementQuery", "CommandPreparedStatementQuery"):
+            raise InvalidArgumentError(f"{name} is not a query; send it with DoPut or DoAction")
+        query, params = self._query_of(name, msg)
         if name == "CommandStatementQuery":
-            query, _ = self._query_of(name, msg)
-            ticket = m.pack(m.new("TicketStatementQuery", statement_handle=query.encode("utf-8")))
-            return _info(self.queries.schema(query), descriptor, ticket, -1)
-        if name == "CommandPreparedStatementQuery":
-            query, params = self._query_of(name, msg)
-            schema = self.queries.schema(query, params[0] if params else None)
-            return _info(schema, descriptor, m.pack(msg), -1)
-        raise InvalidArgumentError(f"{name} is not a query; send it with DoPut or DoAction")
+            handle: dict[str, Any] = {"q": query}
+        else:
+            handle = {"p": msg.prepared_statement_handle.hex()}
+        if params and len(params) > 1:
+            schema, rows = self.queries.schema(query, params[0]), -1
+        else:
+            schema, small = self.queries.first(query, params[0] if params else None)
+            rows = -1 if small is None else small.num_rows
+            if small is not None:
+                handle["r"] = self._results.put(small)
+        ticket = m.pack(m.new("TicketStatementQuery", statement_handle=_encode_handle(handle)))
+        return _info(schema, descriptor, ticket, rows)
 
     def schema(self, name: str, msg: Any) -> pa.Schema:
         """GetSchema of a Flight SQL command."""
@@ -194,6 +213,10 @@ class FlightSqlService:
             return flight.RecordBatchStream(self._metadata(name, msg))
         if name not in ("TicketStatementQuery", "CommandPreparedStatementQuery"):
             raise InvalidArgumentError(f"{name} is not a Flight SQL ticket")
+        if name == "TicketStatementQuery":
+            kept = self._results.take(_handle(msg.statement_handle).get("r"))
+            if kept is not None:
+                return flight.RecordBatchStream(kept)
         query, params = self._query_of(name, msg)
         if not params:
             schema, batches = self.queries.stream(query)
@@ -332,6 +355,59 @@ class FlightSqlService:
                 self._prepared.pop(unpacked[1].prepared_statement_handle, None)
             return []
         raise InvalidArgumentError(f"unknown Flight SQL action {kind!r}")
+
+
+class _ResultCache:
+    """Small query results computed by GetFlightInfo, each kept for one DoGet of its ticket.
+
+    Bounded in entries and bytes (oldest dropped first); a ticket whose result was dropped
+    runs its query again.
+    """
+
+    def __init__(self, *, max_entries: int = 256, max_bytes: int = 64 << 20) -> None:
+        self._tables: OrderedDict[str, pa.Table] = OrderedDict()
+        self._bytes = 0
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
+
+    def put(self, table: pa.Table) -> str:
+        token = secrets.token_hex(16)
+        with self._lock:
+            self._tables[token] = table
+            self._bytes += table.nbytes
+            while self._tables and (
+                len(self._tables) > self._max_entries or self._bytes > self._max_bytes
+            ):
+                _, old = self._tables.popitem(last=False)
+                self._bytes -= old.nbytes
+        return token
+
+    def take(self, token: Any) -> pa.Table | None:
+        if not isinstance(token, str):
+            return None
+        with self._lock:
+            table = self._tables.pop(token, None)
+            if table is not None:
+                self._bytes -= table.nbytes
+            return table
+
+
+def _encode_handle(handle: dict[str, Any]) -> bytes:
+    return json.dumps(handle).encode("utf-8")
+
+
+def _handle(raw: bytes) -> dict[str, Any]:
+    """A statement handle of this server: JSON with the query ("q") or prepared handle ("p")."""
+    try:
+        handle = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidArgumentError("not a statement handle of this server") from exc
+    if not isinstance(handle, dict) or not (
+        isinstance(handle.get("q"), str) or isinstance(handle.get("p"), str)
+    ):
+        raise InvalidArgumentError("not a statement handle of this server")
+    return handle
 
 
 def _opt(msg: Any, name: str) -> str | None:

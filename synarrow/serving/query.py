@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from synarrow.db import SynaDB
 
 STREAM_BATCH_ROWS = 1 << 19
+SMALL_RESULT_BYTES = 4 << 20
 _WHOLE_KEY = re.compile(
     r'\s*SELECT\s+\*\s+FROM\s+("(?:[^"]|"")+"|[A-Za-z_]\w*)\s*;?\s*', re.IGNORECASE
 )
@@ -48,6 +49,47 @@ class _Deadline:
 
     def cancel(self) -> None:
         self._timer.cancel()
+
+
+class _Batches:
+    """The batches of a running query; its session is released when they are exhausted,
+    fail, or the iterator is closed or dropped (even before the first batch is read)."""
+
+    def __init__(
+        self, runner: QueryRunner, reader: Any, session: SqlSession, timer: _Deadline | None
+    ) -> None:
+        self._runner = runner
+        self._reader = reader
+        self._session: SqlSession | None = session
+        self._timer = timer
+
+    def __iter__(self) -> _Batches:
+        return self
+
+    def __next__(self) -> pa.RecordBatch:
+        if self._session is None:
+            raise StopIteration
+        try:
+            return self._reader.read_next_batch()
+        except StopIteration:
+            self.close()
+            raise
+        except (duckdb.Error, pa.ArrowException) as exc:
+            error = self._runner._error(exc, self._timer)
+            self.close()
+            raise error from exc
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the query's session (idempotent)."""
+        session, self._session = self._session, None
+        if session is not None:
+            self._runner._finish(session, self._timer)
+
+    def __del__(self) -> None:
+        self.close()
 
 
 class QueryRunner:
@@ -147,20 +189,30 @@ class QueryRunner:
             query, params, lambda rel: rel.arrow(batch_size=STREAM_BATCH_ROWS)
         )
 
-        def batches() -> Iterator[pa.RecordBatch]:
-            try:
-                while True:
-                    try:
-                        batch = reader.read_next_batch()
-                    except StopIteration:
-                        return
-                    except (duckdb.Error, pa.ArrowException) as exc:
-                        raise self._error(exc, timer) from exc
-                    yield batch
-            finally:
-                self._finish(session, timer)
+        return reader.schema, _Batches(self, reader, session, timer)
 
-        return reader.schema, batches()
+    def first(
+        self,
+        query: str,
+        params: Iterable[Any] | None = None,
+        *,
+        max_bytes: int = SMALL_RESULT_BYTES,
+    ) -> tuple[pa.Schema, pa.Table | None]:
+        """Run a query as far as its first batch: the schema, and the whole result when
+        that is one batch of at most ``max_bytes`` (else None: stream it again)."""
+        if self._whole_key(query, params) is not None:
+            return self.schema(query, params), None
+        schema, batches = self.stream(query, params)
+        try:
+            head = next(batches, None)
+            if head is None:
+                return schema, schema.empty_table()
+            if head.nbytes > max_bytes or next(batches, None) is not None:
+                return schema, None
+            return schema, pa.Table.from_batches([head], schema)
+        finally:
+            if isinstance(batches, _Batches):
+                batches.close()
 
     def table(self, query: str, params: Iterable[Any] | None = None) -> pa.Table:
         """A query's whole result (for small results such as one prepared-statement row)."""

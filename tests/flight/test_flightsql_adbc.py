@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import TOKEN, Served, self_signed, start_server
+from _serve import TOKEN, Served, self_signed, start_server
 
 import synarrow
 
@@ -189,3 +189,27 @@ def test_adbc_over_tls(serve: Callable[..., Served], db_path: Path, tmp_path: Pa
         assert fetch(c, 'SELECT count(*) AS n FROM "sensor/1"').column("n").to_pylist() == [N]
         with c.cursor() as cur, pytest.raises(adbc_manager.Error, match="read-only"):
             cur.adbc_ingest("x", pa.table({"value": [1.0]}), mode="create")
+
+
+def test_ticket_serves_twice_and_handles_are_checked(server: Served) -> None:
+    import pyarrow.flight as flight
+
+    from synarrow.flightsql import messages as m
+
+    client = flight.connect(server.location)
+    opts = flight.FlightCallOptions(
+        timeout=60, headers=[(b"authorization", f"Bearer {TOKEN}".encode())]
+    )
+    try:
+        cmd = m.pack(m.new("CommandStatementQuery", query="SELECT count(*) AS n FROM history"))
+        info = client.get_flight_info(flight.FlightDescriptor.for_command(cmd), opts)
+        ticket = info.endpoints[0].ticket
+        # The first read is the result kept by GetFlightInfo, the second runs the query again.
+        first = client.do_get(ticket, opts).read_all()
+        second = client.do_get(ticket, opts).read_all()
+        assert first.equals(second) and first.column("n").to_pylist() == [N + 12]
+        forged = m.pack(m.new("TicketStatementQuery", statement_handle=b"SELECT 1"))
+        with pytest.raises(flight.FlightServerError, match="statement handle"):
+            client.do_get(flight.Ticket(forged), opts).read_all()
+    finally:
+        client.close()

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
-from conftest import TOKEN, Served, self_signed
+from _serve import TOKEN, Served, self_signed
 
 import synarrow
 from synarrow.errors import InvalidValueError, QueryTimeoutError, ReadOnlyError
