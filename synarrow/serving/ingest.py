@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from synarrow import _arrow
 from synarrow.db import check_key
@@ -70,9 +72,7 @@ class PutStager:
                 raise InvalidValueError(
                     "without a key in the descriptor, batches need a 'key' column"
                 )
-            from synarrow.export import split_by_key
-
-            for key, part in split_by_key(pa.Table.from_batches([batch])):
+            for key, part in _split_by_key(pa.Table.from_batches([batch])):
                 self._stage(key, part)
         self.bytes += size
         self.rows += batch.num_rows
@@ -102,6 +102,30 @@ class PutStager:
             for values, ts in _merged(parts):
                 total += db.append_batch(key, values, timestamps=ts)
         return total
+
+
+def _split_by_key(table: pa.Table) -> list[tuple[str, pa.Table]]:
+    """``(key, rows)`` per key: slices where each key's rows are contiguous (the usual
+    layout, no copy), else grouped by :func:`synarrow.export.split_by_key`."""
+    keys = table.column("key")
+    if keys.null_count:
+        raise InvalidValueError(f"the key column holds {keys.null_count} nulls")
+    if not (pa.types.is_string(keys.type) or pa.types.is_large_string(keys.type)):
+        keys = keys.cast(pa.string())
+    keys = keys.combine_chunks()
+    n = len(keys)
+    if n == 0:
+        return []
+    change = pc.not_equal(keys.slice(1), keys.slice(0, n - 1))
+    starts = np.concatenate([[0], np.flatnonzero(change.to_numpy(zero_copy_only=False)) + 1])
+    names = [keys[int(i)].as_py() for i in starts]
+    if len(set(names)) != len(names):
+        from synarrow.export import split_by_key
+
+        return list(split_by_key(table))
+    ends = [*starts[1:], n]
+    rest = table.drop_columns(["key"])
+    return [(k, rest.slice(int(a), int(b - a))) for k, a, b in zip(names, starts, ends)]
 
 
 def _plainly_valid(values: Any, ts: Any) -> bool:

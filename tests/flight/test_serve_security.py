@@ -319,3 +319,23 @@ def test_put_refuses_bad_values_whole(serve: Callable[..., Served], db_path: Pat
             with pytest.raises(synarrow.SynaError):
                 c.put_table("k", bad)
         assert "k" not in c.keys()
+
+
+def test_multi_key_put_in_any_row_order(serve: Callable[..., Served], db_path: Path) -> None:
+    served = serve(db_path, "--token", TOKEN)
+    with client(served) as c:
+        sorted_rows = pa.table(
+            {"key": ["a", "a", "b", "c", "c"], "value": [1.0, 2.0, 3.0, 4.0, 5.0]}
+        )
+        mixed = pa.table({"key": ["x", "y", "x", "z", "y"], "value": [1.0, 2.0, 3.0, 4.0, 5.0]})
+        assert c.put_table(None, sorted_rows) == 5
+        assert c.put_table(None, mixed) == 5
+        got = {k: c.history(k).column("value").to_pylist() for k in "abcxyz"}
+    assert got == {
+        "a": [1.0, 2.0],
+        "b": [3.0],
+        "c": [4.0, 5.0],
+        "x": [1.0, 3.0],
+        "y": [2.0, 5.0],
+        "z": [4.0],
+    }
