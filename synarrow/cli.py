@@ -716,6 +716,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     started = time.monotonic()
     previous: dict[int, Any] = {}
+    hung = False
     try:
         # The server listens from construction on; this thread only waits for a signal.
         server = FlightServer(
@@ -752,14 +753,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server.queries.stop()
         closer = threading.Thread(target=server.shutdown, name="synarrow-shutdown", daemon=True)
         closer.start()
-        closer.join(timeout=5)
-        if not closer.is_alive():
+        closer.join(timeout=3)
+        hung = closer.is_alive()
+        if not hung:
             server.queries.close()
         print("synarrow: server stopped", file=sys.stderr, flush=True)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         db.close()
+    if hung:
+        # A client that stopped reading holds its stream open and gRPC's shutdown waits for
+        # it (so would the interpreter's exit). Every write is durable now: leave.
+        _warn("a client stopped reading its stream; exiting without waiting for it")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_OK)
     return EXIT_OK
 
 

@@ -339,3 +339,26 @@ def test_multi_key_put_in_any_row_order(serve: Callable[..., Served], db_path: P
         "y": [2.0, 5.0],
         "z": [4.0],
     }
+
+
+def test_sigterm_with_a_client_that_stopped_reading(
+    serve: Callable[..., Served], tmp_path: Path
+) -> None:
+    path = tmp_path / "big.db"
+    with synarrow.SynaDB(path, config=synarrow.DbConfig(sync_on_write=False)) as db:
+        db.append_batch("big", np.random.default_rng(0).random(6_000_000))
+        db.compact()
+    served = serve(path, "--token", TOKEN)
+    raw = flight.connect(served.location)
+    try:
+        opts = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {TOKEN}".encode())])
+        stream = raw.do_get(flight.Ticket(encode_ticket(key="big")), opts)
+        stream.read_chunk()  # one batch, then the client stops reading
+        with client(served) as c:
+            c.stats()
+        served.proc.send_signal(signal.SIGTERM)
+        # Bounded, not timed: without leaving, gRPC would wait for this client forever.
+        assert served.proc.wait(timeout=30) == 0
+        assert "stopped reading" in served.proc.stderr.read()
+    finally:
+        raw.close()
