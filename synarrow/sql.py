@@ -23,6 +23,11 @@ Columnar data is registered as slices of the memory-mapped record batches (zero-
 reads the mapping, projecting only the columns a query uses); the log tail is registered as
 Arrow tables built from the in-memory index. DuckDB applies a ``key = ...`` filter on
 ``history`` while scanning; a per-key view reads only that key's rows.
+
+Every connection comes from :mod:`synarrow.sandbox` (no file access, no extensions, settings
+locked), and :func:`check_statements` refuses ``EXPORT`` / ``ATTACH`` / ``LOAD`` before
+DuckDB sees them. :class:`SqlSession` is one such connection kept current for a database:
+``db.sql`` owns one (closed by ``db.close()``); servers open one per request.
 """
 
 from __future__ import annotations
