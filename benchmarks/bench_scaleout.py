@@ -72,9 +72,9 @@ def bench_flight_get(ctx: Ctx) -> list[Row]:
             nbytes = table.nbytes
 
             with ctx.guard(ISSUE, b, fig, ref, "GB/s", ref=None):
-                from synarrow.flight import _batches
+                from synarrow.serving.wire import rebatch
 
-                batches = _batches(table)
+                batches = rebatch(table)
 
                 class Bare(fl.FlightServerBase):
                     def do_get(self, context, ticket):
@@ -268,8 +268,8 @@ def bench_flight_put(ctx: Ctx) -> list[Row]:
                     "values/s",
                     ref=ref,
                     note=(
-                        f"FlightClient.put_table -> db.append_batch per batch of "
-                        f"{PUT_BATCH_ROWS:,}; DbConfig({_kw(config)}); best of {len(times)}; "
+                        f"FlightClient.put_table in batches of {PUT_BATCH_ROWS:,}, staged "
+                        f"whole then appended (all-or-nothing); DbConfig({_kw(config)}); best of {len(times)}; "
                         f"history equal: {ok}"
                     ),
                     **kw,

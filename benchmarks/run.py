@@ -25,6 +25,7 @@ from . import (
     bench_columnar,
     bench_core,
     bench_experiment,
+    bench_flightsql,
     bench_scaleout,
     bench_tensor,
     bench_vector,
@@ -42,6 +43,7 @@ ISSUES = {
     6: ("Issue 6: experiment tracking and model registry", bench_experiment.BENCHMARKS),
     7: ("Issue 7: scale-out (Arrow Flight, dataset export)", bench_scaleout.BENCHMARKS),
     11: ("Issue 11: on-disk trust (columnar checksums, check)", bench_columnar.TRUST_BENCHMARKS),
+    12: ("Issue 12: serving over Arrow Flight SQL (ADBC)", bench_flightsql.BENCHMARKS),
 }
 GROUPS = {
     "core": list(bench_core.BENCHMARKS),
@@ -50,6 +52,7 @@ GROUPS = {
     "tensor": list(bench_tensor.BENCHMARKS),
     "experiment": list(bench_experiment.BENCHMARKS),
     "scaleout": list(bench_scaleout.BENCHMARKS),
+    "flightsql": list(bench_flightsql.BENCHMARKS),
 }
 ALL: dict[str, tuple[int, object]] = {}
 for _issue, (_title, _b) in ISSUES.items():

@@ -13,7 +13,7 @@
     synarrow export data.db out/                   # Hive-partitioned Parquet dataset
     synarrow export data.db all.csv                # one file: key, ts, value
     synarrow import data.db all.csv
-    synarrow serve data.db --port 8815             # Arrow Flight on 127.0.0.1
+    synarrow serve data.db --port 8815             # Arrow Flight (SQL) on 127.0.0.1
 
 Reading commands open the database read-only, so they work while another process writes.
 Exit status: 0 success, 1 error (one line on stderr), 2 bad usage, 3 ``check`` found damage,
@@ -511,40 +511,80 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """``synarrow serve PATH``: an Arrow Flight server until Ctrl-C / SIGTERM."""
+    """``synarrow serve PATH``: an Arrow Flight / Flight SQL server until Ctrl-C / SIGTERM."""
     import signal
     import threading
 
     from synarrow.flight import FlightServer
+    from synarrow.serving.auth import check_exposure, read_token
 
+    # Checked before the database is opened or created: a refused server leaves no trace.
+    token = read_token(token=args.token, token_file=args.token_file)
+    check_exposure(args.host, token=token, insecure=args.insecure)
     db = open_db(args.path, write=not args.readonly, create=not args.readonly)
     stop = threading.Event()
     started = time.monotonic()
     previous: dict[int, Any] = {}
+    hung = False
     try:
         # The server listens from construction on; this thread only waits for a signal.
-        server = FlightServer(db, host=args.host, port=args.port, readonly=args.readonly)
+        server = FlightServer(
+            db,
+            host=args.host,
+            port=args.port,
+            readonly=args.readonly,
+            token=token,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            query_timeout=args.query_timeout or None,
+            insecure=args.insecure,
+            max_batch_bytes=args.max_batch_mb << 20,
+        )
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 previous[signum] = signal.signal(signum, lambda *_: stop.set())
         mode = "read-only" if server.readonly else "read-write"
+        auth = "token" if token else "no authentication"
         print(
-            f"synarrow: serving {args.path} ({mode}) on {server.location}; Ctrl-C stops",
+            f"synarrow: serving {args.path} ({mode}, {auth}) on {server.location}; Ctrl-C stops",
             file=sys.stderr,
             flush=True,
         )
+        if token and not server.tls and not _loopback(args.host):
+            _warn("the token travels in clear text without --tls-cert/--tls-key")
         _say(server.location)
         _out().flush()
         while not stop.wait(0.2):
             if args.max_seconds is not None and time.monotonic() - started > args.max_seconds:
                 break
-        server.shutdown()
-        print("synarrow: server stopped", file=sys.stderr)
+        # Running queries are interrupted first, so shutdown does not wait for them; a
+        # client that stops reading cannot hold the process past a few seconds either.
+        server.queries.stop()
+        closer = threading.Thread(target=server.shutdown, name="synarrow-shutdown", daemon=True)
+        closer.start()
+        closer.join(timeout=3)
+        hung = closer.is_alive()
+        if not hung:
+            server.queries.close()
+        print("synarrow: server stopped", file=sys.stderr, flush=True)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         db.close()
+    if hung:
+        # A client that stopped reading holds its stream open and gRPC's shutdown waits for
+        # it (so would the interpreter's exit). Every write is durable now: leave.
+        _warn("a client stopped reading its stream; exiting without waiting for it")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_OK)
     return EXIT_OK
+
+
+def _loopback(host: str) -> bool:
+    from synarrow.serving.auth import is_loopback
+
+    return is_loopback(host)
 
 
 # -- demo ----------------------------------------------------------------------------------
@@ -798,12 +838,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     progress_arg(p)
 
-    p = add("serve", cmd_serve, "serve the database over Arrow Flight (loopback by default)")
+    p = add("serve", cmd_serve, "serve over Arrow Flight and Flight SQL (loopback by default)")
     p.add_argument("path", metavar="PATH", help="the database directory (created if missing)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8815, help="TCP port (default 8815; 0 = any free)")
+    auth = p.add_mutually_exclusive_group()
+    auth.add_argument("--token", help="clients must send 'authorization: Bearer TOKEN'")
+    auth.add_argument("--token-file", metavar="FILE", help="read the token from FILE")
+    p.add_argument("--tls-cert", metavar="PEM", help="serve TLS with this certificate chain")
+    p.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
     p.add_argument(
         "--readonly", action="store_true", help="open read-only (no lock) and refuse writes"
+    )
+    p.add_argument(
+        "--query-timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="interrupt a query after S seconds (default 300; 0 = no limit)",
+    )
+    p.add_argument(
+        "--max-batch-mb",
+        type=int,
+        default=64,
+        metavar="N",
+        help="refuse put batches over N MiB (default 64)",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without a token (anyone who reaches it has full access)",
     )
     p.add_argument(
         "--max-seconds", type=float, help="stop after this many seconds (for scripts and tests)"

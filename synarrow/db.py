@@ -977,11 +977,16 @@ class SynaDB:
 
         return run_sql(self, query, params)
 
-    def duckdb(self) -> duckdb.DuckDBPyConnection:
-        """A new DuckDB connection with the synarrow views registered."""
+    def duckdb(self, *, external_access: bool = False) -> duckdb.DuckDBPyConnection:
+        """A new DuckDB connection with the synarrow views registered; the caller closes it.
+
+        The connection is sandboxed like ``db.sql``: no file access, no extension loading,
+        settings locked. ``external_access=True`` opts this one connection into DuckDB's
+        file functions (``read_csv``, ``COPY ... TO``, ``ATTACH`` ...).
+        """
         from synarrow.sql import connect
 
-        return connect(self)
+        return connect(self, external_access=external_access)
 
     def export_dataset(
         self,
@@ -1091,6 +1096,12 @@ class SynaDB:
         thread = self._auto_thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
+        if getattr(self, "_sql_session", None) is not None:
+            # Outside the database lock: a query running on the session holds its lock and
+            # may be waiting for the database's.
+            from synarrow.sql import close_session
+
+            close_session(self)
         with self._lock:
             if self._closed:
                 return

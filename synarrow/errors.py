@@ -125,6 +125,12 @@ class InvalidStateError(SynaError, RuntimeError):
     """An operation is not allowed in the object's current state (logging to a finished run)."""
 
 
+class QueryTimeoutError(SynaError, TimeoutError):
+    """A query ran past a server's query timeout and was interrupted."""
+
+    default_hint = "narrow the query (a WHERE on key / ts, a LIMIT), or ask for a longer timeout"
+
+
 __all__ = [
     "ChecksumError",
     "CompactionError",
@@ -141,6 +147,7 @@ __all__ = [
     "InvalidValueError",
     "KeyNotFoundError",
     "NotFoundError",
+    "QueryTimeoutError",
     "ReadOnlyError",
     "StorageFullError",
     "SynaError",

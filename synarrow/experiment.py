@@ -941,9 +941,9 @@ class Experiment:
         ``runs(run_id, name, status, start_time, end_time, tags)``;
         ``params(run_id, param, value)``: value as text (JSON for non-strings).
         """
-        import duckdb as _duckdb
+        from synarrow.sandbox import new_connection
 
-        con = _duckdb.connect()
+        con = new_connection()
         self._register_views(con)
         return con
 
@@ -995,13 +995,15 @@ class Experiment:
         """
         import duckdb as _duckdb
 
-        from synarrow.sql import SQLError
+        from synarrow.sandbox import new_connection
+        from synarrow.sql import SQLError, check_statements
 
         if not isinstance(query, str) or not query.strip():
             raise InvalidArgumentError("sql() needs a non-empty query string")
+        check_statements(query)
         with self._sql_lock:
             if self._con is None:
-                self._con = _duckdb.connect()
+                self._con = new_connection()
             try:
                 self._register_views(self._con)
                 rel = self._con.sql(query, params=list(params) if params is not None else None)

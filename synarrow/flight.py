@@ -1,12 +1,18 @@
-"""A database over Arrow Flight: any Arrow Flight client (C++, Rust, Java, Go, JS, Python)
-reads and writes it as Arrow record batches.
+"""A database over Arrow Flight and Arrow Flight SQL: Flight clients (C++, Rust, Java, Go,
+Python) and Flight SQL clients (ADBC, the Flight SQL JDBC driver, BI tools) read and write
+it as Arrow record batches.
 
 Server (``synarrow serve data.db`` runs one)::
 
-    server = FlightServer(db)                      # grpc://127.0.0.1:<free port>
-    server.serve()                                 # blocks until shutdown() or SIGINT / SIGTERM
+    server = FlightServer(db, token="...")         # grpc://127.0.0.1:<free port>
+    server.serve()                                 # blocks until shutdown()
 
-Protocol:
+Security: loopback by default; another host needs a bearer token (``token``) or an explicit
+``insecure=True``; TLS with ``tls_cert`` / ``tls_key``. SQL runs in sandboxed read-only
+DuckDB sessions (no file access, no extensions, no settings), one per request, interrupted
+after ``query_timeout`` seconds. Tickets, commands and batches are size-capped.
+
+Plain Flight protocol:
 
 ``do_get(ticket)``
     The ticket is JSON: ``{"key": "sensor/1"}`` streams that key's history (``ts``,
@@ -18,13 +24,17 @@ Protocol:
 ``get_flight_info`` / ``get_schema``
     For a path descriptor ``[key]``, or a command descriptor holding a ticket (or SQL text).
 ``do_put(descriptor, stream)``
-    Appends every batch to the key named by the path descriptor ``[key]``: a column ``value``
+    Appends the stream to the key named by the path descriptor ``[key]``: a column ``value``
     and optionally ``ts`` (timestamps, or int64 microseconds since the epoch). Without a path,
-    batches need a ``key`` column and rows go to their keys. Each batch is acknowledged with
-    metadata ``{"rows": <rows appended so far>}``; the last message carries the total, sent
-    once every row is in the log.
+    batches need a ``key`` column and rows go to their keys. The whole stream is checked
+    before anything is written: all of it is appended or none. Each batch is acknowledged
+    with ``{"rows": <rows received so far>, "committed": false}``; the last message,
+    ``{"rows": <total>, "committed": true}``, is sent once every row is in the log.
 ``do_action``
     ``stats``, ``compact`` and ``delete`` (body: the key) return JSON.
+
+Flight SQL commands (protobuf ``Any`` messages in descriptors, tickets and action bodies)
+are routed to :mod:`synarrow.flightsql.service`.
 
 Errors reach clients as Flight errors whose ``extra_info`` names the synarrow error class;
 :class:`FlightClient` raises that class again.
@@ -34,7 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import queue
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -43,15 +53,25 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from synarrow import errors
-from synarrow.errors import InvalidArgumentError, InvalidValueError, ReadOnlyError, SynaError
+from synarrow.errors import InvalidArgumentError, ReadOnlyError, SynaError
+from synarrow.flightsql import messages as flightsql_messages
+from synarrow.flightsql.service import ACTIONS as FLIGHT_SQL_ACTIONS
+from synarrow.serving.ingest import MAX_BATCH_BYTES, MAX_PUT_BYTES, PutStager
+from synarrow.serving.query import QueryRunner
+from synarrow.serving.wire import (
+    MAX_REQUEST_BYTES,
+    check_size,
+    flight_error,
+    guard,
+    guarded_batches,
+    rebatch,
+)
 
 if TYPE_CHECKING:
     from synarrow.db import SynaDB
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8815
-# Batches of about this size stream fastest on loopback (whole-history messages stall gRPC).
-STREAM_BATCH_BYTES = 8 * 1024 * 1024
 PUT_BATCH_ROWS = 1 << 17
 
 
@@ -83,46 +103,6 @@ def decode_ticket(raw: bytes) -> dict[str, str]:
     return {"key": text}
 
 
-def _batches(table: pa.Table, batch_bytes: int = STREAM_BATCH_BYTES) -> pa.Table:
-    """The table re-cut into zero-copy slices of about ``batch_bytes``."""
-    if table.num_rows == 0:
-        return table
-    row_bytes = max(1, table.nbytes // table.num_rows)
-    rows = max(1024, batch_bytes // row_bytes)
-    return pa.Table.from_batches(table.to_batches(max_chunksize=rows), table.schema)
-
-
-def _flight_error(exc: BaseException) -> flight.FlightError:
-    """A Flight error carrying the message and the synarrow class name (no traceback)."""
-    name = type(exc).__name__
-    extra = json.dumps({"error": name}).encode()
-    if isinstance(exc, ReadOnlyError):
-        return flight.FlightUnauthorizedError(str(exc), extra)
-    if isinstance(exc, SynaError):
-        return flight.FlightServerError(str(exc), extra)
-    if isinstance(exc, (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, TypeError)):
-        return flight.FlightServerError(
-            f"{name}: {exc}", json.dumps({"error": "SynaError"}).encode()
-        )
-    return flight.FlightInternalError(f"{name}: {exc}", extra)
-
-
-def _guard(fn: Any) -> Any:
-    """Turn exceptions of a handler into clean Flight errors."""
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except flight.FlightError:
-            raise
-        except Exception as exc:
-            raise _flight_error(exc) from exc
-
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
-
-
 def _descriptor_request(descriptor: flight.FlightDescriptor) -> dict[str, str]:
     if descriptor.descriptor_type == flight.DescriptorType.PATH:
         path = [p.decode("utf-8") if isinstance(p, bytes) else p for p in descriptor.path]
@@ -136,28 +116,28 @@ def _descriptor_request(descriptor: flight.FlightDescriptor) -> dict[str, str]:
     return {"sql": text}
 
 
-def _ts_array(col: Any) -> Any:
-    from synarrow.export import to_ts_column
-
-    return to_ts_column(col, "us")
-
-
 class FlightServer(flight.FlightServerBase):  # type: ignore[misc]
-    """An Arrow Flight server over one open :class:`~synarrow.SynaDB`.
+    """An Arrow Flight and Arrow Flight SQL server over one open :class:`~synarrow.SynaDB`.
 
     >>> with synarrow.SynaDB("data.db") as db:              # doctest: +SKIP
-    ...     server = FlightServer(db, port=8815)
+    ...     server = FlightServer(db, port=8815, token="s3cret-token")
     ...     server.serve()
 
     Args:
         db: the database; the caller keeps it open while the server runs and closes it after.
         host: the interface to listen on: loopback by default, so nothing outside this
-            machine can connect. ``"0.0.0.0"`` listens everywhere (there is no
-            authentication: put it behind TLS and auth middleware before doing that).
+            machine can connect. Any other host needs ``token`` (or ``insecure=True``).
         port: the TCP port; 0 picks a free one (see :attr:`port`).
-        readonly: refuse ``do_put`` and the writing actions (always true for a read-only db).
-        **kwargs: passed to ``pyarrow.flight.FlightServerBase`` (``tls_certificates``,
-            ``auth_handler``, ``middleware`` ...).
+        readonly: refuse ``do_put``, ingest and the writing actions (always true for a
+            read-only db).
+        token: clients must send ``authorization: Bearer <token>`` on every call.
+        tls_cert, tls_key: PEM files; with them the server speaks TLS (``grpc+tls://``).
+        query_timeout: seconds a query may run before it is interrupted (None: no limit).
+        insecure: allow a non-loopback ``host`` without a token.
+        max_request_bytes: the largest ticket, command or action body accepted.
+        max_batch_bytes: the largest record batch a put may send.
+        max_put_bytes: the most one put may send in all (it is staged whole, then written).
+        **kwargs: passed to ``pyarrow.flight.FlightServerBase``.
     """
 
     def __init__(
@@ -167,21 +147,60 @@ class FlightServer(flight.FlightServerBase):  # type: ignore[misc]
         host: str = DEFAULT_HOST,
         port: int = 0,
         readonly: bool = False,
+        token: str | None = None,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
+        query_timeout: float | None = None,
+        insecure: bool = False,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
+        max_put_bytes: int = MAX_PUT_BYTES,
         **kwargs: Any,
     ) -> None:
+        from synarrow.flightsql.service import FlightSqlService
+        from synarrow.serving.auth import BearerAuthFactory, check_exposure, read_token
+
+        token = read_token(token=token)
+        check_exposure(host, token=token, insecure=insecure)
+        if (tls_cert is None) != (tls_key is None):
+            raise InvalidArgumentError("TLS needs both a certificate and a key file")
+        self.tls = tls_cert is not None
+        if self.tls:
+            kwargs["tls_certificates"] = [
+                flight.CertKeyPair(_read_pem(tls_cert), _read_pem(tls_key))  # type: ignore[arg-type]
+            ]
+        if token is not None:
+            kwargs.setdefault("middleware", {})["auth"] = BearerAuthFactory(token)
         self.db = db
         self.host = host
         self.readonly = readonly or db.readonly
-        super().__init__(f"grpc+tcp://{host}:{port}", **kwargs)
+        self.max_request_bytes = max_request_bytes
+        self.max_batch_bytes = max_batch_bytes
+        self.max_put_bytes = max_put_bytes
+        self.queries = QueryRunner(db, timeout=query_timeout)
+        self.flight_sql = FlightSqlService(
+            db,
+            self.queries,
+            readonly=self.readonly,
+            max_batch_bytes=max_batch_bytes,
+            max_put_bytes=max_put_bytes,
+        )
+        scheme = "grpc+tls" if self.tls else "grpc+tcp"
+        bind = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        super().__init__(f"{scheme}://{bind}:{port}", **kwargs)
         self._thread: threading.Thread | None = None
 
     @property
     def location(self) -> str:
-        """The URI clients connect to, such as ``grpc://127.0.0.1:8815``."""
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        """The URI the server listens on, such as ``grpc://127.0.0.1:8815``.
+
+        For a wildcard host (``0.0.0.0``, ``::``) it names the wildcard: clients on this
+        machine can use it as is, others replace it with the machine's address.
+        """
+        host = self.host
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
-        return f"grpc://{host}:{self.port}"
+        return f"{'grpc+tls' if self.tls else 'grpc'}://{host}:{self.port}"
 
     def serve_in_thread(self) -> FlightServer:
         """Serve from a daemon thread (for tests and notebooks); returns ``self``."""
@@ -190,11 +209,13 @@ class FlightServer(flight.FlightServerBase):  # type: ignore[misc]
         return self
 
     def stop(self) -> None:
-        """Shut the server down and wait for its thread, if it has one."""
+        """Interrupt running queries, shut the server down and wait for its thread."""
+        self.queries.stop()
         self.shutdown()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        self.queries.close()
 
     def __enter__(self) -> FlightServer:
         return self
@@ -202,57 +223,96 @@ class FlightServer(flight.FlightServerBase):  # type: ignore[misc]
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    # -- routing ---------------------------------------------------------------------------
+
+    def _flight_sql(self, raw: bytes, what: str) -> tuple[str, Any] | None:
+        check_size(raw, what, self.max_request_bytes)
+        try:
+            return flightsql_messages.unpack(raw)
+        except ValueError as exc:
+            raise InvalidArgumentError(str(exc)) from exc
+
+    def _command(self, descriptor: flight.FlightDescriptor) -> tuple[str, Any] | None:
+        if descriptor.descriptor_type != flight.DescriptorType.CMD:
+            return None
+        return self._flight_sql(bytes(descriptor.command), "a command")
+
     # -- reading ---------------------------------------------------------------------------
 
-    def _table(self, request: dict[str, str]) -> pa.Table:
-        if "key" in request:
-            return self.db.get_history(request["key"])
-        return self.db.sql(request["sql"])
-
-    def _info(self, request: dict[str, str], table: pa.Table) -> flight.FlightInfo:
+    def _info(self, request: dict[str, str], schema: pa.Schema, rows: int) -> flight.FlightInfo:
         if "key" in request:
             descriptor = flight.FlightDescriptor.for_path(request["key"])
         else:
             descriptor = flight.FlightDescriptor.for_command(encode_ticket(sql=request["sql"]))
         ticket = flight.Ticket(encode_ticket(**request))
-        return flight.FlightInfo(
-            table.schema, descriptor, [flight.FlightEndpoint(ticket, [])], table.num_rows, -1
-        )
+        return flight.FlightInfo(schema, descriptor, [flight.FlightEndpoint(ticket, [])], rows, -1)
 
-    @_guard
+    def _schema(self, request: dict[str, str]) -> tuple[pa.Schema, int]:
+        if "key" in request:
+            table = self.db.get_history(request["key"])
+            return table.schema, table.num_rows
+        return self.queries.schema(request["sql"]), -1
+
+    @guard
     def list_flights(self, context: Any, criteria: bytes) -> list[flight.FlightInfo]:
         """One FlightInfo per live key (``criteria``: an optional glob pattern)."""
-        pattern = criteria.decode("utf-8") if criteria else None
+        pattern = check_size(criteria, "criteria", self.max_request_bytes).decode("utf-8")
         infos = []
         for key in self.db.keys(pattern or None):
             try:
                 table = self.db.get_history(key)
             except errors.KeyNotFoundError:
                 continue  # deleted meanwhile
-            infos.append(self._info({"key": key}, table))
+            infos.append(self._info({"key": key}, table.schema, table.num_rows))
         return infos
 
-    @_guard
+    @guard
     def get_flight_info(
         self, context: Any, descriptor: flight.FlightDescriptor
     ) -> flight.FlightInfo:
-        """Schema, row count and ticket of a key (path) or a query (command)."""
+        """Schema, row count and ticket of a key (path), a query or a Flight SQL command."""
+        sql = self._command(descriptor)
+        if sql is not None:
+            return self.flight_sql.flight_info(sql[0], sql[1], descriptor)
         request = _descriptor_request(descriptor)
-        return self._info(request, self._table(request))
+        return self._info(request, *self._schema(request))
 
-    @_guard
     def get_schema(self, context: Any, descriptor: flight.FlightDescriptor) -> flight.SchemaResult:
-        """The schema of a key's history or of a query's result."""
-        return flight.SchemaResult(self._table(_descriptor_request(descriptor)).schema)
+        """The schema of a key's history, a query's result or a Flight SQL command."""
+        try:
+            sql = self._command(descriptor)
+            if sql is not None:
+                return flight.SchemaResult(self.flight_sql.schema(*sql))
+            return flight.SchemaResult(self._schema(_descriptor_request(descriptor))[0])
+        except flight.FlightError as exc:
+            error = exc
+        except Exception as exc:
+            error = flight_error(exc)
+        # pyarrow reports any exception of get_schema with its traceback, chained causes
+        # included: raised bare here, the client sees the message and this one frame.
+        raise error from None
 
-    @_guard
-    def do_get(self, context: Any, ticket: flight.Ticket) -> flight.RecordBatchStream:
-        """Stream a key's history or a query's result, in zero-copy ~8 MiB batches."""
-        return flight.RecordBatchStream(_batches(self._table(decode_ticket(ticket.ticket))))
+    @guard
+    def do_get(self, context: Any, ticket: flight.Ticket) -> flight.FlightDataStream:
+        """Stream a key's history (zero-copy ~8 MiB batches), a query's result or a Flight
+        SQL ticket; query results are computed batch by batch as the client reads."""
+        raw = ticket.ticket
+        sql = self._flight_sql(raw, "a ticket")
+        if sql is not None:
+            return self.flight_sql.do_get(*sql)
+        request = decode_ticket(raw)
+        if "key" in request:
+            return flight.RecordBatchStream(rebatch(self.db.get_history(request["key"])))
+        schema, batches = self.queries.stream(request["sql"])
+        return flight.GeneratorStream(schema, guarded_batches(batches))
 
     # -- writing ---------------------------------------------------------------------------
 
-    @_guard
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise ReadOnlyError(f"this server exposes {self.db.path} read-only")
+
+    @guard
     def do_put(
         self,
         context: Any,
@@ -260,65 +320,27 @@ class FlightServer(flight.FlightServerBase):  # type: ignore[misc]
         reader: flight.MetadataRecordBatchReader,
         writer: flight.FlightMetadataWriter,
     ) -> None:
-        """Append each incoming batch (``value`` [, ``ts``] [, ``key``]) with append_batch."""
-        if self.readonly:
-            raise ReadOnlyError(f"this server exposes {self.db.path} read-only")
+        """Append the stream (``value`` [, ``ts``] [, ``key``]); all of it or none of it."""
+        sql = self._command(descriptor)
+        if sql is not None:
+            return self.flight_sql.do_put(sql[0], sql[1], reader, writer)
+        self._check_writable()
         key: str | None = None
         if descriptor.descriptor_type == flight.DescriptorType.PATH or descriptor.command:
             key = _descriptor_request(descriptor).get("key")
             if key is None:
                 raise InvalidArgumentError("do_put needs a path descriptor naming the key")
-        # Appending runs on a second thread so the next batch is received (and decoded by
-        # gRPC) while this one is encoded into the log: the two overlap on separate cores.
-        pending: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=4)
-        state: dict[str, Any] = {"rows": 0, "error": None}
-
-        def append_all() -> None:
-            while True:
-                batch = pending.get()
-                if batch is None:
-                    return
-                if state["error"] is None:
-                    try:
-                        state["rows"] += self._append(key, batch)
-                    except BaseException as exc:
-                        state["error"] = exc
-
-        worker = threading.Thread(target=append_all, name="synarrow-flight-put", daemon=True)
-        worker.start()
-        try:
-            for chunk in reader:
-                if state["error"] is not None:
-                    break
-                if chunk.data is not None:
-                    pending.put(chunk.data)
-                    writer.write(pa.py_buffer(json.dumps({"rows": state["rows"]}).encode()))
-        finally:
-            pending.put(None)
-            worker.join()
-        if state["error"] is not None:
-            raise state["error"]
-        writer.write(pa.py_buffer(json.dumps({"rows": state["rows"]}).encode()))
-
-    def _append(self, key: str | None, batch: pa.RecordBatch) -> int:
-        names = batch.schema.names
-        if "value" not in names:
-            raise InvalidValueError(f"a put batch needs a 'value' column, got {names}")
-        if key is not None:
-            return self._append_key(key, batch)
-        if "key" not in names:
-            raise InvalidValueError("without a key in the descriptor, batches need a 'key' column")
-        from synarrow.export import split_by_key
-
-        table = pa.Table.from_batches([batch])
-        return sum(self._append_key(k, part) for k, part in split_by_key(table))
-
-    def _append_key(self, key: str, batch: pa.RecordBatch | pa.Table) -> int:
-        values = batch.column("value")
-        ts = batch.column("ts") if "ts" in batch.schema.names else None
-        if ts is not None and not pa.types.is_timestamp(ts.type):
-            ts = _ts_array(ts)
-        return self.db.append_batch(key, values, timestamps=ts)
+        stager = PutStager(
+            key=key, max_batch_bytes=self.max_batch_bytes, max_put_bytes=self.max_put_bytes
+        )
+        for chunk in reader:
+            if chunk.data is not None:
+                staged = stager.add(chunk.data)
+                ack = {"rows": staged, "committed": False}
+                writer.write(pa.py_buffer(json.dumps(ack).encode()))
+        rows = stager.commit(self.db)
+        writer.write(pa.py_buffer(json.dumps({"rows": rows, "committed": True}).encode()))
+        return None
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -328,25 +350,38 @@ class FlightServer(flight.FlightServerBase):  # type: ignore[misc]
             ("stats", "counts and sizes of the database (JSON)"),
             ("compact", "fold the log into columnar files (JSON result)"),
             ("delete", "delete the key given as the action body"),
+            *FLIGHT_SQL_ACTIONS.items(),
         ]
 
-    @_guard
+    @guard
     def do_action(self, context: Any, action: flight.Action) -> list[flight.Result]:
-        """Run ``stats``, ``compact`` or ``delete``; one JSON result."""
+        """Run ``stats``, ``compact``, ``delete`` (one JSON result) or a Flight SQL action."""
         kind = action.type
+        body = check_size(action.body.to_pybytes(), "an action body", self.max_request_bytes)
+        if kind in FLIGHT_SQL_ACTIONS:
+            return self.flight_sql.do_action(kind, body)
         if kind == "stats":
             result: Any = _jsonable(self.db.stats())
         elif kind in ("compact", "delete"):
-            if self.readonly:
-                raise ReadOnlyError(f"this server exposes {self.db.path} read-only")
+            self._check_writable()
             if kind == "compact":
                 result = self.db.compact()
             else:
-                body = action.body.to_pybytes().decode("utf-8")
-                result = {"deleted": self.db.delete(body)}
+                result = {"deleted": self.db.delete(body.decode("utf-8"))}
         else:
             raise InvalidArgumentError(f"unknown action {kind!r}; see list_actions")
         return [flight.Result(pa.py_buffer(json.dumps(result).encode()))]
+
+
+def _read_pem(path: str | os.PathLike[str]) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(1 << 20)
+    except OSError as exc:
+        raise InvalidArgumentError(f"cannot read the TLS file {path}: {exc}") from exc
+    if b"-----BEGIN" not in data:
+        raise InvalidArgumentError(f"{path} is not a PEM file")
+    return data
 
 
 def _jsonable(value: Any) -> Any:
@@ -392,8 +427,9 @@ class FlightClient:
     ...     c.history("sensor/1").num_rows
     2
 
-    ``timeout`` (seconds) bounds every call; ``**kwargs`` go to ``pyarrow.flight.connect``
-    (TLS roots, middleware ...).
+    ``timeout`` (seconds) bounds every call; ``token`` is sent as ``authorization: Bearer``;
+    ``**kwargs`` go to ``pyarrow.flight.connect`` (``tls_root_certs`` for a self-signed
+    server certificate, middleware ...).
     """
 
     def __init__(
@@ -401,10 +437,12 @@ class FlightClient:
         location: str = f"grpc://{DEFAULT_HOST}:{DEFAULT_PORT}",
         *,
         timeout: float | None = None,
+        token: str | None = None,
         **kwargs: Any,
     ) -> None:
         self.location = location
-        self.options = flight.FlightCallOptions(timeout=timeout)
+        headers = [(b"authorization", f"Bearer {token}".encode())] if token else None
+        self.options = flight.FlightCallOptions(timeout=timeout, headers=headers)
         self.client = flight.connect(location, **kwargs)
 
     def _call(self, fn: Any, *args: Any) -> Any:
@@ -515,18 +553,17 @@ def connect(
     location: str = f"grpc://{DEFAULT_HOST}:{DEFAULT_PORT}",
     *,
     timeout: float | None = None,
+    token: str | None = None,
     **kwargs: Any,
 ) -> FlightClient:
     """A :class:`FlightClient` for a synarrow Flight server."""
-    return FlightClient(location, timeout=timeout, **kwargs)
+    return FlightClient(location, timeout=timeout, token=token, **kwargs)
 
 
-def serve(
-    db: SynaDB, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, readonly: bool = False
-) -> None:
-    """Serve ``db`` until SIGINT / SIGTERM (what ``synarrow serve`` runs)."""
-    server = FlightServer(db, host=host, port=port, readonly=readonly)
-    server.serve()
+def serve(db: SynaDB, **options: Any) -> None:
+    """Serve ``db`` until shutdown (keyword options as for :class:`FlightServer`)."""
+    options.setdefault("port", DEFAULT_PORT)
+    FlightServer(db, **options).serve()
 
 
 __all__ = [

@@ -23,6 +23,11 @@ Columnar data is registered as slices of the memory-mapped record batches (zero-
 reads the mapping, projecting only the columns a query uses); the log tail is registered as
 Arrow tables built from the in-memory index. DuckDB applies a ``key = ...`` filter on
 ``history`` while scanning; a per-key view reads only that key's rows.
+
+Every connection comes from :mod:`synarrow.sandbox` (no file access, no extensions, settings
+locked), and :func:`check_statements` refuses ``EXPORT`` / ``ATTACH`` / ``LOAD`` before
+DuckDB sees them. :class:`SqlSession` is one such connection kept current for a database:
+``db.sql`` owns one (closed by ``db.close()``); servers open one per request.
 """
 
 from __future__ import annotations
@@ -42,11 +47,13 @@ from synarrow.columnar.schema import string_array, ts_array
 from synarrow.columnar.store import keyed_table
 from synarrow.errors import DatabaseClosedError, InvalidArgumentError, SynaError
 from synarrow.log.memtable import TailChunk
+from synarrow.sandbox import new_connection
 
 if TYPE_CHECKING:
     from synarrow.db import SynaDB
 
 RESERVED_VIEWS = {"history", "latest"}
+INTERNAL_PREFIX = "_synarrow"
 
 
 class SQLError(SynaError, ValueError):
@@ -226,6 +233,12 @@ def referenced_names(query: str) -> set[str]:
         return names
 
 
+def is_internal_name(name: str) -> bool:
+    """Whether a name is one of synarrow's own views or sources (DuckDB folds case)."""
+    folded = name.lower()
+    return folded in RESERVED_VIEWS or folded.startswith(INTERNAL_PREFIX)
+
+
 def register_keys(
     con: duckdb.DuckDBPyConnection, db: SynaDB, query: str, previous: set[str] | None = None
 ) -> set[str]:
@@ -233,56 +246,179 @@ def register_keys(
 
     Views of ``previous`` (registered for an earlier query on this connection) are dropped
     first, so a deleted key is no longer readable. DuckDB names are case-insensitive, so
-    a query naming two keys that differ only in case is refused.
+    a query naming two keys that differ only in case is refused, and so is a key whose name
+    is one of synarrow's views or sources (``History``, ``_synarrow_history_0`` ...): it
+    cannot replace them, and is read through ``history WHERE key = ...`` instead.
     """
     for name in previous or ():
         con.unregister(name)
-    keys = [n for n in referenced_names(query) if n not in RESERVED_VIEWS and n and db.exists(n)]
+    named = {n for n in referenced_names(query) if n}
+    keys = [n for n in named if n not in RESERVED_VIEWS and db.exists(n)]
     folded: dict[str, str] = {}
     for name in keys:
+        if is_internal_name(name):
+            raise SQLError(
+                f"key {name!r} has the name of a synarrow view, so it cannot be queried by name",
+                hint=f"query it as SELECT ts, value FROM history WHERE key = '{_quote(name)}'",
+            )
         other = folded.setdefault(name.lower(), name)
         if other != name:
             raise SQLError(
                 f"keys {other!r} and {name!r} differ only in case, which DuckDB names cannot tell "
                 "apart",
-                hint=f"query them as history WHERE key = '{other}' / key = '{name}'",
+                hint=f"query them as history WHERE key = '{_quote(other)}' / "
+                f"key = '{_quote(name)}'",
             )
     for name in keys:
         con.register(name, naive_ts(db.get_history(name)))
     return set(keys)
 
 
-def connect(db: SynaDB) -> duckdb.DuckDBPyConnection:
-    """A new DuckDB connection with ``history`` and ``latest`` registered."""
-    con = duckdb.connect()
+def _quote(key: str) -> str:
+    return key.replace("'", "''")
+
+
+def connect(db: SynaDB, *, external_access: bool = False) -> duckdb.DuckDBPyConnection:
+    """A new sandboxed DuckDB connection with ``history`` and ``latest`` registered.
+
+    ``external_access=True`` leaves DuckDB's file functions (``read_csv``, ``COPY``,
+    ``ATTACH`` ...) on, for a connection the caller owns (see :mod:`synarrow.sandbox`).
+    """
+    con = new_connection(external_access=external_access)
     register(con, db)
     return con
 
 
-_SQL_LOCK = threading.Lock()
+# Statements that reach outside the connection. The sandbox already makes them fail, but
+# EXPORT DATABASE creates its directory before the permission check: refuse them unparsed.
+_OUTSIDE = {"EXPORT", "COPY_DATABASE", "ATTACH", "DETACH", "LOAD", "EXTENSION"}
+# What a read-only client (a server) may run: queries and their plans.
+_READ = {"SELECT", "EXPLAIN", "RELATION"}
+
+
+def check_statements(query: str, *, read_only: bool = False) -> None:
+    """Refuse statements that reach outside the database (and, if ``read_only``, any write)."""
+    try:
+        kinds = [st.type.name for st in duckdb.extract_statements(query)]
+    except duckdb.Error as exc:
+        raise SQLError(f"query failed: {exc}") from exc
+    for kind in kinds:
+        if kind in _OUTSIDE or (read_only and kind not in _READ):
+            raise SQLError(
+                f"{kind} statements are not allowed here",
+                hint="synarrow SQL reads the database's views; DuckDB's file, attach and "
+                "extension statements are off"
+                + ("" if read_only else " (db.duckdb(external_access=True) opts in)"),
+            )
+
+
+def _uses_views(query: str) -> bool:
+    """Whether a query may read ``history`` / ``latest`` (True when it cannot be told)."""
+    try:
+        names = duckdb.get_table_names(query)
+    except duckdb.Error:
+        return True
+    return any(name.lower() in RESERVED_VIEWS for name in names)
+
+
+class SqlSession:
+    """One sandboxed DuckDB connection over a database, its views kept current per query.
+
+    ``db.sql`` keeps one per database (closed by ``db.close()``); a server opens one per
+    request, so a slow query holds only its own connection and :meth:`interrupt` stops it.
+    ``read_only`` admits only ``SELECT`` and ``EXPLAIN`` statements. ``connection``: a
+    connection to use instead of a new one, such as ``base.cursor()`` of a sandboxed
+    ``base`` (a cursor is its own connection, with its own views, to the same in-memory
+    DuckDB, and costs far less to open); the session closes it.
+    """
+
+    def __init__(
+        self,
+        db: SynaDB,
+        *,
+        read_only: bool = False,
+        connection: duckdb.DuckDBPyConnection | None = None,
+    ) -> None:
+        self.db = db
+        self.read_only = read_only
+        self.con = connection if connection is not None else new_connection()
+        self.lock = threading.Lock()
+        self._state: tuple[int, int] | None = None
+        self._sources: set[str] | None = None
+        self._keys: set[str] | None = None
+        self._closed = False
+
+    def _prepare(self, query: str) -> None:
+        db = self.db
+        state = (db._next_seq, db._columnar.manifest.generation)
+        if self._state != state and _uses_views(query):
+            self._sources = register(self.con, db, previous=self._sources)
+            self._state = state
+        self._keys = register_keys(self.con, db, query, self._keys)
+
+    def relation(self, query: str, params: Iterable[Any] | None = None) -> Any:
+        """The DuckDB relation of ``query`` (None for statements without a result)."""
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidArgumentError("sql() needs a non-empty query string")
+        if self._closed:
+            raise DatabaseClosedError(f"the SQL session of {self.db.path} is closed")
+        check_statements(query, read_only=self.read_only)
+        try:
+            self._prepare(query)
+            if isinstance(params, dict):
+                return self.con.sql(query, params=params)
+            return self.con.sql(query, params=list(params) if params is not None else None)
+        except duckdb.Error as exc:
+            raise SQLError(f"query failed: {exc}") from exc
+
+    def query(self, query: str, params: Iterable[Any] | None = None) -> pa.Table:
+        """Run ``query``; its result as an Arrow table (empty for statements)."""
+        with self.lock:
+            rel = self.relation(query, params)
+            try:
+                return pa.table({}) if rel is None else rel.to_arrow_table()
+            except duckdb.Error as exc:
+                raise SQLError(f"query failed: {exc}") from exc
+
+    def interrupt(self) -> None:
+        """Stop the query running on this session (it fails with an SQLError)."""
+        if not self._closed:
+            try:
+                self.con.interrupt()
+            except duckdb.Error:
+                pass  # closed meanwhile: nothing left to stop
+
+    def close(self) -> None:
+        """Close the connection. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self.con.close()
+
+
+_SESSIONS_LOCK = threading.Lock()
+
+
+def session(db: SynaDB) -> SqlSession:
+    """The database's own :class:`SqlSession` (created on first use; ``db.close()`` ends it)."""
+    with _SESSIONS_LOCK:
+        current = getattr(db, "_sql_session", None)
+        if current is None:
+            current = db._sql_session = SqlSession(db)  # type: ignore[attr-defined]
+        return current  # type: ignore[no-any-return]
+
+
+def close_session(db: SynaDB) -> None:
+    """Close the database's :class:`SqlSession`, if it has one."""
+    with _SESSIONS_LOCK:
+        current = getattr(db, "_sql_session", None)
+        db._sql_session = None  # type: ignore[attr-defined]
+    if current is not None:
+        with current.lock:
+            current.close()
 
 
 def run_sql(db: SynaDB, query: str, params: Iterable[Any] | None = None) -> pa.Table:
-    """Run ``query`` on a connection with the views registered; returns an Arrow table."""
+    """Run ``query`` on the database's sandboxed session; returns an Arrow table."""
     if not isinstance(query, str) or not query.strip():
         raise InvalidArgumentError("sql() needs a non-empty query string")
-    with _SQL_LOCK:
-        con = getattr(db, "_duck", None)
-        if con is None:
-            con = db._duck = duckdb.connect()  # type: ignore[attr-defined]
-        try:
-            state = (db._next_seq, db._columnar.manifest.generation)
-            if getattr(db, "_duck_state", None) != state:
-                db._duck_sources = register(  # type: ignore[attr-defined]
-                    con, db, previous=getattr(db, "_duck_sources", None)
-                )
-                db._duck_state = state  # type: ignore[attr-defined]
-            db._duck_keys = register_keys(  # type: ignore[attr-defined]
-                con, db, query, getattr(db, "_duck_keys", None)
-            )
-            rel = con.sql(query, params=list(params) if params is not None else None)
-            if rel is None:
-                return pa.table({})
-            return rel.to_arrow_table()
-        except duckdb.Error as exc:
-            raise SQLError(f"query failed: {exc}") from exc
+    return session(db).query(query, params)

@@ -701,10 +701,11 @@ class VectorStore:
         """
         import duckdb
 
-        from synarrow.sql import SQLError
+        from synarrow.sql import SQLError, check_statements
 
         if not isinstance(query, str) or not query.strip():
             raise InvalidArgumentError("sql() needs a non-empty query string")
+        check_statements(query)
         self._check_open()
         con = self._db.duckdb()
         try:
