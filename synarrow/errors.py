@@ -115,6 +115,15 @@ class InvalidStateError(SynaError, RuntimeError):
     """An operation is not allowed in the object's current state (logging to a finished run)."""
 
 
+class ExportError(SynaError, OSError):
+    """Writing or reading an exported dataset failed (target refused, bad file, bad URI).
+
+    A failed export leaves its target as it was: nothing partial, nothing deleted.
+    """
+
+    default_hint = "check the path or URI and the format"
+
+
 __all__ = [
     "ChecksumError",
     "ConfigError",
@@ -122,6 +131,7 @@ __all__ = [
     "DatabaseClosedError",
     "DatabaseLockedError",
     "DependencyMissingError",
+    "ExportError",
     "GPUUnavailableError",
     "InvalidArgumentError",
     "InvalidKeyError",
