@@ -47,6 +47,7 @@ from synarrow._export_layout import (
     Layout,
     conform,
     key_array,
+    parquet_options,
     partition_dir,
     plan_layout,
 )
@@ -70,8 +71,6 @@ _SUFFIXES = {
     ".json": "jsonl",
 }
 _FORMAT_ALIASES = {"feather": "arrow", "ipc": "arrow", "json": "jsonl", "ndjson": "jsonl"}
-# The column the dataset writer partitions on: the escaped directory name, dropped from files.
-_DIR_COLUMN = "__synarrow_dir"
 
 
 @dataclass(frozen=True)
@@ -285,54 +284,95 @@ def _write_partitions(
     codec: str | None,
     progress: bool | None,
 ) -> int:
-    """One file per key under ``base/key=<escaped key>/``, each holding its key column."""
-    import pyarrow.dataset as ds
+    """One file per key, ``base/key=<escaped key>/part-0.<ext>``, each holding its key column.
 
-    schema = layout.schema(with_key=True).append(pa.field(_DIR_COLUMN, pa.string()))
-    counted = {"rows": 0}
+    Histories are read on this thread (in key order) and written by a few writer threads:
+    Parquet and IPC encoding release the GIL, so files are encoded in parallel, and at most
+    two histories per thread are held in memory at once.
+    """
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    ext = "parquet" if fmt == "parquet" else "arrow"
+    threads = max(2, min(4, os.cpu_count() or 1))
+    rows = 0
     bar = _bar(progress, len(chosen), "export")
+    pending: set[Future[int]] = set()
 
-    def batches() -> Iterator[pa.RecordBatch]:
-        for key in chosen:
-            table = conform(db.get_history(key), layout)
-            if table.column(0).num_chunks > 8:
-                table = table.combine_chunks()  # one row group, not many tiny ones
-            for batch in table.to_batches():
-                n = batch.num_rows
-                arrays = [key_array(key, n), *batch.columns, key_array(dirs[key], n)]
-                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
-            counted["rows"] += table.num_rows
+    def collect(block: bool) -> None:
+        nonlocal rows, pending
+        done, pending = wait(pending, return_when=FIRST_COMPLETED) if block else (set(), pending)
+        for future in done:
+            rows += future.result()  # re-raises a writer's error here
             bar.update(1)
 
-    file_format: Any = ds.ParquetFileFormat() if fmt == "parquet" else ds.IpcFileFormat()
-    options = (
-        file_format.make_write_options(compression=codec)
-        if fmt == "parquet" or codec
-        else file_format.make_write_options()
-    )
     try:
-        # Arrow's dataset writer: encoding, directory creation and file writes run on
-        # Arrow's own threads, overlapping the file-system latency that dominates here.
-        # The directory names are escaped here (Hive's escaping, not pyarrow's), so the
-        # partitioning writes them as they are.
-        ds.write_dataset(
-            pa.RecordBatchReader.from_batches(schema, batches()),
-            base,
-            filesystem=fs,
-            format=file_format,
-            file_options=options,
-            partitioning=ds.DirectoryPartitioning(
-                pa.schema([schema.field(_DIR_COLUMN)]), segment_encoding="none"
-            ),
-            basename_template=f"part-{{i}}.{fmt if fmt == 'parquet' else 'arrow'}",
-            existing_data_behavior="overwrite_or_ignore",
-            preserve_order=True,  # a key's batches must stay in history order
-            max_partitions=max(1, len(chosen)),
-            max_open_files=1024,
-        )
+        with ThreadPoolExecutor(threads, thread_name_prefix="synarrow-export") as pool:
+            try:
+                for key in chosen:
+                    history = db.get_history(key)
+                    folder = f"{base}/{dirs[key]}"
+                    path = f"{folder}/part-0.{ext}"
+                    pending.add(
+                        pool.submit(
+                            _write_key_file, fs, folder, path, fmt, codec, layout, key, history
+                        )
+                    )
+                    while len(pending) >= 2 * threads:
+                        collect(block=True)
+                while pending:
+                    collect(block=True)
+            finally:
+                for future in pending:
+                    future.cancel()
     finally:
         bar.close()
-    return counted["rows"]
+    return rows
+
+
+#: Rows encoded per slice (and per Parquet row group): bounds the memory of a huge key.
+_SLICE_ROWS = 1 << 20
+
+
+def _write_key_file(
+    fs: Any,
+    folder: str,
+    path: str,
+    fmt: str,
+    codec: str | None,
+    layout: Layout,
+    key: str,
+    history: pa.Table,
+) -> int:
+    """Write one key's history (in slices of ``_SLICE_ROWS`` rows) to one file."""
+    schema = layout.schema(with_key=True)
+    fs.create_dir(folder, recursive=True)
+    n = history.num_rows
+    with fs.open_output_stream(path) as stream:
+        writer = _open_writer(stream, fmt, schema, codec)
+        try:
+            for lo in range(0, n, _SLICE_ROWS):
+                part = conform(history.slice(lo, _SLICE_ROWS), layout)
+                if part.column(0).num_chunks > 8:
+                    part = part.combine_chunks()  # one batch, not many tiny ones
+                table = part.add_column(0, schema.field("key"), key_array(key, part.num_rows))
+                if fmt == "parquet":
+                    writer.write_table(table, row_group_size=_SLICE_ROWS)
+                else:
+                    writer.write_table(table)
+        finally:
+            writer.close()
+    return n
+
+
+def _open_writer(stream: Any, fmt: str, schema: pa.Schema, codec: str | None) -> Any:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetWriter(stream, schema, **parquet_options(codec))
+    import pyarrow.ipc as ipc
+
+    options = ipc.IpcWriteOptions(compression=codec) if codec else None
+    return ipc.new_file(stream, schema, options=options)
 
 
 def _codec(fmt: str, compression: str | None) -> str | None:
@@ -390,15 +430,8 @@ class _FileSink:
         self._rows = 0
         self._stream = fs.open_output_stream(path)
         self._writer: Any = None
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            self._writer = pq.ParquetWriter(self._stream, schema, compression=codec)
-        elif fmt == "arrow":
-            import pyarrow.ipc as ipc
-
-            options = ipc.IpcWriteOptions(compression=codec) if codec else None
-            self._writer = ipc.new_file(self._stream, schema, options=options)
+        if fmt in DATASET_FORMATS:
+            self._writer = _open_writer(self._stream, fmt, schema, codec)
         elif fmt == "csv":
             import pyarrow.csv as pcsv
 
