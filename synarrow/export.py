@@ -155,7 +155,7 @@ def resolve_filesystem(uri: str | os.PathLike[str], filesystem: Any = None) -> t
 
 def _select_keys(db: SynaDB, keys: Iterable[str] | None, pattern: str | None) -> list[str]:
     if keys is not None:
-        chosen = list(keys)
+        chosen = list(dict.fromkeys(keys))  # each key once, in the order given
         missing = [k for k in chosen if not db.exists(k)]
         if missing:
             from synarrow.errors import KeyNotFoundError

@@ -230,3 +230,11 @@ def test_a_failed_export_leaves_no_partial_target(tmp_path: Path) -> None:
 
 def test_export_error_is_a_synarrow_error() -> None:
     assert issubclass(ExportError, SynaError) and issubclass(ExportError, OSError)
+
+
+def test_a_key_named_twice_is_exported_once(tmp_path: Path) -> None:
+    db_path = _make_db(tmp_path / "src.db", {"a": [1.0, 2.0], "b": [3.0]})
+    with synarrow.SynaDB(db_path, readonly=True) as db:
+        result = export_dataset(db, tmp_path / "out", keys=["a", "b", "a"])
+    assert (result.keys, result.rows) == (2, 3)
+    assert read_dataset(tmp_path / "out").to_table().num_rows == 3
