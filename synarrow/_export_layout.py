@@ -130,9 +130,13 @@ def parquet_options(compression: str | None) -> dict[str, object]:
     which builds a dictionary of unique timestamps only to throw it away); the other
     columns keep dictionaries, which suit sensor readings, keys and type names. On the
     benchmark's sensor data the files are about a ninth of the size of pyarrow's defaults.
+    Min/max statistics (for pruning row groups) only on the numeric columns: the key is one
+    value per file and in its directory name, and string statistics cost a sixth of the
+    writing time.
     """
     return {
         "compression": compression,
+        "write_statistics": ["ts", "value", "int_value"],
         "use_dictionary": ["key", "value", "type", "text", "bytes"],
         "column_encoding": {"ts": "DELTA_BINARY_PACKED", "int_value": "DELTA_BINARY_PACKED"},
     }

@@ -1,9 +1,12 @@
 """Where an export is written: staged beside the old contents, never over foreign files.
 
-An export directory is written in a hidden staging directory inside the target
-(``.synarrow-staging-<random>/``, which pyarrow, Spark, Dask and Ray skip), then moved into
-place. A failed export removes its staging directory and leaves the target as it was; only a
-process killed mid-export leaves one behind (the next ``overwrite`` removes it).
+An export directory is written in a hidden staging directory, then moved into place: a new
+local directory is staged beside it (``.<name>.synarrow-staging-<random>/``) and renamed
+into place; an existing directory (or one on a remote file system) gets its staging
+directory inside (``.synarrow-staging-<random>/``, which pyarrow, Spark, Dask and Ray skip)
+and the staged entries are moved up. A failed export removes its staging directory and
+leaves the target as it was; only a process killed mid-export leaves one behind (the next
+``overwrite`` removes one inside the target).
 
 Every file an export writes carries ``synarrow.export`` in its schema metadata, which is how
 an earlier export is recognised: there is no marker file, because polars refuses to scan a
@@ -165,6 +168,7 @@ class DatasetTarget:
         self.protect = tuple(protect)
         self.staging: str | None = None
         self._created = False
+        self._beside = False
 
     def open(self) -> str:
         """Check the target, create the staging directory and return its path."""
@@ -179,13 +183,21 @@ class DatasetTarget:
         info = fs.get_file_info(path)
         if info.type == pafs.FileType.File:
             raise ExportError(f"{path} is a file; an exported dataset is a directory")
-        if info.type == pafs.FileType.NotFound:
-            fs.create_dir(path, recursive=True)
-            self._created = True
+        token = secrets.token_hex(8)
+        parent, name = posixpath.split(path)
+        if info.type == pafs.FileType.NotFound and _is_local(fs) and parent:
+            # A new local directory: staged beside it, then renamed into place at once.
+            fs.create_dir(parent, recursive=True)
+            self.staging = _join(parent, f".{name}{STAGING_PREFIX[:-1]}-{token}")
+            self._beside = True
         else:
-            self._check_replaceable()
-        self.staging = _join(path, STAGING_PREFIX + secrets.token_hex(8))
-        fs.create_dir(self.staging, recursive=True)
+            if info.type == pafs.FileType.NotFound:
+                fs.create_dir(path, recursive=True)
+                self._created = True
+            else:
+                self._check_replaceable()
+            self.staging = _join(path, STAGING_PREFIX + token)
+        fs.create_dir(self.staging, recursive=False)
         return self.staging
 
     def _check_replaceable(self) -> None:
@@ -220,6 +232,16 @@ class DatasetTarget:
         fs, staging = self.fs, self.staging
         if staging is None:
             raise ExportError("commit() before open()")
+        if self._beside:
+            try:
+                os.rename(staging, self.path)  # fails if the target appeared, not empty
+            except OSError as exc:
+                raise ExportError(
+                    f"{self.path} appeared while the export ran ({exc.strerror}); "
+                    "nothing was replaced"
+                ) from exc
+            self.staging = None
+            return
         self._check_replaceable_again()
         for info in fs.get_file_info(pafs.FileSelector(self.path, recursive=False)):
             if info.path.rstrip("/") == staging:
