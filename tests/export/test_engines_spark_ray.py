@@ -54,6 +54,7 @@ def test_spark_reads_every_key_exactly(spark: Any, exported: Exported) -> None:
     frame = spark.read.parquet(str(exported.parquet))
     assert frame.schema["key"].dataType.simpleString() == "string"
     assert frame.schema["int_value"].dataType.simpleString() == "bigint"
+    assert frame.schema["vector"].dataType.simpleString() == "array<float>"  # as documented
     cols = "key, unix_micros(ts) AS ts, type, value, int_value, text, bytes, vector"
     rows = [r.asDict() for r in frame.selectExpr(*cols.split(", ")).collect()]
     assert rows_by_key(rows) == exported.expected
