@@ -10,7 +10,7 @@ Every exported file (Parquet or Arrow) has the same columns, whatever the keys h
     bytes      large_binary
     vector     fixed_size_list<float32>[d] when every vector of the export has dimension d,
                else list<float32>
-    type       string, not null      null, float, int, text, bytes or vector: the row's type
+    type       dictionary<int8, string>, not null: null, float, int, text, bytes or vector
 
 So adding a text key to a database of floats does not change the schema downstream jobs see.
 
@@ -37,6 +37,7 @@ __all__ = [
     "EXPORT_METADATA_KEY",
     "TS_TYPE",
     "TYPE_NAMES",
+    "TYPE_TYPE",
     "VALUE_COLUMNS",
     "Layout",
     "conform",
@@ -62,6 +63,13 @@ TYPE_NAMES = {
     "vector": "vector",
 }
 _VARIABLE_VECTOR = pa.list_(pa.float32())
+#: The ``type`` column: a dictionary of the atom type names (categorical in pandas / polars,
+#: a string in Spark and DuckDB). Written from its codes, so Parquet hashes no strings.
+TYPE_TYPE = pa.dictionary(pa.int8(), pa.string())
+_TYPE_ORDER = ("null", "float", "int", "text", "bytes", "vector")
+_TYPE_CODES = {name: i for i, name in enumerate(_TYPE_ORDER)}
+# One dictionary for every batch: an Arrow IPC file allows no dictionary replacement.
+_TYPE_DICTIONARY = pa.array(_TYPE_ORDER, pa.string())
 # Directory names are limited to 255 bytes on common file systems.
 _MAX_SEGMENT_BYTES = 255
 # Hive's FileUtils.escapePathName set (Spark uses the same one), plus the controls.
@@ -118,7 +126,7 @@ class Layout:
             pa.field("text", pa.large_string()),
             pa.field("bytes", pa.large_binary()),
             pa.field("vector", self.vector_type),
-            pa.field("type", pa.string(), nullable=False),
+            pa.field("type", TYPE_TYPE, nullable=False),
         ]
         return pa.schema(fields, metadata={EXPORT_METADATA_KEY: str(EXPORT_LAYOUT_VERSION)})
 
@@ -217,16 +225,19 @@ def conform(history: pa.Table, layout: Layout) -> pa.Table:
     """
     n = history.num_rows
     parts = _parts(history.column("value"))
+    codes: pa.Array | pa.ChunkedArray
     if len(parts) == 1:
         ((col, arr),) = parts.items()
-        name = TYPE_NAMES[col]
-        kinds: pa.Array | pa.ChunkedArray = (
-            key_array(name, n) if not arr.null_count else pc.if_else(arr.is_valid(), name, "null")
+        code = np.int8(_TYPE_CODES[TYPE_NAMES[col]])
+        codes = (
+            pa.array(np.full(n, code, dtype=np.int8))
+            if not arr.null_count
+            else pc.if_else(arr.is_valid(), code, np.int8(0))
         )
     else:
-        kinds = key_array("null", n)
+        codes = pa.array(np.zeros(n, dtype=np.int8))  # "null" until a column holds the row
         for col, arr in parts.items():
-            kinds = pc.if_else(arr.is_valid(), TYPE_NAMES[col], kinds)
+            codes = pc.if_else(arr.is_valid(), np.int8(_TYPE_CODES[TYPE_NAMES[col]]), codes)
     if "int_value" in parts:
         doubles = pc.cast(parts["int_value"], pa.float64(), safe=False)
         parts["value"] = pc.coalesce(parts["value"], doubles) if "value" in parts else doubles
@@ -241,7 +252,9 @@ def conform(history: pa.Table, layout: Layout) -> pa.Table:
             arrays.append(pc.cast(arr, target))
         else:
             arrays.append(arr)
-    arrays.append(kinds)
+    if isinstance(codes, pa.ChunkedArray):
+        codes = codes.combine_chunks()
+    arrays.append(pa.DictionaryArray.from_arrays(codes, _TYPE_DICTIONARY))
     return pa.Table.from_arrays(
         [a if isinstance(a, pa.ChunkedArray) else pa.chunked_array([a]) for a in arrays],
         schema=schema,

@@ -516,7 +516,14 @@ def export_file(
 
 def text_schema(schema: pa.Schema) -> pa.Schema:
     """The schema after :func:`to_text_table`: bytes and vectors become strings."""
-    return pa.schema([pa.field(f.name, pa.string()) if _needs_text(f.type) else f for f in schema])
+    return pa.schema(
+        [
+            pa.field(f.name, pa.string())
+            if _needs_text(f.type) or pa.types.is_dictionary(f.type)
+            else f
+            for f in schema
+        ]
+    )
 
 
 def _needs_text(t: pa.DataType) -> bool:
@@ -548,6 +555,8 @@ def to_text_table(table: pa.Table) -> pa.Table:
     for f, col in zip(table.schema, table.columns):
         if _needs_text(f.type):
             col = pa.array([_text_value(v) for v in col.to_pylist()], pa.string())
+        elif pa.types.is_dictionary(f.type):
+            col = col.cast(f.type.value_type)
         cols.append(col)
     return pa.Table.from_arrays(cols, schema=text_schema(table.schema))
 
@@ -710,7 +719,8 @@ def _value_runs(table: pa.Table) -> Iterator[tuple[pa.Array | None, int, int]]:
         # The layout names each row's type: trust it over which cells happen to be set
         # (CSV reads empty text cells as "" rather than null).
         by_type = {name: col for col, name in TYPE_NAMES.items()}
-        kinds = table.column("type").combine_chunks().to_numpy(zero_copy_only=False)
+        kinds = table.column("type").cast(pa.string()).combine_chunks()
+        kinds = kinds.to_numpy(zero_copy_only=False)
         for lo, hi in _runs(kinds):
             col = by_type.get(str(kinds[lo]))
             if col is None or col not in cols:

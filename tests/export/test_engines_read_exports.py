@@ -47,6 +47,7 @@ def test_pyarrow_dataset(exported: Exported, declared: bool) -> None:
     assert table_rows(table) == exported.expected
     assert table.schema.field("vector").type == pa.list_(pa.float32(), 3)
     assert table.schema.field("int_value").type == pa.int64()
+    assert table.schema.field("type").type == pa.dictionary(pa.int8(), pa.string())
     for key in ("007", "Zürich", "k\x00a"):  # filters (partition pruning) find each key
         got = dataset.to_table(filter=ds.field("key") == key)
         assert table_rows(got) == {key: exported.expected[key]}
