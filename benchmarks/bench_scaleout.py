@@ -370,7 +370,8 @@ def bench_export_dataset(ctx: Ctx) -> list[Row]:
                     higher_better=False,
                     ref=ref,
                     note=(
-                        f"export_dataset(db, dir) from a compacted db; {note}; "
+                        f"export_dataset(db, dir) from a compacted db; {note}; the files hold "
+                        "8 columns (the key too; the reference's 2: ts, value); "
                         f"rows: {rows:,}; {n / dt / 1e6:.3g}M points/s"
                     ),
                     **tgt,

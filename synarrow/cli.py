@@ -825,7 +825,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="snappy",
         help="Parquet codec (snappy, zstd, none ...) or lz4/zstd for Arrow",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier export (never a database or a directory with other files)",
+    )
     progress_arg(p)
 
     p = add("import", cmd_import, "append rows from a Parquet/Arrow/CSV/JSON-lines file or dataset")

@@ -131,6 +131,15 @@ class QueryTimeoutError(SynaError, TimeoutError):
     default_hint = "narrow the query (a WHERE on key / ts, a LIMIT), or ask for a longer timeout"
 
 
+class ExportError(SynaError, OSError):
+    """Writing or reading an exported dataset failed (target refused, bad file, bad URI).
+
+    A failed export leaves its target as it was: nothing partial, nothing deleted.
+    """
+
+    default_hint = "check the path or URI and the format"
+
+
 __all__ = [
     "ChecksumError",
     "CompactionError",
@@ -139,6 +148,7 @@ __all__ = [
     "DatabaseClosedError",
     "DatabaseLockedError",
     "DependencyMissingError",
+    "ExportError",
     "GPUUnavailableError",
     "InvalidArgumentError",
     "InvalidKeyError",

@@ -1,23 +1,25 @@
 """Scale-out: a database as a Hive-partitioned dataset that other engines read as is, and back.
 
-:func:`export_dataset` writes one file per key under ``key=<key>/`` (the key URI-encoded the
-way pyarrow and DuckDB decode it, so ``sensor/1`` becomes ``key=sensor%2F1``)::
+:func:`export_dataset` writes one file per key under ``key=<key>/``::
 
-    out/key=sensor%2F1/part-0.parquet      columns ts, value
-    out/key=sensor%2F2/part-0.parquet
+    out/key=sensor%2F1/part-0.parquet       columns key, ts, value, int_value, text, ...
+    out/key=Zürich/part-0.parquet
 
-DuckDB (``read_parquet('out/**/*.parquet', hive_partitioning=true)``), ``pyarrow.dataset``,
-polars, Dask, Ray and Spark read it without synarrow. :func:`export_file` writes one file
-(Parquet, Arrow IPC, CSV or JSON lines) with the pandas-friendly long layout ``key, ts,
-value``; :func:`import_dataset` reads either back into a database.
+Every file holds the key as a column too, so an engine gets each key back exactly whatever it
+makes of directory names (Spark, pyarrow, polars, Dask, Ray and DuckDB were checked: they all
+read the file's column). Directory names use Hive's escaping (see
+:mod:`synarrow._export_layout`), which Spark decodes the same way as pyarrow and DuckDB.
 
-Column layout. ``ts`` is ``timestamp[us, UTC]``. When every exported key holds one value type,
-``value`` has that Arrow type (float64, int64, string, binary, fixed-size list of float32).
-When keys (or one key over time) hold several types, the layout is the one of the SQL view
-``history``: ``value`` (float64: floats, and ints converted), ``int_value`` (exact int64),
-``text``, ``bytes``, ``vector`` (only the columns of types present) and ``type`` (the atom
-type of the row). CSV and JSON lines carry bytes as base64 text and vectors as JSON arrays;
-only Parquet and Arrow round-trip them exactly.
+The columns are the same for every database (see :class:`Layout`): ``key``, ``ts``
+(``timestamp[us, UTC]``), ``value`` (float64: floats, and ints as doubles), ``int_value``
+(exact int64), ``text``, ``bytes``, ``vector`` (``fixed_size_list<float32>[d]`` when all
+vectors have dimension ``d``) and ``type`` (the atom type of the row). :func:`export_file`
+writes the same columns to one file (Parquet, Arrow IPC, CSV or JSON lines);
+:func:`import_dataset` reads either back into a database. CSV and JSON lines carry bytes as
+base64 text and vectors as JSON arrays; only Parquet and Arrow round-trip them exactly.
+
+An export is staged, then moved into place: a failed export leaves no partial target, and
+``overwrite=True`` only ever replaces an earlier export (see :mod:`synarrow._export_target`).
 """
 
 from __future__ import annotations
@@ -30,22 +32,33 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from synarrow.errors import InvalidArgumentError, InvalidValueError, SynaError
+from synarrow._export_layout import (
+    EXPORT_LAYOUT_VERSION,
+    EXPORT_METADATA_KEY,
+    TS_TYPE,
+    TYPE_NAMES,
+    VALUE_COLUMNS,
+    Layout,
+    conform,
+    key_array,
+    parquet_options,
+    partition_dir,
+    plan_layout,
+)
+from synarrow._export_target import DatasetTarget, FileTarget
+from synarrow.errors import ExportError, InvalidArgumentError, InvalidValueError, SynaError
 
 if TYPE_CHECKING:
     from synarrow.db import SynaDB
 
-TS_TYPE = pa.timestamp("us", tz="UTC")
 DATASET_FORMATS = ("parquet", "arrow")
 FILE_FORMATS = ("parquet", "arrow", "csv", "jsonl")
-WIDE_COLUMNS = ("value", "int_value", "text", "bytes", "vector")
 _SUFFIXES = {
     ".parquet": "parquet",
     ".pq": "parquet",
@@ -58,21 +71,6 @@ _SUFFIXES = {
     ".json": "jsonl",
 }
 _FORMAT_ALIASES = {"feather": "arrow", "ipc": "arrow", "json": "jsonl", "ndjson": "jsonl"}
-# Directory names are limited to 255 bytes on common file systems.
-_MAX_SEGMENT_BYTES = 255
-_TYPE_NAMES = {
-    "value": "float",
-    "int_value": "int",
-    "text": "text",
-    "bytes": "bytes",
-    "vector": "vector",
-}
-
-
-class ExportError(SynaError, OSError):
-    """Writing or reading an exported dataset failed (target exists, bad file, bad URI)."""
-
-    default_hint = "check the path or URI and the format"
 
 
 @dataclass(frozen=True)
@@ -152,161 +150,12 @@ def resolve_filesystem(uri: str | os.PathLike[str], filesystem: Any = None) -> t
     return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
 
 
-def _prepare_dir(fs: Any, path: str, overwrite: bool) -> None:
-    info = fs.get_file_info(path)
-    if info.type == pafs.FileType.File:
-        raise ExportError(f"{path} is a file; an exported dataset is a directory")
-    if info.type == pafs.FileType.Directory:
-        existing = fs.get_file_info(pafs.FileSelector(path, recursive=False))
-        if existing and not overwrite:
-            raise ExportError(
-                f"{path} exists and is not empty; refusing to mix datasets",
-                hint="choose a new directory, or overwrite=True (--overwrite) to replace it",
-            )
-        if existing:
-            fs.delete_dir_contents(path)
-    else:
-        fs.create_dir(path, recursive=True)
-
-
-def partition_dir(key: str) -> str:
-    """The Hive directory name of a key: ``key=`` and the key URI-encoded like pyarrow does."""
-    segment = "key=" + quote(key, safe="")
-    if len(segment.encode()) > _MAX_SEGMENT_BYTES:
-        raise InvalidArgumentError(
-            f"key {key[:40]!r}... is too long for a directory name once encoded",
-            hint="export it with partition_by=None (one file with a key column)",
-        )
-    return segment
-
-
-# -- the column layout ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The value columns of an export: one ``value`` column, or the wide SQL-view layout."""
-
-    value_type: pa.DataType | None  # narrow: the type of ``value``; None: wide
-    vector_type: pa.DataType | None = None  # wide: the type of ``vector``
-    columns: tuple[str, ...] = ("value",)
-
-    def schema(self, *, with_key: bool) -> pa.Schema:
-        """Arrow schema of exported tables (``key`` first when the file carries it)."""
-        fields = [pa.field("key", pa.string(), nullable=False)] if with_key else []
-        fields.append(pa.field("ts", TS_TYPE, nullable=False))
-        if self.value_type is not None:
-            fields.append(pa.field("value", self.value_type))
-            return pa.schema(fields)
-        types = {
-            "value": pa.float64(),
-            "int_value": pa.int64(),
-            "text": pa.large_string(),
-            "bytes": pa.large_binary(),
-            "vector": self.vector_type,
-        }
-        fields += [pa.field(c, types[c]) for c in self.columns]
-        fields.append(pa.field("type", pa.string()))
-        return pa.schema(fields)
-
-
-def _kind(t: pa.DataType) -> str | None:
-    if pa.types.is_floating(t):
-        return "value"
-    if pa.types.is_integer(t):
-        return "int_value"
-    if pa.types.is_large_string(t) or pa.types.is_string(t):
-        return "text"
-    if pa.types.is_large_binary(t) or pa.types.is_binary(t):
-        return "bytes"
-    if pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t) or pa.types.is_list(t):
-        return "vector"
-    return None
-
-
-def plan_layout(value_types: Iterable[pa.DataType]) -> Layout:
-    """The layout for histories whose ``value`` columns have these types."""
-    members: set[pa.DataType] = set()
-    mixed = False
-    for t in value_types:
-        if pa.types.is_null(t):
-            continue
-        if pa.types.is_struct(t):
-            mixed = True
-            members.update(f.type for f in t)
-        else:
-            members.add(t)
-    if not mixed and len(members) <= 1:
-        return Layout(members.pop() if members else pa.float64())
-    kinds = {_kind(t) for t in members}
-    if "int_value" in kinds:
-        kinds.add("value")  # ints are also shown as doubles in ``value``, as in SQL
-    vectors = {t for t in members if _kind(t) == "vector"}
-    vector_type = vectors.pop() if len(vectors) == 1 else pa.large_list(pa.float32())
-    cols = tuple(c for c in WIDE_COLUMNS if c in kinds)
-    return Layout(None, vector_type if "vector" in kinds else None, cols)
-
-
-def conform(history: pa.Table, layout: Layout) -> pa.Table:
-    """A key's history table in the export layout (zero-copy when the types already match)."""
-    ts = history.column("ts")
-    values = history.column("value")
-    n = history.num_rows
-    if layout.value_type is not None:
-        if values.type != layout.value_type:
-            values = (
-                pa.nulls(n, layout.value_type)
-                if pa.types.is_null(values.type)
-                else values.cast(layout.value_type)
-            )
-        return pa.Table.from_arrays([ts, values], names=["ts", "value"])
-    values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
-    parts: dict[str, pa.Array] = {}
-    if pa.types.is_struct(values.type):
-        for i, f in enumerate(values.type):
-            kind = _kind(f.type)
-            if kind is not None:
-                parts[kind] = values.field(i)
-    elif not pa.types.is_null(values.type):
-        kind = _kind(values.type)
-        if kind is not None:
-            parts[kind] = values
-    kinds: Any = key_array("null", n)
-    for col, arr in parts.items():
-        kinds = pc.if_else(arr.is_valid(), _TYPE_NAMES[col], kinds)
-    if "int_value" in parts:
-        ints = parts["int_value"].cast(pa.float64())
-        parts["value"] = pc.coalesce(parts["value"], ints) if "value" in parts else ints
-    types = layout.schema(with_key=False)
-    arrays: list[Any] = [ts]
-    for col in layout.columns:
-        target = types.field(col).type
-        arr = parts.get(col)
-        arrays.append(pa.nulls(n, target) if arr is None else arr.cast(target))
-    arrays.append(kinds)
-    return pa.Table.from_arrays(arrays, schema=types)
-
-
-def key_array(key: str, n: int) -> pa.Array:
-    """A string column repeating ``key`` ``n`` times, built without a Python loop."""
-    raw = key.encode("utf-8")
-    total = len(raw) * n
-    big = total >= 2**31
-    offsets = np.arange(n + 1, dtype=np.int64 if big else np.int32) * len(raw)
-    arr = pa.Array.from_buffers(
-        pa.large_string() if big else pa.string(),
-        n,
-        [None, pa.py_buffer(offsets), pa.py_buffer(raw * n)],
-    )
-    return arr if not big else arr.cast(pa.string())
-
-
 # -- exporting -----------------------------------------------------------------------------
 
 
 def _select_keys(db: SynaDB, keys: Iterable[str] | None, pattern: str | None) -> list[str]:
     if keys is not None:
-        chosen = list(keys)
+        chosen = list(dict.fromkeys(keys))  # each key once, in the order given
         missing = [k for k in chosen if not db.exists(k)]
         if missing:
             from synarrow.errors import KeyNotFoundError
@@ -324,6 +173,36 @@ def _bar(enabled: bool | None, total: int, desc: str) -> Any:
     from synarrow._deps import progress
 
     return progress(total=total, desc=desc, enabled=enabled)
+
+
+def _protected(db: SynaDB) -> list[str]:
+    path = getattr(db, "path", None)
+    return [os.fspath(path)] if path is not None else []
+
+
+class _Staged:
+    """Runs the writing of an export; on any failure removes what it wrote.
+
+    Errors other than synarrow's own (pyarrow's, the file system's) become
+    :class:`ExportError`; ``KeyboardInterrupt`` cleans up and propagates unchanged.
+    """
+
+    def __init__(self, target: DatasetTarget | FileTarget, uri: str) -> None:
+        self.target = target
+        self.uri = uri
+
+    def __enter__(self) -> _Staged:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        if exc is None:
+            return
+        self.target.abort()
+        if isinstance(exc, SynaError) or not isinstance(exc, Exception):
+            return  # re-raised as it is
+        raise ExportError(f"exporting to {self.uri} failed, nothing was written: {exc}") from exc
 
 
 def export_dataset(
@@ -348,16 +227,24 @@ def export_dataset(
     Args:
         db: an open database (read-only handles work).
         uri: a local directory, or a URI any fsspec (or pyarrow) file system opens.
-        format: ``"parquet"`` or ``"arrow"`` (Arrow IPC files, also called feather).
+        format: ``"parquet"`` (what every engine reads) or ``"arrow"`` (Arrow IPC files,
+            also called feather: read by pyarrow, polars and Arrow JS only).
         partition_by: ``"key"`` for one ``key=<key>/part-0.<ext>`` file per key, or ``None``
-            for one ``part-0.<ext>`` file holding a ``key`` column.
+            for one ``part-0.<ext>`` file.
         keys / pattern: export only these keys, or the keys matching a glob.
         compression: Parquet codec (``"snappy"``, ``"zstd"``, ``None`` ...), or the Arrow
-            IPC buffer codec (``"lz4"``, ``"zstd"``; ``None`` keeps files memory-mappable).
-            The default ``"snappy"`` means uncompressed for ``format="arrow"``.
-        overwrite: replace the contents of a non-empty target directory.
+            IPC buffer codec (``"lz4"``, ``"zstd"``; ``None`` keeps files memory-mappable
+            and readable by Arrow JS, which has no codecs). The default ``"snappy"`` means
+            uncompressed for ``format="arrow"``.
+        overwrite: replace an earlier export in ``uri`` (a directory holding nothing but
+            files an export wrote, recognised by their ``synarrow.export`` schema metadata);
+            anything else is refused and nothing is deleted.
         filesystem: a pyarrow or fsspec file system for ``uri``.
         progress: show a progress bar (default: when stderr is a terminal).
+
+    Raises:
+        ExportError: the target is refused (a database, inside one, not empty, not an
+            earlier export) or writing failed; the target is then left as it was.
     """
     fmt = normalize_format(format, DATASET_FORMATS)
     if partition_by not in ("key", None):
@@ -365,75 +252,127 @@ def export_dataset(
     started = time.perf_counter()
     fs, base = resolve_filesystem(uri, filesystem)
     chosen = _select_keys(db, keys, pattern)
+    # Keys too long for a directory name are refused before anything is written.
+    dirs = {key: partition_dir(key) for key in chosen} if partition_by == "key" else {}
     layout = _layout_of(db, chosen)
     codec = _codec(fmt, compression)
     ext = "parquet" if fmt == "parquet" else "arrow"
-    _prepare_dir(fs, base, overwrite)
-    if partition_by is None:
-        rows = _write_file(
-            db, chosen, layout, fs, f"{base}/part-0.{ext}", fmt, codec, progress=progress
-        )
-        return ExportResult(
-            os.fspath(uri), fmt, len(chosen), rows, 1, time.perf_counter() - started
-        )
-    for key in chosen:
-        partition_dir(key)  # refuse keys too long for a directory name before writing
-    import pyarrow.dataset as ds
+    target = DatasetTarget(fs, base, overwrite=overwrite, protect=_protected(db))
+    with _Staged(target, os.fspath(uri)):
+        staging = target.open()
+        if partition_by is None:
+            rows = _write_file(
+                db, chosen, layout, fs, f"{staging}/part-0.{ext}", fmt, codec, progress=progress
+            )
+        else:
+            rows = _write_partitions(db, chosen, dirs, layout, fs, staging, fmt, codec, progress)
+        target.commit()
+    files = 1 if partition_by is None else len(chosen)
+    return ExportResult(
+        os.fspath(uri), fmt, len(chosen), rows, files, time.perf_counter() - started
+    )
 
-    schema = layout.schema(with_key=True)
-    order = [*schema.names[1:], "key"]
-    schema = pa.schema([schema.field(n) for n in order])
-    counted = {"rows": 0}
+
+def _write_partitions(
+    db: SynaDB,
+    chosen: Sequence[str],
+    dirs: dict[str, str],
+    layout: Layout,
+    fs: Any,
+    base: str,
+    fmt: str,
+    codec: str | None,
+    progress: bool | None,
+) -> int:
+    """One file per key, ``base/key=<escaped key>/part-0.<ext>``, each holding its key column.
+
+    Histories are read on this thread (in key order) and written by a few writer threads:
+    Parquet and IPC encoding release the GIL, so files are encoded in parallel, and at most
+    two histories per thread are held in memory at once.
+    """
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    ext = "parquet" if fmt == "parquet" else "arrow"
+    threads = max(2, min(4, os.cpu_count() or 1))
+    rows = 0
     bar = _bar(progress, len(chosen), "export")
+    pending: set[Future[int]] = set()
 
-    def batches() -> Iterator[pa.RecordBatch]:
-        for key in chosen:
-            table = conform(db.get_history(key), layout)
-            if table.num_rows == 0:
-                bar.update(1)
-                continue
-            if table.column(0).num_chunks > 8:
-                table = table.combine_chunks()  # one row group, not many tiny ones
-            for batch in table.to_batches():
-                arrays = [*batch.columns, key_array(key, batch.num_rows)]
-                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
-            counted["rows"] += table.num_rows
+    def collect(block: bool) -> None:
+        nonlocal rows, pending
+        done, pending = wait(pending, return_when=FIRST_COMPLETED) if block else (set(), pending)
+        for future in done:
+            rows += future.result()  # re-raises a writer's error here
             bar.update(1)
 
-    file_format: Any = ds.ParquetFileFormat() if fmt == "parquet" else ds.IpcFileFormat()
-    options = (
-        file_format.make_write_options(compression=codec)
-        if fmt == "parquet" or codec
-        else file_format.make_write_options()
-    )
     try:
-        # Arrow's dataset writer: encoding, directory creation and file writes run on
-        # Arrow's own threads, overlapping the file-system latency that dominates here.
-        ds.write_dataset(
-            pa.RecordBatchReader.from_batches(schema, batches()),
-            base,
-            filesystem=fs,
-            format=file_format,
-            file_options=options,
-            partitioning=ds.partitioning(pa.schema([schema.field("key")]), flavor="hive"),
-            basename_template=f"part-{{i}}.{ext}",
-            existing_data_behavior="overwrite_or_ignore",
-            preserve_order=True,  # a key's batches must stay in history order
-            max_partitions=max(1, len(chosen)),
-            max_open_files=1024,
-        )
-    except OSError as exc:
-        raise ExportError(f"writing {uri}: {exc}") from exc
+        with ThreadPoolExecutor(threads, thread_name_prefix="synarrow-export") as pool:
+            try:
+                for key in chosen:
+                    history = db.get_history(key)
+                    folder = f"{base}/{dirs[key]}"
+                    path = f"{folder}/part-0.{ext}"
+                    pending.add(
+                        pool.submit(
+                            _write_key_file, fs, folder, path, fmt, codec, layout, key, history
+                        )
+                    )
+                    while len(pending) >= 2 * threads:
+                        collect(block=True)
+                while pending:
+                    collect(block=True)
+            finally:
+                for future in pending:
+                    future.cancel()
     finally:
         bar.close()
-    return ExportResult(
-        os.fspath(uri),
-        fmt,
-        len(chosen),
-        counted["rows"],
-        len(chosen),
-        time.perf_counter() - started,
-    )
+    return rows
+
+
+#: Rows encoded per slice (and per Parquet row group): bounds the memory of a huge key.
+_SLICE_ROWS = 1 << 20
+
+
+def _write_key_file(
+    fs: Any,
+    folder: str,
+    path: str,
+    fmt: str,
+    codec: str | None,
+    layout: Layout,
+    key: str,
+    history: pa.Table,
+) -> int:
+    """Write one key's history (in slices of ``_SLICE_ROWS`` rows) to one file."""
+    schema = layout.schema(with_key=True)
+    fs.create_dir(folder, recursive=True)
+    n = history.num_rows
+    with fs.open_output_stream(path) as stream:
+        writer = _open_writer(stream, fmt, schema, codec)
+        try:
+            for lo in range(0, n, _SLICE_ROWS):
+                part = conform(history.slice(lo, _SLICE_ROWS), layout)
+                if part.column(0).num_chunks > 8:
+                    part = part.combine_chunks()  # one batch, not many tiny ones
+                table = part.add_column(0, schema.field("key"), key_array(key, part.num_rows))
+                if fmt == "parquet":
+                    writer.write_table(table, row_group_size=_SLICE_ROWS)
+                else:
+                    writer.write_table(table)
+        finally:
+            writer.close()
+    return n
+
+
+def _open_writer(stream: Any, fmt: str, schema: pa.Schema, codec: str | None) -> Any:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetWriter(stream, schema, **parquet_options(codec))
+    import pyarrow.ipc as ipc
+
+    options = ipc.IpcWriteOptions(compression=codec) if codec else None
+    return ipc.new_file(stream, schema, options=options)
 
 
 def _codec(fmt: str, compression: str | None) -> str | None:
@@ -474,8 +413,6 @@ def _write_file(
                 sink.write(table)
                 rows += table.num_rows
                 bar.update(1)
-    except OSError as exc:
-        raise ExportError(f"writing {path}: {exc}") from exc
     finally:
         bar.close()
     return rows
@@ -493,15 +430,8 @@ class _FileSink:
         self._rows = 0
         self._stream = fs.open_output_stream(path)
         self._writer: Any = None
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            self._writer = pq.ParquetWriter(self._stream, schema, compression=codec)
-        elif fmt == "arrow":
-            import pyarrow.ipc as ipc
-
-            options = ipc.IpcWriteOptions(compression=codec) if codec else None
-            self._writer = ipc.new_file(self._stream, schema, options=options)
+        if fmt in DATASET_FORMATS:
+            self._writer = _open_writer(self._stream, fmt, schema, codec)
         elif fmt == "csv":
             import pyarrow.csv as pcsv
 
@@ -553,11 +483,12 @@ def export_file(
     filesystem: Any = None,
     progress: bool | None = None,
 ) -> ExportResult:
-    """Write the database (or some keys) to one file with columns ``key, ts, value``.
+    """Write the database (or some keys) to one file with the export columns (key first).
 
     ``format`` is ``"parquet"``, ``"arrow"``, ``"csv"`` or ``"jsonl"``; by default it comes
     from the file name's suffix. The layout is what ``pandas.read_parquet`` /
-    ``read_csv`` / ``read_json(lines=True)`` turn into a long DataFrame.
+    ``read_csv`` / ``read_json(lines=True)`` turn into a long DataFrame. The file is written
+    under a temporary name and moved into place, so a failure leaves no partial file.
 
     >>> export_file(db, "all.parquet")                 # doctest: +SKIP
     """
@@ -568,21 +499,15 @@ def export_file(
             hint="pass format= (parquet, arrow, csv or jsonl)",
         )
     started = time.perf_counter()
-    fs, target = resolve_filesystem(path, filesystem)
-    info = fs.get_file_info(target)
-    if info.type == pafs.FileType.Directory:
-        raise ExportError(f"{target} is a directory; export_file writes one file")
-    if info.type == pafs.FileType.File and not overwrite:
-        raise ExportError(
-            f"{target} exists", hint="choose a new name, or overwrite=True (--overwrite)"
-        )
-    parent = target.rsplit("/", 1)[0] if "/" in target else ""
-    if parent:
-        fs.create_dir(parent, recursive=True)
+    fs, dest = resolve_filesystem(path, filesystem)
     chosen = _select_keys(db, keys, pattern)
     layout = _layout_of(db, chosen)
     codec = _codec(fmt, compression) if fmt in DATASET_FORMATS else None
-    rows = _write_file(db, chosen, layout, fs, target, fmt, codec, progress=progress)
+    target = FileTarget(fs, dest, overwrite=overwrite, protect=_protected(db))
+    with _Staged(target, os.fspath(path)):
+        temp = target.open()
+        rows = _write_file(db, chosen, layout, fs, temp, fmt, codec, progress=progress)
+        target.commit()
     return ExportResult(os.fspath(path), fmt, len(chosen), rows, 1, time.perf_counter() - started)
 
 
@@ -591,7 +516,14 @@ def export_file(
 
 def text_schema(schema: pa.Schema) -> pa.Schema:
     """The schema after :func:`to_text_table`: bytes and vectors become strings."""
-    return pa.schema([pa.field(f.name, pa.string()) if _needs_text(f.type) else f for f in schema])
+    return pa.schema(
+        [
+            pa.field(f.name, pa.string())
+            if _needs_text(f.type) or pa.types.is_dictionary(f.type)
+            else f
+            for f in schema
+        ]
+    )
 
 
 def _needs_text(t: pa.DataType) -> bool:
@@ -623,6 +555,8 @@ def to_text_table(table: pa.Table) -> pa.Table:
     for f, col in zip(table.schema, table.columns):
         if _needs_text(f.type):
             col = pa.array([_text_value(v) for v in col.to_pylist()], pa.string())
+        elif pa.types.is_dictionary(f.type):
+            col = col.cast(f.type.value_type)
         cols.append(col)
     return pa.Table.from_arrays(cols, schema=text_schema(table.schema))
 
@@ -729,7 +663,13 @@ def _open_source(source: str, fmt: str | None, fs: Any) -> tuple[Any, str]:
             fmt = format_from_suffix(source)
         else:
             found = fs.get_file_info(pafs.FileSelector(source, recursive=True))
-            suffixes = {format_from_suffix(f.path) for f in found if f.type == pafs.FileType.File}
+            # Engines skip names starting with "_" or "." (staging leftovers, _SUCCESS ...).
+            suffixes = {
+                format_from_suffix(f.path)
+                for f in found
+                if f.type == pafs.FileType.File
+                and not any(p[:1] in "_." for p in f.path[len(source) :].split("/") if p)
+            }
             suffixes.discard(None)
             fmt = suffixes.pop() if len(suffixes) == 1 else None
         if fmt is None:
@@ -759,7 +699,7 @@ def _runs(kinds: np.ndarray) -> Iterator[tuple[int, int]]:
 def _value_runs(table: pa.Table) -> Iterator[tuple[pa.Array | None, int, int]]:
     """Runs of rows with one value type: (values or None for nulls, start, end)."""
     names = set(table.schema.names)
-    wide = [c for c in WIDE_COLUMNS[1:] if c in names] + (["value"] if "value" in names else [])
+    wide = [c for c in VALUE_COLUMNS[1:] if c in names] + (["value"] if "value" in names else [])
     if not wide:
         raise InvalidValueError(
             f"no value column in {table.schema.names}",
@@ -778,8 +718,9 @@ def _value_runs(table: pa.Table) -> Iterator[tuple[pa.Array | None, int, int]]:
     if "type" in names:
         # The layout names each row's type: trust it over which cells happen to be set
         # (CSV reads empty text cells as "" rather than null).
-        by_type = {name: col for col, name in _TYPE_NAMES.items()}
-        kinds = table.column("type").combine_chunks().to_numpy(zero_copy_only=False)
+        by_type = {name: col for col, name in TYPE_NAMES.items()}
+        kinds = table.column("type").cast(pa.string()).combine_chunks()
+        kinds = kinds.to_numpy(zero_copy_only=False)
         for lo, hi in _runs(kinds):
             col = by_type.get(str(kinds[lo]))
             if col is None or col not in cols:
@@ -923,6 +864,8 @@ def read_dataset(
 
 
 __all__ = [
+    "EXPORT_LAYOUT_VERSION",
+    "EXPORT_METADATA_KEY",
     "ExportError",
     "ExportResult",
     "ImportResult",

@@ -27,6 +27,7 @@ from synarrow.export import (
 
 T0 = 1_767_225_600_000_000
 KEYS = [f"sensor/{i:02d}" for i in range(6)] + ["a b=c", "ü/1", "42"]
+WIDE = ["value", "int_value", "text", "bytes", "vector"]
 N = 2000
 
 
@@ -104,7 +105,7 @@ def test_arrow_dataset_and_single_file(db: synarrow.SynaDB, tmp_path: Path) -> N
     result = export_dataset(db, tmp_path / "one", partition_by=None)
     assert result.files == 1
     one = pa.parquet.read_table(tmp_path / "one" / "part-0.parquet")
-    assert one.column_names == ["key", "ts", "value"]
+    assert one.column_names == ["key", "ts", *WIDE, "type"]
     assert sorted(set(one.column("key").to_pylist())) == sorted(KEYS)
 
 
@@ -149,11 +150,13 @@ def test_mixed_types_use_the_wide_layout(tmp_path: Path) -> None:
 
 
 def test_plan_layout() -> None:
-    assert plan_layout([pa.float64(), pa.null()]).value_type == pa.float64()
-    wide = plan_layout([pa.float64(), pa.int64()])
-    assert wide.value_type is None and wide.columns == ("value", "int_value")
+    floats = plan_layout([pa.float64(), pa.null()])
+    assert floats.vector_type == pa.list_(pa.float32())
+    assert floats.schema() == plan_layout([pa.float64(), pa.int64(), pa.large_string()]).schema()
+    mixed = pa.struct([("float", pa.float64()), ("vector", pa.list_(pa.float32(), 3))])
+    assert plan_layout([mixed]).vector_type == pa.list_(pa.float32(), 3)
     vec = plan_layout([pa.list_(pa.float32(), 3), pa.list_(pa.float32(), 4)])
-    assert vec.vector_type == pa.large_list(pa.float32())
+    assert vec.vector_type == pa.list_(pa.float32())
 
 
 def test_pandas_reads_and_writes_the_file_layout(db: synarrow.SynaDB, tmp_path: Path) -> None:
@@ -167,7 +170,7 @@ def test_pandas_reads_and_writes_the_file_layout(db: synarrow.SynaDB, tmp_path: 
     }
     frames["jsonl"]["ts"] = pd.to_datetime(frames["jsonl"]["ts"])
     for fmt, df in frames.items():
-        assert list(df.columns) == ["key", "ts", "value"], fmt
+        assert list(df.columns) == ["key", "ts", *WIDE, "type"], fmt
         assert len(df) == 6 * N
         first = df[df.key == "sensor/01"]
         assert first.value.tolist() == _values(1).tolist(), fmt
