@@ -1111,19 +1111,10 @@ class SynaDB:
                     self._writer.close()
             finally:
                 self._release()
-                self._close_sql_connection()
+        if getattr(self, "_sql_session", None) is not None:
+            from synarrow.sql import close_session
 
-    def _close_sql_connection(self) -> None:
-        """Close the DuckDB connection ``sql()`` keeps (synarrow.sql caches it on the handle).
-
-        Left open, it would hold its Arrow datasets over the mapped files until the garbage
-        collector, or interpreter shutdown, got to it.
-        """
-        con = self.__dict__.pop("_duck", None)
-        for name in ("_duck_state", "_duck_sources", "_duck_keys"):
-            self.__dict__.pop(name, None)
-        if con is not None:
-            con.close()
+            close_session(self)  # one opened by a query that raced with this close
 
     def _release(self) -> None:
         if self._writer is not None and not self._writer.closed:

@@ -401,6 +401,8 @@ _SESSIONS_LOCK = threading.Lock()
 def session(db: SynaDB) -> SqlSession:
     """The database's own :class:`SqlSession` (created on first use; ``db.close()`` ends it)."""
     with _SESSIONS_LOCK:
+        if db.closed:
+            raise DatabaseClosedError(f"database {db.path} is closed")
         current = getattr(db, "_sql_session", None)
         if current is None:
             current = db._sql_session = SqlSession(db)  # type: ignore[attr-defined]

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from conftest import VECTORS, Exported
 from engine_rows import EXPORT_COLUMNS, rows_by_key, table_rows
+from export_data import VECTORS, Exported
 
 import synarrow
 from synarrow.export import EXPORT_METADATA_KEY, import_dataset

@@ -14,8 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from conftest import Exported
 from engine_rows import rows_by_key, table_rows
+from export_data import Exported
 
 pytestmark = pytest.mark.engines
 
