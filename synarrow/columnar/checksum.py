@@ -1,7 +1,7 @@
 """The checksum of the columnar files: XXH3-64 from the ``xxhash`` package.
 
-XXH3 hashes at about memory speed (10 GB/s measured here, against 2.9 GB/s for
-``zlib.crc32``), so verifying a slice the first time it is read costs little next to the
+XXH3 hashes at about memory speed (see the issue 11 rows of ``benchmarks/results.md``;
+about 4x ``zlib.crc32``), so verifying a slice the first time it is read costs little next to the
 page faults of reading it at all. It detects damage (bit flips, torn or swapped blocks); it
 is not a cryptographic signature, so structure is validated as well before any use.
 """
