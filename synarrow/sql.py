@@ -296,13 +296,40 @@ _OUTSIDE = {"EXPORT", "COPY_DATABASE", "ATTACH", "DETACH", "LOAD", "EXTENSION"}
 _READ = {"SELECT", "EXPLAIN", "RELATION"}
 
 
-def check_statements(query: str, *, read_only: bool = False) -> None:
-    """Refuse statements that reach outside the database (and, if ``read_only``, any write)."""
+# The head of an EXPLAIN statement: EXPLAIN [ANALYZE] [(options)]. What follows it is checked
+# as a statement of its own, since EXPLAIN ANALYZE runs it.
+_EXPLAIN_HEAD = re.compile(
+    r"^\s*EXPLAIN\b(?:\s+ANALYZE\b)?(?:\s*\([^()]*\))?", re.IGNORECASE | re.DOTALL
+)
+
+
+def _statement_kinds(query: str, depth: int = 0) -> list[str]:
+    """The statement types of ``query``, with the statement inside each EXPLAIN as well."""
     try:
-        kinds = [st.type.name for st in duckdb.extract_statements(query)]
+        statements = duckdb.extract_statements(query)
     except duckdb.Error as exc:
         raise SQLError(f"query failed: {exc}") from exc
-    for kind in kinds:
+    kinds = []
+    for st in statements:
+        kind = st.type.name
+        if kind == "EXPLAIN":
+            inner = _EXPLAIN_HEAD.sub("", st.query, count=1)
+            if depth > 4 or inner == st.query or not inner.strip():
+                raise SQLError("this EXPLAIN statement is not one synarrow can check")
+            inner_kinds = _statement_kinds(inner, depth + 1)
+            # EXPLAIN of a query is a read; EXPLAIN ANALYZE of anything else runs it.
+            kinds.extend(k if k != "SELECT" else "EXPLAIN" for k in inner_kinds)
+        else:
+            kinds.append(kind)
+    return kinds
+
+
+def check_statements(query: str, *, read_only: bool = False) -> None:
+    """Refuse statements that reach outside the database (and, if ``read_only``, any write).
+
+    The statement an ``EXPLAIN`` (``EXPLAIN ANALYZE`` runs it) wraps is checked too.
+    """
+    for kind in _statement_kinds(query):
         if kind in _OUTSIDE or (read_only and kind not in _READ):
             raise SQLError(
                 f"{kind} statements are not allowed here",

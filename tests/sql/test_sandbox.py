@@ -165,3 +165,23 @@ def test_no_spill_directory_in_cwd(db: synarrow.SynaDB, tmp_path: Path) -> None:
     finally:
         os.chdir(cwd)
     assert not (tmp_path / ".tmp").exists()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "EXPLAIN ANALYZE CREATE MACRO main.avg(x) AS 666",
+        "EXPLAIN ANALYZE CREATE TABLE main.planted AS SELECT 1 AS x",
+        "EXPLAIN ANALYZE INSERT INTO planted VALUES (1)",
+        "EXPLAIN (FORMAT JSON) CREATE VIEW v AS SELECT 1",
+        "SELECT 1; CREATE TABLE t AS SELECT 2",
+    ],
+)
+def test_read_only_sql_checks_what_explain_runs(query: str) -> None:
+    """EXPLAIN ANALYZE runs its statement: a read-only session (a server's) checks that too."""
+    from synarrow.sql import check_statements
+
+    with pytest.raises(SQLError, match="not allowed"):
+        check_statements(query, read_only=True)
+    for allowed in ("EXPLAIN SELECT 1", "EXPLAIN ANALYZE SELECT 42", "SELECT 1; SELECT 2"):
+        check_statements(allowed, read_only=True)
