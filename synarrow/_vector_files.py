@@ -23,11 +23,13 @@ Temporaries get unique names created exclusively, so nothing is written through 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import operator
 import os
 import re
 import zlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -37,8 +39,8 @@ import pyarrow as pa
 from synarrow._vector_keys import KeyMap
 from synarrow.errors import ConfigError, CorruptionError
 from synarrow.fileio import (
+    fd_path,
     fsync_directory,
-    lstat_regular,
     open_fd,
     read_bytes,
     remove_file,
@@ -223,31 +225,49 @@ def read_checkpoint(directory: Path) -> Checkpoint:
     return state
 
 
-def _crc_of_file(path: Path) -> tuple[int, int]:
+def _crc_of_fd(fd: int) -> tuple[int, int]:
     crc = 0
     size = 0
-    fd = open_fd(path, os.O_RDONLY, what="vector index file")
-    with open(fd, "rb", buffering=0, closefd=True) as f:
-        while chunk := f.read(8 << 20):
-            crc = zlib.crc32(chunk, crc)
-            size += len(chunk)
+    offset = 0
+    while chunk := os.pread(fd, 8 << 20, offset):
+        crc = zlib.crc32(chunk, crc)
+        size += len(chunk)
+        offset += len(chunk)
     return size, crc
 
 
-def check_file(directory: Path, name: str, size: int, crc: int) -> Path:
-    """The path of a checkpoint file, after checking its size and CRC32."""
+def _crc_of_file(path: Path) -> tuple[int, int]:
+    fd = open_fd(path, os.O_RDONLY, what="vector index file")
+    try:
+        return _crc_of_fd(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def checked_file(directory: Path, name: str, size: int, crc: int) -> Iterator[str]:
+    """Open a checkpoint file (no-follow), check its size and CRC32, and yield a path that
+    reaches that very file (``/proc/self/fd/N``) for a library that only takes a path.
+
+    What the library then reads is the file that was checked, even if a link is swapped in
+    at the name meanwhile.
+    """
     path = directory / name
     try:
-        actual = lstat_regular(path, what="vector index file").st_size
-        if actual != size:
-            raise DamagedCheckpoint(f"{path} has {actual} bytes, expected {size}")
-        if _crc_of_file(path) != (size, crc):
-            raise DamagedCheckpoint(f"{path} fails its CRC32 check")
+        fd = open_fd(path, os.O_RDONLY, what="vector index file")
     except CorruptionError:
         raise
     except OSError as exc:
         raise DamagedCheckpoint(f"{path}: {exc}") from exc
-    return path
+    try:
+        actual = os.fstat(fd).st_size
+        if actual != size:
+            raise DamagedCheckpoint(f"{path} has {actual} bytes, expected {size}")
+        if _crc_of_fd(fd) != (size, crc):
+            raise DamagedCheckpoint(f"{path} fails its CRC32 check")
+        yield fd_path(fd) or str(path)
+    finally:
+        os.close(fd)
 
 
 def read_keymap(directory: Path, state: Checkpoint) -> KeyMap:
@@ -272,7 +292,7 @@ def read_keymap(directory: Path, state: Checkpoint) -> KeyMap:
         if len(labels) and labels.to_numpy().min() < 0:
             raise ValueError("the key map holds a negative label")
         keymap = KeyMap.from_arrow(table, state.next_label)
-    except (ValueError, TypeError, KeyError, IndexError, pa.ArrowException) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, OSError, pa.ArrowException) as exc:
         raise DamagedCheckpoint(f"{path}: {exc}") from exc
     if len(keymap) != state.count:
         raise DamagedCheckpoint(f"{path} holds {len(keymap)} keys, expected {state.count}")
@@ -295,11 +315,11 @@ def write_checkpoint(
     # usearch opens the name itself: reserve a fresh unique one exclusively first, so no
     # link can be waiting there to be written through.
     tmp = temporary_name(directory / index_name)
-    os.close(open_fd(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, what="temporary file"))
+    fd = open_fd(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, what="temporary file")
     try:
-        index.save(str(tmp))
-        fd = open_fd(tmp, os.O_RDONLY, what="temporary file")
         try:
+            # Through the descriptor: a link swapped in at the name is never written through.
+            index.save(fd_path(fd) or str(tmp))
             os.fsync(fd)
         finally:
             os.close(fd)

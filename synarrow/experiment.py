@@ -445,15 +445,21 @@ _FLUSHER_LOCK = threading.Lock()
 
 def _flusher_loop(stop: threading.Event) -> None:
     while not stop.wait(0.2):
-        now = _monotonic()
-        with _FLUSHER_LOCK:
-            exps = list(_LIVE_EXPERIMENTS)
-        for exp in exps:
-            try:
-                for run in exp._live_runs():
-                    run._flush_if_due(now, exp.flush_interval)
-            except Exception:  # keep flushing the others; a run's own error is kept on it
-                continue
+        _flush_due(_monotonic())
+
+
+def _flush_due(now: float) -> None:
+    # A function of its own, so no experiment stays referenced from the loop's frame while it
+    # waits: the last reference to a store must never be dropped by this thread during
+    # interpreter shutdown (releasing mapped Arrow buffers then aborts the process).
+    with _FLUSHER_LOCK:
+        exps = list(_LIVE_EXPERIMENTS)
+    for exp in exps:
+        try:
+            for run in exp._live_runs():
+                run._flush_if_due(now, exp.flush_interval)
+        except Exception:  # keep flushing the others; a run's own error is kept on it
+            continue
 
 
 def _ensure_flusher() -> None:
@@ -471,6 +477,9 @@ def _ensure_flusher() -> None:
 
 def _end_runs_at_exit() -> None:
     _FLUSHER["stop"].set()
+    thread = _FLUSHER["thread"]
+    if thread is not None and thread is not threading.current_thread():
+        thread.join(timeout=5.0)  # done before the interpreter starts tearing down
     with _FLUSHER_LOCK:
         exps = list(_LIVE_EXPERIMENTS)
     for exp in exps:

@@ -27,6 +27,7 @@ from synarrow.errors import CorruptionError
 __all__ = [
     "NOFOLLOW",
     "create_exclusive",
+    "fd_path",
     "fsync_directory",
     "lstat_regular",
     "open_fd",
@@ -92,6 +93,17 @@ def require_single_link(fd: int, path: Path | str, *, what: str = "file") -> Non
             "copies too",
             hint="copy the database (cp without -l) instead of hard-linking its files",
         )
+
+
+def fd_path(fd: int) -> str | None:
+    """A path that reopens the file behind ``fd`` itself (``/proc/self/fd/N``), or ``None``.
+
+    Libraries that only take a path (pyarrow's ``OSFile``, usearch's ``save``/``restore``)
+    are handed this instead of the file's name: whatever is renamed or linked in place of the
+    name after our no-follow open, they reach the very file we opened and checked.
+    """
+    path = f"/proc/self/fd/{fd}"
+    return path if os.path.exists(path) else None
 
 
 def lstat_regular(path: Path | str, *, what: str = "file") -> os.stat_result:

@@ -464,7 +464,7 @@ def parse_blob_ref(text: object, what: str) -> tuple[str, int, int | None]:
     try:
         d = json.loads(text)  # type: ignore[arg-type]
         checksum, size, created = d["checksum"], d["size_bytes"], d.get("created_us")
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise CorruptionError(f"{what}: its stored reference is damaged: {exc}") from exc
     if type(size) is not int or size < 0 or (created is not None and type(created) is not int):
         raise CorruptionError(f"{what}: its stored reference has fields of wrong types")
@@ -521,7 +521,8 @@ class ModelVersion:
         )
 
     @classmethod
-    def _from_json(cls, text: str) -> ModelVersion:
+    def _from_json(cls, text: str, *, name: str, version: int) -> ModelVersion:
+        """Parse a stored version record; it must be the record of ``name`` ``version``."""
         try:
             d = json.loads(text)
             info = cls(
@@ -539,11 +540,25 @@ class ModelVersion:
                 and info.size_bytes >= 0
                 and isinstance(info.checksum, str)
                 and isinstance(info.metadata, dict)
+                and type(d["created_us"]) is int
+                and info.stage in STAGES
+                and info.name == name
+                and info.version == version
             )
-        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            OverflowError,
+            RecursionError,
+        ) as exc:
             raise CorruptionError(f"stored model version {text[:80]!r} is damaged: {exc}") from exc
         if not ok:
-            raise CorruptionError(f"stored model version {text[:80]!r} has fields of wrong types")
+            raise CorruptionError(
+                f"stored model version {text[:80]!r} has fields of wrong types, or is not the "
+                f"record of {name!r} version {version}"
+            )
         return info
 
 
@@ -633,7 +648,7 @@ class ModelRegistry:
             if tail.isdigit():
                 text = self._db.get(key)
                 if isinstance(text, str):
-                    out.append(ModelVersion._from_json(text))
+                    out.append(ModelVersion._from_json(text, name=name, version=int(tail)))
         out.sort(key=lambda v: v.version)
         return out
 
@@ -708,7 +723,7 @@ class ModelRegistry:
                 f"model {name!r} has no version {version}",
                 hint="list the versions with ModelRegistry.list_versions(name)",
             )
-        return ModelVersion._from_json(text)
+        return ModelVersion._from_json(text, name=name, version=version)
 
     def load_model(
         self,

@@ -242,10 +242,13 @@ class VectorStore:
         try:
             state = files.read_checkpoint(self._dir)
             keys = files.read_keymap(self._dir, state)
-            path = files.check_file(self._dir, state.index_file, state.index_bytes, state.index_crc)
             # A mapped index cannot take adds: map it only when nothing needs catching up.
             view = self.readonly and state.position == position
-            index = Index.restore(str(path), view=view)
+            path = self._dir / state.index_file
+            with files.checked_file(
+                self._dir, state.index_file, state.index_bytes, state.index_crc
+            ) as checked:
+                index = Index.restore(checked, view=view)
             if index is None:
                 raise files.DamagedCheckpoint(f"{path} is not a usearch index")
             if (

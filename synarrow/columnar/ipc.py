@@ -32,7 +32,7 @@ from synarrow.columnar.manifest import DataFile
 from synarrow.columnar.schema import TS_TYPE, numeric_array, string_array
 from synarrow.columnar.validate import allowed_value_type, check_batch
 from synarrow.errors import CorruptionError
-from synarrow.fileio import open_fd, remove_file
+from synarrow.fileio import fd_path, open_fd, remove_file
 
 __all__ = [
     "KEY_METADATA",
@@ -105,12 +105,17 @@ class DataFileWriter:
         remove_file(path)
         fd = open_fd(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, what="new columnar file")
         created = os.fstat(fd)
-        os.close(fd)
-        self._sink = pa.OSFile(str(path), "wb")
-        opened = os.fstat(self._sink.fileno())
-        if (opened.st_dev, opened.st_ino) != (created.st_dev, created.st_ino):
-            self._sink.close()
-            raise CorruptionError(f"{path} was replaced while synarrow was creating it")
+        try:
+            # Reopened through the descriptor, never by name: a link swapped in at the name
+            # after the no-follow create is not followed (nor truncated).
+            # (Without /proc, by name: the inode check below then catches a swap.)
+            self._sink = pa.OSFile(fd_path(fd) or str(path), "wb")
+            opened = os.fstat(self._sink.fileno())
+            if (opened.st_dev, opened.st_ino) != (created.st_dev, created.st_ino):
+                self._sink.close()
+                raise CorruptionError(f"{path} was replaced while synarrow was creating it")
+        finally:
+            os.close(fd)
         self._writer = ipc.new_file(self._sink, self.schema, options=options)
         self._ranges: list[tuple[int, int]] = []
         self.rows = 0

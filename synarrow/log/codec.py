@@ -123,7 +123,10 @@ def unlz4(payload: bytes | memoryview) -> bytes:
     claimed = int.from_bytes(view[:4], "little")
     if claimed > _LZ4_MAX_RATIO * view.nbytes + 64:
         raise ValueError(f"LZ4 payload of {view.nbytes} bytes claims {claimed} bytes")
-    return lz4.block.decompress(view)
+    try:
+        return lz4.block.decompress(view)
+    except lz4.block.LZ4BlockError as exc:
+        raise ValueError(f"LZ4 payload does not decompress: {exc}") from None
 
 
 def decode_scalar(atom: int, payload: bytes) -> object:

@@ -82,7 +82,7 @@ def read_sidecar(segment_file: Path, data: bytearray | bytes, size: int) -> np.n
         return None
     try:
         lengths = np.frombuffer(lz4.block.decompress(body), dtype="<u4")
-    except (ValueError, RuntimeError):
+    except (ValueError, RuntimeError, lz4.block.LZ4BlockError):
         return None
     if len(lengths) != count:
         return None
