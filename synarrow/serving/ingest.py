@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 MAX_BATCH_BYTES = 64 << 20
 MAX_PUT_BYTES = 1 << 30
+# Staged parts of one key are joined into appends of up to this many rows (one log entry
+# each): few entries and tail chunks per key, yet several for the encoding to spread over.
+APPEND_ROWS = 1 << 20
 
 
 class PutStager:
@@ -95,16 +98,13 @@ class PutStager:
         self._parts.append((key, values, ts))
 
     def commit(self, db: SynaDB) -> int:
-        """Append every staged part; returns the rows appended."""
+        """Append every staged part in one all-or-nothing write; returns the rows appended."""
         groups: dict[str, list[tuple[Any, Any]]] = {}
         for key, values, ts in self._parts:
             groups.setdefault(key, []).append((values, ts))
         self._parts.clear()
-        total = 0
-        for key, parts in groups.items():
-            for values, ts in _merged(parts):
-                total += db.append_batch(key, values, timestamps=ts)
-        return total
+        items = [(key, *part) for key, parts in groups.items() for part in _merged(parts)]
+        return db.append_batches(items)
 
 
 def _split_by_key(batch: pa.RecordBatch) -> list[tuple[str, pa.RecordBatch]]:
@@ -169,9 +169,11 @@ def _plainly_valid(values: Any, ts: Any) -> bool:
 
 
 def _merged(parts: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
-    """Consecutive parts of one key joined into one append where their types agree."""
+    """Consecutive parts of one key joined where their types agree, up to
+    :data:`APPEND_ROWS` rows each."""
     out: list[tuple[Any, Any]] = []
     run: list[tuple[Any, Any]] = []
+    rows = 0
 
     def flush() -> None:
         if len(run) == 1:
@@ -181,9 +183,14 @@ def _merged(parts: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
         run.clear()
 
     for values, ts in parts:
-        if run and (_kind(values), _kind(ts)) != (_kind(run[0][0]), _kind(run[0][1])):
+        if run and (
+            rows + len(values) > APPEND_ROWS
+            or (_kind(values), _kind(ts)) != (_kind(run[0][0]), _kind(run[0][1]))
+        ):
             flush()
+            rows = 0
         run.append((values, ts))
+        rows += len(values)
     flush()
     return out
 
