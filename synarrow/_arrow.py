@@ -203,7 +203,7 @@ def to_timestamps(timestamps: Any, count: int) -> np.ndarray | None:
             raise InvalidArgumentError("timestamps contain NaT")
         arr = arr.astype("datetime64[us]").view(np.int64)
     elif arr.dtype.kind in "iu":
-        arr = arr.astype(np.int64)
+        arr = arr.astype(np.int64, copy=False)
     else:
         raise InvalidArgumentError(
             f"timestamps must be datetimes or int microseconds, got {arr.dtype}"

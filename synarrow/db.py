@@ -26,6 +26,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -483,80 +484,115 @@ class SynaDB:
         ``datetime`` objects. This is the fast path: one log entry per 64 MiB of values,
         written from the caller's buffers without an intermediate copy.
         """
-        batch = _arrow.to_batch(values)
-        ts = _arrow.to_timestamps(timestamps, batch.count)
+        return self.append_batches([(key, values, timestamps)])
+
+    def append_batches(self, items: Iterable[tuple[str, Any, Any]]) -> int:
+        """Append several ``(key, values, timestamps)`` batches as one write; returns how many
+        values.
+
+        Each item is what :meth:`append_batch` takes. Every item is converted and checked
+        before anything is written; the entries are then written in order under one lock, and
+        if writing any of them fails the log is cut back to where the call began and no key
+        changes. With several entries and LZ4 on, the LZ4 work runs on a few threads first.
+        """
+        staged = []
+        for key, values, timestamps in items:
+            check_key(key)
+            batch = _arrow.to_batch(values)
+            staged.append((key, batch, _arrow.to_timestamps(timestamps, batch.count)))
         cfg = self.config
         threshold = cfg.compression_threshold if cfg.compression is not None else None
         if not cfg.delta and threshold is not None:
             threshold = max(threshold, 1 << 62)  # only delta-coded numbers are worth LZ4 here
+        jobs = [(i, lo, hi) for i, (_, b, _) in enumerate(staged) for lo, hi in _batch_slices(b)]
+        early = None
+        if threshold is not None and len(jobs) > 1:
+            # Encoded before the lock, offsets unknown: only compressed results are kept (the
+            # padding that aligns an uncompressed payload needs its place in the file).
+            early = list(
+                _encoder().map(
+                    lambda j: _encode_slice(
+                        staged[j[0]][1], staged[j[0]][2], j[1], j[2], threshold
+                    ),
+                    jobs,
+                )
+            )
         with self._lock:
             writer = self._writable()
-            st = self._key_state(key)
-            if batch.count == 0:
+            states = [self._key_state(key) for key, _, _ in staged]
+            if not jobs:
                 return 0
             now = self._now()
             position = 0
             mark = writer.mark()
-            placed: list[tuple[int, int, int, bool]] = []  # payload offset, lo, hi, compressed
+            placed: list[list[tuple[int, int, int, bool]]] = [[] for _ in staged]
             try:
-                for lo, hi in _batch_slices(batch):
-                    part = _slice_batch(batch, lo, hi)
-                    part_ts = None if ts is None else ts[lo:hi]
+                for n, (i, lo, hi) in enumerate(jobs):
+                    st, (_, batch, ts) = states[i], staged[i]
                     payload_at = writer.size + ENTRY_HEADER_SIZE + len(st.key_bytes)
-                    parts, flags = codec.encode_batch(
-                        part.atom,
-                        part_ts,
-                        part.vectors if part.atom == Atom.VECTOR else part.numbers,
-                        offsets=part.offsets,
-                        data=part.data,
-                        count=hi - lo,
-                        compress_threshold=threshold,
-                        file_offset=payload_at,
-                    )
-                    header_ts = int(part_ts[0]) if part_ts is not None else now
+                    if early is not None and early[n][1] & FLAG_LZ4:
+                        parts, flags = early[n]
+                    else:
+                        limit = threshold if early is None else None
+                        parts, flags = _encode_slice(batch, ts, lo, hi, limit, payload_at)
+                    header_ts = int(ts[lo]) if ts is not None else now
                     record = encode_entry_parts(
-                        header_ts, st.key_bytes, parts, flags_byte(flags | FLAG_BATCH, part.atom)
+                        header_ts, st.key_bytes, parts, flags_byte(flags | FLAG_BATCH, batch.atom)
                     )
                     position = writer.write_parts(record, sync=cfg.sync_on_write)
                     self._next_seq += 1
-                    placed.append((payload_at, lo, hi, bool(flags & FLAG_LZ4)))
+                    placed[i].append((payload_at, lo, hi, bool(flags & FLAG_LZ4)))
             except BaseException:
-                # All or nothing: a batch split over several entries is cut out whole.
+                # All or nothing: every entry of the call is cut out.
                 self._next_seq -= len(writer.offsets) - mark[1]
                 writer.rollback(mark)
                 raise
-            chunks = _mapped_chunks(writer.path, batch, ts, placed)
-            if chunks is None:
-                # One contiguous copy of the whole call (the caller may reuse its arrays); one
-                # shared timestamp is a zero-stride view, materialised only when read.
-                chunk_ts = (
-                    np.array(ts, dtype=np.int64)
-                    if ts is not None
-                    else np.broadcast_to(np.int64(now), (batch.count,))
-                )
-                chunks = [
-                    TailChunk(
-                        batch.atom,
-                        chunk_ts,
-                        values_array(
-                            batch.atom,
-                            batch.count,
-                            numbers=None if batch.numbers is None else batch.numbers.copy(),
-                            offsets=batch.offsets,
-                            data=batch.data,
-                            vectors=None if batch.vectors is None else batch.vectors.copy(),
-                        ),
-                    )
-                ]
-            for chunk in chunks:
-                if chunk.ts.strides == (0,):
-                    chunk.ts = np.broadcast_to(np.int64(now), (len(chunk),))
-                st.add_chunk(chunk, last_value(chunk))
-            st.delta_atom = -1
+            for st, (_, batch, ts), where in zip(states, staged, placed):
+                if where:
+                    self._add_chunks(writer, st, batch, ts, where, now)
             self._after_write(writer)
         if cfg.sync_on_write:
             writer.sync_to(position)
-        return batch.count
+        return sum(batch.count for _, batch, _ in staged)
+
+    def _add_chunks(
+        self,
+        writer: LogWriter,
+        st: KeyState,
+        batch: _arrow.BatchValues,
+        ts: np.ndarray | None,
+        placed: list[tuple[int, int, int, bool]],
+        now: int,
+    ) -> None:
+        """Make one appended batch visible in its key's tail (after its entries are written)."""
+        chunks = _mapped_chunks(writer.path, batch, ts, placed)
+        if chunks is None:
+            # One contiguous copy of the whole call (the caller may reuse its arrays); one
+            # shared timestamp is a zero-stride view, materialised only when read.
+            chunk_ts = (
+                np.array(ts, dtype=np.int64)
+                if ts is not None
+                else np.broadcast_to(np.int64(now), (batch.count,))
+            )
+            chunks = [
+                TailChunk(
+                    batch.atom,
+                    chunk_ts,
+                    values_array(
+                        batch.atom,
+                        batch.count,
+                        numbers=None if batch.numbers is None else batch.numbers.copy(),
+                        offsets=batch.offsets,
+                        data=batch.data,
+                        vectors=None if batch.vectors is None else batch.vectors.copy(),
+                    ),
+                )
+            ]
+        for chunk in chunks:
+            if chunk.ts.strides == (0,):
+                chunk.ts = np.broadcast_to(np.int64(now), (len(chunk),))
+            st.add_chunk(chunk, last_value(chunk))
+        st.delta_atom = -1
 
     def _tombstone(self, st: KeyState) -> int:
         writer = self._writable()
@@ -1225,6 +1261,42 @@ def _map_segment(path: Path, dtype: str, offset: int, shape: tuple[int, ...]) ->
     """A read-only numpy view of part of a segment, opened without following symlinks."""
     with builtins.open(open_fd(path, os.O_RDONLY, what="log segment"), "rb") as f:
         return np.memmap(f, dtype=dtype, mode="r", offset=offset, shape=shape)
+
+
+def _encode_slice(
+    batch: _arrow.BatchValues,
+    ts: np.ndarray | None,
+    lo: int,
+    hi: int,
+    threshold: int | None,
+    file_offset: int | None = None,
+) -> tuple[list[bytes | memoryview], int]:
+    """One batch entry's payload buffers and flags, for values ``lo:hi`` of ``batch``."""
+    part = _slice_batch(batch, lo, hi)
+    return codec.encode_batch(
+        part.atom,
+        None if ts is None else ts[lo:hi],
+        part.vectors if part.atom == Atom.VECTOR else part.numbers,
+        offsets=part.offsets,
+        data=part.data,
+        count=hi - lo,
+        compress_threshold=threshold,
+        file_offset=file_offset,
+    )
+
+
+_ENCODER: ThreadPoolExecutor | None = None
+_ENCODER_LOCK = threading.Lock()
+
+
+def _encoder() -> ThreadPoolExecutor:
+    """The threads that LZ4-encode the entries of a multi-entry append (LZ4 releases the GIL)."""
+    global _ENCODER
+    with _ENCODER_LOCK:
+        if _ENCODER is None:
+            workers = max(1, min(4, os.cpu_count() or 1))
+            _ENCODER = ThreadPoolExecutor(workers, thread_name_prefix="synarrow-encode")
+        return _ENCODER
 
 
 def _slice_batch(batch: _arrow.BatchValues, lo: int, hi: int) -> _arrow.BatchValues:

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 MAX_BATCH_BYTES = 64 << 20
 MAX_PUT_BYTES = 1 << 30
+# Staged parts of one key are joined into appends of up to this many rows (one log entry
+# each): few entries and tail chunks per key, yet several for the encoding to spread over.
+APPEND_ROWS = 1 << 20
 
 
 class PutStager:
@@ -66,66 +69,89 @@ class PutStager:
         if "value" not in names:
             raise InvalidValueError(f"a put batch needs a 'value' column, got {names}")
         if self.key is not None:
-            self._stage(self.key, pa.Table.from_batches([batch]))
+            self._stage(self.key, batch)
         else:
             if "key" not in names:
                 raise InvalidValueError(
                     "without a key in the descriptor, batches need a 'key' column"
                 )
-            for key, part in _split_by_key(pa.Table.from_batches([batch])):
+            for key, part in _split_by_key(batch):
                 self._stage(key, part)
         self.bytes += size
         self.rows += batch.num_rows
         return self.rows
 
-    def _stage(self, key: str, table: pa.Table) -> None:
+    def _stage(self, key: str, part: pa.RecordBatch) -> None:
         check_key(key)
-        values = table.column("value")
-        ts = table.column("ts") if "ts" in table.schema.names else None
+        values = part.column("value")
+        ts = part.column("ts") if "ts" in part.schema.names else None
+        plain = _as_numpy(values, ts)
+        if plain is not None:
+            self._parts.append((key, *plain))
+            return
         if ts is not None and not pa.types.is_timestamp(ts.type):
             from synarrow.export import to_ts_column
 
             ts = to_ts_column(ts, "us")
-        if not _plainly_valid(values, ts):
-            # Converted now so a bad value fails before any key is written.
-            _arrow.to_timestamps(ts, _arrow.to_batch(values).count)
+        # Converted now so a bad value fails before any key is written.
+        _arrow.to_timestamps(ts, _arrow.to_batch(values).count)
         self._parts.append((key, values, ts))
 
     def commit(self, db: SynaDB) -> int:
-        """Append every staged part; returns the rows appended."""
+        """Append every staged part in one all-or-nothing write; returns the rows appended."""
         groups: dict[str, list[tuple[Any, Any]]] = {}
         for key, values, ts in self._parts:
             groups.setdefault(key, []).append((values, ts))
         self._parts.clear()
-        total = 0
-        for key, parts in groups.items():
-            for values, ts in _merged(parts):
-                total += db.append_batch(key, values, timestamps=ts)
-        return total
+        items = [(key, *part) for key, parts in groups.items() for part in _merged(parts)]
+        return db.append_batches(items)
 
 
-def _split_by_key(table: pa.Table) -> list[tuple[str, pa.Table]]:
-    """``(key, rows)`` per key: slices where each key's rows are contiguous (the usual
-    layout, no copy), else grouped by :func:`synarrow.export.split_by_key`."""
-    keys = table.column("key")
+def _split_by_key(batch: pa.RecordBatch) -> list[tuple[str, pa.RecordBatch]]:
+    """``(key, rows)`` per key, in order of first appearance: zero-copy slices where each
+    key's rows are contiguous (the usual layout), else after one stable sort by key."""
+    keys = batch.column("key")
     if keys.null_count:
         raise InvalidValueError(f"the key column holds {keys.null_count} nulls")
     if not (pa.types.is_string(keys.type) or pa.types.is_large_string(keys.type)):
         keys = keys.cast(pa.string())
-    keys = keys.combine_chunks()
-    n = len(keys)
-    if n == 0:
+    if len(keys) == 0:
         return []
-    change = pc.not_equal(keys.slice(1), keys.slice(0, n - 1))
-    starts = np.concatenate([[0], np.flatnonzero(change.to_numpy(zero_copy_only=False)) + 1])
-    names = [keys[int(i)].as_py() for i in starts]
+    n = len(keys)
+    rest = batch.drop_columns(["key"])
+    change = pc.not_equal(keys.slice(1), keys.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    starts = np.concatenate([[0], np.flatnonzero(change) + 1])
+    names = [keys[i].as_py() for i in starts.tolist()]
     if len(set(names)) != len(names):
-        from synarrow.export import split_by_key
+        # Keys interleave: one stable sort by key (first appearance order) groups them.
+        encoded = pc.dictionary_encode(keys)
+        idx = encoded.indices.to_numpy(zero_copy_only=False)
+        order = np.argsort(idx, kind="stable")
+        rest = rest.take(pa.array(order))
+        idx = idx[order]
+        starts = np.concatenate([[0], np.flatnonzero(idx[1:] != idx[:-1]) + 1])
+        names = encoded.dictionary.to_pylist()
+        names = [names[i] for i in idx[starts].tolist()]
+    ends = [*starts[1:].tolist(), n]
+    return [(k, rest.slice(a, b - a)) for k, a, b in zip(names, starts.tolist(), ends)]
 
-        return list(split_by_key(table))
-    ends = [*starts[1:], n]
-    rest = table.drop_columns(["key"])
-    return [(k, rest.slice(int(a), int(b - a))) for k, a, b in zip(names, starts, ends)]
+
+def _as_numpy(values: pa.Array, ts: pa.Array | None) -> tuple[np.ndarray, Any] | None:
+    """Zero-copy numpy views of plain numbers and microsecond timestamps, or ``None`` when
+    the part needs the full conversion (and its checks) instead."""
+    if not _plainly_valid(values, ts):
+        return None
+    if ts is None:
+        return values.to_numpy(zero_copy_only=True), None
+    if ts.type.unit != "us":
+        return None
+    micros = ts.view(pa.int64()).to_numpy(zero_copy_only=True)
+    if len(micros) and micros.min() == _NAT:
+        return None  # NaT: the full conversion names it
+    return values.to_numpy(zero_copy_only=True), micros
+
+
+_NAT = np.iinfo(np.int64).min
 
 
 def _plainly_valid(values: Any, ts: Any) -> bool:
@@ -143,31 +169,46 @@ def _plainly_valid(values: Any, ts: Any) -> bool:
 
 
 def _merged(parts: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
-    """Consecutive parts of one key joined into one append where their types agree."""
+    """Consecutive parts of one key joined where their types agree, up to
+    :data:`APPEND_ROWS` rows each."""
     out: list[tuple[Any, Any]] = []
     run: list[tuple[Any, Any]] = []
+    rows = 0
 
     def flush() -> None:
         if len(run) == 1:
             out.append(run[0])
         elif run:
-            values = pa.chunked_array([c for v, _ in run for c in _chunks(v)], run[0][0].type)
-            if run[0][1] is None:
-                out.append((values, None))
-            else:
-                ts = pa.chunked_array([c for _, t in run for c in _chunks(t)], run[0][1].type)
-                out.append((values, ts))
+            out.append((_joined([v for v, _ in run]), _joined([t for _, t in run])))
         run.clear()
 
     for values, ts in parts:
-        if run:
-            v0, t0 = run[0]
-            same = values.type == v0.type and (ts is None) == (t0 is None)
-            if not same or (ts is not None and ts.type != t0.type):
-                flush()
+        if run and (
+            rows + len(values) > APPEND_ROWS
+            or (_kind(values), _kind(ts)) != (_kind(run[0][0]), _kind(run[0][1]))
+        ):
+            flush()
+            rows = 0
         run.append((values, ts))
+        rows += len(values)
     flush()
     return out
+
+
+def _kind(col: Any) -> Any:
+    if col is None:
+        return None
+    if isinstance(col, np.ndarray):
+        return ("numpy", col.dtype)
+    return ("arrow", col.type)
+
+
+def _joined(cols: list[Any]) -> Any:
+    if cols[0] is None:
+        return None
+    if isinstance(cols[0], np.ndarray):
+        return np.concatenate(cols)
+    return pa.chunked_array([c for col in cols for c in _chunks(col)], cols[0].type)
 
 
 def _chunks(col: Any) -> list[Any]:
