@@ -184,6 +184,7 @@ def test_inconsistent_batch_headers_raise_corruption(
         (9, b"\x00" * 8, 0),  # an atom type that does not exist
         (Atom.BYTES, struct.pack("<I", 0xFFFFFFF0) + b"\x00" * 12, FLAG_LZ4),  # claims 4 GiB
         (Atom.BYTES, b"\x05\x00", FLAG_LZ4),  # shorter than its stored size
+        (Atom.TEXT, struct.pack("<I", 100) + b"\x99" * 40, FLAG_LZ4),  # not LZ4 at all
     ],
 )
 def test_crafted_single_entries_raise_corruption(

@@ -148,3 +148,31 @@ def test_honest_damage_is_still_a_checksum_error(tmp_path: Path) -> None:
         (tmp_path / "models.db" / "blobs" / info.checksum).write_bytes(b"abcdeF")
         with pytest.raises(ChecksumError):
             reg.load_model("m")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"version": 99},  # the record of another version
+        {"name": "other"},  # the record of another model
+        {"stage": ["x"]},  # not a stage
+        {"stage": "Shipped"},
+        {"created_us": float("nan")},
+        {"deep": True},  # metadata nested deeper than json can parse
+    ],
+)
+def test_version_record_must_be_its_own(tmp_path: Path, change: dict) -> None:
+    with synarrow.ModelRegistry(tmp_path / "models.db") as reg:
+        reg.save_model("m", b"abc")
+        key = "models/m/versions/1"
+        if change == {"deep": True}:
+            info = reg.db.get(key).replace(
+                '"metadata": {}', '"metadata": ' + "[" * 50_000 + "]" * 50_000
+            )
+        else:
+            info = json.dumps({**json.loads(reg.db.get(key)), **change})
+        reg.db.append(key, info)
+        with pytest.raises(CorruptionError):
+            reg.get_version("m", 1)
+        with pytest.raises(CorruptionError):
+            reg.list_versions("m")
