@@ -28,12 +28,11 @@ from synarrow.columnar.verify import verify_columnar
 from synarrow.config import DbConfig
 from synarrow.errors import CorruptionError, InvalidPathError, SynaError
 from synarrow.fileio import open_fd, read_bytes
+from synarrow.log.names import log_name_kind
 
 __all__ = ["CheckReport", "check_database"]
 
 _MARKER = "SYNARROW"
-_SEGMENT = re.compile(r"[0-9]{8}\.log")
-_SIDECAR = re.compile(r"[0-9]{8}\.idx")
 _BLOB = re.compile(r"[0-9a-f]{64}")
 
 
@@ -146,12 +145,12 @@ def _segments(root: Path, report: CheckReport) -> list[tuple[int, Path]]:
             report.damage.append(f"log/{name}: a symbolic link; synarrow never writes one")
         elif not entry.is_file(follow_symlinks=False):
             report.damage.append(f"log/{name}: not a regular file")
-        elif _SEGMENT.fullmatch(name):
-            out.append((int(name[:8]), log_dir / name))
-        elif _SIDECAR.fullmatch(name) or name.endswith(".tmp"):
-            continue
         else:
-            report.damage.append(f"log/{name}: not a file synarrow writes")
+            kind = log_name_kind(name)  # the same name rules the database opens by
+            if kind is None:
+                report.damage.append(f"log/{name}: not a file synarrow writes")
+            elif kind[0] == "segment" and kind[1] is not None:
+                out.append((kind[1], log_dir / name))
     return out
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from synarrow.errors import CorruptionError
 
-__all__ = ["LogDirectory", "list_log_dir", "segment_name", "segment_path"]
+__all__ = ["LogDirectory", "list_log_dir", "log_name_kind", "segment_name", "segment_path"]
 
 _SEGMENT = re.compile(r"([0-9]{8,})\.log")
 _SIDECAR = re.compile(r"([0-9]{8,})\.idx")
@@ -55,6 +55,20 @@ def _number(match: re.Match[str] | None, name: str) -> int | None:
     return number if f"{number:08d}" == match.group(1) else None
 
 
+def log_name_kind(name: str) -> tuple[str, int | None] | None:
+    """What a name in ``log/`` is: ``("segment", n)``, ``("sidecar", n)``,
+    ``("temporary", None)``, or ``None`` for a name synarrow never writes."""
+    seg = _number(_SEGMENT.fullmatch(name), name)
+    if seg is not None:
+        return "segment", seg
+    sidecar = _number(_SIDECAR.fullmatch(name), name)
+    if sidecar is not None:
+        return "sidecar", sidecar
+    if _TEMPORARY.fullmatch(name):
+        return "temporary", None
+    return None
+
+
 def list_log_dir(directory: Path) -> LogDirectory:
     """The segments and temporaries of ``directory``; :class:`CorruptionError` for any entry
     that is not a regular file with a name synarrow writes."""
@@ -71,14 +85,12 @@ def list_log_dir(directory: Path) -> LogDirectory:
                 "file; synarrow only opens the plain files it wrote",
                 hint="remove or replace it, or run `synarrow check PATH`",
             )
-        seg = _number(_SEGMENT.fullmatch(name), name)
-        if seg is not None:
-            found.segments.append(seg)
-        elif _number(_SIDECAR.fullmatch(name), name) is not None:
-            continue
-        elif _TEMPORARY.fullmatch(name):
+        kind = log_name_kind(name)
+        if kind is not None and kind[0] == "segment" and kind[1] is not None:
+            found.segments.append(kind[1])
+        elif kind is not None and kind[0] == "temporary":
             found.temporaries.append(directory / name)
-        else:
+        elif kind is None:
             raise CorruptionError(
                 f"log directory {directory} holds {name!r}, which is not a name synarrow "
                 "writes; the database was damaged or crafted",
