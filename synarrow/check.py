@@ -77,8 +77,8 @@ def check_database(path: str | os.PathLike[str], *, progress: bool | None = None
     report = CheckReport(root)
     _check_config(root, report)
     _check_root_names(root, report)
-    from synarrow._deps import progress as make_bar
     from synarrow.columnar.manifest import read_manifest
+    from synarrow.optional import progress as make_bar
 
     try:
         first_segment = read_manifest(root / "columnar").first_segment

@@ -624,7 +624,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     figures: list[tuple[str, str]] = []
     try:
         with SynaDB(path, config=DbConfig(sync_on_write=False, auto_compact=False)) as db:
-            from synarrow._deps import progress
+            from synarrow.optional import progress
 
             bar = progress(total=len(keys), desc="write", enabled=_progress_flag(args))
             started = time.perf_counter()

@@ -28,16 +28,17 @@ import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 
-from synarrow import _arrow
 from synarrow import config as _config
-from synarrow.columnar.schema import history_table, numpy_dtype
+from synarrow import inputs, interop
+from synarrow.columnar.schema import history_table
 from synarrow.columnar.store import ColumnarStore
 from synarrow.config import DbConfig
+from synarrow.engine.snapshot import KeyView, ReadSnapshot
 from synarrow.errors import (
     CompactionError,
     CorruptionError,
@@ -59,6 +60,7 @@ from synarrow.fileio import (
     require_single_link,
     temporary_pattern,
 )
+from synarrow.handle import Handle
 from synarrow.log import codec
 from synarrow.log.format import (
     CRC,
@@ -86,6 +88,8 @@ from synarrow.log.writer import LogWriter, segment_path
 
 if TYPE_CHECKING:
     import duckdb
+
+__all__ = ["BATCH_CHUNK_BYTES", "SynaDB", "check_key", "open"]
 
 _logger = logging.getLogger("synarrow")
 _MARKER = "SYNARROW"
@@ -124,7 +128,7 @@ def check_key(key: object) -> bytes:
     return raw
 
 
-class SynaDB:
+class SynaDB(Handle):
     """An embedded, durable, schema-free time-series store in a directory.
 
     >>> import synarrow, tempfile
@@ -141,10 +145,14 @@ class SynaDB:
         repair: skip entries that fail their checksum in the middle of the log instead of
             raising :class:`~synarrow.errors.CorruptionError` (the skipped ranges are listed
             in ``stats()["repaired_ranges"]``).
+        sync_on_write: override the stored ``sync_on_write`` for this handle only (it is
+            never written back, so other handles keep the database's own setting).
 
     One ``SynaDB`` may be shared by threads. A second writer on the same directory, in this
     or another process, gets :class:`~synarrow.errors.DatabaseLockedError`.
     """
+
+    kind: ClassVar[str] = "database"
 
     def __init__(
         self,
@@ -153,12 +161,15 @@ class SynaDB:
         *,
         readonly: bool = False,
         repair: bool = False,
+        sync_on_write: bool | None = None,
     ) -> None:
-        self.path = Path(path)
-        self.readonly = readonly
+        super().__init__(Path(path), readonly=readonly)
+        if sync_on_write is not None and not isinstance(sync_on_write, bool):
+            raise InvalidArgumentError(
+                f"sync_on_write must be a bool or None, got {type(sync_on_write).__name__}"
+            )
         self._lock = threading.RLock()
         self._keys: dict[str, KeyState] = {}
-        self._closed = True
         self._writer: LogWriter | None = None
         self._writer_lock: WriterLock | None = None
         self._compacting = threading.Lock()
@@ -173,6 +184,9 @@ class SynaDB:
         self._prepare_directory()
         try:
             self.config = self._load_config(config)
+            if sync_on_write is not None:
+                # The handle's own setting: config.json keeps the database's.
+                self.config = self.config.replace(sync_on_write=sync_on_write)
             self._sync = self.config.sync_on_write
             self._delta = self.config.delta
             self._buffer_bytes = self.config.write_buffer_bytes
@@ -182,9 +196,9 @@ class SynaDB:
             )
             self._load(repair)
         except BaseException:
-            self._release()
+            self._release_files()
             raise
-        self._closed = False
+        self.mark_open()
 
     # -- opening -------------------------------------------------------------------------
 
@@ -227,7 +241,7 @@ class SynaDB:
         except PermissionError as exc:
             raise ReadOnlyError(f"cannot write to {p}: {exc.strerror}") from exc
         except BaseException:
-            self._release()
+            self._release_files()
             raise
 
     def _load_config(self, config: DbConfig | None) -> DbConfig:
@@ -357,7 +371,7 @@ class SynaDB:
         int microseconds since the epoch. Sequence numbers grow by one per log entry across
         the life of the database.
         """
-        ts = None if timestamp is None else _arrow.to_timestamp_us(timestamp)
+        ts = None if timestamp is None else inputs.to_timestamp_us(timestamp)
         t = type(value)
         if t is float or (t is int and _INT64_MIN <= value <= _INT64_MAX):
             return self._append_number(key, value, _FLOAT if t is float else _INT, ts)
@@ -498,8 +512,8 @@ class SynaDB:
         staged = []
         for key, values, timestamps in items:
             check_key(key)
-            batch = _arrow.to_batch(values)
-            staged.append((key, batch, _arrow.to_timestamps(timestamps, batch.count)))
+            batch = inputs.to_batch(values)
+            staged.append((key, batch, inputs.to_timestamps(timestamps, batch.count)))
         cfg = self.config
         threshold = cfg.compression_threshold if cfg.compression is not None else None
         if not cfg.delta and threshold is not None:
@@ -559,7 +573,7 @@ class SynaDB:
         self,
         writer: LogWriter,
         st: KeyState,
-        batch: _arrow.BatchValues,
+        batch: inputs.BatchValues,
         ts: np.ndarray | None,
         placed: list[tuple[int, int, int, bool]],
         now: int,
@@ -882,13 +896,13 @@ class SynaDB:
                 chunk = st.base[0].chunk()
                 if chunk.atom == Atom.FLOAT and not chunk.values.null_count:
                     if chunk.numbers is None:
-                        chunk.numbers = _to_numpy(chunk.values)
+                        chunk.numbers = interop.column_numpy(chunk.values)
                     return chunk.numbers.view()  # a new view: callers may reshape theirs
         col = self._numeric_column(key)
         if col.type == pa.int64():
             # As numpy's astype: ints beyond 2**53 round to the nearest float64.
             col = col.cast(pa.float64(), safe=False)
-        return _to_numpy(col)
+        return interop.column_numpy(col)
 
     def get_history_tensor(self, key: str, dtype: Any = None) -> np.ndarray:
         """The history as a numpy array: 1-D for numbers, 2-D ``(n, dim)`` for vectors.
@@ -900,20 +914,22 @@ class SynaDB:
         col = table.column("value")
         t = col.type
         if pa.types.is_fixed_size_list(t):
-            flat = _to_numpy(
+            flat = interop.column_numpy(
                 pa.chunked_array([c.flatten() for c in col.chunks], t.value_type)
                 if col.num_chunks != 1
                 else col.chunk(0).flatten()
             )
             arr = flat.reshape(len(col), t.list_size)
         elif t in (pa.float64(), pa.int64()) and col.null_count == 0:
-            arr = _to_numpy(col)
+            arr = interop.column_numpy(col)
         else:
             raise TypeMismatchError(
                 f"history of {key!r} is {t}, not numbers or same-size vectors (or holds nulls)"
             )
         if dtype is not None and arr.dtype != np.dtype(dtype):
-            arr = _cast_checked(arr, np.dtype(dtype), key)
+            if np.dtype(dtype).kind not in "fiu":
+                raise InvalidArgumentError(f"dtype must be numeric, got {np.dtype(dtype)}")
+            arr = interop.cast_checked(arr, np.dtype(dtype), f"history of {key!r}")
         return arr
 
     def _numeric_column(self, key: str) -> pa.ChunkedArray:
@@ -1047,22 +1063,11 @@ class SynaDB:
 
         A mixed-type history's ``value`` column is a pandas ``ArrowDtype`` struct column.
         """
-        from synarrow._deps import require
-
-        pd = require("pandas")
-        table = self.get_history(key)
-        # A mixed-type history is a struct; kept Arrow-backed so its ints stay exact.
-        return table.to_pandas(
-            split_blocks=True,
-            types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_struct(t) else None,
-        )
+        return interop.history_pandas(self.get_history(key))
 
     def to_polars(self, key: str) -> Any:
         """The history as a polars DataFrame."""
-        from synarrow._deps import require
-
-        pl = require("polars")
-        return pl.from_arrow(self.get_history(key))
+        return interop.history_polars(self.get_history(key))
 
     def to_torch(self, key: str, device: str = "cpu", *, copy: bool = False) -> Any:
         """The history as a torch tensor (1-D numbers, 2-D vectors).
@@ -1071,18 +1076,7 @@ class SynaDB:
         is one chunk; torch cannot mark tensors read-only, so writing into it would crash the
         process. Pass ``copy=True`` for a tensor you may modify.
         """
-        from synarrow._deps import require
-
-        torch = require("torch")
-        arr = self.get_history_tensor(key)
-        if copy or (not arr.flags.writeable and device != "cpu"):
-            arr = np.array(arr)
-        if arr.flags.writeable:
-            tensor = torch.from_numpy(arr)
-        else:
-            # numpy refuses to export read-only memory; Arrow's DLPack export shares it.
-            tensor = torch.from_dlpack(pa.array(arr.reshape(-1))).reshape(arr.shape)
-        return tensor if device == "cpu" else tensor.to(device)
+        return interop.to_torch(self.get_history_tensor(key), device, copy=copy)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -1123,36 +1117,50 @@ class SynaDB:
         return self._next_seq
 
     @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
+    def data_version(self) -> tuple[int, int]:
+        """``(next_sequence, columnar generation)``: it changes whenever what a reader would
+        see may have changed (a write, a delete, a compaction)."""
+        return (self._next_seq, self._columnar.manifest.generation)
+
+    def read_snapshot(self, keys: Iterable[str] | None = None) -> ReadSnapshot:
+        """An immutable view of the live keys' histories (or of ``keys`` only), taken now.
+
+        No data is copied; writers may go on while the snapshot is read. This is the seam
+        through which SQL, export, Flight and ``check`` read the database.
+        """
+        with self._lock:
+            self.require_open()
+            if keys is None:
+                states: Iterable[KeyState] = self._keys.values()
+            else:
+                wanted = [self._keys.get(k) if type(k) is str else None for k in keys]
+                states = [st for st in wanted if st is not None]
+            views = {
+                st.key: KeyView(st.key, tuple(st.base), tuple(st.tail_chunks()))
+                for st in states
+                if st.latest_atom is not None
+            }
+            return ReadSnapshot(
+                self.path, self._next_seq, self._columnar.manifest.generation, views
+            )
 
     def close(self) -> None:
         """Make every write durable and release the database. Idempotent."""
         thread = self._auto_thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
-        if getattr(self, "_sql_session", None) is not None:
-            # Outside the database lock: a query running on the session holds its lock and
-            # may be waiting for the database's.
-            from synarrow.sql import close_session
+        super().close()
 
-            close_session(self)
+    def release(self) -> None:
+        """Close the log writer (durably) and release the lock and the mapped files."""
         with self._lock:
-            if self._closed:
-                return
-            self._closed = True
             try:
                 if self._writer is not None:
                     self._writer.close()
             finally:
-                self._release()
-        if getattr(self, "_sql_session", None) is not None:
-            from synarrow.sql import close_session
+                self._release_files()
 
-            close_session(self)  # one opened by a query that raced with this close
-
-    def _release(self) -> None:
+    def _release_files(self) -> None:
         if self._writer is not None and not self._writer.closed:
             self._writer.abandon()
         if self._writer_lock is not None:
@@ -1161,16 +1169,6 @@ class SynaDB:
         columnar = getattr(self, "_columnar", None)
         if columnar is not None:
             columnar.close()
-
-    def __enter__(self) -> SynaDB:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else ("read-only" if self.readonly else "open")
-        return f"<synarrow.SynaDB {str(self.path)!r} {state}>"
 
 
 def open(
@@ -1197,7 +1195,7 @@ def _require_own_directories(path: Path) -> None:
     require_directory(path / "columnar", what="columnar directory")
 
 
-def _batch_slices(batch: _arrow.BatchValues) -> Iterator[tuple[int, int]]:
+def _batch_slices(batch: inputs.BatchValues) -> Iterator[tuple[int, int]]:
     n = batch.count
     if batch.atom in (Atom.TEXT, Atom.BYTES):
         assert batch.offsets is not None
@@ -1222,7 +1220,7 @@ _MAP_BATCH_BYTES = 1 << 20
 
 def _mapped_chunks(
     path: Path,
-    batch: _arrow.BatchValues,
+    batch: inputs.BatchValues,
     ts: np.ndarray | None,
     placed: list[tuple[int, int, int, bool]],
 ) -> list[TailChunk] | None:
@@ -1264,7 +1262,7 @@ def _map_segment(path: Path, dtype: str, offset: int, shape: tuple[int, ...]) ->
 
 
 def _encode_slice(
-    batch: _arrow.BatchValues,
+    batch: inputs.BatchValues,
     ts: np.ndarray | None,
     lo: int,
     hi: int,
@@ -1299,60 +1297,21 @@ def _encoder() -> ThreadPoolExecutor:
         return _ENCODER
 
 
-def _slice_batch(batch: _arrow.BatchValues, lo: int, hi: int) -> _arrow.BatchValues:
+def _slice_batch(batch: inputs.BatchValues, lo: int, hi: int) -> inputs.BatchValues:
     if lo == 0 and hi == batch.count:
         return batch
     if batch.atom in (Atom.TEXT, Atom.BYTES):
         assert batch.offsets is not None and batch.data is not None
         offs = batch.offsets[lo : hi + 1]
-        return _arrow.BatchValues(
+        return inputs.BatchValues(
             batch.atom,
             hi - lo,
             offsets=offs - offs[0],
             data=batch.data[int(offs[0]) : int(offs[-1])],
         )
-    return _arrow.BatchValues(
+    return inputs.BatchValues(
         batch.atom,
         hi - lo,
         numbers=None if batch.numbers is None else batch.numbers[lo:hi],
         vectors=None if batch.vectors is None else batch.vectors[lo:hi],
     )
-
-
-def _to_numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """numpy view of a numeric column (a copy only when it has several chunks).
-
-    Built from the Arrow buffer directly: pyarrow's ``to_numpy`` imports pandas on its first
-    call, which costs about half a second.
-    """
-    if isinstance(col, pa.ChunkedArray):
-        if col.num_chunks == 1:
-            col = col.chunk(0)
-        else:
-            dtype = numpy_dtype(col.type)
-            if col.num_chunks == 0:
-                return np.empty(0, dtype=dtype)
-            return np.concatenate([_to_numpy(c) for c in col.chunks])
-    if col.null_count == 0 and (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
-        dtype = numpy_dtype(col.type)
-        buf = col.buffers()[1]
-        arr = np.frombuffer(buf, dtype=dtype, count=col.offset + len(col))[col.offset :]
-        arr.flags.writeable = False
-        return arr
-    return col.to_numpy(zero_copy_only=False)
-
-
-def _cast_checked(arr: np.ndarray, dtype: np.dtype, key: str) -> np.ndarray:
-    if dtype.kind not in "fiu":
-        raise InvalidArgumentError(f"dtype must be numeric, got {dtype}")
-    out = arr.astype(dtype)
-    if dtype.kind in "iu":
-        if arr.dtype.kind == "f" and not np.array_equal(
-            out.astype(arr.dtype), arr, equal_nan=False
-        ):
-            raise InvalidValueError(
-                f"history of {key!r} holds values that {dtype} cannot represent"
-            )
-        if arr.dtype.kind in "iu" and not np.array_equal(out.astype(arr.dtype), arr):
-            raise InvalidValueError(f"history of {key!r} holds values out of range for {dtype}")
-    return out

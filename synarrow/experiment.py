@@ -841,7 +841,7 @@ class Experiment:
 
         Use ``.T`` for runs as columns. Needs pandas.
         """
-        from synarrow._deps import require
+        from synarrow.optional import require
 
         pd = require("pandas")
         if isinstance(run_ids, str):
@@ -874,7 +874,7 @@ class Experiment:
         One subplot per metric name (or everything on ``ax`` when given), one line per run.
         ``x``: ``"step"`` or ``"time"``.
         """
-        from synarrow._deps import require
+        from synarrow.optional import require
 
         require("matplotlib")
         if x not in ("step", "time"):

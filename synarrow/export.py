@@ -8,7 +8,7 @@
 Every file holds the key as a column too, so an engine gets each key back exactly whatever it
 makes of directory names (Spark, pyarrow, polars, Dask, Ray and DuckDB were checked: they all
 read the file's column). Directory names use Hive's escaping (see
-:mod:`synarrow._export_layout`), which Spark decodes the same way as pyarrow and DuckDB.
+:mod:`synarrow.layout`), which Spark decodes the same way as pyarrow and DuckDB.
 
 The columns are the same for every database (see :class:`Layout`): ``key``, ``ts``
 (``timestamp[us, UTC]``), ``value`` (float64: floats, and ints as doubles), ``int_value``
@@ -19,7 +19,7 @@ writes the same columns to one file (Parquet, Arrow IPC, CSV or JSON lines);
 base64 text and vectors as JSON arrays; only Parquet and Arrow round-trip them exactly.
 
 An export is staged, then moved into place: a failed export leaves no partial target, and
-``overwrite=True`` only ever replaces an earlier export (see :mod:`synarrow._export_target`).
+``overwrite=True`` only ever replaces an earlier export (see :mod:`synarrow.export_target`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from synarrow._export_layout import (
+from synarrow.errors import ExportError, InvalidArgumentError, InvalidValueError, SynaError
+from synarrow.export_target import DatasetTarget, FileTarget
+from synarrow.layout import (
     EXPORT_LAYOUT_VERSION,
     EXPORT_METADATA_KEY,
     TS_TYPE,
@@ -51,8 +53,6 @@ from synarrow._export_layout import (
     partition_dir,
     plan_layout,
 )
-from synarrow._export_target import DatasetTarget, FileTarget
-from synarrow.errors import ExportError, InvalidArgumentError, InvalidValueError, SynaError
 
 if TYPE_CHECKING:
     from synarrow.db import SynaDB
@@ -170,7 +170,7 @@ def _layout_of(db: SynaDB, keys: Sequence[str]) -> Layout:
 
 
 def _bar(enabled: bool | None, total: int, desc: str) -> Any:
-    from synarrow._deps import progress
+    from synarrow.optional import progress
 
     return progress(total=total, desc=desc, enabled=enabled)
 

@@ -504,7 +504,7 @@ class FlightClient:
 
     def append_batch(self, key: str, values: Any, *, timestamps: Any = None) -> int:
         """Like :meth:`SynaDB.append_batch <synarrow.SynaDB.append_batch>`, over the wire."""
-        from synarrow import _arrow
+        from synarrow import inputs
         from synarrow.columnar.schema import ts_array
 
         if isinstance(values, np.ndarray) and values.ndim == 2:
@@ -515,7 +515,7 @@ class FlightClient:
         else:
             arr = pa.array(values)
         columns = {"value": arr}
-        ts = _arrow.to_timestamps(timestamps, len(arr))
+        ts = inputs.to_timestamps(timestamps, len(arr))
         if ts is not None:
             columns = {"ts": ts_array(ts), "value": arr}
         return self.put_table(key, pa.table(columns))

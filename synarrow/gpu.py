@@ -41,13 +41,13 @@ from typing import Any, NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from synarrow._deps import optional_or_error, require
 from synarrow.errors import (
     GPUUnavailableError,
     InvalidArgumentError,
     TypeMismatchError,
 )
-from synarrow.tensor import BFLOAT16, _storage_dtype, dtype_name, torch_view
+from synarrow.interop import BFLOAT16, dtype_name, storage_dtype, torch_view
+from synarrow.optional import optional_or_error, require
 
 STAGING_BYTES = 32 * 1024 * 1024
 STAGING_SLOTS = 2
@@ -206,7 +206,7 @@ class _Host:
             flat = np.concatenate(self.segments)
         else:
             flat = np.empty(0, dtype=np.uint8)
-        return flat.view(_storage_dtype(self.dtype)).reshape(self.shape)
+        return flat.view(storage_dtype(self.dtype)).reshape(self.shape)
 
 
 def _u8(arr: np.ndarray) -> np.ndarray:
@@ -257,7 +257,7 @@ def _host(data: Any, dtype: str | None) -> _Host:
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     name = dtype if dtype is not None else dtype_name(arr.dtype)
-    if _storage_dtype(name).itemsize != arr.dtype.itemsize:
+    if storage_dtype(name).itemsize != arr.dtype.itemsize:
         raise InvalidArgumentError(f"dtype {name} does not match the array's {arr.dtype}")
     return _Host([_u8(arr)], tuple(arr.shape), name)
 
@@ -408,7 +408,7 @@ class DeviceArray:
     @property
     def nbytes(self) -> int:
         """Size in bytes."""
-        return math.prod(self.shape) * _storage_dtype(self.dtype).itemsize
+        return math.prod(self.shape) * storage_dtype(self.dtype).itemsize
 
     @property
     def data(self) -> Any:
@@ -468,7 +468,7 @@ class DeviceArray:
         if self.backend == "cupy":
             return self._data.get()  # type: ignore[no-any-return]
         host = np.frombuffer(self._data.copy_to_host(), dtype=np.uint8)[: self.nbytes]
-        return host.view(_storage_dtype(self.dtype)).reshape(self.shape)
+        return host.view(storage_dtype(self.dtype)).reshape(self.shape)
 
     # -- interchange ---------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import re
 import threading
+import weakref
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -423,24 +424,28 @@ class SqlSession:
 
 
 _SESSIONS_LOCK = threading.Lock()
+_SESSIONS: weakref.WeakKeyDictionary[SynaDB, SqlSession] = weakref.WeakKeyDictionary()
 
 
 def session(db: SynaDB) -> SqlSession:
     """The database's own :class:`SqlSession` (created on first use; ``db.close()`` ends it)."""
     with _SESSIONS_LOCK:
-        if db.closed:
-            raise DatabaseClosedError(f"database {db.path} is closed")
-        current = getattr(db, "_sql_session", None)
+        db.require_open()
+        current = _SESSIONS.get(db)
         if current is None:
-            current = db._sql_session = SqlSession(db)  # type: ignore[attr-defined]
-        return current  # type: ignore[no-any-return]
+            current = _SESSIONS[db] = SqlSession(db)
+            created = True
+        else:
+            created = False
+    if created:
+        db.on_close(lambda: close_session(db))  # at once if db closed meanwhile
+    return current
 
 
 def close_session(db: SynaDB) -> None:
     """Close the database's :class:`SqlSession`, if it has one."""
     with _SESSIONS_LOCK:
-        current = getattr(db, "_sql_session", None)
-        db._sql_session = None  # type: ignore[attr-defined]
+        current = _SESSIONS.pop(db, None)
     if current is not None:
         with current.lock:
             current.close()

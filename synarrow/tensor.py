@@ -38,7 +38,6 @@ from typing import Any, TypeAlias, Union
 import numpy as np
 import pyarrow as pa
 
-from synarrow._deps import optional, progress, require
 from synarrow.db import SynaDB
 from synarrow.errors import (
     CorruptionError,
@@ -47,135 +46,24 @@ from synarrow.errors import (
     KeyNotFoundError,
     TypeMismatchError,
 )
+from synarrow.interop import (
+    BFLOAT16,
+    NUMPY_DTYPES,
+    SUPPORTED_DTYPES,
+    DTypeLike,
+    bf16_to_f32,
+    cast_checked,
+    dtype_name,
+    numpy_dtype,
+    storage_dtype,
+    torch_view,
+)
+from synarrow.optional import progress, require
 
 DATA_SUFFIX = "#tensor"
 META_SUFFIX = "#tensor-meta"
 _FORMAT = 1
 _CHUNK_BYTES = 64 * 1024 * 1024
-# Stored dtypes: everything numpy stores as plain fixed-size numbers, plus bfloat16 (raw bits).
-_NUMPY_DTYPES = (
-    "bool",
-    "int8",
-    "int16",
-    "int32",
-    "int64",
-    "uint8",
-    "uint16",
-    "uint32",
-    "uint64",
-    "float16",
-    "float32",
-    "float64",
-    "complex64",
-    "complex128",
-)
-BFLOAT16 = "bfloat16"
-SUPPORTED_DTYPES: tuple[str, ...] = (*_NUMPY_DTYPES, BFLOAT16)
-
-DTypeLike: TypeAlias = Union[str, np.dtype, type, Any]  # noqa: UP007 (runtime alias)
-
-
-# -- dtypes ---------------------------------------------------------------------------------
-
-
-def dtype_name(dtype: DTypeLike) -> str:
-    """Canonical name of a numpy / torch / string dtype (``"float32"``, ``"bfloat16"`` ...).
-
-    Raises :class:`InvalidArgumentError` for dtypes a tensor cannot be stored as.
-    """
-    name: str | None = None
-    if isinstance(dtype, str):
-        name = dtype.removeprefix("torch.")
-    elif type(dtype).__module__.startswith("torch"):
-        name = str(dtype).removeprefix("torch.")
-    else:
-        try:
-            name = np.dtype(dtype).name
-        except TypeError:
-            name = None
-    if name is not None and name not in SUPPORTED_DTYPES:
-        try:
-            name = np.dtype(name).name
-        except TypeError:
-            pass
-    if name not in SUPPORTED_DTYPES:
-        raise InvalidArgumentError(
-            f"unsupported tensor dtype {dtype!r}; supported: {', '.join(SUPPORTED_DTYPES)}"
-        )
-    return name
-
-
-def _storage_dtype(name: str) -> np.dtype:
-    """The numpy dtype holding the raw values (bfloat16 is held as its uint16 bits)."""
-    return np.dtype(np.uint16) if name == BFLOAT16 else np.dtype(name)
-
-
-def _bf16_to_f32(bits: np.ndarray) -> np.ndarray:
-    return (bits.astype(np.uint32) << 16).view(np.float32)
-
-
-def _numpy_dtype(name: str) -> np.dtype:
-    """The numpy dtype a user gets for ``name`` (bfloat16 needs the ml_dtypes package)."""
-    if name != BFLOAT16:
-        return np.dtype(name)
-    ml = optional("ml_dtypes")
-    if ml is None:
-        raise TypeMismatchError(
-            "numpy has no bfloat16 dtype (the ml_dtypes package is not installed)",
-            hint="pass dtype=np.float32 (exact), use get_tensor_torch, or pip install ml_dtypes",
-        )
-    return np.dtype(ml.bfloat16)
-
-
-def _cast_checked(arr: np.ndarray, target: np.dtype, what: str) -> np.ndarray:
-    """``arr.astype(target)`` that refuses to lose values silently.
-
-    Integer targets refuse NaN, infinities, fractions and out-of-range values; float targets
-    refuse values that would overflow to infinity and complex values with an imaginary part.
-    Rounding to the nearest representable float is allowed (as numpy and torch do).
-    """
-    src = arr.dtype
-    if src == target:
-        return arr
-    bad = None
-    if src.kind == "c" and target.kind != "c" and arr.size and np.any(arr.imag != 0):
-        bad = "complex values with an imaginary part"
-    work = arr.real if src.kind == "c" and target.kind != "c" else arr
-    if bad is None and target.kind in "iub" and work.size:
-        if target.kind == "b":
-            ok = np.all((work == 0) | (work == 1))
-            bad = None if ok else "values other than 0 and 1"
-        else:
-            info = np.iinfo(target)
-            if work.dtype.kind == "f":
-                finite = np.all(np.isfinite(work))
-                if not finite:
-                    bad = "NaN or infinite values"
-                elif np.any(work != np.trunc(work)):
-                    bad = "fractional values"
-                else:
-                    lo, hi = float(work.min()), float(work.max())
-                    if lo < float(info.min) or hi >= 2.0 ** (info.bits - (info.kind == "i")):
-                        bad = f"values out of the range of {target}"
-            elif work.dtype.kind in "iu":
-                lo, hi = int(work.min()), int(work.max())
-                if lo < int(info.min) or hi > int(info.max):
-                    bad = f"values out of the range of {target}"
-    if bad is None and target.kind in "fc" and work.size and work.dtype.kind in "fciu":
-        with np.errstate(over="ignore", invalid="ignore"):
-            out = work.astype(target)
-        if np.any(np.isinf(out) & np.isfinite(work)):
-            bad = f"values too large for {target}"
-        else:
-            return out
-    if bad is not None:
-        raise InvalidValueError(
-            f"{what} holds {bad}, which dtype {target} cannot hold",
-            hint="pick a wider dtype, or convert the values yourself",
-        )
-    return work.astype(target)
-
-
 # -- stored tensor description -------------------------------------------------------------
 
 
@@ -208,7 +96,7 @@ class TensorInfo:
     @property
     def row_bytes(self) -> int:
         """Bytes of one row."""
-        return _storage_dtype(self.dtype).itemsize * math.prod(self.row_shape)
+        return storage_dtype(self.dtype).itemsize * math.prod(self.row_shape)
 
     @property
     def nbytes(self) -> int:
@@ -273,7 +161,7 @@ class TensorInfo:
 
 def _layout(shape: tuple[int, ...], name: str) -> tuple[int, int]:
     """(pack, width): tensor rows per stored row and float32 words per stored row."""
-    row_bytes = _storage_dtype(name).itemsize * math.prod(shape[1:])
+    row_bytes = storage_dtype(name).itemsize * math.prod(shape[1:])
     if row_bytes == 0:
         return 1, 0
     pack = 4 // math.gcd(row_bytes, 4)
@@ -298,7 +186,7 @@ class _Rows:
         if arr.dtype.name == BFLOAT16:  # ml_dtypes.bfloat16
             arr = arr.view(np.uint16)
             self.dtype = BFLOAT16
-        elif arr.dtype.kind not in "biufc" or arr.dtype.name not in _NUMPY_DTYPES:
+        elif arr.dtype.kind not in "biufc" or arr.dtype.name not in NUMPY_DTYPES:
             raise InvalidValueError(
                 f"tensors must hold numbers; got dtype {arr.dtype}",
                 hint=f"supported dtypes: {', '.join(SUPPORTED_DTYPES)}",
@@ -497,7 +385,7 @@ class TensorEngine:
         """
         rows = _Rows(tensor)
         if chunk_size is None:
-            row_bytes = max(1, _storage_dtype(rows.dtype).itemsize * math.prod(rows.shape[1:]))
+            row_bytes = max(1, storage_dtype(rows.dtype).itemsize * math.prod(rows.shape[1:]))
             chunk_size = max(1, _CHUNK_BYTES // row_bytes)
         if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
             raise InvalidArgumentError(f"chunk_size must be a positive int, got {chunk_size!r}")
@@ -677,7 +565,7 @@ class TensorEngine:
 
     def _segments(self, info: TensorInfo) -> list[tuple[int, np.ndarray]]:
         """(first row, raw rows) per Arrow chunk of a stored tensor: zero-copy views."""
-        sdt = _storage_dtype(info.dtype)
+        sdt = storage_dtype(info.dtype)
         if info.stored_rows == 0:
             return [(0, np.zeros((info.rows, *info.row_shape), dtype=sdt))]
         try:
@@ -735,7 +623,7 @@ class TensorEngine:
 
     def _keys_pieces(self, src: _Keys, name: str, batch: int | None) -> Iterator[np.ndarray]:
         step = batch or len(src.keys)
-        dt = _storage_dtype(name)
+        dt = storage_dtype(name)
         for i in range(0, len(src.keys), max(step, 1)):
             values = [self._db.get(k) for k in src.keys[i : i + step]]
             for k, v in zip(src.keys[i : i + step], values):
@@ -744,9 +632,9 @@ class TensorEngine:
             if name == BFLOAT16:  # only when every key is bfloat16, which single keys never are
                 raise TypeMismatchError("single keys cannot hold bfloat16 values")
             if isinstance(values[0], np.ndarray):
-                yield _cast_checked(np.stack(values), dt, f"keys from {src.keys[i]!r}")
+                yield cast_checked(np.stack(values), dt, f"keys from {src.keys[i]!r}")
             else:
-                yield _cast_checked(
+                yield cast_checked(
                     np.array(values, dtype=np.result_type(*values)), dt, f"key {src.keys[i]!r}"
                 )
 
@@ -759,10 +647,8 @@ class TensorEngine:
             for piece in self._stored_pieces(src, batch):
                 if src.info.dtype != name:
                     if src.info.dtype == BFLOAT16:
-                        piece = _bf16_to_f32(piece)
-                    piece = _cast_checked(
-                        piece, _storage_dtype(name), f"tensor {src.info.prefix!r}"
-                    )
+                        piece = bf16_to_f32(piece)
+                    piece = cast_checked(piece, storage_dtype(name), f"tensor {src.info.prefix!r}")
                 yield piece
 
     def _gather(self, pattern: str) -> tuple[np.ndarray, str, bool]:
@@ -776,7 +662,7 @@ class TensorEngine:
             raw = (
                 np.concatenate(pieces)
                 if pieces
-                else np.empty((0, *row_shape), dtype=_storage_dtype(name))
+                else np.empty((0, *row_shape), dtype=storage_dtype(name))
             )
         scalar = (
             len(plan) == 1
@@ -834,16 +720,16 @@ class TensorEngine:
         self, raw: np.ndarray, name: str, dtype: DTypeLike | None, pattern: str
     ) -> np.ndarray:
         if dtype is None:
-            return raw.view(_numpy_dtype(name)) if name == BFLOAT16 else raw
+            return raw.view(numpy_dtype(name)) if name == BFLOAT16 else raw
         target = dtype_name(dtype)
         if target == name:
-            return raw.view(_numpy_dtype(name)) if name == BFLOAT16 else raw
+            return raw.view(numpy_dtype(name)) if name == BFLOAT16 else raw
         if name == BFLOAT16:
-            raw = _bf16_to_f32(raw)
+            raw = bf16_to_f32(raw)
         what = f"the tensor selected by {pattern!r}"
         if target == BFLOAT16:
-            return _cast_checked(raw, np.dtype(np.float32), what).astype(_numpy_dtype(target))
-        return _cast_checked(raw, np.dtype(target), what)
+            return cast_checked(raw, np.dtype(np.float32), what).astype(numpy_dtype(target))
+        return cast_checked(raw, np.dtype(target), what)
 
     def stream(
         self, pattern: str, batch_size: int = 32, *, dtype: DTypeLike | None = None
@@ -953,24 +839,3 @@ def _reshape(arr: np.ndarray, shape: Sequence[int] | None, pattern: str) -> np.n
             f"the tensor selected by {pattern!r} has shape {arr.shape} ({arr.size} elements), "
             f"which does not fit shape {shape_t}"
         ) from exc
-
-
-def torch_view(arr: np.ndarray, name: str | None = None) -> Any:
-    """A ``torch.Tensor`` sharing memory with ``arr`` (read-only arrays too), no copy.
-
-    ``name`` is the dtype name when it differs from ``arr.dtype`` (``"bfloat16"`` for raw
-    uint16 bits). numpy refuses to hand read-only memory to torch; Arrow's DLPack export
-    shares it. Writing into a tensor over read-only memory crashes the process.
-    """
-    torch = require("torch")
-    name = name or arr.dtype.name
-    tdt = getattr(torch, name)
-    arr = np.ascontiguousarray(arr)
-    if arr.size == 0:
-        return torch.empty(arr.shape, dtype=tdt)
-    flat = arr.reshape(-1).view(np.uint8)
-    if arr.flags.writeable:
-        base = torch.from_numpy(flat)
-    else:
-        base = torch.from_dlpack(pa.array(flat, type=pa.uint8()))
-    return base.view(tdt).reshape(arr.shape)

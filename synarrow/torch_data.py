@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from synarrow._deps import require
 from synarrow.db import SynaDB
 from synarrow.errors import InvalidArgumentError
+from synarrow.optional import require
 from synarrow.tensor import BFLOAT16, TensorEngine, dtype_name
 
 torch = require("torch")

@@ -42,9 +42,7 @@ import pyarrow as pa
 from usearch.index import BatchMatches, Index
 from usearch.index import search as _brute_force
 
-from synarrow import _vector_files as files
-from synarrow._deps import progress
-from synarrow._vector_keys import KeyMap, fingerprints
+from synarrow import vector_files as files
 from synarrow.config import DbConfig
 from synarrow.db import SynaDB, check_key
 from synarrow.errors import (
@@ -55,6 +53,8 @@ from synarrow.errors import (
     InvalidValueError,
     ReadOnlyError,
 )
+from synarrow.optional import progress
+from synarrow.vector_keys import KeyMap, fingerprints
 
 if TYPE_CHECKING:
     import os

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from synarrow import _arrow
+from synarrow import inputs
 from synarrow.db import check_key
 from synarrow.errors import InvalidValueError
 
@@ -94,7 +94,7 @@ class PutStager:
 
             ts = to_ts_column(ts, "us")
         # Converted now so a bad value fails before any key is written.
-        _arrow.to_timestamps(ts, _arrow.to_batch(values).count)
+        inputs.to_timestamps(ts, inputs.to_batch(values).count)
         self._parts.append((key, values, ts))
 
     def commit(self, db: SynaDB) -> int:

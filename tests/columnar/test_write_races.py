@@ -15,8 +15,8 @@ import pytest
 from _victims import Victim
 
 import synarrow
-import synarrow._vector_files as vector_files
 import synarrow.columnar.ipc as columnar_ipc
+import synarrow.vector_files as vector_files
 from synarrow.errors import SynaError
 
 

@@ -222,7 +222,7 @@ def test_history_tensor_dtypes(db: synarrow.SynaDB) -> None:
     db.append_batch("i", np.array([1, 2, 3]))
     assert db.get_history_tensor("i", dtype=np.int32).dtype == np.int32
     db.append("i", 1 << 40)
-    with pytest.raises(synarrow.InvalidValueError, match="out of range"):
+    with pytest.raises(synarrow.InvalidValueError, match="out of the range of int32"):
         db.get_history_tensor("i", dtype=np.int32)
     db.append("t", "text")
     with pytest.raises(synarrow.TypeMismatchError):

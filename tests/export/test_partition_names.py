@@ -9,7 +9,7 @@ from urllib.parse import unquote
 from hypothesis import given
 from hypothesis import strategies as st
 
-from synarrow._export_layout import partition_dir, partition_value
+from synarrow.layout import partition_dir, partition_value
 
 # Keys are non-empty str that encode to UTF-8 (no lone surrogates).
 KEYS = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=40)

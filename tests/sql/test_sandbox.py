@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import synarrow
+from synarrow import sql as sql_module
 from synarrow.cli import main
 from synarrow.sql import SQLError
 
@@ -127,7 +128,7 @@ def test_session_closed_with_the_database(tmp_path: Path) -> None:
     d = synarrow.SynaDB(tmp_path / "c.db")
     d.append("x", 1.0)
     assert d.sql("SELECT 1 AS one").num_rows == 1
-    con = d._sql_session.con  # the connection the session owns
+    con = sql_module.session(d).con  # the connection the session owns
     d.close()
     with pytest.raises(Exception, match="closed"):
         con.sql("SELECT 1")

@@ -14,8 +14,8 @@ from hypothesis.extra import numpy as hnp
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
 
 import synarrow
-from synarrow._vector_keys import KeyMap, fingerprints
 from synarrow.vector import VectorStore
+from synarrow.vector_keys import KeyMap, fingerprints
 
 # Keys are any non-empty str that encodes to UTF-8 (no lone surrogates).
 KEYS = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=12)

@@ -17,7 +17,7 @@ any other file (the current directory next to a database, say) is refused with
 :class:`~synarrow.errors.ExportError` before anything is deleted.
 
 This module only knows file systems (pyarrow ``FileSystem`` objects) and paths; the column
-layout lives in :mod:`synarrow._export_layout`.
+layout lives in :mod:`synarrow.layout`.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from synarrow._export_layout import EXPORT_METADATA_KEY
 from synarrow.errors import ExportError
+from synarrow.layout import EXPORT_METADATA_KEY
 
 __all__ = [
     "DATABASE_MARKER",

@@ -36,7 +36,6 @@ from typing import Any
 
 import pyarrow as pa
 
-from synarrow._vector_keys import KeyMap
 from synarrow.errors import ConfigError, CorruptionError
 from synarrow.fileio import (
     fd_path,
@@ -49,6 +48,7 @@ from synarrow.fileio import (
     temporary_name,
     write_atomic,
 )
+from synarrow.vector_keys import KeyMap
 
 DIRNAME = "vector_index"
 CONFIG_NAME = "config.json"
