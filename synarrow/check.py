@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -27,13 +26,11 @@ from typing import Any
 from synarrow.columnar.verify import verify_columnar
 from synarrow.config import DbConfig
 from synarrow.errors import CorruptionError, InvalidPathError, SynaError
+from synarrow.export_target import DATABASE_MARKER
 from synarrow.fileio import open_fd, read_bytes
 from synarrow.log.names import log_name_kind
 
 __all__ = ["CheckReport", "check_database"]
-
-_MARKER = "SYNARROW"
-_BLOB = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclasses.dataclass
@@ -72,7 +69,7 @@ def check_database(path: str | os.PathLike[str], *, progress: bool | None = None
     each damage line names the file and, where it can, the byte range.
     """
     root = Path(os.fspath(path))
-    if not root.is_dir() or not (root / _MARKER).is_file():
+    if not root.is_dir() or not (root / DATABASE_MARKER).is_file():
         raise InvalidPathError(f"{root} is not a synarrow database")
     report = CheckReport(root)
     _check_config(root, report)
@@ -220,6 +217,8 @@ def _tree_bytes(directory: Path) -> int:
 def _check_content_addressed(root: Path, report: CheckReport) -> None:
     """Model blobs (``blobs/``) and run artifacts (``artifacts/``) are named by the SHA-256
     of their bytes: recompute each, streaming, and report any file whose bytes changed."""
+    from synarrow.registry import BLOB_NAME
+
     for folder in ("blobs", "artifacts"):
         directory = root / folder
         try:
@@ -235,7 +234,7 @@ def _check_content_addressed(root: Path, report: CheckReport) -> None:
             if entry.is_symlink():
                 report.damage.append(f"{rel}: a symbolic link; synarrow never writes one")
                 continue
-            if not entry.is_file(follow_symlinks=False) or not _BLOB.fullmatch(entry.name):
+            if not entry.is_file(follow_symlinks=False) or not BLOB_NAME.fullmatch(entry.name):
                 if not entry.name.startswith((".", "tmp-")):  # left by interrupted writes
                     report.warnings.append(f"{rel}: not a blob synarrow writes (not verified)")
                 continue

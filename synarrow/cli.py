@@ -40,7 +40,9 @@ import numpy as np
 import pyarrow as pa
 
 from synarrow.check import check_database  # re-exported (they lived here)
-from synarrow.errors import InvalidPathError, KeyNotFoundError, SynaError
+from synarrow.errors import CliError, InvalidPathError, KeyNotFoundError, SynaError
+from synarrow.export_target import DATABASE_MARKER
+from synarrow.log.format import ATOM_NAMES, Atom
 
 if TYPE_CHECKING:
     from synarrow.db import SynaDB
@@ -50,13 +52,6 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_CORRUPT = 3
 EXIT_INTERRUPTED = 130
-
-_MARKER = "SYNARROW"
-
-
-class CliError(SynaError):
-    """A command-line problem that is not a database error (a missing path, a bad option)."""
-
 
 # -- output helpers ------------------------------------------------------------------------
 
@@ -100,7 +95,8 @@ def _progress_flag(args: argparse.Namespace) -> bool | None:
 # -- the table printer ---------------------------------------------------------------------
 
 
-_ATOM_FIELDS = {"float", "int", "text", "bytes", "vector"}
+# The fields of a mixed-type history value (a struct with one field per atom type).
+_ATOM_FIELDS = {name for atom, name in ATOM_NAMES.items() if atom != Atom.NULL}
 
 
 def format_cell(value: Any, width: int = 40) -> str:
@@ -216,7 +212,7 @@ def write_table(
 
 
 def _write_text(table: pa.Table, fmt: str, sink: TextIO) -> None:
-    from synarrow.export import json_lines, to_text_table
+    from synarrow.text_format import json_lines, to_text_table
 
     if fmt == "csv":
         import pyarrow.csv as pcsv
@@ -244,7 +240,7 @@ def _existing(path: str) -> Path:
     p = Path(path)
     if not p.exists():
         raise CliError(f"{p}: no such database")
-    if not p.is_dir() or not (p / _MARKER).exists():
+    if not p.is_dir() or not (p / DATABASE_MARKER).exists():
         raise InvalidPathError(f"{p} is not a synarrow database")
     return p
 
@@ -332,11 +328,11 @@ def cmd_get(args: argparse.Namespace) -> int:
             raise KeyNotFoundError(f"key {args.key!r} not found in {args.path}", hint="")
         value = db.get(args.key)
     if args.json:
-        from synarrow.export import _json_value
+        from synarrow.text_format import json_value
 
         if isinstance(value, np.ndarray):
             value = value.tolist()
-        _say(json.dumps(_json_value(value)))
+        _say(json.dumps(json_value(value)))
     else:
         _say(_plain(value))
     return EXIT_OK
@@ -919,3 +915,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+__all__ = [
+    "EXIT_CORRUPT",
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "CliError",
+    "build_parser",
+    "check_database",
+    "cmd_check",
+    "cmd_compact",
+    "cmd_demo",
+    "cmd_export",
+    "cmd_get",
+    "cmd_history",
+    "cmd_import",
+    "cmd_info",
+    "cmd_keys",
+    "cmd_serve",
+    "cmd_sql",
+    "format_cell",
+    "main",
+    "open_db",
+    "render_table",
+    "write_table",
+]

@@ -140,8 +140,19 @@ class ExportError(SynaError, OSError):
     default_hint = "check the path or URI and the format"
 
 
+class SQLError(SynaError, ValueError):
+    """A query failed in DuckDB (syntax, binding, a missing column ...)."""
+
+    default_hint = "views: history(key, ts, value, int_value, text, bytes, vector, type), latest"
+
+
+class CliError(SynaError):
+    """A command-line problem that is not a database error (a missing path, a bad option)."""
+
+
 __all__ = [
     "ChecksumError",
+    "CliError",
     "CompactionError",
     "ConfigError",
     "CorruptionError",
@@ -159,6 +170,7 @@ __all__ = [
     "NotFoundError",
     "QueryTimeoutError",
     "ReadOnlyError",
+    "SQLError",
     "StorageFullError",
     "SynaError",
     "TypeMismatchError",

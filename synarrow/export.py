@@ -31,19 +31,20 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
+from synarrow.columnar.schema import TS_TYPE
+from synarrow.engine.snapshot import ReadSnapshot
 from synarrow.errors import ExportError, InvalidArgumentError, InvalidValueError, SynaError
 from synarrow.export_target import DatasetTarget, FileTarget
 from synarrow.layout import (
     EXPORT_LAYOUT_VERSION,
     EXPORT_METADATA_KEY,
-    TS_TYPE,
+    NAIVE_TS_TYPE,
     TYPE_NAMES,
     VALUE_COLUMNS,
     Layout,
@@ -53,9 +54,8 @@ from synarrow.layout import (
     partition_dir,
     plan_layout,
 )
-
-if TYPE_CHECKING:
-    from synarrow.db import SynaDB
+from synarrow.reading import BatchSink, SnapshotSource, history, select_snapshot
+from synarrow.text_format import json_lines, json_value, text_schema, to_text_table
 
 DATASET_FORMATS = ("parquet", "arrow")
 FILE_FORMATS = ("parquet", "arrow", "csv", "jsonl")
@@ -153,20 +153,8 @@ def resolve_filesystem(uri: str | os.PathLike[str], filesystem: Any = None) -> t
 # -- exporting -----------------------------------------------------------------------------
 
 
-def _select_keys(db: SynaDB, keys: Iterable[str] | None, pattern: str | None) -> list[str]:
-    if keys is not None:
-        chosen = list(dict.fromkeys(keys))  # each key once, in the order given
-        missing = [k for k in chosen if not db.exists(k)]
-        if missing:
-            from synarrow.errors import KeyNotFoundError
-
-            raise KeyNotFoundError(f"keys not found: {', '.join(map(repr, missing[:5]))}")
-        return chosen
-    return db.keys(pattern)
-
-
-def _layout_of(db: SynaDB, keys: Sequence[str]) -> Layout:
-    return plan_layout(db.get_history(k).schema.field("value").type for k in keys)
+def _layout_of(snapshot: ReadSnapshot, keys: Sequence[str]) -> Layout:
+    return plan_layout(history(snapshot.keys[k]).schema.field("value").type for k in keys)
 
 
 def _bar(enabled: bool | None, total: int, desc: str) -> Any:
@@ -175,7 +163,7 @@ def _bar(enabled: bool | None, total: int, desc: str) -> Any:
     return progress(total=total, desc=desc, enabled=enabled)
 
 
-def _protected(db: SynaDB) -> list[str]:
+def _protected(db: SnapshotSource) -> list[str]:
     path = getattr(db, "path", None)
     return [os.fspath(path)] if path is not None else []
 
@@ -206,7 +194,7 @@ class _Staged:
 
 
 def export_dataset(
-    db: SynaDB,
+    db: SnapshotSource,
     uri: str | os.PathLike[str],
     format: str = "parquet",
     partition_by: str | None = "key",
@@ -251,10 +239,11 @@ def export_dataset(
         raise InvalidArgumentError(f"partition_by must be 'key' or None, got {partition_by!r}")
     started = time.perf_counter()
     fs, base = resolve_filesystem(uri, filesystem)
-    chosen = _select_keys(db, keys, pattern)
+    # Every key as of one moment: a write during the export is not in it.
+    snapshot, chosen = select_snapshot(db, keys, pattern)
     # Keys too long for a directory name are refused before anything is written.
     dirs = {key: partition_dir(key) for key in chosen} if partition_by == "key" else {}
-    layout = _layout_of(db, chosen)
+    layout = _layout_of(snapshot, chosen)
     codec = _codec(fmt, compression)
     ext = "parquet" if fmt == "parquet" else "arrow"
     target = DatasetTarget(fs, base, overwrite=overwrite, protect=_protected(db))
@@ -262,10 +251,19 @@ def export_dataset(
         staging = target.open()
         if partition_by is None:
             rows = _write_file(
-                db, chosen, layout, fs, f"{staging}/part-0.{ext}", fmt, codec, progress=progress
+                snapshot,
+                chosen,
+                layout,
+                fs,
+                f"{staging}/part-0.{ext}",
+                fmt,
+                codec,
+                progress=progress,
             )
         else:
-            rows = _write_partitions(db, chosen, dirs, layout, fs, staging, fmt, codec, progress)
+            rows = _write_partitions(
+                snapshot, chosen, dirs, layout, fs, staging, fmt, codec, progress
+            )
         target.commit()
     files = 1 if partition_by is None else len(chosen)
     return ExportResult(
@@ -274,7 +272,7 @@ def export_dataset(
 
 
 def _write_partitions(
-    db: SynaDB,
+    snapshot: ReadSnapshot,
     chosen: Sequence[str],
     dirs: dict[str, str],
     layout: Layout,
@@ -309,12 +307,12 @@ def _write_partitions(
         with ThreadPoolExecutor(threads, thread_name_prefix="synarrow-export") as pool:
             try:
                 for key in chosen:
-                    history = db.get_history(key)
+                    table = history(snapshot.keys[key])
                     folder = f"{base}/{dirs[key]}"
                     path = f"{folder}/part-0.{ext}"
                     pending.add(
                         pool.submit(
-                            _write_key_file, fs, folder, path, fmt, codec, layout, key, history
+                            _write_key_file, fs, folder, path, fmt, codec, layout, key, table
                         )
                     )
                     while len(pending) >= 2 * threads:
@@ -382,19 +380,20 @@ def _codec(fmt: str, compression: str | None) -> str | None:
 
 
 def iter_export_tables(
-    db: SynaDB, keys: Sequence[str], layout: Layout, *, with_key: bool = True
+    snapshot: ReadSnapshot, keys: Sequence[str], layout: Layout, *, with_key: bool = True
 ) -> Iterator[tuple[str, pa.Table]]:
-    """Each key's history in the export layout, with a ``key`` column first if asked."""
+    """Each key's history (as of ``snapshot``) in the export layout, ``key`` column first
+    if asked."""
     schema = layout.schema(with_key=with_key)
     for key in keys:
-        table = conform(db.get_history(key), layout)
+        table = conform(history(snapshot.keys[key]), layout)
         if with_key:
             table = table.add_column(0, "key", key_array(key, table.num_rows))
         yield key, table.cast(schema)
 
 
 def _write_file(
-    db: SynaDB,
+    snapshot: ReadSnapshot,
     keys: Sequence[str],
     layout: Layout,
     fs: Any,
@@ -409,7 +408,7 @@ def _write_file(
     bar = _bar(progress, len(keys), "export")
     try:
         with _FileSink(fs, path, fmt, schema, codec) as sink:
-            for _, table in iter_export_tables(db, keys, layout):
+            for _, table in iter_export_tables(snapshot, keys, layout):
                 sink.write(table)
                 rows += table.num_rows
                 bar.update(1)
@@ -472,7 +471,7 @@ class _FileSink:
 
 
 def export_file(
-    db: SynaDB,
+    db: SnapshotSource,
     path: str | os.PathLike[str],
     format: str | None = None,
     *,
@@ -500,125 +499,15 @@ def export_file(
         )
     started = time.perf_counter()
     fs, dest = resolve_filesystem(path, filesystem)
-    chosen = _select_keys(db, keys, pattern)
-    layout = _layout_of(db, chosen)
+    snapshot, chosen = select_snapshot(db, keys, pattern)
+    layout = _layout_of(snapshot, chosen)
     codec = _codec(fmt, compression) if fmt in DATASET_FORMATS else None
     target = FileTarget(fs, dest, overwrite=overwrite, protect=_protected(db))
     with _Staged(target, os.fspath(path)):
         temp = target.open()
-        rows = _write_file(db, chosen, layout, fs, temp, fmt, codec, progress=progress)
+        rows = _write_file(snapshot, chosen, layout, fs, temp, fmt, codec, progress=progress)
         target.commit()
     return ExportResult(os.fspath(path), fmt, len(chosen), rows, 1, time.perf_counter() - started)
-
-
-# -- text renderings (CSV, JSON lines) -----------------------------------------------------
-
-
-def text_schema(schema: pa.Schema) -> pa.Schema:
-    """The schema after :func:`to_text_table`: bytes and vectors become strings."""
-    return pa.schema(
-        [
-            pa.field(f.name, pa.string())
-            if _needs_text(f.type) or pa.types.is_dictionary(f.type)
-            else f
-            for f in schema
-        ]
-    )
-
-
-def _needs_text(t: pa.DataType) -> bool:
-    return bool(
-        pa.types.is_binary(t)
-        or pa.types.is_large_binary(t)
-        or pa.types.is_fixed_size_list(t)
-        or pa.types.is_list(t)
-        or pa.types.is_large_list(t)
-        or pa.types.is_struct(t)
-    )
-
-
-def _text_value(v: Any) -> Any:
-    if v is None:
-        return None
-    if isinstance(v, (bytes, bytearray)):
-        return base64.b64encode(v).decode("ascii")
-    if isinstance(v, list):
-        return json.dumps(v)
-    if isinstance(v, dict):
-        return json.dumps({k: _json_value(x) for k, x in v.items()})
-    return v
-
-
-def to_text_table(table: pa.Table) -> pa.Table:
-    """Bytes as base64 text and vectors as JSON arrays, so CSV writers accept every column."""
-    cols = []
-    for f, col in zip(table.schema, table.columns):
-        if _needs_text(f.type):
-            col = pa.array([_text_value(v) for v in col.to_pylist()], pa.string())
-        elif pa.types.is_dictionary(f.type):
-            col = col.cast(f.type.value_type)
-        cols.append(col)
-    return pa.Table.from_arrays(cols, schema=text_schema(table.schema))
-
-
-def _json_value(v: Any) -> Any:
-    if isinstance(v, float) and not np.isfinite(v):
-        return None  # JSON has no NaN / Infinity
-    if isinstance(v, (bytes, bytearray)):
-        return base64.b64encode(v).decode("ascii")
-    if hasattr(v, "isoformat"):
-        return v.isoformat()
-    if isinstance(v, dict):
-        return {k: _json_value(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_json_value(x) for x in v]
-    if isinstance(v, (np.generic,)):
-        return v.item()
-    if hasattr(v, "total_seconds"):
-        return v.total_seconds()
-    return v
-
-
-def _json_default(value: Any) -> Any:
-    """Values the json module does not know: decimals, intervals, numpy scalars ..."""
-    import decimal
-
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    converted = _json_value(value)
-    return converted if converted is not value else str(value)
-
-
-_ENCODER = json.JSONEncoder(ensure_ascii=False, default=_json_default)
-
-
-def json_lines(table: pa.Table | pa.RecordBatch, *, chunk_rows: int = 65536) -> Iterator[str]:
-    """One JSON object per row (newline-terminated): timestamps in ISO 8601, bytes base64."""
-    names = table.schema.names
-    for lo in range(0, table.num_rows, chunk_rows):
-        part = table.slice(lo, chunk_rows)
-        cols = [_json_column(part.column(i)) for i in range(len(names))]
-        encode = _ENCODER.encode
-        for row in zip(*cols):
-            yield encode(dict(zip(names, row))) + "\n"
-
-
-def _json_column(col: pa.Array | pa.ChunkedArray) -> list[Any]:
-    t = col.type
-    if pa.types.is_floating(t):
-        arr = col.to_numpy(zero_copy_only=False) if not col.null_count else None
-        if arr is not None and np.isfinite(arr).all():
-            return arr.tolist()  # type: ignore[no-any-return]
-    if pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t):
-        return col.to_pylist()  # type: ignore[no-any-return]
-    if pa.types.is_timestamp(t):
-        if t.tz:
-            col = col.cast(pa.timestamp(t.unit, "UTC"))
-        strs = pc.strftime(col, format="%Y-%m-%dT%H:%M:%S")
-        if t.tz:
-            strs = pc.binary_join_element_wise(strs, "+00:00", "")
-        return strs.to_pylist()  # type: ignore[no-any-return]
-    return [_json_value(v) for v in col.to_pylist()]
 
 
 # -- importing -----------------------------------------------------------------------------
@@ -634,7 +523,7 @@ def to_ts_column(col: pa.ChunkedArray | pa.Array, ts_unit: str) -> pa.Array:
             col = col.cast(pa.timestamp(t.unit)).cast(pa.int64()).cast(pa.timestamp(t.unit, "UTC"))
         return col.cast(TS_TYPE)
     if pa.types.is_date(t):
-        return col.cast(pa.timestamp("us")).cast(pa.int64()).cast(TS_TYPE)
+        return col.cast(NAIVE_TS_TYPE).cast(pa.int64()).cast(TS_TYPE)
     if pa.types.is_integer(t) or pa.types.is_floating(t):
         scale = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 0.001}[ts_unit]
         us = np.asarray(
@@ -647,7 +536,7 @@ def to_ts_column(col: pa.ChunkedArray | pa.Array, ts_unit: str) -> pa.Array:
         try:
             return col.cast(TS_TYPE)
         except pa.ArrowInvalid:
-            naive = col.cast(pa.timestamp("us"))
+            naive = col.cast(NAIVE_TS_TYPE)
             return naive.cast(pa.int64()).cast(TS_TYPE)
     raise InvalidValueError(f"cannot read timestamps of type {t}")
 
@@ -750,7 +639,7 @@ def _from_text(values: pa.Array, col: str) -> pa.Array:
     return values
 
 
-def _append_table(db: SynaDB, key: str, table: pa.Table, ts_unit: str) -> tuple[int, int]:
+def _append_table(db: BatchSink, key: str, table: pa.Table, ts_unit: str) -> tuple[int, int]:
     ts = to_ts_column(table.column("ts"), ts_unit) if "ts" in table.schema.names else None
     rows = nulls = 0
     for values, lo, hi in _value_runs(table):
@@ -781,7 +670,7 @@ def split_by_key(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
 
 
 def import_dataset(
-    db: SynaDB,
+    db: BatchSink,
     source: str | os.PathLike[str],
     format: str | None = None,
     *,
@@ -873,12 +762,18 @@ __all__ = [
     "conform",
     "export_dataset",
     "export_file",
+    "format_from_suffix",
     "import_dataset",
+    "iter_export_tables",
     "json_lines",
+    "json_value",
+    "normalize_format",
     "partition_dir",
     "plan_layout",
     "read_dataset",
     "resolve_filesystem",
     "split_by_key",
+    "text_schema",
+    "to_text_table",
     "to_ts_column",
 ]

@@ -56,6 +56,7 @@ from synarrow import errors
 from synarrow.errors import InvalidArgumentError, ReadOnlyError, SynaError
 from synarrow.flightsql import messages as flightsql_messages
 from synarrow.flightsql.service import ACTIONS as FLIGHT_SQL_ACTIONS
+from synarrow.reading import history, select_snapshot
 from synarrow.serving.ingest import MAX_BATCH_BYTES, MAX_PUT_BYTES, PutStager
 from synarrow.serving.query import QueryRunner
 from synarrow.serving.wire import (
@@ -257,12 +258,10 @@ class FlightServer(flight.FlightServerBase):  # type: ignore[misc]
     def list_flights(self, context: Any, criteria: bytes) -> list[flight.FlightInfo]:
         """One FlightInfo per live key (``criteria``: an optional glob pattern)."""
         pattern = check_size(criteria, "criteria", self.max_request_bytes).decode("utf-8")
+        snapshot, keys = select_snapshot(self.db, pattern=pattern or None)
         infos = []
-        for key in self.db.keys(pattern or None):
-            try:
-                table = self.db.get_history(key)
-            except errors.KeyNotFoundError:
-                continue  # deleted meanwhile
+        for key in keys:  # every key as of one snapshot
+            table = history(snapshot.keys[key])
             infos.append(self._info({"key": key}, table.schema, table.num_rows))
         return infos
 
@@ -407,10 +406,6 @@ def _raise_syna(exc: flight.FlightError) -> None:
         except (ValueError, AttributeError):
             pass
     cls = getattr(errors, name, None)
-    if cls is None and name == "SQLError":
-        from synarrow.sql import SQLError
-
-        cls = SQLError
     if not (isinstance(cls, type) and issubclass(cls, SynaError)):
         if isinstance(exc, (flight.FlightUnavailableError, flight.FlightTimedOutError)):
             raise exc

@@ -30,16 +30,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from synarrow.columnar.schema import TS_TYPE
 from synarrow.errors import InvalidArgumentError
+from synarrow.log.format import ATOM_NAMES, Atom
 
 __all__ = [
+    "COLUMNS",
     "EXPORT_LAYOUT_VERSION",
     "EXPORT_METADATA_KEY",
-    "TS_TYPE",
+    "NAIVE_TS_TYPE",
     "TYPE_NAMES",
+    "TYPE_ORDER",
     "TYPE_TYPE",
     "VALUE_COLUMNS",
     "Layout",
+    "ValueColumn",
+    "atom_of_type",
+    "column_of_type",
     "conform",
     "key_array",
     "parquet_options",
@@ -48,28 +55,90 @@ __all__ = [
     "plan_layout",
 ]
 
-TS_TYPE = pa.timestamp("us", tz="UTC")
+#: ``ts`` as SQL sees it: ``timestamp[us]`` without a zone, holding UTC (a zero-copy view of
+#: the stored :data:`~synarrow.columnar.schema.TS_TYPE`; DuckDB reads it as ``TIMESTAMP``).
+NAIVE_TS_TYPE = pa.timestamp("us")
+
+
+@dataclass(frozen=True)
+class ValueColumn:
+    """One value column of the SQL ``history`` / ``latest`` views and of every export."""
+
+    name: str
+    """The column's name."""
+    atom: str
+    """The atom type (a name of :data:`synarrow.log.format.ATOM_NAMES`) of the rows it holds;
+    the row's ``type``."""
+    arrow_type: pa.DataType
+    """Its Arrow type in exports (``vector``: the variable-size form, see :class:`Layout`)."""
+    sql_type: str
+    """Its DuckDB type in the SQL views."""
+    also: tuple[str, ...] = ()
+    """Other atom types converted into it (ints as doubles in ``value``)."""
+
+    def holds(self, atom: str) -> bool:
+        """Whether values of atom type ``atom`` appear in this column."""
+        return atom == self.atom or atom in self.also
+
+
+_NAMES = ATOM_NAMES
+_VARIABLE_VECTOR = pa.list_(pa.float32())
+#: The value columns, in file (and view) order: the one table SQL and export both follow.
+COLUMNS = (
+    ValueColumn("value", _NAMES[Atom.FLOAT], pa.float64(), "DOUBLE", also=(_NAMES[Atom.INT],)),
+    ValueColumn("int_value", _NAMES[Atom.INT], pa.int64(), "BIGINT"),
+    ValueColumn("text", _NAMES[Atom.TEXT], pa.large_string(), "VARCHAR"),
+    ValueColumn("bytes", _NAMES[Atom.BYTES], pa.large_binary(), "BLOB"),
+    ValueColumn("vector", _NAMES[Atom.VECTOR], _VARIABLE_VECTOR, "FLOAT[]"),
+)
+VALUE_COLUMNS = tuple(c.name for c in COLUMNS)
+#: The ``type`` column's name for the rows of each value column.
+TYPE_NAMES = {c.name: c.atom for c in COLUMNS}
+_COLUMN_OF_ATOM = {c.atom: c.name for c in COLUMNS}
+#: Every atom type name in the order of the atom codes (``null`` first).
+TYPE_ORDER = tuple(ATOM_NAMES[a] for a in sorted(Atom))
+
+
+def atom_of_type(t: pa.DataType) -> str | None:
+    """The atom type name of values of the (non-struct) Arrow type ``t``, None if none is.
+
+    Accepts the stored types and the ones other engines write (``string``, ``binary``,
+    ``list<float>`` ...).
+
+    >>> atom_of_type(pa.float64()), atom_of_type(pa.large_string()), atom_of_type(pa.null())
+    ('float', 'text', 'null')
+    """
+    if pa.types.is_floating(t):
+        return _NAMES[Atom.FLOAT]
+    if pa.types.is_integer(t):
+        return _NAMES[Atom.INT]
+    if pa.types.is_large_string(t) or pa.types.is_string(t):
+        return _NAMES[Atom.TEXT]
+    if pa.types.is_large_binary(t) or pa.types.is_binary(t):
+        return _NAMES[Atom.BYTES]
+    if pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t) or pa.types.is_list(t):
+        return _NAMES[Atom.VECTOR]
+    if pa.types.is_null(t):
+        return _NAMES[Atom.NULL]
+    return None
+
+
+def column_of_type(t: pa.DataType) -> str | None:
+    """The value column that holds values of Arrow type ``t`` (None for nulls and others)."""
+    atom = atom_of_type(t)
+    return None if atom is None else _COLUMN_OF_ATOM.get(atom)
+
+
 #: Schema metadata key every exported file carries (how ``overwrite`` knows an export).
 EXPORT_METADATA_KEY = b"synarrow.export"
 #: Version of the export layout, the value of :data:`EXPORT_METADATA_KEY`.
 EXPORT_LAYOUT_VERSION = 2
-VALUE_COLUMNS = ("value", "int_value", "text", "bytes", "vector")
-#: The ``type`` column's name for the rows of each value column.
-TYPE_NAMES = {
-    "value": "float",
-    "int_value": "int",
-    "text": "text",
-    "bytes": "bytes",
-    "vector": "vector",
-}
-_VARIABLE_VECTOR = pa.list_(pa.float32())
 #: The ``type`` column: a dictionary of the atom type names (categorical in pandas / polars,
 #: a string in Spark and DuckDB). Written from its codes, so Parquet hashes no strings.
 TYPE_TYPE = pa.dictionary(pa.int8(), pa.string())
-_TYPE_ORDER = ("null", "float", "int", "text", "bytes", "vector")
-_TYPE_CODES = {name: i for i, name in enumerate(_TYPE_ORDER)}
+_TYPE_CODES = {name: i for i, name in enumerate(TYPE_ORDER)}
 # One dictionary for every batch: an Arrow IPC file allows no dictionary replacement.
-_TYPE_DICTIONARY = pa.array(_TYPE_ORDER, pa.string())
+_TYPE_DICTIONARY = pa.array(TYPE_ORDER, pa.string())
 # Directory names are limited to 255 bytes on common file systems.
 _MAX_SEGMENT_BYTES = 255
 # Hive's FileUtils.escapePathName set (Spark uses the same one), plus the controls.
@@ -119,15 +188,12 @@ class Layout:
     def schema(self, *, with_key: bool = True) -> pa.Schema:
         """Arrow schema of exported tables (``key`` first when the table carries it)."""
         fields = [pa.field("key", pa.string(), nullable=False)] if with_key else []
+        fields.append(pa.field("ts", TS_TYPE, nullable=False))
         fields += [
-            pa.field("ts", TS_TYPE, nullable=False),
-            pa.field("value", pa.float64()),
-            pa.field("int_value", pa.int64()),
-            pa.field("text", pa.large_string()),
-            pa.field("bytes", pa.large_binary()),
-            pa.field("vector", self.vector_type),
-            pa.field("type", TYPE_TYPE, nullable=False),
+            pa.field(c.name, self.vector_type if c.name == "vector" else c.arrow_type)
+            for c in COLUMNS
         ]
+        fields.append(pa.field("type", TYPE_TYPE, nullable=False))
         return pa.schema(fields, metadata={EXPORT_METADATA_KEY: str(EXPORT_LAYOUT_VERSION)})
 
 
@@ -150,20 +216,6 @@ def parquet_options(compression: str | None) -> dict[str, object]:
     }
 
 
-def _kind(t: pa.DataType) -> str | None:
-    if pa.types.is_floating(t):
-        return "value"
-    if pa.types.is_integer(t):
-        return "int_value"
-    if pa.types.is_large_string(t) or pa.types.is_string(t):
-        return "text"
-    if pa.types.is_large_binary(t) or pa.types.is_binary(t):
-        return "bytes"
-    if pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t) or pa.types.is_list(t):
-        return "vector"
-    return None
-
-
 def plan_layout(value_types: Iterable[pa.DataType]) -> Layout:
     """The layout for histories whose ``value`` columns have these types.
 
@@ -172,7 +224,7 @@ def plan_layout(value_types: Iterable[pa.DataType]) -> Layout:
     vectors: set[pa.DataType] = set()
     for t in value_types:
         members = [f.type for f in t] if pa.types.is_struct(t) else [t]
-        vectors.update(m for m in members if _kind(m) == "vector")
+        vectors.update(m for m in members if column_of_type(m) == "vector")
     if len(vectors) == 1:
         (only,) = vectors
         if pa.types.is_fixed_size_list(only):
@@ -200,12 +252,12 @@ def _parts(values: pa.ChunkedArray) -> dict[str, pa.ChunkedArray | pa.Array]:
     if pa.types.is_null(t):
         return {}
     if not pa.types.is_struct(t):
-        kind = _kind(t)
+        kind = column_of_type(t)
         return {kind: values} if kind is not None else {}
     flat = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
     parts: dict[str, pa.ChunkedArray | pa.Array] = {}
     for i, f in enumerate(t):
-        kind = _kind(f.type)
+        kind = column_of_type(f.type)
         if kind is not None:
             # A null struct row (a None value) leaves its children unset: mask them.
             child = flat.field(i)

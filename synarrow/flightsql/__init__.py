@@ -4,3 +4,5 @@
 :mod:`~synarrow.flightsql.catalog` answers the metadata commands;
 :mod:`~synarrow.flightsql.service` handles queries, prepared statements and ingest.
 """
+
+__all__: list[str] = []

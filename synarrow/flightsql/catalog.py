@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from synarrow.engine.snapshot import ReadSnapshot
 from synarrow.errors import InvalidArgumentError
+from synarrow.reading import SnapshotSource, history
 from synarrow.sql import RESERVED_VIEWS, is_internal_name, naive_ts
 
 if TYPE_CHECKING:
-    from synarrow.db import SynaDB
     from synarrow.serving.query import QueryRunner
 
 CATALOG = "temp"
@@ -163,7 +164,7 @@ def db_schemas(catalog: str | None, schema_pattern: str | None) -> pa.Table:
 
 
 def tables(
-    db: SynaDB,
+    db: SnapshotSource,
     queries: QueryRunner,
     *,
     catalog: str | None,
@@ -182,8 +183,9 @@ def tables(
     if "VIEW" in wanted:
         views = sorted(RESERVED_VIEWS)
         found += [(v, "VIEW") for v, ok in zip(views, matching(views, name_re)) if ok]
+    snapshot = db.read_snapshot()  # every key and schema as of one moment
     if "TABLE" in wanted:
-        keys = db.keys()[:MAX_KEYS_LISTED]
+        keys = list(snapshot)[:MAX_KEYS_LISTED]
         names = [k for k in keys if not is_internal_name(k)]
         found += [(k, "TABLE") for k, ok in zip(names, matching(names, name_re)) if ok]
     rows = []
@@ -195,23 +197,16 @@ def tables(
             "table_type": kind,
         }
         if include_schema:
-            schema = _table_schema(db, queries, name, kind)
-            if schema is None:
-                continue  # a key deleted meanwhile
+            schema = _table_schema(snapshot, queries, name, kind)
             row["table_schema"] = schema.serialize().to_pybytes()
         rows.append(row)
     return pa.Table.from_pylist(rows, schema=out_schema)
 
 
-def _table_schema(db: SynaDB, queries: QueryRunner, name: str, kind: str) -> pa.Schema | None:
+def _table_schema(snapshot: ReadSnapshot, queries: QueryRunner, name: str, kind: str) -> pa.Schema:
     if kind == "VIEW":
         return queries.schema(f'SELECT * FROM "{name}"')
-    from synarrow.errors import KeyNotFoundError
-
-    try:
-        return naive_ts(db.get_history(name).slice(0, 0)).schema
-    except KeyNotFoundError:
-        return None
+    return naive_ts(history(snapshot.keys[name]).slice(0, 0)).schema
 
 
 def table_types() -> pa.Table:

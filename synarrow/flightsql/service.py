@@ -330,7 +330,7 @@ class FlightSqlService:
             request = unpacked[1]
             if request.HasField("transaction_id"):
                 raise InvalidArgumentError("this server has no transactions")
-            from synarrow.sql import check_statements
+            from synarrow.duck import check_statements
 
             check_statements(request.query, read_only=True)
             try:

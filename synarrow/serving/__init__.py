@@ -5,3 +5,5 @@
 :mod:`~synarrow.serving.ingest` (size caps and all-or-nothing appends). The Flight and
 Flight SQL servers (:mod:`synarrow.flight`, :mod:`synarrow.flightsql`) are built on them.
 """
+
+__all__: list[str] = []

@@ -1,8 +1,9 @@
 """Queries for network clients: a sandboxed session each, a deadline, results in batches.
 
 Each query gets its own :class:`~synarrow.sql.SqlSession` (a fresh DuckDB connection that
-admits only ``SELECT`` / ``EXPLAIN``), so one slow query never holds up another. A timer
-calls ``interrupt()`` on it when the deadline passes; :meth:`QueryRunner.stop` interrupts
+admits only ``SELECT`` / ``EXPLAIN``), so one slow query never holds up another. The
+session's deadline (:meth:`~synarrow.duck.DuckSession.start_deadline`) interrupts it when
+the timeout passes; :meth:`QueryRunner.stop` interrupts
 every running query at shutdown. Results are read from DuckDB's record batch reader as the
 client consumes them instead of being built whole first.
 """
@@ -13,18 +14,16 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from synarrow.errors import InvalidStateError, QueryTimeoutError, SynaError
+from synarrow.errors import InvalidStateError, SQLError, SynaError
+from synarrow.reading import SnapshotSource, history
 from synarrow.sandbox import new_connection
 from synarrow.serving.wire import rebatch
-from synarrow.sql import RESERVED_VIEWS, SQLError, SqlSession, is_internal_name, naive_ts
-
-if TYPE_CHECKING:
-    from synarrow.db import SynaDB
+from synarrow.sql import RESERVED_VIEWS, SqlSession, is_internal_name, naive_ts
 
 STREAM_BATCH_ROWS = 1 << 19
 SMALL_RESULT_BYTES = 4 << 20
@@ -33,35 +32,14 @@ _WHOLE_KEY = re.compile(
 )
 
 
-class _Deadline:
-    """Interrupts a session when its time is up, and remembers that it did."""
-
-    def __init__(self, session: SqlSession, timeout: float) -> None:
-        self.fired = False
-        self._session = session
-        self._timer = threading.Timer(timeout, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _fire(self) -> None:
-        self.fired = True
-        self._session.interrupt()
-
-    def cancel(self) -> None:
-        self._timer.cancel()
-
-
 class _Batches:
     """The batches of a running query; its session is released when they are exhausted,
     fail, or the iterator is closed or dropped (even before the first batch is read)."""
 
-    def __init__(
-        self, runner: QueryRunner, reader: Any, session: SqlSession, timer: _Deadline | None
-    ) -> None:
+    def __init__(self, runner: QueryRunner, reader: Any, session: SqlSession) -> None:
         self._runner = runner
         self._reader = reader
         self._session: SqlSession | None = session
-        self._timer = timer
 
     def __iter__(self) -> _Batches:
         return self
@@ -75,7 +53,7 @@ class _Batches:
             self.close()
             raise
         except (duckdb.Error, pa.ArrowException) as exc:
-            error = self._runner._error(exc, self._timer)
+            error = self._runner.error(exc, self._session)
             self.close()
             raise error from exc
         except BaseException:
@@ -86,7 +64,7 @@ class _Batches:
         """Release the query's session (idempotent)."""
         session, self._session = self._session, None
         if session is not None:
-            self._runner._finish(session, self._timer)
+            self._runner.finish(session)
 
     def __del__(self) -> None:
         self.close()
@@ -95,7 +73,7 @@ class _Batches:
 class QueryRunner:
     """Runs the queries of one server: sessions per query, a timeout, interruption at stop."""
 
-    def __init__(self, db: SynaDB, *, timeout: float | None = None) -> None:
+    def __init__(self, db: SnapshotSource, *, timeout: float | None = None) -> None:
         if timeout is not None and not timeout > 0:
             raise SQLError(f"a query timeout is a positive number of seconds, got {timeout!r}")
         self.db = db
@@ -120,58 +98,47 @@ class QueryRunner:
             self._active.add(session)
         return session
 
-    def _close(self, session: SqlSession) -> None:
-        with self._lock:
-            self._active.discard(session)
-        session.close()
-
-    def _timer(self, session: SqlSession) -> _Deadline | None:
-        return None if self.timeout is None else _Deadline(session, self.timeout)
-
-    def _error(self, exc: BaseException, timer: _Deadline | None) -> SynaError:
+    def error(self, exc: BaseException, session: SqlSession) -> SynaError:
+        """The error a client gets for a query's failure (cancelled at shutdown, timed out)."""
         if isinstance(exc, SynaError) and not isinstance(exc, SQLError):
             return exc
         if self._stopping:
             return InvalidStateError("the query was cancelled: the server is shutting down")
-        if timer is not None and timer.fired:
-            return QueryTimeoutError(
-                f"the query ran past the server's timeout of {self.timeout:g} s and was stopped"
-            )
-        if isinstance(exc, SQLError):
-            return exc
-        return SQLError(f"query failed: {exc}")
+        return session.error(exc)
 
     def _start(
         self, query: str, params: Iterable[Any] | None, fetch: Any
-    ) -> tuple[Any, SqlSession, _Deadline | None]:
+    ) -> tuple[Any, SqlSession]:
         """``fetch(relation)`` on a new session under the deadline; on failure it is closed."""
         session = self._open()
-        timer = self._timer(session)
+        if self.timeout is not None:
+            session.start_deadline(self.timeout)
         try:
             rel = session.relation(query, params)
             if rel is None:
                 raise SQLError("the statement returns no rows")
-            return fetch(rel), session, timer
+            return fetch(rel), session
         except BaseException as exc:
-            self._finish(session, timer)
+            self.finish(session)
             if isinstance(exc, (SynaError, duckdb.Error, pa.ArrowException)):
-                raise self._error(exc, timer) from exc
+                raise self.error(exc, session) from exc
             raise
 
-    def _finish(self, session: SqlSession, timer: _Deadline | None) -> None:
-        if timer is not None:
-            timer.cancel()
-        self._close(session)
+    def finish(self, session: SqlSession) -> None:
+        """Release a query's session (its deadline stops with it)."""
+        with self._lock:
+            self._active.discard(session)
+        session.close()
 
     def schema(self, query: str, params: Iterable[Any] | None = None) -> pa.Schema:
         """The Arrow schema of a query's result, without running it in full."""
         whole = self._whole_key(query, params)
         if whole is not None:
             return whole.schema
-        schema, session, timer = self._start(
+        schema, session = self._start(
             query, params, lambda rel: rel.limit(0).to_arrow_table().schema
         )
-        self._finish(session, timer)
+        self.finish(session)
         return schema  # type: ignore[no-any-return]
 
     def stream(
@@ -185,11 +152,10 @@ class QueryRunner:
         whole = self._whole_key(query, params)
         if whole is not None:
             return whole.schema, iter(rebatch(whole).to_batches())
-        reader, session, timer = self._start(
+        reader, session = self._start(
             query, params, lambda rel: rel.arrow(batch_size=STREAM_BATCH_ROWS)
         )
-
-        return reader.schema, _Batches(self, reader, session, timer)
+        return reader.schema, _Batches(self, reader, session)
 
     def first(
         self,
@@ -260,9 +226,12 @@ class QueryRunner:
         if name in RESERVED_VIEWS or is_internal_name(name):
             return None
         try:
-            table = naive_ts(self.db.get_history(name))
+            view = self.db.read_snapshot([name]).keys.get(name)
         except SynaError:
             return None
+        if view is None:
+            return None
+        table = naive_ts(history(view))
         value = table.schema.field("value").type
         if not (pa.types.is_floating(value) or pa.types.is_integer(value)):
             return None  # DuckDB returns text and vectors in other Arrow types: let it answer
