@@ -227,6 +227,8 @@ def register_keys(
     snapshot: ReadSnapshot,
     query: str,
     previous: set[str] | None = None,
+    *,
+    names: set[str] | None = None,
 ) -> set[str]:
     """Register a view for every key of ``snapshot`` the query names in FROM / JOIN.
 
@@ -236,10 +238,12 @@ def register_keys(
     and so is a key whose name is one of synarrow's views or sources (``History``,
     ``_synarrow_history_0`` ...): it cannot replace them, and is read through
     ``history WHERE key = ...`` instead.
+
+    ``names``: :func:`key_names` of the query, when the caller has them already.
     """
     for name in previous or ():
         con.unregister(name)
-    keys = [n for n in key_names(query) if n in snapshot]
+    keys = [n for n in (key_names(query) if names is None else names) if n in snapshot]
     folded: dict[str, str] = {}
     for name in keys:
         if is_internal_name(name):
@@ -319,16 +323,17 @@ class SqlSession(DuckSession):
         """Register the views ``query`` reads, all from one snapshot of the database."""
         db = self.db
         views = _uses_views(query)
+        names = key_names(query)
         snapshot = None
         if not views or self._version == db.data_version:
-            snapshot = db.read_snapshot(key_names(query))
+            snapshot = db.read_snapshot(names)
             if views and snapshot.version != self._version:
                 snapshot = None  # written meanwhile: the views need the new state too
         if snapshot is None:
             snapshot = db.read_snapshot()
             self._sources = register(self.con, snapshot, previous=self._sources)
             self._version = snapshot.version
-        self._keys = register_keys(self.con, snapshot, query, self._keys)
+        self._keys = register_keys(self.con, snapshot, query, self._keys, names=names)
         self.snapshot = snapshot
 
 

@@ -31,8 +31,14 @@ APPEND_ROWS = 1 << 20
 class PutStager:
     """Collects the batches of one put, checking sizes and contents before anything is written.
 
-    >>> stager = PutStager(key="sensor/1")                       # doctest: +SKIP
-    >>> stager.add(batch); stager.commit(db)
+    >>> import tempfile, pyarrow as pa, synarrow
+    >>> db = synarrow.SynaDB(tempfile.mkdtemp() + "/data.db", sync_on_write=False)
+    >>> stager = PutStager(key="sensor/1")
+    >>> stager.add(pa.record_batch({"value": [1.5, 2.5]}))
+    2
+    >>> stager.commit(db), db.get("sensor/1")
+    (2, 2.5)
+    >>> db.close()
     """
 
     def __init__(
