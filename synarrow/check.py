@@ -29,6 +29,7 @@ from synarrow.errors import CorruptionError, InvalidPathError, SynaError
 from synarrow.export_target import DATABASE_MARKER
 from synarrow.fileio import open_fd, read_bytes
 from synarrow.log.names import log_name_kind
+from synarrow.text_format import human_bytes
 
 __all__ = ["CheckReport", "check_database"]
 
@@ -52,14 +53,6 @@ class CheckReport:
     def ok(self) -> bool:
         """Whether no damage was found (warnings allowed)."""
         return not self.damage
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024:
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n:,.1f} TiB"
 
 
 def check_database(path: str | os.PathLike[str], *, progress: bool | None = None) -> CheckReport:
@@ -200,7 +193,7 @@ def _check_segment(f: Path, report: CheckReport, *, last: bool) -> None:
         report.damage.append(f"{rel}: entries verify but do not decode: {msg}")
     state = "OK" if not scan.skipped and decoded else "DAMAGED"
     how = "decoded" if decoded else "decoding FAILED"
-    report.lines.append(f"{rel}: {n:,} entries, {_human_bytes(size)}, {how}, {state}")
+    report.lines.append(f"{rel}: {n:,} entries, {human_bytes(size)}, {how}, {state}")
 
 
 def _tree_bytes(directory: Path) -> int:

@@ -43,6 +43,7 @@ from synarrow.check import check_database  # re-exported (they lived here)
 from synarrow.errors import CliError, InvalidPathError, KeyNotFoundError, SynaError
 from synarrow.export_target import DATABASE_MARKER
 from synarrow.log.format import ATOM_NAMES, Atom
+from synarrow.text_format import human_bytes
 
 if TYPE_CHECKING:
     from synarrow.db import SynaDB
@@ -62,14 +63,6 @@ def _out() -> TextIO:
 
 def _say(text: str = "") -> None:
     print(text, file=_out())
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover
 
 
 def _one_line(message: str) -> str:
@@ -274,10 +267,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("path", stats["path"]),
         ("keys", f"{stats['keys']:,}"),
         ("entries", f"{stats['entries']:,} ({stats['tail_entries']:,} in the log tail)"),
-        ("log", f"{_human_bytes(stats['log_bytes'])} in {segs} segment{'s' * (segs != 1)}"),
+        ("log", f"{human_bytes(stats['log_bytes'])} in {segs} segment{'s' * (segs != 1)}"),
         (
             "columnar",
-            f"{_human_bytes(stats['columnar_bytes'])} in {files} file{'s' * (files != 1)}",
+            f"{human_bytes(stats['columnar_bytes'])} in {files} file{'s' * (files != 1)}",
         ),
         ("last compaction", stats["last_compaction"] or "never"),
         (
@@ -381,9 +374,9 @@ def cmd_compact(args: argparse.Namespace) -> int:
         f"{result['log_segments_removed']} log segments removed)"
     )
     _say(
-        f"log {_human_bytes(before['log_bytes'])} -> {_human_bytes(after['log_bytes'])}, "
-        f"columnar {_human_bytes(before['columnar_bytes'])} -> "
-        f"{_human_bytes(after['columnar_bytes'])}"
+        f"log {human_bytes(before['log_bytes'])} -> {human_bytes(after['log_bytes'])}, "
+        f"columnar {human_bytes(before['columnar_bytes'])} -> "
+        f"{human_bytes(after['columnar_bytes'])}"
     )
     return EXIT_OK
 
@@ -656,7 +649,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 (
                     "compact()",
                     f"{result['entries_written']:,} entries in {compact_s:.3f} s -> "
-                    f"{stats['columnar_files']} Arrow files, {_human_bytes(stats['columnar_bytes'])} "
+                    f"{stats['columnar_files']} Arrow files, {human_bytes(stats['columnar_bytes'])} "
                     f"({stats['columnar_bytes'] / max(1, stats['entries']):.1f} B/entry)",
                 )
             )

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["json_lines", "json_value", "text_schema", "to_text_table"]
+__all__ = ["human_bytes", "json_lines", "json_value", "text_schema", "to_text_table"]
 
 
 def text_schema(schema: pa.Schema) -> pa.Schema:
@@ -131,3 +131,16 @@ def _json_column(col: pa.Array | pa.ChunkedArray) -> list[Any]:
             strs = pc.binary_join_element_wise(strs, "+00:00", "")
         return strs.to_pylist()  # type: ignore[no-any-return]
     return [json_value(v) for v in col.to_pylist()]
+
+
+def human_bytes(n: float) -> str:
+    """A byte count for people: ``"512 B"``, ``"1.5 KiB"`` ... up to TiB.
+
+    >>> human_bytes(512), human_bytes(1536), human_bytes(3 * 1024**5)
+    ('512 B', '1.5 KiB', '3,072.0 TiB')
+    """
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover

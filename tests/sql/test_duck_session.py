@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import threading
 
+import duckdb
+import numpy as np
 import pyarrow as pa
 import pytest
 
+import synarrow
 from synarrow import errors
 from synarrow.duck import DuckSession
 from synarrow.sandbox import new_connection
+from synarrow.sql import register
 
 # A query that runs far longer than any deadline below (about 10**11 rows joined).
 LONG_QUERY = "SELECT sum(a.range * b.range) AS s FROM range(100000000) a, range(1000) b"
@@ -98,3 +102,23 @@ def test_interrupt_from_another_thread_stops_the_query() -> None:
         finally:
             done.set()
             stopper.join()
+
+
+def test_a_session_over_a_database_views_and_tables_of_its_own(db: synarrow.SynaDB) -> None:
+    """What a layer with views of its own (experiments, vector stores) runs: the database's
+    views and its tables registered by ``prepare`` before each query."""
+    db.append_batch("a", np.arange(3, dtype=np.float64))
+    weights = pa.table({"key": ["a"], "w": [2.0]})
+
+    def prepare(con: duckdb.DuckDBPyConnection) -> None:
+        register(con, db)
+        con.register("weights", weights)
+
+    with DuckSession(hint="views: weights(key, w), history, latest") as session:
+        query = "SELECT sum(h.value * w.w) AS s FROM history h JOIN weights w USING (key)"
+        assert session.query(query, prepare=prepare)["s"].to_pylist() == [6.0]
+        db.append("a", 10.0)
+        assert session.query(query, prepare=prepare)["s"].to_pylist() == [26.0]
+        with pytest.raises(errors.SQLError) as caught:
+            session.query("SELECT nope FROM weights", prepare=prepare)
+        assert caught.value.hint == "views: weights(key, w), history, latest"
