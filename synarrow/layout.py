@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from synarrow.columnar.schema import TS_TYPE
+from synarrow.columnar.schema import TS_TYPE, string_array
 from synarrow.errors import InvalidArgumentError
 from synarrow.log.format import ATOM_NAMES, Atom
 
@@ -138,7 +138,8 @@ EXPORT_LAYOUT_VERSION = 2
 TYPE_TYPE = pa.dictionary(pa.int8(), pa.string())
 _TYPE_CODES = {name: i for i, name in enumerate(TYPE_ORDER)}
 # One dictionary for every batch: an Arrow IPC file allows no dictionary replacement.
-_TYPE_DICTIONARY = pa.array(TYPE_ORDER, pa.string())
+# (Built from buffers: pa.array imports pandas on first use, which SQL must not pay for.)
+_TYPE_DICTIONARY = string_array(TYPE_ORDER).cast(pa.string())
 # Directory names are limited to 255 bytes on common file systems.
 _MAX_SEGMENT_BYTES = 255
 # Hive's FileUtils.escapePathName set (Spark uses the same one), plus the controls.
