@@ -43,7 +43,7 @@ from synarrow.errors import (
     InvalidArgumentError,
     TypeMismatchError,
 )
-from synarrow.interop import BFLOAT16, dtype_name, storage_dtype, torch_view
+from synarrow.interop import BFLOAT16, arrow_value_type, dtype_name, storage_dtype, torch_view
 from synarrow.optional import optional_or_error, require
 
 STAGING_BYTES = 32 * 1024 * 1024
@@ -58,20 +58,6 @@ ARROW_DEVICE_CUDA = 2
 _DEVICE_ID_OFFSET = 80  # after the 80-byte struct ArrowArray
 _DEVICE_TYPE_OFFSET = 88
 _SYNC_EVENT_OFFSET = 96
-
-_ARROW_TYPES = {
-    "int8": pa.int8(),
-    "int16": pa.int16(),
-    "int32": pa.int32(),
-    "int64": pa.int64(),
-    "uint8": pa.uint8(),
-    "uint16": pa.uint16(),
-    "uint32": pa.uint32(),
-    "uint64": pa.uint64(),
-    "float16": pa.float16(),
-    "float32": pa.float32(),
-    "float64": pa.float64(),
-}
 
 
 # -- devices and backends -------------------------------------------------------------------
@@ -506,7 +492,7 @@ class DeviceArray:
         """The Arrow type of the export: numbers for 1-D, fixed-size lists for 2-D, and the
         ``fixed_shape_tensor`` extension for more dimensions (one element per first-axis row).
         """
-        value = _ARROW_TYPES.get(self.dtype)
+        value = arrow_value_type(self.dtype)
         if value is None:
             raise TypeMismatchError(
                 f"dtype {self.dtype} has no Arrow type that shares the buffer as is",

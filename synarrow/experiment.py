@@ -6,7 +6,7 @@
 ...     for epoch in range(10):
 ...         run.log_metrics({"loss": 1 / (epoch + 1)}, step=epoch)
 >>> exp.query(filter={"status": "completed"}, sort_by="loss")      # doctest: +SKIP
->>> exp.sql("SELECT run_id, min(value) FROM metrics WHERE metric = 'loss' GROUP BY 1")
+>>> exp.sql("SELECT run_id, min(value) FROM metrics WHERE metric = 'loss' GROUP BY 1")  # doctest: +SKIP
 
 Storage (keys of the SynaDB at ``path``; ``<id>`` is a 32-character hex run id)::
 
@@ -176,7 +176,14 @@ class Run:
     Logging to a run that has ended raises :class:`~synarrow.InvalidStateError`.
     """
 
-    def __init__(self, exp: Experiment, meta: dict[str, Any], params: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        exp: Experiment,
+        meta: dict[str, Any],
+        params: dict[str, Any],
+        *,
+        live: bool = False,
+    ) -> None:
         self._exp = exp
         self.id: str = meta["id"]
         self.name: str = meta["name"]
@@ -191,7 +198,7 @@ class Run:
         self._pending = 0
         self._last_flush = _monotonic()
         self._flush_error: BaseException | None = None
-        self._live = False  # true while this process may log to it
+        self._live = live  # true while this process may log to it
 
     # -- properties -----------------------------------------------------------------------
 
@@ -204,6 +211,11 @@ class Run:
     def end_time(self) -> dt.datetime | None:
         """When the run ended (UTC), or ``None`` while it runs."""
         return us_to_datetime(self._end_us)
+
+    @property
+    def pending(self) -> int:
+        """Metric values logged but not yet written to the store."""
+        return self._pending
 
     @property
     def is_active(self) -> bool:
@@ -571,7 +583,7 @@ class Experiment(Handle):
         h = self._shared
         if h is None:
             return []
-        return [r for r in list(h.runs.values()) if r._exp is self and r._live]
+        return [r for r in list(h.runs.values()) if r._exp is self and r.is_active]
 
     def _forget(self, run: Run) -> None:
         if self._shared is not None:
@@ -627,7 +639,7 @@ class Experiment(Handle):
         if self._shared is None:
             return
         for run in list(self._shared.runs.values()):
-            if run._pending:
+            if run.pending:
                 run.flush()
 
     def _require_run(self, run_id: str) -> dict[str, Any]:
@@ -673,8 +685,7 @@ class Experiment(Handle):
             "start_us": _time_ns() // 1000,
             "end_us": None,
         }
-        run = Run(self, meta, {})
-        run._live = True
+        run = Run(self, meta, {}, live=True)
         db.append(self._meta_key(run_id), json.dumps(meta))
         db.sync()
         assert self._shared is not None

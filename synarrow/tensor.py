@@ -56,6 +56,7 @@ from synarrow.interop import (
     bf16_to_f32,
     cast_checked,
     dtype_name,
+    fixed_size_list_numpy,
     numpy_dtype,
     storage_dtype,
     torch_view,
@@ -224,9 +225,7 @@ def _as_numpy(value: Any) -> np.ndarray:
     if isinstance(value, (pa.Array, pa.ChunkedArray)):
         t = value.type
         if pa.types.is_fixed_size_list(t):
-            arr = value.combine_chunks() if isinstance(value, pa.ChunkedArray) else value
-            flat = arr.flatten().to_numpy(zero_copy_only=False)
-            return flat.reshape(len(arr), t.list_size)
+            return fixed_size_list_numpy(value)
         return value.to_numpy(zero_copy_only=False)
     try:
         arr = np.asarray(value)

@@ -34,7 +34,7 @@ import numpy as np
 
 from synarrow.db import SynaDB
 from synarrow.errors import InvalidArgumentError
-from synarrow.interop import BFLOAT16, dtype_name
+from synarrow.interop import dtype_name, torch_view
 from synarrow.optional import require
 from synarrow.tensor import TensorEngine
 
@@ -136,9 +136,7 @@ class _ProcessLocal(_data.Dataset, metaclass=abc.ABCMeta):  # type: ignore[misc,
 
 def _to_torch(arr: np.ndarray, name: str, dtype: str | None) -> Any:
     """A writable tensor from a (fresh) numpy array in the storage dtype of ``name``."""
-    t = torch.from_numpy(arr)
-    if name == BFLOAT16:
-        t = t.view(torch.bfloat16)
+    t = torch_view(arr, name)
     if dtype is not None and dtype != name:
         t = t.to(getattr(torch, dtype))
     return t

@@ -49,14 +49,16 @@ from synarrow.errors import (
     ConfigError,
     InvalidArgumentError,
     InvalidKeyError,
-    InvalidValueError,
 )
 from synarrow.handle import Handle
 from synarrow.optional import progress
+from synarrow.vector_check import check_matrix, check_vector
 from synarrow.vector_keys import KeyMap, fingerprints
 
 if TYPE_CHECKING:
     import os
+
+__all__ = ["SearchResult", "VectorStore"]
 
 _log = logging.getLogger("synarrow.vector")
 _new_tuple = tuple.__new__
@@ -389,7 +391,7 @@ class VectorStore(Handle):
         ``vector``: any 1-D sequence of ``dimensions`` finite numbers (stored as float32).
         """
         check_key(key)
-        self.insert_batch([key], self._as_vector(vector, "vector")[None, :])
+        self.insert_batch([key], check_vector(vector, self._config.dimensions, "vector")[None, :])
 
     def insert_batch(self, keys: Sequence[str] | pa.Array, vectors: Any) -> int:
         """Store one vector per key (rows of ``vectors``); returns how many were stored.
@@ -400,7 +402,7 @@ class VectorStore(Handle):
         ``sync_on_write``), however many rows.
         """
         keys = _key_list(keys)
-        matrix = self._as_matrix(vectors, len(keys))
+        matrix = check_matrix(vectors, self._config.dimensions, rows=len(keys))
         with self._lock:
             self.require_writable()
             if not keys:
@@ -521,7 +523,7 @@ class VectorStore(Handle):
         they search the allowed vectors exactly, so filters do not cost recall.
         An empty store returns ``[]``.
         """
-        q = self._as_vector(query, "query")
+        q = check_vector(query, self._config.dimensions, "query")
         k = _check_k(k)
         self.require_open()
         if prefix is not None or filter is not None:
@@ -546,7 +548,7 @@ class VectorStore(Handle):
         ``threads``: usearch worker threads (default: the store's ``threads``; 0 = every
         core). Returns one result list per query, in order.
         """
-        matrix = self._as_matrix(queries, None, "queries")
+        matrix = check_matrix(queries, self._config.dimensions, what="queries")
         k = _check_k(k)
         nthreads = self._threads if threads is None else _check_threads(threads)
         self.require_open()
@@ -768,66 +770,6 @@ class VectorStore(Handle):
             f"<synarrow.VectorStore {str(self.path)!r} {c.dimensions}d {c.metric} "
             f"{c.precision}, {state}>"
         )
-
-    # -- validation ------------------------------------------------------------------------
-
-    def _as_vector(self, value: Any, what: str) -> np.ndarray:
-        dims = self._config.dimensions
-        if type(value) is np.ndarray and value.dtype == np.float32 and value.shape == (dims,):
-            vec = value
-        else:
-            vec = _to_float32(value, what)
-            if vec.ndim != 1 or vec.shape[0] != dims:
-                raise InvalidValueError(
-                    f"{what} has shape {vec.shape}, expected ({dims},): the store has "
-                    f"{dims} dimensions"
-                )
-        # A float64 sum of float32 values cannot overflow, so it is finite iff every value is.
-        if not math.isfinite(vec.sum(dtype=np.float64)):
-            raise InvalidValueError(f"{what} holds NaN or infinite values")
-        return vec
-
-    def _as_matrix(self, value: Any, rows: int | None, what: str = "vectors") -> np.ndarray:
-        dims = self._config.dimensions
-        matrix = _to_float32(value, what)
-        if matrix.ndim == 1 and rows is None and matrix.shape[0] == dims:
-            matrix = matrix[None, :]
-        if matrix.ndim != 2 or matrix.shape[1] != dims:
-            raise InvalidValueError(
-                f"{what} has shape {matrix.shape}, expected (n, {dims}): the store has "
-                f"{dims} dimensions"
-            )
-        if rows is not None and matrix.shape[0] != rows:
-            raise InvalidValueError(f"got {rows} keys but {matrix.shape[0]} vectors")
-        finite = np.isfinite(matrix).all(axis=1)
-        if not finite.all():
-            row = int(np.argmin(finite))
-            raise InvalidValueError(f"{what} row {row} holds NaN or infinite values")
-        return np.ascontiguousarray(matrix)
-
-
-def _to_float32(value: Any, what: str) -> np.ndarray:
-    """An array-like (numpy, list, Arrow fixed_size_list, torch on CPU) as float32 numpy."""
-    if isinstance(value, pa.ChunkedArray):
-        value = value.combine_chunks()
-    if isinstance(value, pa.FixedSizeListArray):
-        if value.null_count:
-            raise InvalidValueError(f"{what} holds null vectors")
-        flat = value.flatten().to_numpy(zero_copy_only=False)
-        value = flat.reshape(len(value), value.type.list_size)
-    try:
-        with np.errstate(over="ignore"):
-            arr = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InvalidValueError(f"{what} is not an array of numbers: {exc}") from exc
-    src = np.asarray(value) if not isinstance(value, np.ndarray) else value
-    if src.dtype.kind == "f" and src.dtype.itemsize > 4:
-        with np.errstate(over="ignore", invalid="ignore"):
-            if (np.isfinite(src) & ~np.isfinite(arr)).any():
-                raise InvalidValueError(f"{what} holds values that overflow float32")
-    if src.dtype == np.bool_:
-        raise InvalidValueError(f"{what} holds booleans, not numbers")
-    return arr
 
 
 def _key_list(keys: Any) -> list[str]:

@@ -50,6 +50,30 @@ from synarrow.fileio import (
 )
 from synarrow.vector_keys import KeyMap
 
+__all__ = [
+    "CONFIG_NAME",
+    "DIRNAME",
+    "INDEX_NAME",
+    "KEYS_NAME",
+    "MAX_DIMS",
+    "METRICS",
+    "MIN_DIMS",
+    "PRECISIONS",
+    "STATE_NAME",
+    "Checkpoint",
+    "DamagedCheckpoint",
+    "StoreConfig",
+    "checked_file",
+    "make_directory",
+    "normalize_metric",
+    "read_checkpoint",
+    "read_config",
+    "read_keymap",
+    "remove_leftovers",
+    "write_checkpoint",
+    "write_config",
+]
+
 DIRNAME = "vector_index"
 CONFIG_NAME = "config.json"
 STATE_NAME = "state.json"
