@@ -251,15 +251,15 @@ class VectorStore(Handle):
             ) as checked:
                 index = Index.restore(checked, view=view)
             if index is None:
-                raise files.DamagedCheckpoint(f"{path} is not a usearch index")
+                raise ValueError(f"{path} is not a usearch index")
             if (
                 index.ndim != c.dimensions
                 or getattr(index.metric, "name", "").lower() != c.usearch_metric
                 or index.dtype.name.lower() != c.precision
                 or len(index) != state.count
             ):
-                raise files.DamagedCheckpoint(f"{path} does not match the store settings")
-        except (files.DamagedCheckpoint, ValueError, RuntimeError) as exc:
+                raise ValueError(f"{path} does not match the store settings")
+        except (ValueError, RuntimeError) as exc:  # damaged: rebuild (CorruptionError: refuse)
             _log.warning(
                 "vector index of %s is unusable (%s); rebuilding it from the log", self.path, exc
             )
