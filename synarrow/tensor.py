@@ -846,9 +846,9 @@ class TensorEngine(Handle):
         raw = _reshape(raw, shape, pattern)
         dev = torch.device(device)
         if dev.type != "cpu":
-            from synarrow import device
+            from synarrow.device import to_device
 
-            out = device.to_device(raw, dev, backend="torch", dtype=name).torch()
+            out = to_device(raw, dev, backend="torch", dtype=name).torch()
         else:
             if copy and not raw.flags.writeable:
                 raw = raw.copy()
