@@ -34,7 +34,16 @@ from synarrow.fileio import (
     require_name,
 )
 
-__all__ = ["BLOB_NAME", "DEFAULT_CHUNK_SIZE", "BlobStore", "Source", "parse_blob_ref"]
+__all__ = [
+    "ARTIFACTS_DIR",
+    "BLOB_DIRS",
+    "BLOB_NAME",
+    "DEFAULT_CHUNK_SIZE",
+    "MODELS_DIR",
+    "BlobStore",
+    "Source",
+    "parse_blob_ref",
+]
 
 #: What ``save_model`` / ``log_artifact`` accept: bytes-like, a file path, or a binary file.
 Source = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", BinaryIO]
@@ -43,6 +52,9 @@ DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
 _SMALL = 1024 * 1024  # below this, hashing in a second thread costs more than it saves
 #: The only blob names there are: a lowercase hex SHA-256.
 BLOB_NAME = re.compile(r"[0-9a-f]{64}")
+#: The blob directories inside a database: model versions' bytes, run artifacts' bytes.
+MODELS_DIR, ARTIFACTS_DIR = "blobs", "artifacts"
+BLOB_DIRS = (MODELS_DIR, ARTIFACTS_DIR)
 
 
 class _Hasher:

@@ -66,7 +66,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from synarrow.blobs import BlobStore, Source, parse_blob_ref
+from synarrow.blobs import ARTIFACTS_DIR, BlobStore, Source, parse_blob_ref
 from synarrow.db import SynaDB
 from synarrow.errors import (
     InvalidArgumentError,
@@ -535,7 +535,7 @@ class Experiment(Handle):
         self.flush_every = flush_every
         self.flush_interval = float(flush_interval)
         self._prefix = f"exp/{self.name}/runs/"
-        self._artifacts = BlobStore(self.path / "artifacts")
+        self._artifacts = BlobStore(self.path / ARTIFACTS_DIR)
         self._shared: SharedWriter | None = None
         self._sql_lock = threading.Lock()
         self._con: DuckDBPyConnection | None = None

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from synarrow.blobs import DEFAULT_CHUNK_SIZE, BlobStore, Source
+from synarrow.blobs import DEFAULT_CHUNK_SIZE, MODELS_DIR, BlobStore, Source
 from synarrow.db import SynaDB
 from synarrow.errors import (
     CorruptionError,
@@ -181,7 +181,7 @@ class ModelRegistry(Handle):
     ) -> None:
         super().__init__(Path(path), readonly=readonly)
         self._lock = threading.RLock()
-        self._blobs = BlobStore(self.path / "blobs", chunk_size=chunk_size)
+        self._blobs = BlobStore(self.path / MODELS_DIR, chunk_size=chunk_size)
         self._shared: SharedWriter | None = None
         if readonly:
             self._db = SynaDB(self.path, readonly=True)
