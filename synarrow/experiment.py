@@ -6,7 +6,7 @@
 ...     for epoch in range(10):
 ...         run.log_metrics({"loss": 1 / (epoch + 1)}, step=epoch)
 >>> exp.query(filter={"status": "completed"}, sort_by="loss")      # doctest: +SKIP
->>> exp.sql("SELECT run_id, min(value) FROM metrics WHERE metric = 'loss' GROUP BY 1")
+>>> exp.sql("SELECT run_id, min(value) FROM metrics WHERE metric = 'loss' GROUP BY 1")  # doctest: +SKIP
 
 Storage (keys of the SynaDB at ``path``; ``<id>`` is a 32-character hex run id)::
 
@@ -61,32 +61,22 @@ import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 
+from synarrow.blobs import ARTIFACTS_DIR, BlobStore, Source, parse_blob_ref
 from synarrow.db import SynaDB
 from synarrow.errors import (
-    DatabaseClosedError,
     InvalidArgumentError,
     InvalidStateError,
     InvalidValueError,
     NotFoundError,
-    ReadOnlyError,
 )
-from synarrow.registry import (
-    _CLOSE_HOOKS,
-    BlobStore,
-    Source,
-    _Handle,
-    _us_to_datetime,
-    check_name,
-    open_shared,
-    parse_blob_ref,
-    release_shared,
-    to_json,
-)
+from synarrow.handle import Handle
+from synarrow.records import check_name, to_json, us_to_datetime
+from synarrow.shared_writer import SharedWriter, at_exit, open_shared, release_shared
 
 if TYPE_CHECKING:
     from duckdb import DuckDBPyConnection
@@ -186,7 +176,14 @@ class Run:
     Logging to a run that has ended raises :class:`~synarrow.InvalidStateError`.
     """
 
-    def __init__(self, exp: Experiment, meta: dict[str, Any], params: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        exp: Experiment,
+        meta: dict[str, Any],
+        params: dict[str, Any],
+        *,
+        live: bool = False,
+    ) -> None:
         self._exp = exp
         self.id: str = meta["id"]
         self.name: str = meta["name"]
@@ -201,19 +198,24 @@ class Run:
         self._pending = 0
         self._last_flush = _monotonic()
         self._flush_error: BaseException | None = None
-        self._live = False  # true while this process may log to it
+        self._live = live  # true while this process may log to it
 
     # -- properties -----------------------------------------------------------------------
 
     @property
     def start_time(self) -> dt.datetime:
         """When the run started (UTC)."""
-        return _us_to_datetime(self._start_us)  # type: ignore[return-value]
+        return us_to_datetime(self._start_us)
 
     @property
     def end_time(self) -> dt.datetime | None:
         """When the run ended (UTC), or ``None`` while it runs."""
-        return _us_to_datetime(self._end_us)
+        return us_to_datetime(self._end_us)
+
+    @property
+    def pending(self) -> int:
+        """Metric values logged but not yet written to the store."""
+        return self._pending
 
     @property
     def is_active(self) -> bool:
@@ -333,7 +335,7 @@ class Run:
         with self._lock:
             db = self._writable()
             now = _time_ns() // 1000
-            art = Artifact(name, checksum, size, _us_to_datetime(now))  # type: ignore[arg-type]
+            art = Artifact(name, checksum, size, us_to_datetime(now))
             db.append(
                 self._key("artifacts", name),
                 json.dumps({"checksum": checksum, "size_bytes": size, "created_us": now}),
@@ -483,17 +485,17 @@ def _end_runs_at_exit() -> None:
     with _FLUSHER_LOCK:
         exps = list(_LIVE_EXPERIMENTS)
     for exp in exps:
-        if exp._handle is not None and exp._handle.pid == os.getpid():
+        if exp._shared is not None and exp._shared.in_this_process:
             exp.close()
 
 
-_CLOSE_HOOKS.append(_end_runs_at_exit)
+at_exit(_end_runs_at_exit)
 
 
 # -- the experiment ----------------------------------------------------------------------------
 
 
-class Experiment:
+class Experiment(Handle):
     """A named set of runs in a store: log with :meth:`start_run`, read with :meth:`query`,
     :meth:`get_metric_tensor`, :meth:`compare_runs` and :meth:`sql`.
 
@@ -509,6 +511,8 @@ class Experiment:
 
     See the module documentation for the storage layout, durability and multi-process rules.
     """
+
+    kind: ClassVar[str] = "experiment"
 
     def __init__(
         self,
@@ -527,69 +531,70 @@ class Experiment:
             raise InvalidArgumentError(
                 f"flush_interval must be > 0 seconds, got {flush_interval!r}"
             )
-        self.path = Path(path)
-        self.readonly = readonly
+        super().__init__(Path(path), readonly=readonly)
         self.flush_every = flush_every
         self.flush_interval = float(flush_interval)
         self._prefix = f"exp/{self.name}/runs/"
-        self._artifacts = BlobStore(self.path / "artifacts")
-        self._handle: _Handle | None = None
-        self._closed = False
+        self._artifacts = BlobStore(self.path / ARTIFACTS_DIR)
+        self._shared: SharedWriter | None = None
         self._sql_lock = threading.Lock()
         self._con: DuckDBPyConnection | None = None
         if readonly:
             self._db = SynaDB(self.path, readonly=True)
         else:
-            self._handle = open_shared(self.path, timeout=timeout, what="experiment")
-            self._db = self._handle.db
+            self._shared = open_shared(self.path, timeout=timeout, what="experiment")
+            self._db = self._shared.db
             try:
-                if self._handle.refs == 1:  # first user in this process: no upload under way
+                if self._shared.refs == 1:  # first user in this process: no upload under way
                     self._artifacts.remove_temporaries()
                 self._mark_orphans()
             except BaseException:
-                release_shared(self._handle)
+                release_shared(self._shared)
                 raise
             with _FLUSHER_LOCK:
                 _LIVE_EXPERIMENTS.add(self)
+        self.mark_open()
 
     # -- internals --------------------------------------------------------------------------
 
     def _meta_key(self, run_id: str) -> str:
         return f"{self._prefix}{run_id}/meta"
 
-    def _writer_db(self) -> SynaDB:
-        if self._closed:
-            raise DatabaseClosedError(f"experiment {self.name!r} ({self.path}) is closed")
-        if self._handle is None:
-            raise ReadOnlyError(f"experiment {self.name!r} was opened read-only")
-        if self._handle.pid != os.getpid():
+    def describe(self) -> str:
+        """``experiment 'name' (path)``: how error messages name the experiment."""
+        return f"experiment {self.name!r} ({self.path})"
+
+    def require_writable(self) -> None:
+        """As :meth:`Handle.require_writable`, and refuse a forked child of the opener
+        (:class:`~synarrow.errors.InvalidStateError`)."""
+        super().require_writable()
+        if self._shared is not None and not self._shared.in_this_process:
             raise InvalidStateError(
-                f"experiment {self.name!r} was opened in process {self._handle.pid} "
+                f"experiment {self.name!r} was opened in process {self._shared.pid} "
                 "(this is a forked child)",
                 hint="open a new Experiment in this process (and give it its own path)",
             )
+
+    def _writer_db(self) -> SynaDB:
+        self.require_writable()
         return self._db
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise DatabaseClosedError(f"experiment {self.name!r} ({self.path}) is closed")
-
     def _live_runs(self) -> list[Run]:
-        h = self._handle
+        h = self._shared
         if h is None:
             return []
-        return [r for r in list(h.runs.values()) if r._exp is self and r._live]
+        return [r for r in list(h.runs.values()) if r._exp is self and r.is_active]
 
     def _forget(self, run: Run) -> None:
-        if self._handle is not None:
-            self._handle.runs.pop(run.id, None)
+        if self._shared is not None:
+            self._shared.runs.pop(run.id, None)
 
     def _mark_orphans(self) -> None:
         """Runs ``running`` in the store but not live in this process belong to a dead writer."""
-        assert self._handle is not None
+        assert self._shared is not None
         changed = False
         for meta in self._all_meta():
-            if meta["status"] == RUNNING and meta["id"] not in self._handle.runs:
+            if meta["status"] == RUNNING and meta["id"] not in self._shared.runs:
                 meta["status"] = KILLED
                 meta["end_us"] = _time_ns() // 1000
                 meta["note"] = "the process logging this run ended without ending it"
@@ -624,21 +629,21 @@ class Experiment:
         return out
 
     def _load_run(self, meta: dict[str, Any], params: dict[str, Any] | None = None) -> Run:
-        if self._handle is not None:
-            live = self._handle.runs.get(meta["id"])
+        if self._shared is not None:
+            live = self._shared.runs.get(meta["id"])
             if live is not None:
                 return live  # type: ignore[no-any-return]
         return Run(self, meta, self._params_of(meta["id"]) if params is None else params)
 
     def _flush_live(self) -> None:
-        if self._handle is None:
+        if self._shared is None:
             return
-        for run in list(self._handle.runs.values()):
-            if run._pending:
+        for run in list(self._shared.runs.values()):
+            if run.pending:
                 run.flush()
 
     def _require_run(self, run_id: str) -> dict[str, Any]:
-        self._check_open()
+        self.require_open()
         if not isinstance(run_id, str) or len(run_id) != _RUN_ID_LEN:
             raise NotFoundError(f"run {run_id!r} not found in experiment {self.name!r}")
         text = self._db.get(self._meta_key(run_id))
@@ -680,12 +685,11 @@ class Experiment:
             "start_us": _time_ns() // 1000,
             "end_us": None,
         }
-        run = Run(self, meta, {})
-        run._live = True
+        run = Run(self, meta, {}, live=True)
         db.append(self._meta_key(run_id), json.dumps(meta))
         db.sync()
-        assert self._handle is not None
-        self._handle.runs[run_id] = run
+        assert self._shared is not None
+        self._shared.runs[run_id] = run
         _ensure_flusher()
         return run
 
@@ -695,7 +699,7 @@ class Experiment:
 
     def list_runs(self) -> list[Run]:
         """All runs of the experiment, oldest first."""
-        self._check_open()
+        self.require_open()
         params = self._all_params()
         return [self._load_run(m, params.get(m["id"], {})) for m in self._all_meta()]
 
@@ -723,7 +727,7 @@ class Experiment:
 
         >>> exp.query({"status": "completed"}, sort_by="accuracy", ascending=False)  # doctest: +SKIP
         """
-        self._check_open()
+        self.require_open()
         filt = dict(filter or {})
         unknown = set(filt) - {"status", "tags", "params", "name"}
         if unknown:
@@ -920,7 +924,7 @@ class Experiment:
                     key[len(prefix) :],
                     checksum,
                     size,
-                    _us_to_datetime(created),  # type: ignore[arg-type]
+                    us_to_datetime(created) if created is not None else None,  # type: ignore[arg-type]
                 )
             )
         return out
@@ -959,7 +963,7 @@ class Experiment:
     def _register_views(self, con: DuckDBPyConnection) -> None:
         from synarrow.sql import register
 
-        self._check_open()
+        self.require_open()
         self._flush_live()
         register(con, self._db)  # history and latest, over the store as it is now
         metas = self._all_meta()
@@ -1013,6 +1017,7 @@ class Experiment:
         with self._sql_lock:
             if self._con is None:
                 self._con = new_connection()
+                self.on_close(self._close_sql)
             try:
                 self._register_views(self._con)
                 rel = self._con.sql(query, params=list(params) if params is not None else None)
@@ -1033,9 +1038,9 @@ class Experiment:
 
     def flush(self) -> None:
         """Write every run's buffered metric values to the store and fsync it."""
-        self._check_open()
+        self.require_open()
         self._flush_live()
-        if self._handle is not None:
+        if self._shared is not None:
             self._db.sync()
 
     def compact(self) -> dict[str, Any]:
@@ -1046,41 +1051,40 @@ class Experiment:
 
     def refresh(self) -> None:
         """Read-only experiments: reopen the store to see what the writer has added since."""
-        self._check_open()
-        if self._handle is None:
+        self.require_open()
+        if self._shared is None:
             old, self._db = self._db, SynaDB(self.path, readonly=True)
             old.close()
 
     def close(self) -> None:
         """End this object's live runs as ``killed``, write everything, and release the
         store (closed with its last user in the process). Idempotent."""
-        if self._closed:
+        if self.closed:
             return
         try:
-            if self._handle is None or self._handle.pid == os.getpid():
+            if self._shared is None or self._shared.in_this_process:
                 for run in self._live_runs():
                     run.end(KILLED)
         finally:
-            self._closed = True
-            if self._con is not None:
-                self._con.close()
-                self._con = None
-            with _FLUSHER_LOCK:
-                _LIVE_EXPERIMENTS.discard(self)
-            if self._handle is not None:
-                release_shared(self._handle)
-            else:
-                self._db.close()
+            super().close()
 
-    def __enter__(self) -> Experiment:
-        return self
+    def _close_sql(self) -> None:
+        with self._sql_lock:
+            con, self._con = self._con, None
+        if con is not None:
+            con.close()
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def release(self) -> None:
+        """Release the store: the shared writer closes with its last user in the process."""
+        with _FLUSHER_LOCK:
+            _LIVE_EXPERIMENTS.discard(self)
+        if self._shared is not None:
+            release_shared(self._shared)
+        else:
+            self._db.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else ("read-only" if self.readonly else "open")
-        return f"<synarrow.Experiment {self.name!r} {str(self.path)!r} {state}>"
+        return f"<synarrow.Experiment {self.name!r} {str(self.path)!r} {self.state}>"
 
 
 def metrics_view_sql(prefix: str) -> str:

@@ -11,10 +11,10 @@ read-only handle and ``with`` blocks do:
 False
 >>> db.closed, db.close()  # closing again is a no-op
 (True, None)
->>> db.get("x")
+>>> db.get("x")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-synarrow.errors.DatabaseClosedError: database ... is closed
+synarrow.errors.DatabaseClosedError: database ... is closed ...)
 """
 
 from __future__ import annotations
@@ -57,6 +57,16 @@ class Handle:
         """Whether the handle is closed (or never finished opening)."""
         return self._closed
 
+    @property
+    def state(self) -> str:
+        """``"open"``, ``"read-only"`` or ``"closed"`` (the word :meth:`__repr__` shows)."""
+        return "closed" if self._closed else ("read-only" if self.readonly else "open")
+
+    def describe(self) -> str:
+        """How error messages name the handle: its :attr:`kind` and path. Override to add
+        more (an experiment adds its name)."""
+        return f"{self.kind} {self.path}"
+
     def mark_open(self) -> None:
         """Called by a subclass once it is fully open."""
         self._closed = False
@@ -64,15 +74,15 @@ class Handle:
     def require_open(self) -> None:
         """Raise :class:`~synarrow.errors.DatabaseClosedError` if the handle is closed."""
         if self._closed:
-            raise DatabaseClosedError(f"{self.kind} {self.path} is closed")
+            raise DatabaseClosedError(f"{self.describe()} is closed")
 
     def require_writable(self) -> None:
         """Raise if the handle is closed, or :class:`~synarrow.errors.ReadOnlyError` if it
         was opened read-only."""
         if self._closed:
-            raise DatabaseClosedError(f"{self.kind} {self.path} is closed")
+            raise DatabaseClosedError(f"{self.describe()} is closed")
         if self.readonly:
-            raise ReadOnlyError(f"{self.kind} {self.path} was opened read-only")
+            raise ReadOnlyError(f"{self.describe()} was opened read-only")
 
     # -- closing -------------------------------------------------------------------------
 
@@ -120,5 +130,4 @@ class Handle:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else ("read-only" if self.readonly else "open")
-        return f"<synarrow.{type(self).__name__} {str(self.path)!r} {state}>"
+        return f"<synarrow.{type(self).__name__} {str(self.path)!r} {self.state}>"

@@ -21,10 +21,12 @@ __all__ = [
     "NUMPY_DTYPES",
     "SUPPORTED_DTYPES",
     "DTypeLike",
+    "arrow_value_type",
     "bf16_to_f32",
     "cast_checked",
     "column_numpy",
     "dtype_name",
+    "fixed_size_list_numpy",
     "history_pandas",
     "history_polars",
     "numpy_dtype",
@@ -58,9 +60,6 @@ SUPPORTED_DTYPES: tuple[str, ...] = (*NUMPY_DTYPES, BFLOAT16)
 DTypeLike: TypeAlias = Union[str, np.dtype, type, Any]  # noqa: UP007 (runtime alias)
 
 
-# -- dtypes ---------------------------------------------------------------------------------
-
-
 def dtype_name(dtype: DTypeLike) -> str:
     """Canonical name of a numpy / torch / string dtype (``"float32"``, ``"bfloat16"`` ...).
 
@@ -86,6 +85,18 @@ def dtype_name(dtype: DTypeLike) -> str:
             f"unsupported tensor dtype {dtype!r}; supported: {', '.join(SUPPORTED_DTYPES)}"
         )
     return name
+
+
+def arrow_value_type(name: str) -> pa.DataType | None:
+    """The Arrow type whose buffer holds values of dtype ``name`` as they are, or ``None``
+    (Arrow packs booleans into bits and has no complex or bfloat16 numbers).
+
+    >>> arrow_value_type("float32"), arrow_value_type("bool")
+    (DataType(float), None)
+    """
+    if name == BFLOAT16 or np.dtype(name).kind not in "iuf":
+        return None
+    return pa.from_numpy_dtype(np.dtype(name))
 
 
 def storage_dtype(name: str) -> np.dtype:
@@ -170,15 +181,16 @@ def torch_view(arr: np.ndarray, name: str | None = None) -> Any:
     torch = require("torch")
     name = name or arr.dtype.name
     tdt = getattr(torch, name)
+    shape = arr.shape  # np.ascontiguousarray makes a 0-d array 1-d
     arr = np.ascontiguousarray(arr)
     if arr.size == 0:
-        return torch.empty(arr.shape, dtype=tdt)
+        return torch.empty(shape, dtype=tdt)
     flat = arr.reshape(-1).view(np.uint8)
     if arr.flags.writeable:
         base = torch.from_numpy(flat)
     else:
         base = torch.from_dlpack(pa.array(flat, type=pa.uint8()))
-    return base.view(tdt).reshape(arr.shape)
+    return base.view(tdt).reshape(shape)
 
 
 # -- Arrow to numpy, pandas, polars, torch -------------------------------------------------
@@ -205,6 +217,19 @@ def column_numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
         arr.flags.writeable = False
         return arr
     return col.to_numpy(zero_copy_only=False)
+
+
+def fixed_size_list_numpy(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A ``fixed_size_list`` Arrow array as a 2-D numpy array ``(len, list_size)``.
+
+    >>> fixed_size_list_numpy(pa.array([[1.0, 2.0]], pa.list_(pa.float32(), 2))).tolist()
+    [[1.0, 2.0]]
+    """
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    width = arr.type.list_size
+    flat = arr.flatten().to_numpy(zero_copy_only=False)
+    return flat.reshape(len(arr), width)
 
 
 def history_pandas(table: pa.Table) -> Any:

@@ -33,7 +33,8 @@ import re
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias, Union
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple, TypeAlias, Union
 
 import numpy as np
 import pyarrow as pa
@@ -46,6 +47,7 @@ from synarrow.errors import (
     KeyNotFoundError,
     TypeMismatchError,
 )
+from synarrow.handle import Handle
 from synarrow.interop import (
     BFLOAT16,
     NUMPY_DTYPES,
@@ -54,11 +56,14 @@ from synarrow.interop import (
     bf16_to_f32,
     cast_checked,
     dtype_name,
+    fixed_size_list_numpy,
     numpy_dtype,
     storage_dtype,
     torch_view,
 )
 from synarrow.optional import progress, require
+
+__all__ = ["DATA_SUFFIX", "META_SUFFIX", "RawTensor", "TensorEngine", "TensorInfo"]
 
 DATA_SUFFIX = "#tensor"
 META_SUFFIX = "#tensor-meta"
@@ -220,9 +225,7 @@ def _as_numpy(value: Any) -> np.ndarray:
     if isinstance(value, (pa.Array, pa.ChunkedArray)):
         t = value.type
         if pa.types.is_fixed_size_list(t):
-            arr = value.combine_chunks() if isinstance(value, pa.ChunkedArray) else value
-            flat = arr.flatten().to_numpy(zero_copy_only=False)
-            return flat.reshape(len(arr), t.list_size)
+            return fixed_size_list_numpy(value)
         return value.to_numpy(zero_copy_only=False)
     try:
         arr = np.asarray(value)
@@ -310,7 +313,23 @@ def _is_reserved(key: str) -> bool:
     return key.endswith(DATA_SUFFIX) or key.endswith(META_SUFFIX)
 
 
-class TensorEngine:
+class RawTensor(NamedTuple):
+    """What :meth:`TensorEngine.gather` returns: the selected rows as stored, unconverted.
+
+    Attributes:
+        data: the rows in the storage dtype (``bfloat16`` as its raw ``uint16`` bits); a
+            read-only zero-copy view after compaction when one stored tensor is selected.
+        dtype: the dtype name of the values (``"float32"``, ``"bfloat16"`` ...).
+        scalar: whether the selection is one 0-d tensor (``data`` then has shape ``(1,)``;
+            ``data.reshape(())`` gives the scalar).
+    """
+
+    data: np.ndarray
+    dtype: str
+    scalar: bool
+
+
+class TensorEngine(Handle):
     """Store and load numpy / PyTorch tensors in a synarrow database.
 
     >>> import numpy as np, synarrow, tempfile
@@ -328,27 +347,40 @@ class TensorEngine:
 
     Reads after ``db.compact()`` are zero-copy views of the memory-mapped columnar files;
     those views are read-only (numpy enforces it; see :meth:`get_tensor_torch` for torch).
+
+    Closing an engine that was given a ``SynaDB`` leaves that database open (its owner
+    closes it); the engine itself is closed either way, and its calls then raise
+    :class:`~synarrow.errors.DatabaseClosedError`. An engine over a read-only database is
+    read-only.
     """
+
+    kind: ClassVar[str] = "tensor engine"
 
     def __init__(self, db: SynaDB | Any, *, readonly: bool = False) -> None:
         if isinstance(db, SynaDB):
-            self._db = db
-            self._owned = False
+            owned, database = False, db
         else:
-            self._db = SynaDB(db, readonly=readonly)
-            self._owned = True
+            owned, database = True, SynaDB(db, readonly=readonly)
+        super().__init__(database.path, readonly=database.readonly)
+        self._db = database
+        self._owned = owned
         self._lock = threading.RLock()
         self._meta_cache: dict[str, tuple[str, TensorInfo]] = {}
+        self.mark_open()
 
     @property
     def db(self) -> SynaDB:
         """The database this engine reads and writes."""
         return self._db
 
-    @property
+    @property  # type: ignore[override]
     def path(self) -> str:
-        """The database directory."""
-        return str(self._db.path)
+        """The database directory (a str, as before handles shared one base class)."""
+        return str(self._path)
+
+    @path.setter
+    def path(self, value: Path) -> None:
+        self._path = value
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -392,6 +424,7 @@ class TensorEngine:
         return self._write(prefix, rows, chunk_rows=chunk_size, show=show_progress)
 
     def _write(self, prefix: str, rows: _Rows, *, chunk_rows: int, show: bool | None) -> int:
+        self.require_writable()
         if not isinstance(prefix, str):
             raise InvalidArgumentError(f"prefix must be a str, got {type(prefix).__name__}")
         shape = rows.shape
@@ -432,6 +465,7 @@ class TensorEngine:
         Stored tensors are deleted whole: a pattern that selects only some rows of one
         raises :class:`InvalidArgumentError`.
         """
+        self.require_writable()
         with self._lock:
             plan = self._plan(pattern, required=False)
             for src in plan:
@@ -467,11 +501,13 @@ class TensorEngine:
 
     def tensors(self) -> list[TensorInfo]:
         """Every stored tensor, by prefix."""
+        self.require_open()
         infos = (self._info(k) for k in self._db.keys("*" + META_SUFFIX))
         return [i for i in infos if i is not None]
 
     def info(self, prefix: str) -> TensorInfo:
         """The description of the tensor stored under ``prefix``."""
+        self.require_open()
         info = self._info(prefix + META_SUFFIX)
         if info is None:
             raise KeyNotFoundError(f"no tensor is stored under the prefix {prefix!r}")
@@ -490,6 +526,7 @@ class TensorEngine:
 
     def _plan(self, pattern: str, *, required: bool = True) -> list[_Source]:
         """The stored tensors and single keys ``pattern`` selects, in key order."""
+        self.require_open()
         if not isinstance(pattern, str) or not pattern:
             raise InvalidArgumentError(f"pattern must be a non-empty str, got {pattern!r}")
         units: list[tuple[str, _Source]] = []
@@ -651,8 +688,20 @@ class TensorEngine:
                     piece = cast_checked(piece, storage_dtype(name), f"tensor {src.info.prefix!r}")
                 yield piece
 
-    def _gather(self, pattern: str) -> tuple[np.ndarray, str, bool]:
-        """(raw tensor, dtype name, whether it is a 0-d tensor) for ``pattern``."""
+    def gather(self, pattern: str) -> RawTensor:
+        """The rows ``pattern`` selects as stored, without any dtype conversion.
+
+        What :meth:`get_tensor` builds on, for callers that move the bytes on themselves
+        (to a GPU, into a DataLoader): ``RawTensor(data, dtype, scalar)``, see
+        :class:`RawTensor`. Same errors as :meth:`get_tensor`.
+
+        >>> import numpy as np, synarrow, tempfile
+        >>> with synarrow.TensorEngine(tempfile.mkdtemp() + "/g.db") as engine:
+        ...     _ = engine.put_tensor("w/", np.ones((2, 3), np.float32))
+        ...     raw = engine.gather("w/*")
+        ...     raw.data.shape, raw.dtype, raw.scalar
+        ((2, 3), 'float32', False)
+        """
         plan = self._plan(pattern)
         row_shape, name = self._describe(plan, pattern)
         pieces = list(self._pieces(plan, name, None))
@@ -670,7 +719,7 @@ class TensorEngine:
             and plan[0].info.shape == ()
             and plan[0].count == 1
         )
-        return raw, name, scalar
+        return RawTensor(raw, name, scalar)
 
     def get_tensor(
         self,
@@ -696,7 +745,7 @@ class TensorEngine:
             TypeMismatchError: a matching key holds text, bytes or None.
             InvalidValueError: rows of different shapes, or values ``dtype`` cannot hold.
         """
-        raw, name, scalar = self._gather(pattern)
+        raw, name, scalar = self.gather(pattern)
         if scalar:
             raw = raw.reshape(())
         out = self._to_dtype(raw, name, dtype, pattern)
@@ -785,7 +834,7 @@ class TensorEngine:
         :class:`~synarrow.errors.GPUUnavailableError`.
         """
         torch = require("torch")
-        raw, name, scalar = self._gather(pattern)
+        raw, name, scalar = self.gather(pattern)
         target = name if dtype is None else dtype_name(dtype)
         if target != name:
             if target == BFLOAT16:
@@ -797,9 +846,9 @@ class TensorEngine:
         raw = _reshape(raw, shape, pattern)
         dev = torch.device(device)
         if dev.type != "cpu":
-            from synarrow import gpu
+            from synarrow.device import to_device
 
-            out = gpu.to_device(raw, dev, backend="torch", dtype=name).torch()
+            out = to_device(raw, dev, backend="torch", dtype=name).torch()
         else:
             if copy and not raw.flags.writeable:
                 raw = raw.copy()
@@ -810,19 +859,10 @@ class TensorEngine:
 
     # -- life cycle --------------------------------------------------------------------------
 
-    def close(self) -> None:
+    def release(self) -> None:
         """Close the database if this engine opened it (a shared ``SynaDB`` stays open)."""
         if self._owned:
             self._db.close()
-
-    def __enter__(self) -> TensorEngine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<synarrow.TensorEngine {self.path!r}>"
 
 
 def _reshape(arr: np.ndarray, shape: Sequence[int] | None, pattern: str) -> np.ndarray:

@@ -34,8 +34,9 @@ import numpy as np
 
 from synarrow.db import SynaDB
 from synarrow.errors import InvalidArgumentError
+from synarrow.interop import dtype_name, torch_view
 from synarrow.optional import require
-from synarrow.tensor import BFLOAT16, TensorEngine, dtype_name
+from synarrow.tensor import TensorEngine
 
 torch = require("torch")
 _data = require("torch.utils.data")
@@ -135,9 +136,7 @@ class _ProcessLocal(_data.Dataset, metaclass=abc.ABCMeta):  # type: ignore[misc,
 
 def _to_torch(arr: np.ndarray, name: str, dtype: str | None) -> Any:
     """A writable tensor from a (fresh) numpy array in the storage dtype of ``name``."""
-    t = torch.from_numpy(arr)
-    if name == BFLOAT16:
-        t = t.view(torch.bfloat16)
+    t = torch_view(arr, name)
     if dtype is not None and dtype != name:
         t = t.to(getattr(torch, dtype))
     return t
@@ -185,10 +184,10 @@ class KeyDataset(_ProcessLocal):
 
     def _load(self, db: SynaDB) -> Any:
         engine = TensorEngine(db)
-        x, x_name, _ = engine._gather(self.pattern)
+        x, x_name, _ = engine.gather(self.pattern)
         if self.labels is None:
             return x, x_name, None, None
-        y, y_name, _ = engine._gather(self.labels)
+        y, y_name, _ = engine.gather(self.labels)
         return x, x_name, y, y_name
 
     def __len__(self) -> int:
@@ -292,7 +291,7 @@ class WindowDataset(_ProcessLocal):
 
     def _load(self, db: SynaDB) -> Any:
         if self.pattern is not None:
-            raw, name, _ = TensorEngine(db)._gather(self.pattern)
+            raw, name, _ = TensorEngine(db).gather(self.pattern)
             return raw, name
         series = db.get_history_tensor(self.key)  # type: ignore[arg-type]
         return series, series.dtype.name

@@ -35,7 +35,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 
 import numpy as np
 import pyarrow as pa
@@ -43,21 +43,22 @@ from usearch.index import BatchMatches, Index
 from usearch.index import search as _brute_force
 
 from synarrow import vector_files as files
-from synarrow.config import DbConfig
+from synarrow.config import DbConfig, read_stored
 from synarrow.db import SynaDB, check_key
 from synarrow.errors import (
     ConfigError,
-    DatabaseClosedError,
     InvalidArgumentError,
     InvalidKeyError,
-    InvalidValueError,
-    ReadOnlyError,
 )
+from synarrow.handle import Handle
 from synarrow.optional import progress
+from synarrow.vector_check import check_matrix, check_vector
 from synarrow.vector_keys import KeyMap, fingerprints
 
 if TYPE_CHECKING:
     import os
+
+__all__ = ["SearchResult", "VectorStore"]
 
 _log = logging.getLogger("synarrow.vector")
 _new_tuple = tuple.__new__
@@ -85,7 +86,7 @@ class SearchResult(NamedTuple):
     score: float
 
 
-class VectorStore:
+class VectorStore(Handle):
     """Durable vectors with approximate (HNSW, usearch) and exact nearest-neighbour search.
 
     >>> import numpy as np, synarrow, tempfile
@@ -123,6 +124,8 @@ class VectorStore:
     value when reopening raises :class:`~synarrow.errors.ConfigError`.
     """
 
+    kind: ClassVar[str] = "vector store"
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -137,11 +140,9 @@ class VectorStore:
         readonly: bool = False,
         threads: int = 0,
     ) -> None:
-        self.path = Path(path)
-        self.readonly = readonly
+        super().__init__(Path(path), readonly=readonly)
         self._threads = _check_threads(threads)
         self._lock = threading.RLock()
-        self._closed = True
         self._dir = self.path / files.DIRNAME
         requested: dict[str, Any] = {
             "dimensions": dimensions,
@@ -161,20 +162,20 @@ class VectorStore:
         if config is None and not readonly and not (self.path / "config.json").exists():
             # Embeddings do not compress: LZ4 would only cost CPU on every insert.
             config = DbConfig(compression=None)
-        self._db = SynaDB(self.path, config, readonly=readonly)
+        # The store syncs once per call itself; a per-vector fsync inside a batch would cost
+        # 100x. The override is this handle's only: config.json keeps the user's setting.
+        self._db = SynaDB(
+            self.path, config, readonly=readonly, sync_on_write=None if readonly else False
+        )
         try:
-            self._durable = self._db.config.sync_on_write
-            if not readonly:
-                # The store syncs once per call itself; a per-vector fsync inside a batch
-                # would cost 100x. The stored config.json keeps the user's setting.
-                self._db.config = self._db.config.replace(sync_on_write=False)
+            self._durable = (read_stored(self.path) or self._db.config).sync_on_write
             self._config, created = self._resolve_config(requested)
             self._checkpoint: files.Checkpoint | None = None
             self._open_index(created)
         except BaseException:
             self._db.close()
             raise
-        self._closed = False
+        self.mark_open()
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -250,15 +251,15 @@ class VectorStore:
             ) as checked:
                 index = Index.restore(checked, view=view)
             if index is None:
-                raise files.DamagedCheckpoint(f"{path} is not a usearch index")
+                raise ValueError(f"{path} is not a usearch index")
             if (
                 index.ndim != c.dimensions
                 or getattr(index.metric, "name", "").lower() != c.usearch_metric
                 or index.dtype.name.lower() != c.precision
                 or len(index) != state.count
             ):
-                raise files.DamagedCheckpoint(f"{path} does not match the store settings")
-        except (files.DamagedCheckpoint, ValueError, RuntimeError) as exc:
+                raise ValueError(f"{path} does not match the store settings")
+        except (ValueError, RuntimeError) as exc:  # damaged: rebuild (CorruptionError: refuse)
             _log.warning(
                 "vector index of %s is unusable (%s); rebuilding it from the log", self.path, exc
             )
@@ -363,24 +364,19 @@ class VectorStore:
         self._config = replace(self._config, expansion_search=value)
         self._index.expansion_search = self._config.expansion_search  # type: ignore[misc]
 
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
-
     def __len__(self) -> int:
-        self._check_open()
+        self.require_open()
         return len(self._keys)
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and not self._closed and key in self._keys
+        return isinstance(key, str) and not self.closed and key in self._keys
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
 
     def keys(self, prefix: str | None = None) -> list[str]:
         """The keys in the store, sorted; only those starting with ``prefix`` if given."""
-        self._check_open()
+        self.require_open()
         if prefix is not None and not isinstance(prefix, str):
             raise InvalidArgumentError(f"prefix must be a str, got {type(prefix).__name__}")
         with self._lock:
@@ -395,7 +391,7 @@ class VectorStore:
         ``vector``: any 1-D sequence of ``dimensions`` finite numbers (stored as float32).
         """
         check_key(key)
-        self.insert_batch([key], self._as_vector(vector, "vector")[None, :])
+        self.insert_batch([key], check_vector(vector, self._config.dimensions, "vector")[None, :])
 
     def insert_batch(self, keys: Sequence[str] | pa.Array, vectors: Any) -> int:
         """Store one vector per key (rows of ``vectors``); returns how many were stored.
@@ -406,9 +402,9 @@ class VectorStore:
         ``sync_on_write``), however many rows.
         """
         keys = _key_list(keys)
-        matrix = self._as_matrix(vectors, len(keys))
+        matrix = check_matrix(vectors, self._config.dimensions, rows=len(keys))
         with self._lock:
-            self._writable()
+            self.require_writable()
             if not keys:
                 return 0
             keys, matrix = _last_wins(keys, matrix)
@@ -476,7 +472,7 @@ class VectorStore:
         """Remove several keys (one sync for all); returns how many were in the store."""
         keys = _key_list(keys)
         with self._lock:
-            self._writable()
+            self.require_writable()
             present = [k for k in dict.fromkeys(keys) if k in self._keys]
             if not present:
                 return 0
@@ -497,7 +493,7 @@ class VectorStore:
     def get(self, key: str) -> np.ndarray | None:
         """The stored float32 vector of ``key`` (a copy, read from the log), or ``None``."""
         check_key(key)
-        self._check_open()
+        self.require_open()
         if key not in self._keys:
             return None
         value = self._db.get(key)
@@ -527,9 +523,9 @@ class VectorStore:
         they search the allowed vectors exactly, so filters do not cost recall.
         An empty store returns ``[]``.
         """
-        q = self._as_vector(query, "query")
+        q = check_vector(query, self._config.dimensions, "query")
         k = _check_k(k)
-        self._check_open()
+        self.require_open()
         if prefix is not None or filter is not None:
             return self._filtered(q[None, :], k, exact, prefix, filter, 1)[0]
         if not len(self._keys):
@@ -552,10 +548,10 @@ class VectorStore:
         ``threads``: usearch worker threads (default: the store's ``threads``; 0 = every
         core). Returns one result list per query, in order.
         """
-        matrix = self._as_matrix(queries, None, "queries")
+        matrix = check_matrix(queries, self._config.dimensions, what="queries")
         k = _check_k(k)
         nthreads = self._threads if threads is None else _check_threads(threads)
-        self._check_open()
+        self.require_open()
         if prefix is not None or filter is not None:
             return self._filtered(matrix, k, exact, prefix, filter, nthreads)
         if not len(matrix) or not len(self._keys):
@@ -709,7 +705,7 @@ class VectorStore:
         if not isinstance(query, str) or not query.strip():
             raise InvalidArgumentError("sql() needs a non-empty query string")
         check_statements(query)
-        self._check_open()
+        self.require_open()
         con = self._db.duckdb()
         try:
             con.register("vectors", self.to_arrow())
@@ -730,13 +726,13 @@ class VectorStore:
     def flush(self) -> None:
         """Make every change durable and save the index, so the next open loads it as is."""
         with self._lock:
-            self._writable()
+            self.require_writable()
             self._save()
 
     def rebuild(self) -> None:
         """Build the index afresh from the log (reclaims the space of deleted vectors)."""
         with self._lock:
-            self._check_open()
+            self.require_open()
             self._index, self._keys = self._new_index(), KeyMap()
             self._catch_up()
             self._indexed_position = self._position()
@@ -756,100 +752,24 @@ class VectorStore:
         )
         self._saved_position = position
 
-    def close(self) -> None:
-        """Save the index (when writable) and close the database. Idempotent."""
+    def release(self) -> None:
+        """Save the index (when writable) and close the database."""
         with self._lock:
-            if self._closed:
-                return
             try:
                 if not self.readonly:
                     self._save()
             finally:
-                self._closed = True
                 self._db.close()
 
-    def __enter__(self) -> VectorStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{len(self._keys)} vectors"
+        state = "closed" if self.closed else f"{len(self._keys)} vectors"
+        if self.readonly and not self.closed:
+            state += ", read-only"
         c = self._config
         return (
             f"<synarrow.VectorStore {str(self.path)!r} {c.dimensions}d {c.metric} "
             f"{c.precision}, {state}>"
         )
-
-    # -- validation ------------------------------------------------------------------------
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise DatabaseClosedError(f"vector store {self.path} is closed")
-
-    def _writable(self) -> None:
-        self._check_open()
-        if self.readonly:
-            raise ReadOnlyError(f"vector store {self.path} was opened read-only")
-
-    def _as_vector(self, value: Any, what: str) -> np.ndarray:
-        dims = self._config.dimensions
-        if type(value) is np.ndarray and value.dtype == np.float32 and value.shape == (dims,):
-            vec = value
-        else:
-            vec = _to_float32(value, what)
-            if vec.ndim != 1 or vec.shape[0] != dims:
-                raise InvalidValueError(
-                    f"{what} has shape {vec.shape}, expected ({dims},): the store has "
-                    f"{dims} dimensions"
-                )
-        # A float64 sum of float32 values cannot overflow, so it is finite iff every value is.
-        if not math.isfinite(vec.sum(dtype=np.float64)):
-            raise InvalidValueError(f"{what} holds NaN or infinite values")
-        return vec
-
-    def _as_matrix(self, value: Any, rows: int | None, what: str = "vectors") -> np.ndarray:
-        dims = self._config.dimensions
-        matrix = _to_float32(value, what)
-        if matrix.ndim == 1 and rows is None and matrix.shape[0] == dims:
-            matrix = matrix[None, :]
-        if matrix.ndim != 2 or matrix.shape[1] != dims:
-            raise InvalidValueError(
-                f"{what} has shape {matrix.shape}, expected (n, {dims}): the store has "
-                f"{dims} dimensions"
-            )
-        if rows is not None and matrix.shape[0] != rows:
-            raise InvalidValueError(f"got {rows} keys but {matrix.shape[0]} vectors")
-        finite = np.isfinite(matrix).all(axis=1)
-        if not finite.all():
-            row = int(np.argmin(finite))
-            raise InvalidValueError(f"{what} row {row} holds NaN or infinite values")
-        return np.ascontiguousarray(matrix)
-
-
-def _to_float32(value: Any, what: str) -> np.ndarray:
-    """An array-like (numpy, list, Arrow fixed_size_list, torch on CPU) as float32 numpy."""
-    if isinstance(value, pa.ChunkedArray):
-        value = value.combine_chunks()
-    if isinstance(value, pa.FixedSizeListArray):
-        if value.null_count:
-            raise InvalidValueError(f"{what} holds null vectors")
-        flat = value.flatten().to_numpy(zero_copy_only=False)
-        value = flat.reshape(len(value), value.type.list_size)
-    try:
-        with np.errstate(over="ignore"):
-            arr = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InvalidValueError(f"{what} is not an array of numbers: {exc}") from exc
-    src = np.asarray(value) if not isinstance(value, np.ndarray) else value
-    if src.dtype.kind == "f" and src.dtype.itemsize > 4:
-        with np.errstate(over="ignore", invalid="ignore"):
-            if (np.isfinite(src) & ~np.isfinite(arr)).any():
-                raise InvalidValueError(f"{what} holds values that overflow float32")
-    if src.dtype == np.bool_:
-        raise InvalidValueError(f"{what} holds booleans, not numbers")
-    return arr
 
 
 def _key_list(keys: Any) -> list[str]:

@@ -12,7 +12,9 @@
     checkpoint. Files of other generations are leftovers and are removed.
 
 A checkpoint whose files are missing or fail their CRC is treated as absent: the index is
-rebuilt from the log, which is always the source of truth.
+rebuilt from the log, which is always the source of truth. The readers here say so with a
+plain ``ValueError``, which the store catches to rebuild (it never reaches the user); a
+:class:`~synarrow.errors.CorruptionError` (a planted link, a crafted name) is not caught.
 
 Every file is opened without following symlinks, and the file names in ``state.json`` must
 be the ones synarrow writes for a generation (``index-<n>.usearch``, ``keys-<n>.arrow``): a
@@ -49,6 +51,29 @@ from synarrow.fileio import (
     write_atomic,
 )
 from synarrow.vector_keys import KeyMap
+
+__all__ = [
+    "CONFIG_NAME",
+    "DIRNAME",
+    "INDEX_NAME",
+    "KEYS_NAME",
+    "MAX_DIMS",
+    "METRICS",
+    "MIN_DIMS",
+    "PRECISIONS",
+    "STATE_NAME",
+    "Checkpoint",
+    "StoreConfig",
+    "checked_file",
+    "make_directory",
+    "normalize_metric",
+    "read_checkpoint",
+    "read_config",
+    "read_keymap",
+    "remove_leftovers",
+    "write_checkpoint",
+    "write_config",
+]
 
 DIRNAME = "vector_index"
 CONFIG_NAME = "config.json"
@@ -200,28 +225,24 @@ class Checkpoint:
     keys_crc: int
 
 
-class DamagedCheckpoint(Exception):
-    """The checkpoint is missing, unreadable or fails a check (the caller rebuilds)."""
-
-
 def read_checkpoint(directory: Path) -> Checkpoint:
-    """The committed checkpoint; :class:`DamagedCheckpoint` if there is none usable."""
+    """The committed checkpoint; ``ValueError`` if there is none usable."""
     path = directory / STATE_NAME
     try:
         data = json.loads(_read_text(path, "vector index state"))
         if data.pop("format") != FORMAT:
-            raise DamagedCheckpoint(f"{path}: unknown format")
+            raise ValueError("unknown format")
         state = Checkpoint(**data)
     except CorruptionError:
         raise  # a planted link or an oversized file: not ours, refuse
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise DamagedCheckpoint(f"{path}: {exc}") from exc
+        raise ValueError(f"{path}: {exc}") from exc
     require_name(state.index_file, INDEX_NAME, what=f"{path}: index file")
     require_name(state.keys_file, KEYS_NAME, what=f"{path}: key file")
     for name in ("generation", "position", "next_label", "count"):
         value = getattr(state, name)
         if type(value) is not int or value < 0:
-            raise DamagedCheckpoint(f"{path}: {name} is {value!r}")
+            raise ValueError(f"{path}: {name} is {value!r}")
     return state
 
 
@@ -258,31 +279,31 @@ def checked_file(directory: Path, name: str, size: int, crc: int) -> Iterator[st
     except CorruptionError:
         raise
     except OSError as exc:
-        raise DamagedCheckpoint(f"{path}: {exc}") from exc
+        raise ValueError(f"{path}: {exc}") from exc
     try:
         actual = os.fstat(fd).st_size
         if actual != size:
-            raise DamagedCheckpoint(f"{path} has {actual} bytes, expected {size}")
+            raise ValueError(f"{path} has {actual} bytes, expected {size}")
         if _crc_of_fd(fd) != (size, crc):
-            raise DamagedCheckpoint(f"{path} fails its CRC32 check")
+            raise ValueError(f"{path} fails its CRC32 check")
         yield fd_path(fd) or str(path)
     finally:
         os.close(fd)
 
 
 def read_keymap(directory: Path, state: Checkpoint) -> KeyMap:
-    """The key map of a checkpoint (checked); :class:`DamagedCheckpoint` on any problem."""
+    """The key map of a checkpoint (checked); ``ValueError`` on any problem."""
     path = directory / state.keys_file
     try:
         data = read_bytes(path, max_size=state.keys_bytes, what="vector key map")
     except CorruptionError as exc:
         if os.path.islink(path):
             raise
-        raise DamagedCheckpoint(f"{path}: {exc}") from exc
+        raise ValueError(f"{path}: {exc}") from exc
     except OSError as exc:
-        raise DamagedCheckpoint(f"{path}: {exc}") from exc
+        raise ValueError(f"{path}: {exc}") from exc
     if len(data) != state.keys_bytes or zlib.crc32(data) != state.keys_crc:
-        raise DamagedCheckpoint(f"{path} fails its size or CRC32 check")
+        raise ValueError(f"{path} fails its size or CRC32 check")
     try:
         table = pa.ipc.open_file(pa.BufferReader(data)).read_all()
         table.validate(full=True)  # offsets and lengths, before anything reads the keys
@@ -293,9 +314,9 @@ def read_keymap(directory: Path, state: Checkpoint) -> KeyMap:
             raise ValueError("the key map holds a negative label")
         keymap = KeyMap.from_arrow(table, state.next_label)
     except (ValueError, TypeError, KeyError, IndexError, OSError, pa.ArrowException) as exc:
-        raise DamagedCheckpoint(f"{path}: {exc}") from exc
+        raise ValueError(f"{path}: {exc}") from exc
     if len(keymap) != state.count:
-        raise DamagedCheckpoint(f"{path} holds {len(keymap)} keys, expected {state.count}")
+        raise ValueError(f"{path} holds {len(keymap)} keys, expected {state.count}")
     return keymap
 
 

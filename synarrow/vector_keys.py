@@ -26,6 +26,8 @@ KEYS_SCHEMA = pa.schema(
 
 _FP_ROWS = 8192
 
+__all__ = ["KEYS_SCHEMA", "KeyMap", "fingerprints"]
+
 
 def _splitmix64(n: int) -> np.ndarray:
     """``n`` fixed pseudo-random odd uint64 multipliers (SplitMix64; stable across versions)."""
@@ -69,12 +71,30 @@ class KeyMap:
     ([0, 1], [], 'b')
     """
 
-    def __init__(self, next_label: int = 0) -> None:
+    def __init__(
+        self,
+        next_label: int = 0,
+        *,
+        entries: tuple[list[str], np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """An empty map whose next new key gets ``next_label``, or one holding ``entries``:
+        ``(keys, labels, fingerprints)`` as saved by :meth:`to_arrow` (``ValueError`` if
+        they are inconsistent)."""
         self._label_of: dict[str, int] = {}
         # Indexed by label; None marks a label whose key was deleted or replaced.
         self._key_of: list[str | None] = [None] * next_label
         self._fp = np.zeros(max(16, next_label), dtype=np.uint64)
         self._sorted: tuple[list[str], np.ndarray] | None = None
+        if entries is not None:
+            keys, labels, fps = entries
+            if len(labels) and int(labels.max()) >= next_label:
+                raise ValueError("a label is beyond next_label")
+            self._label_of = dict(zip(keys, labels.tolist()))
+            if len(self._label_of) != len(keys) or len(np.unique(labels)) != len(labels):
+                raise ValueError("duplicate keys or labels in the key map")
+            for key, label in self._label_of.items():
+                self._key_of[label] = key
+            self._fp[labels.astype(np.intp)] = fps
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -208,13 +228,4 @@ class KeyMap:
         keys = table.column("key").to_pylist()
         labels = table.column("label").to_numpy()
         fps = table.column("fingerprint").to_numpy()
-        if len(labels) and int(labels.max()) >= next_label:
-            raise ValueError("a label is beyond next_label")
-        m = cls(next_label)
-        m._label_of = dict(zip(keys, labels.tolist()))
-        if len(m._label_of) != len(keys) or len(np.unique(labels)) != len(labels):
-            raise ValueError("duplicate keys or labels in the key map")
-        for key, label in m._label_of.items():
-            m._key_of[label] = key
-        m._fp[labels.astype(np.intp)] = fps
-        return m
+        return cls(next_label, entries=(keys, labels, fps))

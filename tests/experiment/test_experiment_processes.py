@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import synarrow
-import synarrow.registry as registry_mod
+import synarrow.shared_writer as shared_writer_mod
 from synarrow import DatabaseLockedError
 
 
@@ -55,17 +55,17 @@ def test_second_writer_fails_fast_reader_reads_and_waiter_waits(
     try:
         done_id, open_id = holder.stdout.readline().split()  # type: ignore[union-attr]
         waits: list[float] = []
-        real_sleep = registry_mod.time.sleep
+        real_sleep = shared_writer_mod.time.sleep
         # open_shared() waits for the lock by sleeping between tries: record every wait.
-        monkeypatch.setattr(registry_mod.time, "sleep", lambda s: waits.append(s))
+        monkeypatch.setattr(shared_writer_mod.time, "sleep", lambda s: waits.append(s))
         with pytest.raises(DatabaseLockedError) as info:
             synarrow.Experiment("e", store)
-        monkeypatch.setattr(registry_mod.time, "sleep", real_sleep)
+        monkeypatch.setattr(shared_writer_mod.time, "sleep", real_sleep)
         assert waits == []  # timeout=0 (the default): one try, no wait for the lock
-        monkeypatch.setattr(registry_mod.time, "sleep", lambda s: waits.append(s))
+        monkeypatch.setattr(shared_writer_mod.time, "sleep", lambda s: waits.append(s))
         with pytest.raises(DatabaseLockedError):
             synarrow.Experiment("e", store, timeout=0.2)
-        monkeypatch.setattr(registry_mod.time, "sleep", real_sleep)
+        monkeypatch.setattr(shared_writer_mod.time, "sleep", real_sleep)
         assert waits  # and the probe does see a wait when one is asked for
         assert "another process" in str(info.value) and "timeout" in str(info.value)
         with pytest.raises(DatabaseLockedError):

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from synarrow import DbConfig, GPUUnavailableError, SynaDB, gpu
+from synarrow import DbConfig, GPUUnavailableError, SynaDB, device, gpu
 from synarrow.errors import InvalidArgumentError, TypeMismatchError
 from synarrow.tensor import TensorEngine
 
@@ -176,13 +176,13 @@ def test_staging_ring_offsets_with_cpu_stand_ins(monkeypatch: pytest.MonkeyPatch
     from types import SimpleNamespace
 
     torch = pytest.importorskip("torch")
-    monkeypatch.setattr(gpu, "STAGING_BYTES", 8)
+    monkeypatch.setattr(device, "STAGING_BYTES", 8)
     fake_cuda = SimpleNamespace(
         current_stream=lambda device: _FakeStream(),
         stream=lambda s: contextlib.nullcontext(),
         Event=_FakeEvent,
     )
-    ring = gpu._TorchRing.__new__(gpu._TorchRing)
+    ring = device._TorchRing.__new__(device._TorchRing)
     ring.torch = SimpleNamespace(cuda=fake_cuda)
     ring.device = "cpu"
     ring.lock = threading.Lock()

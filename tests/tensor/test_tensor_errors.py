@@ -16,7 +16,8 @@ from synarrow.errors import (
     SynaError,
     TypeMismatchError,
 )
-from synarrow.tensor import TensorEngine, dtype_name
+from synarrow.interop import dtype_name
+from synarrow.tensor import TensorEngine
 
 
 def test_pattern_matching_nothing(engine: TensorEngine) -> None:

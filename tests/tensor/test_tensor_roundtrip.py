@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from synarrow.tensor import BFLOAT16, SUPPORTED_DTYPES, TensorEngine
+from synarrow.interop import BFLOAT16, SUPPORTED_DTYPES
+from synarrow.tensor import TensorEngine
 
 NUMPY_DTYPES = [d for d in SUPPORTED_DTYPES if d != BFLOAT16]
 SLOW_OK = settings(
