@@ -156,9 +156,13 @@ def is_export_file(fs: Any, path: str) -> bool:
 class DatasetTarget:
     """A directory an export is staged for, then moved into.
 
-    >>> target = DatasetTarget(fs, "/data/out", overwrite=False)   # doctest: +SKIP
+    >>> import os
+    >>> target = DatasetTarget(pafs.LocalFileSystem(), os.path.abspath("out"), overwrite=False)
     >>> staging = target.open()          # write the files under staging ...
-    >>> target.commit()                  # ... then move them into /data/out
+    >>> open(os.path.join(staging, "part-0.parquet"), "wb").close()
+    >>> target.commit()                  # ... then move them into out/
+    >>> os.listdir("out")
+    ['part-0.parquet']
     """
 
     def __init__(self, fs: Any, path: str, *, overwrite: bool, protect: Iterable[str] = ()) -> None:

@@ -14,7 +14,7 @@ False
 >>> db.get("x")
 Traceback (most recent call last):
 ...
-synarrow.errors.DatabaseClosedError: database ... is closed
+synarrow.errors.DatabaseClosedError: database ... is closed...
 """
 
 from __future__ import annotations

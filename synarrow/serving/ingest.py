@@ -31,8 +31,16 @@ APPEND_ROWS = 1 << 20
 class PutStager:
     """Collects the batches of one put, checking sizes and contents before anything is written.
 
-    >>> stager = PutStager(key="sensor/1")                       # doctest: +SKIP
-    >>> stager.add(batch); stager.commit(db)
+    >>> import synarrow
+    >>> db = synarrow.SynaDB("put.db")
+    >>> stager = PutStager(key="sensor/1")
+    >>> stager.add(pa.record_batch({"value": [1.0, 2.0, 3.0]}))  # rows staged so far
+    3
+    >>> stager.commit(db)  # rows appended, all or nothing
+    3
+    >>> db.get_history_floats("sensor/1")
+    array([1., 2., 3.])
+    >>> db.close()
     """
 
     def __init__(
