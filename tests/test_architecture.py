@@ -263,6 +263,15 @@ def own_attributes(mod: Module) -> set[str]:
     return {a for a, owners in attribute_owners().items() if owners == {mod.name} and is_private(a)}
 
 
+def also_defined(mod: Module, attr: str) -> str:
+    """For a message: why an attribute this module's classes define still counts as foreign."""
+    owners = attribute_owners().get(attr, frozenset())
+    if mod.name not in owners:
+        return ""
+    others = ", ".join(sorted(owners - {mod.name}))
+    return f" (ambiguous: classes in {others} define {attr} too)"
+
+
 def private_uses(mod: Module) -> Iterator[str]:
     own = own_attributes(mod)
     aliases = stdlib_alias_map(mod)
@@ -296,7 +305,7 @@ def private_uses(mod: Module) -> Iterator[str]:
                 continue
             if node.attr in own:
                 continue  # defined by a class of this same module
-            yield f"{mod.at(node)} {ast.unparse(node)[:80]}"
+            yield f"{mod.at(node)} {ast.unparse(node)[:80]}{also_defined(mod, node.attr)}"
         elif (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Name)
