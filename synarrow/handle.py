@@ -11,10 +11,10 @@ read-only handle and ``with`` blocks do:
 False
 >>> db.closed, db.close()  # closing again is a no-op
 (True, None)
->>> db.get("x")
+>>> db.get("x")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-synarrow.errors.DatabaseClosedError: database ... is closed...
+synarrow.errors.DatabaseClosedError: database ... is closed ...)
 """
 
 from __future__ import annotations
