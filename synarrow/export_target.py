@@ -156,12 +156,14 @@ def is_export_file(fs: Any, path: str) -> bool:
 class DatasetTarget:
     """A directory an export is staged for, then moved into.
 
-    >>> import os
-    >>> target = DatasetTarget(pafs.LocalFileSystem(), os.path.abspath("out"), overwrite=False)
+    >>> import os, tempfile, pyarrow.fs as pafs
+    >>> out = os.path.join(tempfile.mkdtemp(), "out")
+    >>> target = DatasetTarget(pafs.LocalFileSystem(), out, overwrite=False)
     >>> staging = target.open()          # write the files under staging ...
-    >>> open(os.path.join(staging, "part-0.parquet"), "wb").close()
-    >>> target.commit()                  # ... then move them into out/
-    >>> os.listdir("out")
+    >>> with open(os.path.join(staging, "part-0.parquet"), "wb") as f:
+    ...     _ = f.write(b"...")
+    >>> target.commit()                  # ... then move them into out
+    >>> os.listdir(out)
     ['part-0.parquet']
     """
 

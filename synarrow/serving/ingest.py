@@ -31,15 +31,13 @@ APPEND_ROWS = 1 << 20
 class PutStager:
     """Collects the batches of one put, checking sizes and contents before anything is written.
 
-    >>> import synarrow
-    >>> db = synarrow.SynaDB("put.db")
+    >>> import tempfile, pyarrow as pa, synarrow
+    >>> db = synarrow.SynaDB(tempfile.mkdtemp() + "/data.db", sync_on_write=False)
     >>> stager = PutStager(key="sensor/1")
-    >>> stager.add(pa.record_batch({"value": [1.0, 2.0, 3.0]}))  # rows staged so far
-    3
-    >>> stager.commit(db)  # rows appended, all or nothing
-    3
-    >>> db.get_history_floats("sensor/1")
-    array([1., 2., 3.])
+    >>> stager.add(pa.record_batch({"value": [1.5, 2.5]}))
+    2
+    >>> stager.commit(db), db.get("sensor/1")
+    (2, 2.5)
     >>> db.close()
     """
 
