@@ -506,15 +506,13 @@ def test_no_import_circles() -> None:
     fail_with("import circles among synarrow modules", offenders)
 
 
-def test_storage_never_imports_user_layers() -> None:
-    """Direct imports, and chains through other modules, from storage to a user layer (or to
-    the top-level package, which re-exports ``SynaDB``)."""
+def upward_chains(edges: dict[str, list[Edge]]) -> list[str]:
+    """Import chains from a storage module to a user layer (or the top-level package), each
+    reported once at its first edge, breadth first (so the shortest chain is shown)."""
     offenders: list[str] = []
-    edges = graph()
-    for name in sorted(modules()):
+    for name in sorted(edges):
         if not is_within(name, STORAGE):
             continue
-        # Breadth first from this storage module; each chain reported once at its first edge.
         for first in edges[name]:
             seen = {name}
             queue: list[tuple[str, list[Edge]]] = [(first.target, [first])]
@@ -529,7 +527,28 @@ def test_storage_never_imports_user_layers() -> None:
                     offenders.append(f"{first.where} {chain} (via {where})")
                     break
                 queue.extend((e.target, [*path, e]) for e in edges.get(node, []))
-    fail_with("storage code importing user-facing layers", sorted(set(offenders)))
+    return sorted(set(offenders))
+
+
+def test_the_upward_check_follows_chains() -> None:
+    def edge(a: str, b: str) -> Edge:
+        return Edge(a, b, f"{a}.py:1")
+
+    edges = {
+        "synarrow.log.writer": [edge("synarrow.log.writer", "synarrow.helpers")],
+        "synarrow.helpers": [edge("synarrow.helpers", "synarrow.sql")],
+        "synarrow.columnar.ipc": [edge("synarrow.columnar.ipc", "synarrow.errors")],
+        "synarrow.errors": [],
+        "synarrow.sql": [],
+    }
+    found = upward_chains(edges)
+    assert len(found) == 1 and "synarrow.log.writer -> synarrow.helpers -> synarrow.sql" in found[0]
+
+
+def test_storage_never_imports_user_layers() -> None:
+    """Direct imports, and chains through other modules, from storage to a user layer (or to
+    the top-level package, which re-exports ``SynaDB``)."""
+    fail_with("storage code importing user-facing layers", upward_chains(graph()))
 
 
 def test_storage_does_not_import_the_package_namespace() -> None:
@@ -596,10 +615,11 @@ def base_name(expr: ast.expr) -> str | None:
     return None
 
 
-def test_exceptions_are_defined_only_in_errors() -> None:
+def exceptions_outside_errors(mods: list[Module]) -> list[str]:
+    """Classes deriving (through any chain of bases) from an exception, outside errors.py."""
     classes = [
         ClassInfo(mod, node, [b for b in map(base_name, node.bases) if b])
-        for mod in modules().values()
+        for mod in mods
         for node in ast.walk(mod.tree)
         if isinstance(node, ast.ClassDef)
     ]
@@ -619,9 +639,25 @@ def test_exceptions_are_defined_only_in_errors() -> None:
             if c.node.name not in exceptions and any(b in exceptions for b in c.bases):
                 exceptions.add(c.node.name)
                 changed = True
-    offenders = [
+    return [
         f"{c.module.at(c.node)} class {c.node.name}({', '.join(c.bases)})"
         for c in classes
         if c.module.name != "synarrow.errors" and any(b in exceptions for b in c.bases)
     ]
+
+
+def test_the_exception_check_follows_bases() -> None:
+    source = """
+class Base(ValueError): ...
+class Derived(Base): ...
+class Foreign(flight.FlightServerError): ...
+class Plain: ...
+class Mixin(Plain, dict): ...
+"""
+    found = [o.partition(" class ")[2] for o in exceptions_outside_errors([fake_module(source)])]
+    assert found == ["Base(ValueError)", "Derived(Base)", "Foreign(FlightServerError)"], found
+
+
+def test_exceptions_are_defined_only_in_errors() -> None:
+    offenders = exceptions_outside_errors(list(modules().values()))
     fail_with("exception classes defined outside synarrow/errors.py", offenders)
