@@ -1,8 +1,19 @@
 """synarrow: an Apache Arrow-native embedded analytical store for Python.
 
 >>> import synarrow
->>> db = synarrow.SynaDB("my_data.db")          # doctest: +SKIP
->>> db.append("temperature", 23.5)              # doctest: +SKIP
+>>> db = synarrow.SynaDB("my_data.db")
+>>> db.append("temperature", 23.5)              # the entry's sequence number
+0
+>>> db.append("temperature", 24.0)
+1
+>>> db.get("temperature"), db.get_history_floats("temperature")
+(24.0, array([23.5, 24. ]))
+>>> db.sql("SELECT count(*) AS n FROM history").to_pylist()
+[{'n': 2}]
+>>> db.close()
+
+The public names are listed in ``__all__``; the vector, tensor, experiment and registry
+classes load on first use, so ``import synarrow`` stays light.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from synarrow.errors import (
     InvalidValueError,
     KeyNotFoundError,
     NotFoundError,
+    QueryTimeoutError,
     ReadOnlyError,
     StorageFullError,
     SynaError,
@@ -86,6 +98,7 @@ __all__ = [  # noqa: RUF022 - grouped: core names, then the lazily loaded ones
     "InvalidValueError",
     "KeyNotFoundError",
     "NotFoundError",
+    "QueryTimeoutError",
     "ReadOnlyError",
     "StorageFullError",
     "SynaDB",

@@ -11,6 +11,8 @@ from typing import Any
 
 from synarrow.errors import DependencyMissingError
 
+__all__ = ["optional", "optional_or_error", "progress", "require"]
+
 _EXTRAS = {
     "torch": "pip install 'synarrow[torch]'  (torch==2.13.0 on CPU machines)",
     "pandas": "pip install 'synarrow[pandas]'",
