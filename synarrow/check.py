@@ -210,7 +210,7 @@ def _tree_bytes(directory: Path) -> int:
 def _check_content_addressed(root: Path, report: CheckReport) -> None:
     """Model blobs (``blobs/``) and run artifacts (``artifacts/``) are named by the SHA-256
     of their bytes: recompute each, streaming, and report any file whose bytes changed."""
-    from synarrow.registry import BLOB_NAME
+    from synarrow.blobs import BLOB_NAME
 
     for folder in ("blobs", "artifacts"):
         directory = root / folder

@@ -67,6 +67,7 @@ import numpy as np
 import pyarrow as pa
 
 from synarrow.blobs import ARTIFACTS_DIR, BlobStore, Source, parse_blob_ref
+from synarrow.columnar.schema import TS_TYPE
 from synarrow.db import SynaDB
 from synarrow.errors import (
     InvalidArgumentError,
@@ -80,6 +81,8 @@ from synarrow.shared_writer import SharedWriter, at_exit, open_shared, release_s
 
 if TYPE_CHECKING:
     from duckdb import DuckDBPyConnection
+
+    from synarrow.duck import DuckSession
 
 RUNNING, COMPLETED, FAILED, KILLED = "running", "completed", "failed", "killed"
 RUN_STATUSES = (RUNNING, COMPLETED, FAILED, KILLED)
@@ -310,7 +313,7 @@ class Run:
 
     def _new_buffer(self, name: str) -> _MetricBuffer:
         _check_label("metric", name)
-        db = self._exp._db
+        db = self._exp._exp_db
         steps_key = self._key("steps", name)
         last_step, last_ts = -1, 0
         if db.exists(steps_key):  # a run resumed after a flush: continue its series
@@ -485,7 +488,7 @@ def _end_runs_at_exit() -> None:
     with _FLUSHER_LOCK:
         exps = list(_LIVE_EXPERIMENTS)
     for exp in exps:
-        if exp._shared is not None and exp._shared.in_this_process:
+        if exp._shared_writer is not None and exp._shared_writer.in_this_process:
             exp.close()
 
 
@@ -493,6 +496,11 @@ at_exit(_end_runs_at_exit)
 
 
 # -- the experiment ----------------------------------------------------------------------------
+
+_VIEWS_HINT = (
+    "views: metrics(run_id, metric, step, ts, value), runs(run_id, name, status, "
+    "start_time, end_time, tags), params(run_id, param, value)"
+)
 
 
 class Experiment(Handle):
@@ -536,20 +544,20 @@ class Experiment(Handle):
         self.flush_interval = float(flush_interval)
         self._prefix = f"exp/{self.name}/runs/"
         self._artifacts = BlobStore(self.path / ARTIFACTS_DIR)
-        self._shared: SharedWriter | None = None
+        self._shared_writer: SharedWriter | None = None
         self._sql_lock = threading.Lock()
-        self._con: DuckDBPyConnection | None = None
+        self._session: DuckSession | None = None
         if readonly:
-            self._db = SynaDB(self.path, readonly=True)
+            self._exp_db = SynaDB(self.path, readonly=True)
         else:
-            self._shared = open_shared(self.path, timeout=timeout, what="experiment")
-            self._db = self._shared.db
+            self._shared_writer = open_shared(self.path, timeout=timeout, what="experiment")
+            self._exp_db = self._shared_writer.db
             try:
-                if self._shared.refs == 1:  # first user in this process: no upload under way
+                if self._shared_writer.refs == 1:  # first user in this process: no upload under way
                     self._artifacts.remove_temporaries()
                 self._mark_orphans()
             except BaseException:
-                release_shared(self._shared)
+                release_shared(self._shared_writer)
                 raise
             with _FLUSHER_LOCK:
                 _LIVE_EXPERIMENTS.add(self)
@@ -568,47 +576,47 @@ class Experiment(Handle):
         """As :meth:`Handle.require_writable`, and refuse a forked child of the opener
         (:class:`~synarrow.errors.InvalidStateError`)."""
         super().require_writable()
-        if self._shared is not None and not self._shared.in_this_process:
+        if self._shared_writer is not None and not self._shared_writer.in_this_process:
             raise InvalidStateError(
-                f"experiment {self.name!r} was opened in process {self._shared.pid} "
+                f"experiment {self.name!r} was opened in process {self._shared_writer.pid} "
                 "(this is a forked child)",
                 hint="open a new Experiment in this process (and give it its own path)",
             )
 
     def _writer_db(self) -> SynaDB:
         self.require_writable()
-        return self._db
+        return self._exp_db
 
     def _live_runs(self) -> list[Run]:
-        h = self._shared
+        h = self._shared_writer
         if h is None:
             return []
         return [r for r in list(h.runs.values()) if r._exp is self and r.is_active]
 
     def _forget(self, run: Run) -> None:
-        if self._shared is not None:
-            self._shared.runs.pop(run.id, None)
+        if self._shared_writer is not None:
+            self._shared_writer.runs.pop(run.id, None)
 
     def _mark_orphans(self) -> None:
         """Runs ``running`` in the store but not live in this process belong to a dead writer."""
-        assert self._shared is not None
+        assert self._shared_writer is not None
         changed = False
         for meta in self._all_meta():
-            if meta["status"] == RUNNING and meta["id"] not in self._shared.runs:
+            if meta["status"] == RUNNING and meta["id"] not in self._shared_writer.runs:
                 meta["status"] = KILLED
                 meta["end_us"] = _time_ns() // 1000
                 meta["note"] = "the process logging this run ended without ending it"
-                self._db.append(self._meta_key(meta["id"]), json.dumps(meta))
+                self._exp_db.append(self._meta_key(meta["id"]), json.dumps(meta))
                 changed = True
         if changed:
-            self._db.sync()
+            self._exp_db.sync()
 
     def _all_meta(self) -> list[dict[str, Any]]:
         out = []
-        for key in self._db.keys(self._prefix + "*/meta"):
+        for key in self._exp_db.keys(self._prefix + "*/meta"):
             run_id = key[len(self._prefix) : -len("/meta")]
             if len(run_id) == _RUN_ID_LEN:
-                text = self._db.get(key)
+                text = self._exp_db.get(key)
                 if isinstance(text, str):
                     out.append(json.loads(text))
         out.sort(key=lambda m: (m["start_us"], m["id"]))
@@ -616,29 +624,32 @@ class Experiment(Handle):
 
     def _params_of(self, run_id: str) -> dict[str, Any]:
         prefix = f"{self._prefix}{run_id}/params/"
-        return {k[len(prefix) :]: json.loads(self._db.get(k)) for k in self._db.keys(prefix + "*")}
+        return {
+            k[len(prefix) :]: json.loads(self._exp_db.get(k))
+            for k in self._exp_db.keys(prefix + "*")
+        }
 
     def _all_params(self) -> dict[str, dict[str, Any]]:
         """Parameters of every run, from one pass over the keys."""
         out: dict[str, dict[str, Any]] = {}
         start = len(self._prefix) + _RUN_ID_LEN
-        for key in self._db.keys(self._prefix + "*/params/*"):
+        for key in self._exp_db.keys(self._prefix + "*/params/*"):
             if key[start : start + 8] == "/params/":
                 run_id = key[len(self._prefix) : start]
-                out.setdefault(run_id, {})[key[start + 8 :]] = json.loads(self._db.get(key))
+                out.setdefault(run_id, {})[key[start + 8 :]] = json.loads(self._exp_db.get(key))
         return out
 
     def _load_run(self, meta: dict[str, Any], params: dict[str, Any] | None = None) -> Run:
-        if self._shared is not None:
-            live = self._shared.runs.get(meta["id"])
+        if self._shared_writer is not None:
+            live = self._shared_writer.runs.get(meta["id"])
             if live is not None:
                 return live  # type: ignore[no-any-return]
         return Run(self, meta, self._params_of(meta["id"]) if params is None else params)
 
     def _flush_live(self) -> None:
-        if self._shared is None:
+        if self._shared_writer is None:
             return
-        for run in list(self._shared.runs.values()):
+        for run in list(self._shared_writer.runs.values()):
             if run.pending:
                 run.flush()
 
@@ -646,7 +657,7 @@ class Experiment(Handle):
         self.require_open()
         if not isinstance(run_id, str) or len(run_id) != _RUN_ID_LEN:
             raise NotFoundError(f"run {run_id!r} not found in experiment {self.name!r}")
-        text = self._db.get(self._meta_key(run_id))
+        text = self._exp_db.get(self._meta_key(run_id))
         if not isinstance(text, str):
             raise NotFoundError(
                 f"run {run_id!r} not found in experiment {self.name!r}",
@@ -659,7 +670,7 @@ class Experiment(Handle):
         _check_label("metric", name)
         self._flush_live()
         key = f"{self._prefix}{run_id}/{kind}/{name}"
-        if not self._db.exists(key):
+        if not self._exp_db.exists(key):
             raise NotFoundError(
                 f"run {run_id} has no metric {name!r}",
                 hint="list a run's metrics with Experiment.list_metrics(run_id)",
@@ -688,8 +699,8 @@ class Experiment(Handle):
         run = Run(self, meta, {}, live=True)
         db.append(self._meta_key(run_id), json.dumps(meta))
         db.sync()
-        assert self._shared is not None
-        self._shared.runs[run_id] = run
+        assert self._shared_writer is not None
+        self._shared_writer.runs[run_id] = run
         _ensure_flusher()
         return run
 
@@ -785,12 +796,12 @@ class Experiment(Handle):
 
     def _metric_summary(self, run_id: str, metric: str, how: str, ascending: bool) -> float | None:
         key = f"{self._prefix}{run_id}/metrics/{metric}"
-        if not self._db.exists(key):
+        if not self._exp_db.exists(key):
             return None
         if how == "last":
-            v = self._db.get(key)
+            v = self._exp_db.get(key)
             return None if v is None or math.isnan(v) else float(v)
-        arr = self._db.get_history_floats(key)
+        arr = self._exp_db.get_history_floats(key)
         arr = arr[~np.isnan(arr)]
         if not len(arr):
             return None
@@ -807,7 +818,7 @@ class Experiment(Handle):
         self._require_run(run_id)
         self._flush_live()
         prefix = f"{self._prefix}{run_id}/metrics/"
-        return [k[len(prefix) :] for k in self._db.keys(prefix + "*")]
+        return [k[len(prefix) :] for k in self._exp_db.keys(prefix + "*")]
 
     def get_metric_tensor(self, run_id: str, name: str) -> np.ndarray:
         """A metric's values as a float64 numpy array, in logging order.
@@ -816,17 +827,17 @@ class Experiment(Handle):
         before compaction a copy. :class:`~synarrow.NotFoundError` for an unknown run or
         metric.
         """
-        return self._db.get_history_floats(self._metric_key(run_id, name))
+        return self._exp_db.get_history_floats(self._metric_key(run_id, name))
 
     def get_metric_steps(self, run_id: str, name: str) -> np.ndarray:
         """The step of each value of a metric (int64), aligned with :meth:`get_metric_tensor`."""
         self._metric_key(run_id, name)  # validates the run and the metric
-        return self._db.get_history_tensor(f"{self._prefix}{run_id}/steps/{name}")
+        return self._exp_db.get_history_tensor(f"{self._prefix}{run_id}/steps/{name}")
 
     def get_metric_history(self, run_id: str, name: str) -> pa.Table:
         """A metric as an Arrow table: ``step`` (int64), ``ts`` (timestamp UTC), ``value``."""
-        values = self._db.get_history(self._metric_key(run_id, name))
-        steps = self._db.get_history(f"{self._prefix}{run_id}/steps/{name}")
+        values = self._exp_db.get_history(self._metric_key(run_id, name))
+        steps = self._exp_db.get_history(f"{self._prefix}{run_id}/steps/{name}")
         return pa.table(
             {
                 "step": steps.column("value"),
@@ -837,7 +848,7 @@ class Experiment(Handle):
 
     def _last_metrics(self, run_id: str) -> dict[str, float]:
         prefix = f"{self._prefix}{run_id}/metrics/"
-        return {k[len(prefix) :]: self._db.get(k) for k in self._db.keys(prefix + "*")}
+        return {k[len(prefix) :]: self._exp_db.get(k) for k in self._exp_db.keys(prefix + "*")}
 
     def compare_runs(self, run_ids: Sequence[str]) -> Any:
         """A pandas DataFrame with one row per run (index: run id): ``name``, ``status``,
@@ -917,8 +928,8 @@ class Experiment(Handle):
         self._require_run(run_id)
         prefix = f"{self._prefix}{run_id}/artifacts/"
         out = []
-        for key in self._db.keys(prefix + "*"):
-            checksum, size, created = parse_blob_ref(self._db.get(key), f"artifact {key!r}")
+        for key in self._exp_db.keys(prefix + "*"):
+            checksum, size, created = parse_blob_ref(self._exp_db.get(key), f"artifact {key!r}")
             out.append(
                 Artifact(
                     key[len(prefix) :],
@@ -935,7 +946,9 @@ class Experiment(Handle):
         """An artifact's bytes, verified against their SHA-256 (ChecksumError otherwise);
         with ``path``, streamed to that file, and its Path returned."""
         self._require_run(run_id)
-        text = self._db.get(f"{self._prefix}{run_id}/artifacts/{_check_label('artifact', name)}")
+        text = self._exp_db.get(
+            f"{self._prefix}{run_id}/artifacts/{_check_label('artifact', name)}"
+        )
         if not isinstance(text, str):
             raise NotFoundError(f"run {run_id} has no artifact {name!r}")
         what = f"artifact {name!r} of run {run_id}"
@@ -965,9 +978,9 @@ class Experiment(Handle):
 
         self.require_open()
         self._flush_live()
-        register(con, self._db)  # history and latest, over the store as it is now
+        register(con, self._exp_db)  # history and latest, over the store as it is now
         metas = self._all_meta()
-        utc = pa.timestamp("us", tz="UTC")
+        utc = TS_TYPE
         runs = pa.table(
             {
                 "run_id": pa.array([m["id"] for m in metas], pa.string()),
@@ -1006,42 +1019,29 @@ class Experiment(Handle):
         >>> exp.sql("SELECT run_id, max(value) FROM metrics "
         ...         "WHERE metric = 'accuracy' GROUP BY run_id")   # doctest: +SKIP
         """
-        import duckdb as _duckdb
+        from synarrow.duck import DuckSession
 
-        from synarrow.sandbox import new_connection
-        from synarrow.sql import SQLError, check_statements
-
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidArgumentError("sql() needs a non-empty query string")
-        check_statements(query)
         with self._sql_lock:
-            if self._con is None:
-                self._con = new_connection()
+            self.require_open()
+            if self._session is None:
+                self._session = DuckSession(hint=_VIEWS_HINT)
                 self.on_close(self._close_sql)
-            try:
-                self._register_views(self._con)
-                rel = self._con.sql(query, params=list(params) if params is not None else None)
-                return rel.to_arrow_table() if rel is not None else pa.table({})
-            except _duckdb.Error as exc:
-                raise SQLError(
-                    f"query failed: {exc}",
-                    hint="views: metrics(run_id, metric, step, ts, value), runs(run_id, name, status, "
-                    "start_time, end_time, tags), params(run_id, param, value)",
-                ) from exc
+            session = self._session
+        return session.query(query, params, prepare=self._register_views)
 
     # -- life cycle -------------------------------------------------------------------------
 
     @property
     def db(self) -> SynaDB:
         """The underlying :class:`~synarrow.SynaDB`."""
-        return self._db
+        return self._exp_db
 
     def flush(self) -> None:
         """Write every run's buffered metric values to the store and fsync it."""
         self.require_open()
         self._flush_live()
-        if self._shared is not None:
-            self._db.sync()
+        if self._shared_writer is not None:
+            self._exp_db.sync()
 
     def compact(self) -> dict[str, Any]:
         """Flush, then fold the store's log into Arrow files, so metric tensors become
@@ -1052,8 +1052,8 @@ class Experiment(Handle):
     def refresh(self) -> None:
         """Read-only experiments: reopen the store to see what the writer has added since."""
         self.require_open()
-        if self._shared is None:
-            old, self._db = self._db, SynaDB(self.path, readonly=True)
+        if self._shared_writer is None:
+            old, self._exp_db = self._exp_db, SynaDB(self.path, readonly=True)
             old.close()
 
     def close(self) -> None:
@@ -1062,7 +1062,7 @@ class Experiment(Handle):
         if self.closed:
             return
         try:
-            if self._shared is None or self._shared.in_this_process:
+            if self._shared_writer is None or self._shared_writer.in_this_process:
                 for run in self._live_runs():
                     run.end(KILLED)
         finally:
@@ -1070,18 +1070,19 @@ class Experiment(Handle):
 
     def _close_sql(self) -> None:
         with self._sql_lock:
-            con, self._con = self._con, None
-        if con is not None:
-            con.close()
+            session, self._session = self._session, None
+        if session is not None:
+            with session.lock:
+                session.close()
 
     def release(self) -> None:
         """Release the store: the shared writer closes with its last user in the process."""
         with _FLUSHER_LOCK:
             _LIVE_EXPERIMENTS.discard(self)
-        if self._shared is not None:
-            release_shared(self._shared)
+        if self._shared_writer is not None:
+            release_shared(self._shared_writer)
         else:
-            self._db.close()
+            self._exp_db.close()
 
     def __repr__(self) -> str:
         return f"<synarrow.Experiment {self.name!r} {str(self.path)!r} {self.state}>"

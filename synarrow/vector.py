@@ -698,28 +698,17 @@ class VectorStore(Handle):
         >>> store.sql("SELECT key, array_cosine_similarity(vector, $q::FLOAT[3]) AS sim "
         ...           "FROM vectors ORDER BY sim DESC LIMIT 5", {"q": [1, 0, 0]})  # doctest: +SKIP
         """
-        import duckdb
+        from synarrow.duck import DuckSession
+        from synarrow.sql import register
 
-        from synarrow.sql import SQLError, check_statements
-
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidArgumentError("sql() needs a non-empty query string")
-        check_statements(query)
         self.require_open()
-        con = self._db.duckdb()
-        try:
+
+        def prepare(con: Any) -> None:
+            register(con, self._db)
             con.register("vectors", self.to_arrow())
-            rel = con.sql(
-                query,
-                params=params
-                if isinstance(params, dict)
-                else (list(params) if params is not None else None),
-            )
-            return pa.table({}) if rel is None else rel.to_arrow_table()
-        except duckdb.Error as exc:
-            raise SQLError(f"query failed: {exc}") from exc
-        finally:
-            con.close()
+
+        with DuckSession() as session:
+            return session.query(query, params, prepare=prepare)
 
     # -- life cycle ------------------------------------------------------------------------
 

@@ -132,9 +132,9 @@ def test_crafted_artifact_checksum_is_refused(tmp_path: Path, checksum: str) -> 
         with exp.start_run() as run:
             run.log_artifact("weights", b"w" * 100)
         key = f"exp/e/runs/{run.id}/artifacts/weights"
-        record = json.loads(exp._db.get(key))
+        record = json.loads(exp._exp_db.get(key))
         record["checksum"] = checksum
-        exp._db.append(key, json.dumps(record))
+        exp._exp_db.append(key, json.dumps(record))
         with pytest.raises(CorruptionError, match="not a name synarrow writes"):
             exp.load_artifact(run.id, "weights")
         with pytest.raises(CorruptionError, match="not a name synarrow writes"):
