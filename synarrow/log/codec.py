@@ -67,13 +67,25 @@ def minimal_le(n: int) -> bytes:
 
 
 def encode_float_delta(bits: int, prev_bits: int) -> bytes:
-    """Delta payload of a float given the previous float's bits."""
-    return minimal_le(bits ^ prev_bits)
+    """Delta payload of a float given the previous float's bits.
+
+    The append hot path calls this for every delta-coded float, so it is written out
+    (``minimal_le(bits ^ prev_bits)``) rather than composed of the helpers above.
+    """
+    x = bits ^ prev_bits
+    return x.to_bytes((x.bit_length() + 7) >> 3, "little")
 
 
 def encode_int_delta(value: int, prev: int) -> bytes:
-    """Delta payload of an int given the previous int."""
-    return minimal_le(zigzag(wrap_int64(value - prev)))
+    """Delta payload of an int given the previous int.
+
+    ``minimal_le(zigzag(wrap_int64(value - prev)))``, written out for the append hot path.
+    """
+    d = (value - prev) & _MASK64
+    if d >= 1 << 63:
+        d -= 1 << 64
+    z = ((d << 1) ^ (d >> 63)) & _MASK64
+    return z.to_bytes((z.bit_length() + 7) >> 3, "little")
 
 
 def decode_float_delta(payload: bytes, prev_bits: int) -> int:
@@ -178,6 +190,14 @@ def _numeric_delta(raw: np.ndarray, atom: Atom) -> np.ndarray:
     return enc
 
 
+def batch_values_offset(payload_at: int) -> int:
+    """Where the arrays of an uncompressed batch payload written at file offset ``payload_at``
+    begin: after the batch header and the zero padding that puts them on an 8-byte boundary
+    of the file (see ``file_offset`` of :func:`encode_batch`)."""
+    start = payload_at + BATCH_HEADER.size
+    return start + (-start % 8)
+
+
 def encode_batch(
     atom: Atom,
     timestamps: np.ndarray | None,
@@ -218,7 +238,11 @@ def encode_batch(
         assert offsets is not None and data is not None
         parts.append(np.ascontiguousarray(offsets, dtype="<i8").data)
         parts.append(data)
-    pad = 0 if file_offset is None else -(file_offset + BATCH_HEADER.size) % 8
+    pad = (
+        0
+        if file_offset is None
+        else batch_values_offset(file_offset) - file_offset - BATCH_HEADER.size
+    )
     head = BATCH_HEADER.pack(count, dim, ts_mode, pad, 0) + bytes(pad)
     total = len(head) + sum(memoryview(p).nbytes for p in parts)
     if not lz4_fits(total, compress_threshold):

@@ -124,6 +124,14 @@ def encode_entry(ts_us: int, key: bytes, value: bytes, flags: int) -> bytes:
     return CRC.pack(crc32(body)) + body
 
 
+def key_entry_struct(key_len: int) -> struct.Struct:
+    """Packs an entry body's header followed by a key of ``key_len`` bytes (what
+    :func:`encode_entry` packs before the value), for writers that keep one per key:
+    ``CRC.pack(crc32(body)) + body`` with ``body = s.pack(ts, key_len, len(value), flags,
+    key) + value`` is the same entry as ``encode_entry``."""
+    return struct.Struct(f"{ENTRY_BODY_HEADER.format}{key_len}s")
+
+
 def encode_entry_parts(
     ts_us: int, key: bytes, parts: list[bytes | memoryview], flags: int
 ) -> list[bytes | memoryview]:

@@ -221,6 +221,27 @@ class LogWriter:
                 raise
         return self.size
 
+    def append_buffered(self, record: bytes) -> int:
+        """Append one encoded entry to the buffer (the non-durable hot path); returns the
+        segment size after it, buffered bytes included.
+
+        The buffer is handed to the OS once it holds ``buffer_bytes``; if that fails, this
+        entry is taken back out (it was never acknowledged) and earlier ones stay buffered.
+        Same effect as ``write(record, sync=False)``, in fewer steps.
+        """
+        buf = self._buf
+        start = self._file_size + len(buf)
+        self.offsets.append(start)
+        buf += record
+        if len(buf) >= self._buffer_bytes:
+            try:
+                self.flush()
+            except BaseException:
+                del buf[-len(record) :]
+                self.offsets.pop()
+                raise
+        return start + len(record)
+
     def flush(self) -> None:
         """Hand buffered bytes to the OS (not yet durable against power loss)."""
         if self._buf:
