@@ -78,7 +78,6 @@ _pack_d = struct.Struct("<d").pack
 _pack_q = struct.Struct("<q").pack
 _pack_crc = CRC.pack
 _crc32 = zlib.crc32
-_float_bits = codec.float_bits
 _float_delta = codec.encode_float_delta
 _int_delta = codec.encode_int_delta
 _FLOAT = Atom.FLOAT
@@ -198,23 +197,25 @@ class Engine:
                 if ts <= self.last_ts:
                     ts = self.last_ts + 1
                 self.last_ts = ts
-            is_float = atom == _FLOAT
-            cur: int = _float_bits(value) if is_float else value  # type: ignore[assignment]
             fb = atom << 4
             run = 0
-            if (
+            delta = (
                 self.delta
                 and st.delta_atom == atom
                 and st.delta_segment == writer.segment
                 and st.delta_run < DELTA_RESTART
-            ):
-                vb = (
-                    _float_delta(cur, st.delta_prev) if is_float else _int_delta(cur, st.delta_prev)
-                )
+            )
+            if atom == _FLOAT:
+                vb = _pack_d(value)
+                cur = int.from_bytes(vb, "little")  # the bits a float delta is taken against
+                if delta:
+                    vb = _float_delta(cur, st.delta_prev)
+            else:
+                cur = value  # type: ignore[assignment]  # an int here
+                vb = _int_delta(cur, st.delta_prev) if delta else _pack_q(value)
+            if delta:
                 fb |= FLAG_DELTA
                 run = st.delta_run + 1
-            else:
-                vb = _pack_d(value) if is_float else _pack_q(value)
             kb = st.key_bytes
             header = st.header
             if header is None:
