@@ -462,7 +462,7 @@ class SynaDB(Handle):
 
     @property
     def _columnar(self) -> Any:
-        return self._engine.store
+        return self._engine.columnar
 
 
 def open(

@@ -23,9 +23,9 @@ from synarrow.config import DbConfig
 from synarrow.errors import CompactionError
 from synarrow.fileio import remove_file
 from synarrow.log.memtable import BaseChunk, KeyState
-from synarrow.log.names import list_log_dir
+from synarrow.log.names import list_log_dir, segment_path
 from synarrow.log.sidecar import remove_sidecar
-from synarrow.log.writer import LogWriter, segment_path
+from synarrow.log.writer import LogWriter
 
 __all__ = ["CompactionHost", "Compactor"]
 

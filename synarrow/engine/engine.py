@@ -107,7 +107,7 @@ class Engine:
         self.lock = threading.RLock()
         self.closed = True
         self.writer: LogWriter | None = None
-        self.columnar: ColumnarStore | None = None
+        self._opened: ColumnarStore | None = None  # closed by _release_files
         self._lock_file: WriterLock | None = prepare_directory(path, readonly=readonly)
         try:
             self.config = _config.choose(
@@ -115,13 +115,14 @@ class Engine:
             )
             self.sync = self.config.sync_on_write
             self.delta = self.config.delta
-            self.columnar = ColumnarStore(
+            columnar = self._opened = ColumnarStore(
                 path / COLUMNAR_DIR, readonly=readonly, verify=self.config.verify
             )
-            found = recover(path, self.columnar, self.config, readonly=readonly, repair=repair)
+            found = recover(path, columnar, self.config, readonly=readonly, repair=repair)
         except BaseException:
             self._release_files()
             raise
+        self.columnar = columnar
         self.states: dict[str, KeyState] = found.states
         self.writer = found.writer
         self.next_seq = found.next_seq
@@ -136,12 +137,6 @@ class Engine:
         self.update_check_at()
 
     # -- state -----------------------------------------------------------------------------
-
-    @property
-    def store(self) -> ColumnarStore:
-        """The columnar files (open while the engine is)."""
-        assert self.columnar is not None
-        return self.columnar
 
     def require_open(self) -> None:
         """Raise :class:`DatabaseClosedError` once the engine is closed."""
@@ -175,7 +170,7 @@ class Engine:
     @property
     def data_version(self) -> tuple[int, int]:
         """``(next sequence, columnar generation)``; changes with every write and compaction."""
-        return (self.next_seq, self.store.manifest.generation)
+        return (self.next_seq, self.columnar.manifest.generation)
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -515,13 +510,13 @@ class Engine:
                 for st in states
                 if st.latest_atom is not None
             }
-            return ReadSnapshot(self.path, self.next_seq, self.store.manifest.generation, views)
+            return ReadSnapshot(self.path, self.next_seq, self.columnar.manifest.generation, views)
 
     def stats(self) -> dict[str, Any]:
         """Counts and sizes, for ``SynaDB.stats()``."""
         with self.lock:
             self.require_open()
-            store = self.store
+            store = self.columnar
             live = [st for st in self.states.values() if st.latest_atom is not None]
             log_dir = self.path / LOG_DIR
             if self.writer is None:
@@ -574,5 +569,5 @@ class Engine:
         if self._lock_file is not None:
             self._lock_file.release()
             self._lock_file = None
-        if self.columnar is not None:
-            self.columnar.close()
+        if self._opened is not None:
+            self._opened.close()

@@ -18,11 +18,11 @@ from synarrow.engine.directory import LOG_DIR
 from synarrow.errors import CorruptionError
 from synarrow.fileio import open_fd, remove_file, require_single_link
 from synarrow.log.memtable import KeyState
-from synarrow.log.names import list_log_dir
+from synarrow.log.names import list_log_dir, segment_path
 from synarrow.log.reader import SegmentScan, never_written, scan_segment
 from synarrow.log.replay import replay_segment
 from synarrow.log.sidecar import remove_sidecar
-from synarrow.log.writer import LogWriter, segment_path
+from synarrow.log.writer import LogWriter
 
 __all__ = ["Recovered", "recover"]
 

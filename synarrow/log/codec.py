@@ -18,6 +18,35 @@ import numpy as np
 from synarrow.errors import InvalidValueError
 from synarrow.log.format import FLAG_DELTA, FLAG_LZ4, MAX_VALUE_BYTES, Atom
 
+__all__ = [
+    "BATCH_HEADER",
+    "INT64_MAX",
+    "INT64_MIN",
+    "LZ4_MAX_INPUT",
+    "TS_EXPLICIT",
+    "TS_UNIFORM",
+    "BatchPayload",
+    "batch_values_offset",
+    "bits_float",
+    "decode_batch",
+    "decode_float_delta",
+    "decode_int_delta",
+    "decode_scalar",
+    "encode_batch",
+    "encode_float_delta",
+    "encode_int_delta",
+    "encode_single",
+    "encode_vector",
+    "float_bits",
+    "lz4_fits",
+    "maybe_lz4",
+    "minimal_le",
+    "unlz4",
+    "unzigzag",
+    "wrap_int64",
+    "zigzag",
+]
+
 _D = struct.Struct("<d")
 _Q = struct.Struct("<q")
 _MASK64 = (1 << 64) - 1
@@ -42,7 +71,8 @@ def float_bits(value: float) -> int:
 
 def bits_float(bits: int) -> float:
     """The float with the given unsigned 64-bit pattern."""
-    return _D.unpack(bits.to_bytes(8, "little"))[0]
+    value: float = _D.unpack(bits.to_bytes(8, "little"))[0]
+    return value
 
 
 def zigzag(n: int) -> int:
@@ -136,7 +166,7 @@ def unlz4(payload: bytes | memoryview) -> bytes:
     if claimed > _LZ4_MAX_RATIO * view.nbytes + 64:
         raise ValueError(f"LZ4 payload of {view.nbytes} bytes claims {claimed} bytes")
     try:
-        return lz4.block.decompress(view)
+        return bytes(lz4.block.decompress(view))
     except lz4.block.LZ4BlockError as exc:
         raise ValueError(f"LZ4 payload does not decompress: {exc}") from None
 
@@ -187,7 +217,7 @@ def _numeric_delta(raw: np.ndarray, atom: Atom) -> np.ndarray:
             np.bitwise_xor(raw[1:], raw[:-1], out=enc[1:])
         else:
             np.subtract(raw[1:], raw[:-1], out=enc[1:])
-    return enc
+    return cast(np.ndarray, enc)
 
 
 def batch_values_offset(payload_at: int) -> int:
@@ -343,14 +373,14 @@ def encode_single(value: object) -> tuple[Atom, bytes, object]:
     """
     t = type(value)
     if t is float:
-        return Atom.FLOAT, _D.pack(value), value  # type: ignore[arg-type]
+        return Atom.FLOAT, _D.pack(value), value
     if t is int:
         if not INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
             raise InvalidValueError(
                 f"int {value} is outside the int64 range; it would not round-trip",
                 hint="store it as text (str(value)) or as a float",
             )
-        return Atom.INT, _Q.pack(value), value  # type: ignore[arg-type]
+        return Atom.INT, _Q.pack(value), value
     if t is str:
         _check_size(len(cast(str, value)))  # UTF-8 takes at least a byte per character
         try:

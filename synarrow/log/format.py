@@ -29,6 +29,35 @@ import struct
 import zlib
 from typing import Any
 
+__all__ = [
+    "ATOM_NAMES",
+    "CRC",
+    "ENTRY_BODY_HEADER",
+    "ENTRY_HEADER",
+    "ENTRY_HEADER_SIZE",
+    "ENTRY_LENGTHS",
+    "ENTRY_LENGTHS_OFFSET",
+    "FILE_HEADER",
+    "FILE_HEADER_SIZE",
+    "FLAG_BATCH",
+    "FLAG_DELTA",
+    "FLAG_LZ4",
+    "FLAG_TOMBSTONE",
+    "FORMAT_VERSION",
+    "MAGIC",
+    "MAX_KEY_BYTES",
+    "MAX_VALUE_BYTES",
+    "Atom",
+    "crc32",
+    "decode_file_header",
+    "encode_entry",
+    "encode_entry_parts",
+    "encode_file_header",
+    "flags_byte",
+    "key_entry_struct",
+    "split_flags",
+]
+
 MAGIC = b"SYNARLOG"
 FORMAT_VERSION = 1
 

@@ -12,12 +12,23 @@ from __future__ import annotations
 import struct
 from array import array
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 
 from synarrow.log.format import Atom
+
+__all__ = [
+    "UNLOADED",
+    "BaseChunk",
+    "Builder",
+    "KeyState",
+    "TailChunk",
+    "last_value",
+    "merge_chunks",
+    "values_array",
+]
 
 # Sealed chunks beyond this count are merged so reads stay cheap after many small reads.
 _MAX_CHUNKS = 32
@@ -100,8 +111,8 @@ class Builder:
         self.atom = atom
         self.dim = dim
         self.ts = array("q")
-        self.nums: array | None = None
-        self.offsets: array | None = None
+        self.nums: array[Any] | None = None
+        self.offsets: array[int] | None = None
         self.data: bytearray | None = None
         if atom == Atom.FLOAT:
             self.nums = array("d")
@@ -191,7 +202,7 @@ class KeyState:
         b.ts.append(ts)
         if atom in (Atom.TEXT, Atom.BYTES):
             b.data += payload  # type: ignore[operator]
-            b.offsets.append(len(b.data))  # type: ignore[union-attr, arg-type]
+            b.offsets.append(len(b.data))  # type: ignore[union-attr]
         elif atom == Atom.VECTOR:
             b.data += payload  # type: ignore[operator]
         self.tail_count += 1

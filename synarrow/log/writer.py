@@ -30,6 +30,8 @@ from synarrow.log.format import encode_file_header
 from synarrow.log.names import segment_path
 from synarrow.log.sidecar import remove_sidecar, write_sidecar
 
+__all__ = ["GROUP_WINDOW", "SIDECAR_MAX_AVERAGE_ENTRY", "LogWriter", "sync_data"]
+
 # Segments whose entries average more than this get no sidecar (see close()).
 SIDECAR_MAX_AVERAGE_ENTRY = 4096
 # Longest a group-commit leader waits for the threads of its previous group to join.
