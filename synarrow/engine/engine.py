@@ -81,7 +81,6 @@ _crc32 = zlib.crc32
 _float_delta = codec.encode_float_delta
 _int_delta = codec.encode_int_delta
 _FLOAT = Atom.FLOAT
-_INT = Atom.INT
 
 
 class Engine:
@@ -113,7 +112,7 @@ class Engine:
             self.config = _config.choose(
                 path, config, readonly=readonly, sync_on_write=sync_on_write
             )
-            self.sync = self.config.sync_on_write
+            self.sync_on_write = self.config.sync_on_write
             self.delta = self.config.delta
             columnar = self._opened = ColumnarStore(
                 path / COLUMNAR_DIR, readonly=readonly, verify=self.config.verify
@@ -217,7 +216,7 @@ class Engine:
                 header = st.header = key_entry_struct(len(kb))
             body = header.pack(ts, len(kb), len(vb), fb, kb) + vb
             record = _pack_crc(_crc32(body)) + body
-            sync = self.sync
+            sync = self.sync_on_write
             if sync:
                 position = writer.write(record, sync=True)
                 size = position
@@ -255,7 +254,7 @@ class Engine:
             stored, flags = codec.maybe_lz4(payload, cfg.compression_threshold)
         if len(stored) > MAX_VALUE_BYTES:
             raise InvalidValueError(f"value of {len(stored)} bytes is over the 4 GiB limit")
-        sync = self.sync
+        sync = self.sync_on_write
         with self.lock:
             writer = self.writable()
             st = self.state(key)
@@ -298,7 +297,7 @@ class Engine:
                     jobs,
                 )
             )
-        sync = self.sync
+        sync = self.sync_on_write
         with self.lock:
             writer = self.writable()
             states = [self.state(key) for key, _, _ in staged]
@@ -368,13 +367,13 @@ class Engine:
                 return False
             position = writer.write(
                 encode_entry(self.now(), st.key_bytes, b"", flags_byte(FLAG_TOMBSTONE, 0)),
-                sync=self.sync,
+                sync=self.sync_on_write,
             )
             self.next_seq += 1
             st.clear()
             st.delta_atom = -1
             self.after_write(writer)
-        if self.sync:
+        if self.sync_on_write:
             # ``position`` is in this writer's segment (closed, so synced, if it rotated).
             writer.sync_to(position)
         return True
