@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +107,51 @@ def test_snapshot_and_version_after_close(db_path: Path) -> None:
     assert _values(snap, "k") == [1.0]  # taken before: still readable
     with pytest.raises(synarrow.DatabaseClosedError):
         db.read_snapshot()
+
+
+def test_snapshots_taken_while_writing_and_compacting_are_consistent_prefixes(
+    db_path: Path,
+) -> None:
+    """Each snapshot of a key being appended to holds an exact prefix of its history, and
+    later snapshots never hold less, while automatic compactions fold the log meanwhile."""
+    cfg = synarrow.DbConfig(
+        sync_on_write=False, auto_compact=True, compact_threshold_bytes=64 * 1024
+    )
+    n = 20_000
+    with synarrow.SynaDB(db_path, cfg) as db:
+        done = threading.Event()
+        errors: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                for i in range(n):
+                    db.append("k", float(i))
+                    if i % 1000 == 999:
+                        db.append_batch("b", np.arange(i - 999, i + 1, dtype=np.int64))
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=write)
+        thread.start()
+        seen, last_len, last_version = 0, 0, (0, 0)
+        while not done.is_set() or seen < 3:
+            snap = db.read_snapshot()
+            seen += 1
+            assert snap.version >= last_version
+            last_version = snap.version
+            if "k" in snap:
+                values = _values(snap, "k")
+                assert values == [float(i) for i in range(len(values))]
+                assert len(values) >= last_len
+                last_len = len(values)
+            if "b" in snap:
+                batch = _values(snap, "b")
+                assert batch == list(range(len(batch))) and len(batch) % 1000 == 0
+        thread.join()
+        assert not errors
+        db.wait_for_compaction()
+        assert db.stats()["columnar_files"] > 0  # compactions did run meanwhile
+        final = db.read_snapshot()
+        assert _values(final, "k") == [float(i) for i in range(n)]
