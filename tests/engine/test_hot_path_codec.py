@@ -8,7 +8,10 @@ values read back bit-exactly after a reopen (replay decodes the same entries vec
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -140,3 +143,44 @@ def test_no_delta_config_writes_absolute_numbers() -> None:
         entries = _entries(path)
         assert not any(f & FLAG_DELTA for _, f, _ in entries)
         assert _decode(entries)["t"] == [1.0, 1.0, 2.5, 3, 3, -(1 << 63)]
+
+
+SPY = """
+    import importlib, sys
+    import synarrow.db, synarrow.engine.engine
+    from synarrow.log import codec
+    calls = {"float": 0, "int": 0}
+    real_f, real_i = codec.encode_float_delta, codec.encode_int_delta
+    def spy_float(bits, prev):
+        calls["float"] += 1
+        return real_f(bits, prev)
+    def spy_int(value, prev):
+        calls["int"] += 1
+        return real_i(value, prev)
+    codec.encode_float_delta, codec.encode_int_delta = spy_float, spy_int
+    # The engine binds the codec's functions when it is imported: import it (and the
+    # SynaDB built on it) again, now that they are spied on.
+    importlib.reload(synarrow.engine.engine)
+    SynaDB = importlib.reload(synarrow.db).SynaDB
+    cfg = synarrow.DbConfig(sync_on_write=False, auto_compact=False)
+    with SynaDB(sys.argv[1], cfg) as db:
+        for i in range(100):
+            db.append("f", i * 0.5)
+            db.append("i", 7 * i)
+    print(calls["float"], calls["int"])
+"""
+
+
+def test_the_hot_path_calls_the_codec_functions(tmp_path: Path) -> None:
+    """The delta bytes come from ``codec.encode_float_delta`` / ``encode_int_delta``
+    themselves (spied on, then the engine imported again), once per delta entry."""
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(SPY), str(tmp_path / "db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    floats, ints = map(int, out.stdout.split())
+    restarts = len(range(0, 100, DELTA_RESTART + 1))  # absolute entries of each key
+    assert floats == ints == 100 - restarts
