@@ -24,7 +24,15 @@ from typing import Any
 from synarrow.errors import ConfigError, InvalidArgumentError
 from synarrow.fileio import read_bytes, write_atomic
 
-__all__ = ["CONFIG_NAME", "DbConfig", "choose", "read_stored", "stored_with", "write_stored"]
+__all__ = [
+    "CONFIG_NAME",
+    "DbConfig",
+    "check_request",
+    "choose",
+    "read_stored",
+    "stored_with",
+    "write_stored",
+]
 
 #: The settings file inside a database directory.
 CONFIG_NAME = "config.json"
@@ -158,6 +166,16 @@ def stored_with(directory: Path, **changes: Any) -> DbConfig:
     return (base or DbConfig()).replace(**changes)
 
 
+def check_request(requested: object, *, sync_on_write: object = None) -> None:
+    """Refuse what :func:`choose` would refuse, before a handle creates anything."""
+    if requested is not None and not isinstance(requested, DbConfig):
+        raise InvalidArgumentError(f"config must be a DbConfig, got {type(requested).__name__}")
+    if sync_on_write is not None and not isinstance(sync_on_write, bool):
+        raise InvalidArgumentError(
+            f"sync_on_write must be a bool or None, got {type(sync_on_write).__name__}"
+        )
+
+
 def choose(
     directory: Path,
     requested: DbConfig | None,
@@ -173,12 +191,7 @@ def choose(
     only and is never written, so an Experiment or ModelRegistry that buffers its writes does
     not change the durability of a later plain ``SynaDB(path)``.
     """
-    if requested is not None and not isinstance(requested, DbConfig):
-        raise InvalidArgumentError(f"config must be a DbConfig, got {type(requested).__name__}")
-    if sync_on_write is not None and not isinstance(sync_on_write, bool):
-        raise InvalidArgumentError(
-            f"sync_on_write must be a bool or None, got {type(sync_on_write).__name__}"
-        )
+    check_request(requested, sync_on_write=sync_on_write)
     stored = read_stored(directory)
     chosen = requested or stored or DbConfig()
     if not readonly and chosen != stored:

@@ -89,12 +89,7 @@ class SynaDB(Handle):
         sync_on_write: bool | None = None,
     ) -> None:
         super().__init__(Path(path), readonly=readonly)
-        if sync_on_write is not None and not isinstance(sync_on_write, bool):
-            raise InvalidArgumentError(
-                f"sync_on_write must be a bool or None, got {type(sync_on_write).__name__}"
-            )
-        if config is not None and not isinstance(config, DbConfig):
-            raise InvalidArgumentError(f"config must be a DbConfig, got {type(config).__name__}")
+        _config.check_request(config, sync_on_write=sync_on_write)  # before anything exists
         engine = self._engine = Engine(
             self.path, config, readonly=readonly, repair=repair, sync_on_write=sync_on_write
         )
