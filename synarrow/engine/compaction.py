@@ -17,7 +17,6 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from synarrow.columnar import compact as columnar_compact
 from synarrow.columnar.store import BaseRef, ColumnarStore
 from synarrow.config import DbConfig
 from synarrow.errors import CompactionError
@@ -123,6 +122,9 @@ class Compactor:
 
     def run(self, *, full: bool) -> dict[str, Any]:
         """Fold the log into a new columnar generation; returns what was done."""
+        # Imported here: most handles never compact, and opening one stays a little faster.
+        from synarrow.columnar import compact as columnar_compact
+
         host = self._host
         with self._running:
             with host.lock:
