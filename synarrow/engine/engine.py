@@ -181,8 +181,8 @@ class Engine:
         ``KeyState.add_number`` are inlined; the value bytes come from :mod:`~synarrow.log.codec`.
         """
         with self.lock:
-            writer = self.writer
-            if writer is None or self.closed:
+            writer = self.writer  # None once closed (see close())
+            if writer is None:
                 writer = self.writable()
             st = self.states.get(key) if type(key) is str else None
             if st is None:
@@ -194,10 +194,11 @@ class Engine:
                 self.last_ts = ts
             fb = atom << 4
             run = 0
+            segment = writer.segment
             delta = (
                 self.delta
                 and st.delta_atom == atom
-                and st.delta_segment == writer.segment
+                and st.delta_segment == segment
                 and st.delta_run < DELTA_RESTART
             )
             if atom == _FLOAT:
@@ -235,7 +236,7 @@ class Engine:
             st.latest = value
             st.latest_atom = atom
             st.delta_atom = atom
-            st.delta_segment = writer.segment
+            st.delta_segment = segment
             st.delta_prev = cur
             st.delta_run = run
             if size >= self.check_at:
@@ -562,6 +563,7 @@ class Engine:
                     self.writer.close()
             finally:
                 self._release_files()
+                self.writer = None  # what the append hot path checks
 
     def _release_files(self) -> None:
         if self.writer is not None and not self.writer.closed:
