@@ -3,7 +3,10 @@
 A database remembers the settings it was created with (``config.json`` in its directory).
 Opening it again without a config uses the stored settings; opening it with a different
 config uses the new one from then on and stores it (every log entry describes its own
-encoding, so no setting makes old data unreadable).
+encoding, so no setting makes old data unreadable). A handle may also override settings for
+itself only (``SynaDB(path, sync_on_write=False)``): those are never stored, so a later
+plain ``SynaDB(path)`` keeps the database's own durability. :func:`choose` is the one place
+that decides which settings a handle uses and what is written back.
 
 ``config.json`` is read without following symlinks and replaced atomically through a
 uniquely named temporary created exclusively (:func:`read_stored`, :func:`write_stored`), so
@@ -18,8 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synarrow.errors import ConfigError
+from synarrow.errors import ConfigError, InvalidArgumentError
 from synarrow.fileio import read_bytes, write_atomic
+
+__all__ = [
+    "CONFIG_NAME",
+    "DbConfig",
+    "check_request",
+    "choose",
+    "read_stored",
+    "stored_with",
+    "write_stored",
+]
 
 #: The settings file inside a database directory.
 CONFIG_NAME = "config.json"
@@ -144,3 +157,45 @@ def read_stored(directory: Path) -> DbConfig | None:
 def write_stored(directory: Path, config: DbConfig) -> None:
     """Store ``config`` in a database directory, durably and atomically."""
     write_atomic(directory / CONFIG_NAME, config.to_json().encode())
+
+
+def stored_with(directory: Path, **changes: Any) -> DbConfig:
+    """The database's stored settings (or the defaults) with ``changes`` applied: what
+    ``synarrow.open(path, **changes)`` asks for (and stores)."""
+    base = read_stored(directory) if directory.is_dir() else None
+    return (base or DbConfig()).replace(**changes)
+
+
+def check_request(requested: object, *, sync_on_write: object = None) -> None:
+    """Refuse what :func:`choose` would refuse, before a handle creates anything."""
+    if requested is not None and not isinstance(requested, DbConfig):
+        raise InvalidArgumentError(f"config must be a DbConfig, got {type(requested).__name__}")
+    if sync_on_write is not None and not isinstance(sync_on_write, bool):
+        raise InvalidArgumentError(
+            f"sync_on_write must be a bool or None, got {type(sync_on_write).__name__}"
+        )
+
+
+def choose(
+    directory: Path,
+    requested: DbConfig | None,
+    *,
+    readonly: bool,
+    sync_on_write: bool | None = None,
+) -> DbConfig:
+    """The settings a handle on ``directory`` uses, storing them when they changed.
+
+    ``requested`` (a full config, or ``None`` for the stored one or the defaults) becomes the
+    database's setting and is written to ``config.json`` by a writable handle when it differs
+    from what is stored. ``sync_on_write`` (``None``: not overridden) applies to this handle
+    only and is never written, so an Experiment or ModelRegistry that buffers its writes does
+    not change the durability of a later plain ``SynaDB(path)``.
+    """
+    check_request(requested, sync_on_write=sync_on_write)
+    stored = read_stored(directory)
+    chosen = requested or stored or DbConfig()
+    if not readonly and chosen != stored:
+        write_stored(directory, chosen)
+    if sync_on_write is not None and sync_on_write != chosen.sync_on_write:
+        chosen = chosen.replace(sync_on_write=sync_on_write)
+    return chosen

@@ -17,9 +17,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from synarrow.errors import InvalidArgumentError, InvalidValueError
+from synarrow.errors import InvalidArgumentError, InvalidKeyError, InvalidValueError
 from synarrow.log.codec import INT64_MAX, INT64_MIN
-from synarrow.log.format import Atom
+from synarrow.log.format import MAX_KEY_BYTES, Atom
+
+__all__ = ["BatchValues", "check_key", "to_batch", "to_timestamp_us", "to_timestamps"]
 
 
 @dataclass
@@ -211,3 +213,22 @@ def to_timestamps(timestamps: Any, count: int) -> np.ndarray | None:
     if arr.ndim != 1 or len(arr) != count:
         raise InvalidArgumentError(f"{len(arr)} timestamps for {count} values")
     return np.ascontiguousarray(arr)
+
+
+def check_key(key: object) -> bytes:
+    """Validate a key; returns its UTF-8 bytes or raises :class:`InvalidKeyError`.
+
+    >>> check_key("sensor/1")
+    b'sensor/1'
+    """
+    if not isinstance(key, str):
+        raise InvalidKeyError(f"keys must be str, got {type(key).__name__} {key!r:.60}")
+    if not key:
+        raise InvalidKeyError("keys must not be empty")
+    try:
+        raw = key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidKeyError(f"key {key!r:.60} is not valid UTF-8: {exc}") from exc
+    if len(raw) > MAX_KEY_BYTES:
+        raise InvalidKeyError(f"key of {len(raw)} UTF-8 bytes is over the limit of {MAX_KEY_BYTES}")
+    return raw

@@ -2,3 +2,5 @@
 
 Imports ``synarrow.log``; never the user-facing layers.
 """
+
+__all__: list[str] = []

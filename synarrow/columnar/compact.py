@@ -36,6 +36,16 @@ from synarrow.errors import CorruptionError
 from synarrow.log.format import ATOM_NAMES, Atom
 from synarrow.log.memtable import TailChunk
 
+__all__ = [
+    "MAX_SLICES",
+    "MAX_SMALL_FILES",
+    "REWRITE_LIMIT_BYTES",
+    "SMALL_FILE_ROWS",
+    "CompactionResult",
+    "KeySnapshot",
+    "write_generation",
+]
+
 REWRITE_LIMIT_BYTES = 64 * 1024 * 1024
 MAX_SLICES = 8
 # Files under this many rows count as small; more than MAX_SMALL_FILES of them are merged.

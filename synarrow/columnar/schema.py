@@ -21,6 +21,19 @@ import pyarrow as pa
 from synarrow.log.format import ATOM_NAMES, Atom
 from synarrow.log.memtable import TailChunk
 
+__all__ = [
+    "ATOM_ARROW_TYPES",
+    "TS_TYPE",
+    "VARIABLE_VECTOR_TYPE",
+    "conform",
+    "history_table",
+    "numeric_array",
+    "numpy_dtype",
+    "string_array",
+    "ts_array",
+    "value_type",
+]
+
 TS_TYPE = pa.timestamp("us", tz="UTC")
 
 ATOM_ARROW_TYPES: dict[Atom, pa.DataType] = {

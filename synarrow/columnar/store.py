@@ -101,7 +101,7 @@ class BaseRef:
     @property
     def nbytes(self) -> int:
         """Approximate bytes of the slice (for compaction decisions)."""
-        return self.chunk().values.nbytes + 8 * self.count
+        return int(self.chunk().values.nbytes) + 8 * self.count
 
 
 def _check_atoms(ref: BaseRef, value_type: pa.DataType, what: str) -> None:

@@ -37,9 +37,9 @@ def _plain_type(t: pa.DataType) -> bool:
     if t in (pa.float64(), pa.int64(), pa.large_string(), pa.large_binary(), pa.null()):
         return True
     if pa.types.is_fixed_size_list(t):
-        return t.value_type == _VECTOR_ITEM and t.list_size > 0
+        return bool(t.value_type == _VECTOR_ITEM and t.list_size > 0)
     if pa.types.is_large_list(t):
-        return t.value_type == _VECTOR_ITEM
+        return bool(t.value_type == _VECTOR_ITEM)
     return False
 
 

@@ -2,3 +2,5 @@
 
 This package knows nothing of the layers above it (columnar files, SQL, the user API).
 """
+
+__all__: list[str] = []

@@ -18,6 +18,35 @@ import numpy as np
 from synarrow.errors import InvalidValueError
 from synarrow.log.format import FLAG_DELTA, FLAG_LZ4, MAX_VALUE_BYTES, Atom
 
+__all__ = [
+    "BATCH_HEADER",
+    "INT64_MAX",
+    "INT64_MIN",
+    "LZ4_MAX_INPUT",
+    "TS_EXPLICIT",
+    "TS_UNIFORM",
+    "BatchPayload",
+    "batch_values_offset",
+    "bits_float",
+    "decode_batch",
+    "decode_float_delta",
+    "decode_int_delta",
+    "decode_scalar",
+    "encode_batch",
+    "encode_float_delta",
+    "encode_int_delta",
+    "encode_single",
+    "encode_vector",
+    "float_bits",
+    "lz4_fits",
+    "maybe_lz4",
+    "minimal_le",
+    "unlz4",
+    "unzigzag",
+    "wrap_int64",
+    "zigzag",
+]
+
 _D = struct.Struct("<d")
 _Q = struct.Struct("<q")
 _MASK64 = (1 << 64) - 1
@@ -42,7 +71,8 @@ def float_bits(value: float) -> int:
 
 def bits_float(bits: int) -> float:
     """The float with the given unsigned 64-bit pattern."""
-    return _D.unpack(bits.to_bytes(8, "little"))[0]
+    value: float = _D.unpack(bits.to_bytes(8, "little"))[0]
+    return value
 
 
 def zigzag(n: int) -> int:
@@ -67,13 +97,25 @@ def minimal_le(n: int) -> bytes:
 
 
 def encode_float_delta(bits: int, prev_bits: int) -> bytes:
-    """Delta payload of a float given the previous float's bits."""
-    return minimal_le(bits ^ prev_bits)
+    """Delta payload of a float given the previous float's bits.
+
+    The append hot path calls this for every delta-coded float, so it is written out
+    (``minimal_le(bits ^ prev_bits)``) rather than composed of the helpers above.
+    """
+    x = bits ^ prev_bits
+    return x.to_bytes((x.bit_length() + 7) >> 3, "little")
 
 
 def encode_int_delta(value: int, prev: int) -> bytes:
-    """Delta payload of an int given the previous int."""
-    return minimal_le(zigzag(wrap_int64(value - prev)))
+    """Delta payload of an int given the previous int.
+
+    ``minimal_le(zigzag(wrap_int64(value - prev)))``, written out for the append hot path.
+    """
+    d = (value - prev) & _MASK64
+    if d >= 1 << 63:
+        d -= 1 << 64
+    z = ((d << 1) ^ (d >> 63)) & _MASK64
+    return z.to_bytes((z.bit_length() + 7) >> 3, "little")
 
 
 def decode_float_delta(payload: bytes, prev_bits: int) -> int:
@@ -124,7 +166,7 @@ def unlz4(payload: bytes | memoryview) -> bytes:
     if claimed > _LZ4_MAX_RATIO * view.nbytes + 64:
         raise ValueError(f"LZ4 payload of {view.nbytes} bytes claims {claimed} bytes")
     try:
-        return lz4.block.decompress(view)
+        return bytes(lz4.block.decompress(view))
     except lz4.block.LZ4BlockError as exc:
         raise ValueError(f"LZ4 payload does not decompress: {exc}") from None
 
@@ -175,7 +217,15 @@ def _numeric_delta(raw: np.ndarray, atom: Atom) -> np.ndarray:
             np.bitwise_xor(raw[1:], raw[:-1], out=enc[1:])
         else:
             np.subtract(raw[1:], raw[:-1], out=enc[1:])
-    return enc
+    return cast(np.ndarray, enc)
+
+
+def batch_values_offset(payload_at: int) -> int:
+    """Where the arrays of an uncompressed batch payload written at file offset ``payload_at``
+    begin: after the batch header and the zero padding that puts them on an 8-byte boundary
+    of the file (see ``file_offset`` of :func:`encode_batch`)."""
+    start = payload_at + BATCH_HEADER.size
+    return start + (-start % 8)
 
 
 def encode_batch(
@@ -218,7 +268,11 @@ def encode_batch(
         assert offsets is not None and data is not None
         parts.append(np.ascontiguousarray(offsets, dtype="<i8").data)
         parts.append(data)
-    pad = 0 if file_offset is None else -(file_offset + BATCH_HEADER.size) % 8
+    pad = (
+        0
+        if file_offset is None
+        else batch_values_offset(file_offset) - file_offset - BATCH_HEADER.size
+    )
     head = BATCH_HEADER.pack(count, dim, ts_mode, pad, 0) + bytes(pad)
     total = len(head) + sum(memoryview(p).nbytes for p in parts)
     if not lz4_fits(total, compress_threshold):
@@ -319,14 +373,14 @@ def encode_single(value: object) -> tuple[Atom, bytes, object]:
     """
     t = type(value)
     if t is float:
-        return Atom.FLOAT, _D.pack(value), value  # type: ignore[arg-type]
+        return Atom.FLOAT, _D.pack(value), value
     if t is int:
         if not INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
             raise InvalidValueError(
                 f"int {value} is outside the int64 range; it would not round-trip",
                 hint="store it as text (str(value)) or as a float",
             )
-        return Atom.INT, _Q.pack(value), value  # type: ignore[arg-type]
+        return Atom.INT, _Q.pack(value), value
     if t is str:
         _check_size(len(cast(str, value)))  # UTF-8 takes at least a byte per character
         try:

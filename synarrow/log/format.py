@@ -29,6 +29,35 @@ import struct
 import zlib
 from typing import Any
 
+__all__ = [
+    "ATOM_NAMES",
+    "CRC",
+    "ENTRY_BODY_HEADER",
+    "ENTRY_HEADER",
+    "ENTRY_HEADER_SIZE",
+    "ENTRY_LENGTHS",
+    "ENTRY_LENGTHS_OFFSET",
+    "FILE_HEADER",
+    "FILE_HEADER_SIZE",
+    "FLAG_BATCH",
+    "FLAG_DELTA",
+    "FLAG_LZ4",
+    "FLAG_TOMBSTONE",
+    "FORMAT_VERSION",
+    "MAGIC",
+    "MAX_KEY_BYTES",
+    "MAX_VALUE_BYTES",
+    "Atom",
+    "crc32",
+    "decode_file_header",
+    "encode_entry",
+    "encode_entry_parts",
+    "encode_file_header",
+    "flags_byte",
+    "key_entry_struct",
+    "split_flags",
+]
+
 MAGIC = b"SYNARLOG"
 FORMAT_VERSION = 1
 
@@ -122,6 +151,14 @@ def encode_entry(ts_us: int, key: bytes, value: bytes, flags: int) -> bytes:
     """One complete entry: header with checksum, key, value."""
     body = ENTRY_BODY_HEADER.pack(ts_us, len(key), len(value), flags) + key + value
     return CRC.pack(crc32(body)) + body
+
+
+def key_entry_struct(key_len: int) -> struct.Struct:
+    """Packs an entry body's header followed by a key of ``key_len`` bytes (what
+    :func:`encode_entry` packs before the value), for writers that keep one per key:
+    ``CRC.pack(crc32(body)) + body`` with ``body = s.pack(ts, key_len, len(value), flags,
+    key) + value`` is the same entry as ``encode_entry``."""
+    return struct.Struct(f"{ENTRY_BODY_HEADER.format}{key_len}s")
 
 
 def encode_entry_parts(

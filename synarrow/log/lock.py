@@ -21,6 +21,8 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
+__all__ = ["WriterLock"]
+
 
 class WriterLock:
     """Exclusive lock held by the one writer of a database."""

@@ -12,12 +12,23 @@ from __future__ import annotations
 import struct
 from array import array
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 
 from synarrow.log.format import Atom
+
+__all__ = [
+    "UNLOADED",
+    "BaseChunk",
+    "Builder",
+    "KeyState",
+    "TailChunk",
+    "last_value",
+    "merge_chunks",
+    "values_array",
+]
 
 # Sealed chunks beyond this count are merged so reads stay cheap after many small reads.
 _MAX_CHUNKS = 32
@@ -91,7 +102,7 @@ def values_array(
     raise ValueError(f"unknown atom {atom}")
 
 
-class _Builder:
+class Builder:
     """Growable columns for single appends of one atom type (and one vector dim)."""
 
     __slots__ = ("atom", "data", "dim", "nums", "offsets", "ts")
@@ -100,8 +111,8 @@ class _Builder:
         self.atom = atom
         self.dim = dim
         self.ts = array("q")
-        self.nums: array | None = None
-        self.offsets: array | None = None
+        self.nums: array[Any] | None = None
+        self.offsets: array[int] | None = None
         self.data: bytearray | None = None
         if atom == Atom.FLOAT:
             self.nums = array("d")
@@ -144,7 +155,7 @@ class KeyState:
     base: list[BaseChunk] = field(default_factory=list)
     base_count: int = 0
     chunks: list[TailChunk] = field(default_factory=list)
-    builder: _Builder | None = None
+    builder: Builder | None = None
     tail_count: int = 0
     latest: object = None
     latest_atom: Atom | None = None
@@ -163,19 +174,21 @@ class KeyState:
 
     # -- single appends (the hot path) ---------------------------------------------------
 
-    def _builder_for(self, atom: Atom, dim: int = 0) -> _Builder:
+    def builder_for(self, atom: Atom, dim: int = 0) -> Builder:
+        """The open builder for single appends of ``atom`` (and vector ``dim``), sealing the
+        current one first when it holds another type."""
         b = self.builder
         if b is None or b.atom != atom or b.dim != dim:
             if b is not None and len(b.ts):
                 self.chunks.append(b.seal())
-            b = self.builder = _Builder(atom, dim)
+            b = self.builder = Builder(atom, dim)
         return b
 
     def add_number(self, atom: Atom, ts: int, value: float | int) -> None:
         """Record a single FLOAT or INT entry."""
         b = self.builder
         if b is None or b.atom != atom:
-            b = self._builder_for(atom)
+            b = self.builder_for(atom)
         b.ts.append(ts)
         b.nums.append(value)  # type: ignore[union-attr]
         self.tail_count += 1
@@ -185,11 +198,11 @@ class KeyState:
     def add_single(self, atom: Atom, ts: int, value: object, payload: bytes) -> None:
         """Record a single NULL, TEXT, BYTES or VECTOR entry (``payload``: its raw bytes)."""
         dim = len(payload) // 4 if atom == Atom.VECTOR else 0
-        b = self._builder_for(atom, dim)
+        b = self.builder_for(atom, dim)
         b.ts.append(ts)
         if atom in (Atom.TEXT, Atom.BYTES):
             b.data += payload  # type: ignore[operator]
-            b.offsets.append(len(b.data))  # type: ignore[union-attr, arg-type]
+            b.offsets.append(len(b.data))  # type: ignore[union-attr]
         elif atom == Atom.VECTOR:
             b.data += payload  # type: ignore[operator]
         self.tail_count += 1

@@ -39,6 +39,18 @@ from synarrow.log.format import (
 )
 from synarrow.log.sidecar import read_sidecar
 
+__all__ = [
+    "OVERSIZE_SLACK",
+    "PAD",
+    "SegmentScan",
+    "entry_ok",
+    "find_next_entry",
+    "never_written",
+    "read_padded",
+    "scan_segment",
+    "walk",
+]
+
 _CRC_AND_LENGTHS = struct.Struct("<I8xHI")
 assert ENTRY_HEADER_SIZE == 19 and ENTRY_LENGTHS_OFFSET == 12
 
@@ -199,6 +211,8 @@ def entry_ok(data: bytearray | bytes, off: int, size: int) -> int:
     """End offset of a verifying entry at ``off``, or -1."""
     if off + ENTRY_HEADER_SIZE > size:
         return -1
+    kl: int
+    vl: int
     kl, vl = ENTRY_LENGTHS.unpack_from(data, off + ENTRY_LENGTHS_OFFSET)
     end = off + ENTRY_HEADER_SIZE + kl + vl
     if kl == 0 or end > size or (data[off + ENTRY_HEADER_SIZE - 1] >> 4) > 5:

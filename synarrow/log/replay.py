@@ -26,6 +26,8 @@ from synarrow.log.format import (
 from synarrow.log.memtable import KeyState, TailChunk, last_value, values_array
 from synarrow.log.reader import SegmentScan
 
+__all__ = ["replay_segment"]
+
 _HEADER_DTYPE = np.dtype(
     [("crc", "<u4"), ("ts", "<i8"), ("kl", "<u2"), ("vl", "<u4"), ("fb", "u1")]
 )
@@ -37,7 +39,8 @@ def _sliding(data: bytearray, dtype: np.dtype | str, count: int) -> np.ndarray:
     """A view with one element starting at every byte offset (stride 1)."""
     dt = np.dtype(dtype)
     n = max(0, count - dt.itemsize + 1)
-    return np.ndarray(shape=(n,), dtype=dt, buffer=data, offset=0, strides=(1,))
+    view: np.ndarray = np.ndarray(shape=(n,), dtype=dt, buffer=data, offset=0, strides=(1,))
+    return view
 
 
 def _segmented_decode(raw: np.ndarray, reset: np.ndarray, is_float: bool) -> np.ndarray:
@@ -47,7 +50,8 @@ def _segmented_decode(raw: np.ndarray, reset: np.ndarray, is_float: bool) -> np.
     if is_float:
         acc = np.bitwise_xor.accumulate(raw)
         before = np.where(start > 0, acc[start - 1], np.uint64(0))
-        return acc ^ before
+        decoded: np.ndarray = acc ^ before
+        return decoded
     steps = raw.view(np.int64).copy()
     delta = ~reset
     z = raw[delta]

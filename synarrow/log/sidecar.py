@@ -33,6 +33,17 @@ from synarrow.log.format import (
     crc32,
 )
 
+__all__ = [
+    "HEAD",
+    "MAGIC",
+    "lz4_bound",
+    "offsets_fit",
+    "read_sidecar",
+    "remove_sidecar",
+    "sidecar_path",
+    "write_sidecar",
+]
+
 MAGIC = b"SYNAIDX2"
 # magic, segment size, entry count, segment crc32, crc32 of the body (LZ4 of u32 lengths)
 HEAD = struct.Struct("<8sQQII")

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import synarrow
+from synarrow.columnar.manifest import read_manifest
 
 NO_SYNC = synarrow.DbConfig(sync_on_write=False, auto_compact=False)
 KEYS = ["a", "s/1", "ключ", "x y"]
@@ -288,7 +289,7 @@ def _columnar_files(path: Path) -> set[str]:
 
 
 def _manifest_names(db: synarrow.SynaDB) -> set[str]:
-    m = db._columnar.manifest
+    m = read_manifest(db.path / "columnar")
     return {f.name for f in m.files}
 
 
@@ -310,7 +311,9 @@ def test_deleted_key_disappears_and_its_file_is_removed(db: synarrow.SynaDB, db_
     # The text file held only the deleted key: it is gone from disk, not only from the manifest.
     gone = files_before - _columnar_files(db_path)
     assert any(name.endswith(".arrow") for name in gone)
-    assert all(f.name in _columnar_files(db_path) for f in db._columnar.manifest.files)
+    assert all(
+        f.name in _columnar_files(db_path) for f in read_manifest(db_path / "columnar").files
+    )
     assert db.sql("SELECT count(*) FROM history WHERE key = 'drop'").column(0)[0].as_py() == 0
     db.close()
     with synarrow.SynaDB(db_path, NO_SYNC) as again:
@@ -383,7 +386,7 @@ def test_leftover_temp_and_orphan_files_are_cleaned_on_open(db_path: Path) -> No
         db.compact()
         db.append("k", 100.0)
         live = _columnar_files(db_path)
-        first_segment = db._columnar.manifest.first_segment
+        first_segment = read_manifest(db_path / "columnar").first_segment
     col, log = db_path / "columnar", db_path / "log"
     junk = [
         col / "g999999-000.arrow",  # a data file of a compaction that never committed

@@ -59,6 +59,17 @@ def test_int_delta_round_trips_with_wraparound(value: int, prev: int) -> None:
     assert codec.decode_int_delta(payload, prev) == value
 
 
+@given(any_float_bits, any_float_bits, int64s, int64s)
+def test_written_out_delta_encoders_equal_their_definitions(
+    bits: int, prev_bits: int, value: int, prev: int
+) -> None:
+    """The hot-path forms of the delta encoders are the composed definitions, byte for byte."""
+    assert codec.encode_float_delta(bits, prev_bits) == codec.minimal_le(bits ^ prev_bits)
+    assert codec.encode_int_delta(value, prev) == codec.minimal_le(
+        codec.zigzag(codec.wrap_int64(value - prev))
+    )
+
+
 @given(int64s)
 def test_zigzag_is_a_bijection(n: int) -> None:
     z = codec.zigzag(n)

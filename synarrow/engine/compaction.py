@@ -1,0 +1,192 @@
+"""Compaction orchestration: when the log is folded into columnar files, and by whom.
+
+:class:`Compactor` runs one compaction at a time, either asked for (``compact()``) or
+automatically on a background thread once the log passes ``compact_threshold_bytes``. A
+compaction holds the engine's lock only to switch the log to a new segment and snapshot the
+keys, and again to install the new slices and remove the folded segments; writers go on
+meanwhile. An automatic compaction that fails leaves the log intact: the error is logged,
+shown in ``stats()`` and raised (once) by the next explicit ``compact()`` or
+``wait_for_compaction()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+from synarrow.columnar.store import BaseRef, ColumnarStore
+from synarrow.config import DbConfig
+from synarrow.errors import CompactionError
+from synarrow.fileio import remove_file
+from synarrow.log.memtable import BaseChunk, KeyState
+from synarrow.log.names import list_log_dir, segment_path
+from synarrow.log.sidecar import remove_sidecar
+from synarrow.log.writer import LogWriter
+
+__all__ = ["CompactionHost", "Compactor"]
+
+_logger = logging.getLogger("synarrow")
+
+
+class CompactionHost(Protocol):
+    """What a :class:`Compactor` needs of the engine it compacts."""
+
+    path: Path
+    config: DbConfig
+    lock: threading.RLock
+    states: dict[str, KeyState]
+    columnar: ColumnarStore
+    next_seq: int
+    writer: LogWriter | None
+
+    def rotate(self) -> LogWriter:
+        """Close the active segment and start the next one (caller holds the lock)."""
+        ...
+
+    def compaction_done(self, log_bytes_closed: int) -> None:
+        """Record the closed segments' size after a compaction (caller holds the lock)."""
+        ...
+
+
+class Compactor:
+    """Runs the compactions of one engine, one at a time."""
+
+    def __init__(self, host: CompactionHost) -> None:
+        self._host = host
+        self._running = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None  # the last failed automatic compaction
+        self._pending = False  # not yet raised by an explicit call
+
+    @property
+    def last_error(self) -> BaseException | None:
+        """The last automatic compaction's failure, until a compaction succeeds."""
+        return self._error
+
+    def busy(self) -> bool:
+        """Whether a compaction is running or an automatic one is about to."""
+        thread = self._thread
+        return self._running.locked() or (thread is not None and thread.is_alive())
+
+    def start_auto(self) -> None:
+        """Start an automatic compaction on a background thread, unless one is busy."""
+        if self.busy():
+            return
+        self._thread = threading.Thread(
+            target=self._auto, name="synarrow-auto-compact", daemon=True
+        )
+        self._thread.start()
+
+    def _auto(self) -> None:
+        try:
+            self.run(full=False)
+        except Exception as exc:
+            with self._host.lock:
+                self._error = exc
+                self._pending = True
+            path = self._host.path
+            _logger.error("automatic compaction of %s failed: %s", path, exc, exc_info=exc)
+
+    def raise_pending(self) -> None:
+        """Raise :class:`CompactionError` (once) for an automatic compaction that failed."""
+        with self._host.lock:
+            exc, pending = self._error, self._pending
+            self._pending = False
+        if pending and exc is not None:
+            raise CompactionError(
+                f"the automatic compaction of {self._host.path} failed: {exc}",
+            ) from exc
+
+    def compact(self, *, full: bool) -> dict[str, Any]:
+        """An explicit compaction: a pending automatic failure is raised first."""
+        self.raise_pending()
+        return self.run(full=full)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a running automatic compaction; ``False`` if ``timeout`` passed."""
+        if not self.join(timeout):
+            return False
+        self.raise_pending()
+        return True
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the background thread (never from itself); whether it is done."""
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def run(self, *, full: bool) -> dict[str, Any]:
+        """Fold the log into a new columnar generation; returns what was done."""
+        # Imported here: most handles never compact, and opening one stays a little faster.
+        from synarrow.columnar import compact as columnar_compact
+
+        host = self._host
+        with self._running:
+            with host.lock:
+                writer = host.rotate()
+                first_segment, next_seq = writer.segment, host.next_seq
+                snaps: list[columnar_compact.KeySnapshot] = []
+                seen: dict[str, tuple[KeyState, int, int]] = {}
+                for key, st in list(host.states.items()):
+                    if st.latest_atom is None:
+                        if not st.tail_count:
+                            del host.states[key]  # deleted key, nothing left to fold
+                        continue
+                    base = cast(list[BaseRef], list(st.base))
+                    snap = columnar_compact.KeySnapshot(key, base, st.tail_chunks(), st.tail_count)
+                    snaps.append(snap)
+                    seen[key] = (st, st.epoch, snap.tail_count)
+            result = columnar_compact.write_generation(
+                host.columnar,
+                snaps,
+                first_segment=first_segment,
+                next_seq=next_seq,
+                compression=host.config.columnar_compression,
+                full=full,
+            )
+            with host.lock:
+                for key, refs in result.refs.items():
+                    st, epoch, folded = seen[key]
+                    if st.epoch == epoch:  # not deleted while we were writing
+                        st.drop_tail_prefix(folded)
+                        st.set_base(cast(list[BaseChunk], refs))
+                removed = _remove_folded(host.path / "log", first_segment)
+                active = host.writer.segment if host.writer is not None else first_segment
+                host.compaction_done(_closed_bytes(host.path / "log", first_segment, active))
+                self._error = None
+                self._pending = False
+        return {
+            "generation": result.manifest.generation,
+            "keys": len(result.refs),
+            "keys_rewritten": result.keys_rewritten,
+            "keys_appended": result.keys_appended,
+            "entries_written": result.entries_written,
+            "files_written": result.files_written,
+            "files_removed": result.files_removed,
+            "log_segments_removed": removed,
+        }
+
+
+def _remove_folded(log_dir: Path, first_segment: int) -> int:
+    """Remove the segments (and sidecars) before ``first_segment``; returns how many."""
+    removed = 0
+    for seg in list_log_dir(log_dir).segments:
+        if seg < first_segment:
+            remove_file(segment_path(log_dir, seg))
+            remove_sidecar(segment_path(log_dir, seg))
+            removed += 1
+    return removed
+
+
+def _closed_bytes(log_dir: Path, first_segment: int, active: int) -> int:
+    """Bytes of the live segments before the active one."""
+    return sum(
+        os.lstat(segment_path(log_dir, seg)).st_size
+        for seg in list_log_dir(log_dir).segments
+        if first_segment <= seg < active
+    )

@@ -1,0 +1,121 @@
+"""The database directory: its marker, the files it owns, and preparing it for a handle.
+
+A database is a directory holding a marker file (:data:`MARKER_NAME`), the writer lock, the
+``log`` and ``columnar`` directories and ``config.json``. This module is the one place that
+knows those names; the CLI, ``check`` and the export's target checks ask it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from synarrow import config as _config
+from synarrow.errors import InvalidPathError, ReadOnlyError
+from synarrow.fileio import (
+    create_exclusive,
+    lstat_regular,
+    remove_file,
+    require_directory,
+    temporary_pattern,
+)
+from synarrow.log.format import FORMAT_VERSION
+from synarrow.log.lock import WriterLock
+
+__all__ = [
+    "COLUMNAR_DIR",
+    "LOG_DIR",
+    "MARKER_NAME",
+    "MARKER_TEXT",
+    "OWN_FILES",
+    "is_database",
+    "prepare_directory",
+    "require_own_directories",
+]
+
+#: The file whose presence makes a directory a synarrow database.
+MARKER_NAME = "SYNARROW"
+#: What the marker file holds.
+MARKER_TEXT = f"synarrow database, log format {FORMAT_VERSION}\n"
+#: The log segments' directory inside a database.
+LOG_DIR = "log"
+#: The columnar files' directory inside a database.
+COLUMNAR_DIR = "columnar"
+#: Every name a database directory may hold besides the marker (and config temporaries).
+OWN_FILES = frozenset(
+    {"LOCK", LOG_DIR, COLUMNAR_DIR, _config.CONFIG_NAME, _config.CONFIG_NAME + ".tmp"}
+)
+_CONFIG_TEMPORARY = temporary_pattern(_config.CONFIG_NAME)
+
+
+def is_database(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a directory holding a database marker (a regular file, not a link).
+
+    >>> import tempfile
+    >>> is_database(tempfile.mkdtemp())
+    False
+    """
+    p = Path(path)
+    try:
+        return p.is_dir() and (p / MARKER_NAME).is_file() and not (p / MARKER_NAME).is_symlink()
+    except OSError:
+        return False
+
+
+def require_own_directories(path: Path) -> None:
+    """Refuse a database whose ``log`` or ``columnar`` is a symlink (or not a directory):
+    following it would read or write another database's files."""
+    require_directory(path / LOG_DIR, what="log directory")
+    require_directory(path / COLUMNAR_DIR, what="columnar directory")
+
+
+def prepare_directory(path: Path, *, readonly: bool) -> WriterLock | None:
+    """Check (and for a writer create) the database directory; returns the writer's lock.
+
+    A read-only handle needs an existing database and takes no lock. A writer refuses a
+    non-empty directory that is not a database, takes the lock (before anything else is
+    written), creates the log directory and the marker, and removes config temporaries a
+    crash left behind.
+    """
+    if path.exists() and not path.is_dir():
+        raise InvalidPathError(f"{path} exists and is not a directory; refusing to touch it")
+    if readonly:
+        if not os.path.lexists(path / MARKER_NAME):
+            raise InvalidPathError(f"{path} is not a synarrow database")
+        lstat_regular(path / MARKER_NAME, what="database marker")
+        require_own_directories(path)
+        return None
+    lock: WriterLock | None = None
+    try:
+        if path.is_dir():
+            names = {c.name for c in path.iterdir()}
+            # Another process may be creating this database right now: its own files
+            # (the lock first) appear before the marker.
+            foreign = {n for n in names - OWN_FILES if not _CONFIG_TEMPORARY.fullmatch(n)}
+            if MARKER_NAME not in names and foreign:
+                raise InvalidPathError(
+                    f"{path} is a non-empty directory that is not a synarrow database"
+                )
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+        lock = WriterLock(path)
+        lock.acquire()
+        require_own_directories(path)
+        (path / LOG_DIR).mkdir(exist_ok=True)
+        marker = path / MARKER_NAME
+        if os.path.lexists(marker):
+            lstat_regular(marker, what="database marker")
+        else:
+            create_exclusive(marker, MARKER_TEXT.encode())
+        for name in os.listdir(path):
+            if _CONFIG_TEMPORARY.fullmatch(name):
+                remove_file(path / name)  # left by a crash while config.json was replaced
+    except PermissionError as exc:
+        if lock is not None:
+            lock.release()
+        raise ReadOnlyError(f"cannot write to {path}: {exc.strerror}") from exc
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return lock

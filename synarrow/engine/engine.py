@@ -1,0 +1,575 @@
+"""The engine: key states, the write path, rotation, reads of the index, read snapshots.
+
+The life of a write:
+
+1. :meth:`Engine.append_number` (floats and ints, the hot path) or :meth:`Engine.append_atom`
+   encodes one log entry: the value (delta-coded against the key's previous number with
+   :func:`~synarrow.log.codec.encode_float_delta` / :func:`~synarrow.log.codec.encode_int_delta`,
+   or LZ4-compressed) behind a header and a CRC;
+2. the :class:`~synarrow.log.writer.LogWriter` appends it to the active segment (buffered, or
+   written through and fsynced with ``sync_on_write``, sharing fsyncs between threads);
+3. the key's :class:`~synarrow.log.memtable.KeyState` records the value in Arrow-ready buffers
+   and caches it as the latest value, so ``get`` is O(1);
+4. once the segment passes a size limit, :meth:`Engine.after_write` rotates it or starts an
+   automatic compaction (:mod:`synarrow.engine.compaction`), which folds the log tail into
+   memory-mapped Arrow IPC files.
+
+Opening is :mod:`synarrow.engine.recovery`; batches are :mod:`synarrow.engine.batches`.
+Readers take a :class:`~synarrow.engine.snapshot.ReadSnapshot` (:meth:`Engine.read_snapshot`).
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synarrow import config as _config
+from synarrow.columnar.store import ColumnarStore
+from synarrow.config import DbConfig
+from synarrow.engine import batches
+from synarrow.engine.compaction import Compactor
+from synarrow.engine.directory import COLUMNAR_DIR, LOG_DIR, prepare_directory
+from synarrow.engine.recovery import recover
+from synarrow.engine.snapshot import KeyView, ReadSnapshot
+from synarrow.errors import (
+    DatabaseClosedError,
+    InvalidValueError,
+    KeyNotFoundError,
+    ReadOnlyError,
+    TypeMismatchError,
+)
+from synarrow.inputs import BatchValues, check_key
+from synarrow.log import codec
+from synarrow.log.format import (
+    CRC,
+    ENTRY_HEADER_SIZE,
+    FLAG_BATCH,
+    FLAG_DELTA,
+    FLAG_LZ4,
+    FLAG_TOMBSTONE,
+    MAX_VALUE_BYTES,
+    Atom,
+    encode_entry,
+    encode_entry_parts,
+    flags_byte,
+    key_entry_struct,
+)
+from synarrow.log.lock import WriterLock
+from synarrow.log.memtable import KeyState, TailChunk, last_value
+from synarrow.log.writer import LogWriter
+
+__all__ = ["DELTA_RESTART", "Engine", "StagedBatch"]
+
+#: Every this many delta entries a key gets an absolute one, so damage repaired away costs
+#: at most that many following entries of each key.
+DELTA_RESTART = 31
+#: One item of :meth:`Engine.append_batches`: key, converted values, timestamps or ``None``.
+StagedBatch = tuple[str, BatchValues, np.ndarray | None]
+
+_time_ns = time.time_ns
+_pack_d = struct.Struct("<d").pack
+_pack_q = struct.Struct("<q").pack
+_pack_crc = CRC.pack
+_crc32 = zlib.crc32
+# The codec's own functions, bound once (a module attribute lookup per append costs ~1%).
+_float_delta = codec.encode_float_delta
+_int_delta = codec.encode_int_delta
+_FLOAT = Atom.FLOAT
+
+
+class Engine:
+    """One open database: its directory lock, key states, log writer and columnar files.
+
+    Thread-safe: every change happens under :attr:`lock`. The attributes are the engine's
+    own; user-facing layers read through :meth:`read_snapshot` and the methods below.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        config: DbConfig | None,
+        *,
+        readonly: bool,
+        repair: bool,
+        sync_on_write: bool | None = None,
+    ) -> None:
+        """Open (a writer: create) the database at ``path``; see :func:`synarrow.config.choose`
+        for ``config`` and ``sync_on_write``."""
+        self.path = path
+        self.readonly = readonly
+        self.lock = threading.RLock()
+        self.closed = True
+        self.writer: LogWriter | None = None
+        self._opened: ColumnarStore | None = None  # closed by _release_files
+        self._lock_file: WriterLock | None = prepare_directory(path, readonly=readonly)
+        try:
+            self.config = _config.choose(
+                path, config, readonly=readonly, sync_on_write=sync_on_write
+            )
+            self.sync_on_write = self.config.sync_on_write
+            self.delta = self.config.delta
+            columnar = self._opened = ColumnarStore(
+                path / COLUMNAR_DIR, readonly=readonly, verify=self.config.verify
+            )
+            found = recover(path, columnar, self.config, readonly=readonly, repair=repair)
+        except BaseException:
+            self._release_files()
+            raise
+        self.columnar = columnar
+        self.states: dict[str, KeyState] = found.states
+        self.writer = found.writer
+        self.next_seq = found.next_seq
+        self.log_bytes_closed = found.log_bytes_closed
+        self.torn_bytes = found.torn_bytes
+        self.repaired = found.repaired
+        self.dropped_in_repair = found.dropped_in_repair
+        self.last_ts = 0  # the latest timestamp this engine chose (see now())
+        self.check_at = 0  # the segment size at which after_write() must run
+        self.compactor = Compactor(self)
+        self.closed = False
+        self.update_check_at()
+
+    # -- state -----------------------------------------------------------------------------
+
+    def require_open(self) -> None:
+        """Raise :class:`DatabaseClosedError` once the engine is closed."""
+        if self.closed:
+            raise DatabaseClosedError(f"database {self.path} is closed")
+
+    def writable(self) -> LogWriter:
+        """The log writer, or the error a write gets (closed, read-only)."""
+        if self.closed:
+            raise DatabaseClosedError(f"database {self.path} is closed")
+        if self.writer is None:
+            raise ReadOnlyError(f"database {self.path} was opened read-only")
+        return self.writer
+
+    def state(self, key: str) -> KeyState:
+        """The state of ``key``, created (after validating the key) if it is new."""
+        st = self.states.get(key) if type(key) is str else None
+        if st is None:
+            st = self.states[key] = KeyState(key, check_key(key))
+        return st
+
+    def now(self) -> int:
+        """Now in microseconds, strictly after every timestamp this engine gave before, so
+        entries appended without a timestamp never tie (the caller holds the lock)."""
+        ts = _time_ns() // 1000
+        if ts <= self.last_ts:
+            ts = self.last_ts + 1
+        self.last_ts = ts
+        return ts
+
+    @property
+    def data_version(self) -> tuple[int, int]:
+        """``(next sequence, columnar generation)``; changes with every write and compaction."""
+        return (self.next_seq, self.columnar.manifest.generation)
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def append_number(self, key: str, value: float | int, atom: Atom, ts: int | None) -> int:
+        """Append one FLOAT or INT entry (``value`` already checked); returns its sequence.
+
+        The hot path: a few microseconds, so :meth:`now`, :meth:`state` and
+        ``KeyState.add_number`` are inlined; the value bytes come from :mod:`~synarrow.log.codec`.
+        """
+        with self.lock:
+            writer = self.writer  # None once closed (see close())
+            if writer is None:
+                writer = self.writable()
+            st = self.states.get(key) if type(key) is str else None
+            if st is None:
+                st = self.state(key)
+            if ts is None:
+                ts = _time_ns() // 1000
+                if ts <= self.last_ts:
+                    ts = self.last_ts + 1
+                self.last_ts = ts
+            fb = atom << 4
+            run = 0
+            segment = writer.segment
+            delta = (
+                self.delta
+                and st.delta_atom == atom
+                and st.delta_segment == segment
+                and st.delta_run < DELTA_RESTART
+            )
+            if atom == _FLOAT:
+                vb = _pack_d(value)
+                cur = int.from_bytes(vb, "little")  # the bits a float delta is taken against
+                if delta:
+                    vb = _float_delta(cur, st.delta_prev)
+            else:
+                cur = value  # type: ignore[assignment]  # an int here
+                vb = _int_delta(cur, st.delta_prev) if delta else _pack_q(value)
+            if delta:
+                fb |= FLAG_DELTA
+                run = st.delta_run + 1
+            kb = st.key_bytes
+            header = st.header
+            if header is None:
+                header = st.header = key_entry_struct(len(kb))
+            body = header.pack(ts, len(kb), len(vb), fb, kb) + vb
+            record = _pack_crc(_crc32(body)) + body
+            sync = self.sync_on_write
+            if sync:
+                position = writer.write(record, sync=True)
+                size = position
+            else:
+                size = writer.append_buffered(record)
+                position = 0
+            seq = self.next_seq
+            self.next_seq = seq + 1
+            b = st.builder
+            if b is None or b.atom != atom:
+                b = st.builder_for(atom)
+            b.ts.append(ts)
+            b.nums.append(value)  # type: ignore[union-attr]
+            st.tail_count += 1
+            st.latest = value
+            st.latest_atom = atom
+            st.delta_atom = atom
+            st.delta_segment = segment
+            st.delta_prev = cur
+            st.delta_run = run
+            if size >= self.check_at:
+                self.after_write(writer)
+        if sync:
+            writer.sync_to(position)
+        return seq
+
+    def append_atom(
+        self, key: str, atom: Atom, payload: bytes, value: object, ts: int | None
+    ) -> int:
+        """Append one NULL, TEXT, BYTES or VECTOR entry (``payload``: its raw bytes)."""
+        flags = 0
+        stored = payload
+        cfg = self.config
+        if cfg.compression is not None and len(payload) >= cfg.compression_threshold:
+            stored, flags = codec.maybe_lz4(payload, cfg.compression_threshold)
+        if len(stored) > MAX_VALUE_BYTES:
+            raise InvalidValueError(f"value of {len(stored)} bytes is over the 4 GiB limit")
+        sync = self.sync_on_write
+        with self.lock:
+            writer = self.writable()
+            st = self.state(key)
+            if ts is None:
+                ts = self.now()
+            record = encode_entry(ts, st.key_bytes, stored, flags_byte(flags, atom))
+            position = writer.write(record, sync=sync)
+            seq = self.next_seq
+            self.next_seq = seq + 1
+            st.add_single(atom, ts, value, payload)
+            st.delta_atom = -1
+            if writer.size >= self.check_at:
+                self.after_write(writer)
+        if sync:
+            writer.sync_to(position)
+        return seq
+
+    def append_batches(self, staged: list[StagedBatch]) -> int:
+        """Write converted batches as one all-or-nothing call; returns how many values.
+
+        If writing any entry fails, the log is cut back to where the call began and no key
+        changes. With several entries and LZ4 on, the LZ4 work runs on a few threads first.
+        """
+        cfg = self.config
+        threshold = cfg.compression_threshold if cfg.compression is not None else None
+        if not cfg.delta and threshold is not None:
+            threshold = max(threshold, 1 << 62)  # only delta-coded numbers are worth LZ4 here
+        jobs = [
+            (i, lo, hi) for i, (_, b, _) in enumerate(staged) for lo, hi in batches.batch_slices(b)
+        ]
+        early = None
+        if threshold is not None and len(jobs) > 1:
+            # Encoded before the lock, offsets unknown: only compressed results are kept (the
+            # padding that aligns an uncompressed payload needs its place in the file).
+            early = list(
+                batches.encoder().map(
+                    lambda j: batches.encode_slice(
+                        staged[j[0]][1], staged[j[0]][2], j[1], j[2], threshold
+                    ),
+                    jobs,
+                )
+            )
+        sync = self.sync_on_write
+        with self.lock:
+            writer = self.writable()
+            states = [self.state(key) for key, _, _ in staged]
+            if not jobs:
+                return 0
+            now = self.now()
+            position = 0
+            mark = writer.mark()
+            placed: list[list[batches.Placed]] = [[] for _ in staged]
+            try:
+                for n, (i, lo, hi) in enumerate(jobs):
+                    st, (_, batch, ts) = states[i], staged[i]
+                    payload_at = writer.size + ENTRY_HEADER_SIZE + len(st.key_bytes)
+                    if early is not None and early[n][1] & FLAG_LZ4:
+                        parts, flags = early[n]
+                    else:
+                        limit = threshold if early is None else None
+                        parts, flags = batches.encode_slice(batch, ts, lo, hi, limit, payload_at)
+                    header_ts = int(ts[lo]) if ts is not None else now
+                    record = encode_entry_parts(
+                        header_ts, st.key_bytes, parts, flags_byte(flags | FLAG_BATCH, batch.atom)
+                    )
+                    position = writer.write_parts(record, sync=sync)
+                    self.next_seq += 1
+                    placed[i].append((payload_at, lo, hi, bool(flags & FLAG_LZ4)))
+            except BaseException:
+                # All or nothing: every entry of the call is cut out.
+                self.next_seq -= len(writer.offsets) - mark[1]
+                writer.rollback(mark)
+                raise
+            for st, (_, batch, ts), where in zip(states, staged, placed):
+                if where:
+                    self._add_chunks(writer, st, batch, ts, where, now)
+            self.after_write(writer)
+        if sync:
+            writer.sync_to(position)
+        return sum(batch.count for _, batch, _ in staged)
+
+    def _add_chunks(
+        self,
+        writer: LogWriter,
+        st: KeyState,
+        batch: BatchValues,
+        ts: np.ndarray | None,
+        placed: list[batches.Placed],
+        now: int,
+    ) -> None:
+        """Make one appended batch visible in its key's tail (after its entries are written)."""
+        chunks = batches.mapped_chunks(writer.path, batch, ts, placed)
+        if chunks is None:
+            chunks = [batches.copied_chunk(batch, ts, now)]
+        for chunk in chunks:
+            if chunk.ts.strides == (0,):
+                chunk.ts = np.broadcast_to(np.int64(now), (len(chunk),))
+            st.add_chunk(chunk, last_value(chunk))
+        st.delta_atom = -1
+
+    def delete(self, key: str) -> bool:
+        """Write a tombstone for ``key``; whether it held a value."""
+        with self.lock:
+            writer = self.writable()
+            st = self.states.get(key) if type(key) is str else None
+            if st is None:
+                check_key(key)
+                return False
+            if st.latest_atom is None:
+                return False
+            position = writer.write(
+                encode_entry(self.now(), st.key_bytes, b"", flags_byte(FLAG_TOMBSTONE, 0)),
+                sync=self.sync_on_write,
+            )
+            self.next_seq += 1
+            st.clear()
+            st.delta_atom = -1
+            self.after_write(writer)
+        if self.sync_on_write:
+            # ``position`` is in this writer's segment (closed, so synced, if it rotated).
+            writer.sync_to(position)
+        return True
+
+    # -- rotation and the after-write policy -------------------------------------------------
+
+    def after_write(self, writer: LogWriter) -> None:
+        """Rotate the segment or start an automatic compaction when a size limit is reached.
+
+        Appends call this only once the segment passes :attr:`check_at`, so the hot path pays
+        one comparison.
+        """
+        cfg = self.config
+        if writer.size >= cfg.max_log_file_size:
+            writer = self.rotate()
+        if cfg.auto_compact and self.log_bytes_closed + writer.size >= cfg.compact_threshold_bytes:
+            self.compactor.start_auto()
+        self.update_check_at()
+
+    def update_check_at(self, *, compaction_done: bool = False) -> None:
+        """Set the segment size at which the next append must call :meth:`after_write`."""
+        writer = self.writer
+        if writer is None:
+            return
+        cfg = self.config
+        limit = cfg.max_log_file_size
+        if cfg.auto_compact:
+            compact_at = cfg.compact_threshold_bytes - self.log_bytes_closed
+            if not compaction_done and self.compactor.busy():
+                # look again a little later, when this compaction may be done
+                compact_at = max(compact_at, writer.size + (1 << 20))
+            limit = min(limit, compact_at)
+        self.check_at = limit
+
+    def rotate(self) -> LogWriter:
+        """Close the active segment and start the next one (caller holds the lock)."""
+        old = self.writable()
+        old.close()
+        self.log_bytes_closed += old.size
+        self.writer = LogWriter(
+            old.directory,
+            old.segment + 1,
+            self.next_seq,
+            existing_size=None,
+            buffer_bytes=self.config.write_buffer_bytes,
+        )
+        return self.writer
+
+    def compaction_done(self, log_bytes_closed: int) -> None:
+        """Record the closed segments' size after a compaction (caller holds the lock)."""
+        self.log_bytes_closed = log_bytes_closed
+        self.update_check_at(compaction_done=True)
+
+    def flush(self) -> None:
+        """Hand buffered writes to the OS."""
+        with self.lock:
+            self.writable().flush()
+
+    def sync_all(self) -> None:
+        """Make every write so far durable."""
+        with self.lock:
+            writer = self.writable()
+            writer.flush()
+        writer.sync()
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def live(self, key: str) -> KeyState | None:
+        """The state of ``key`` if it holds a value (``key`` validated otherwise)."""
+        if self.closed:
+            raise DatabaseClosedError(f"database {self.path} is closed")
+        st = self.states.get(key) if type(key) is str else None
+        if st is None:
+            check_key(key)
+            return None
+        return st if st.latest_atom is not None else None
+
+    def required(self, key: str) -> KeyState:
+        """The state of a live ``key``, or :class:`KeyNotFoundError`."""
+        st = self.live(key)
+        if st is None:
+            raise KeyNotFoundError(f"key {key!r} not found (absent or deleted)")
+        return st
+
+    def latest(self, key: str, default: Any) -> Any:
+        """The latest value of ``key`` (decoded from the columnar files if needed)."""
+        with self.lock:
+            st = self.live(key)
+            return default if st is None else st.resolve_latest()
+
+    def latest_of(self, key: str, atom: Atom) -> Any:
+        """The latest value of ``key``, which must be an ``atom``."""
+        with self.lock:
+            st = self.required(key)
+            if st.latest_atom != atom:
+                found = st.latest_atom.name.lower() if st.latest_atom is not None else "none"
+                raise TypeMismatchError(
+                    f"key {key!r} holds a {found} value, not {atom.name.lower()}"
+                )
+            return st.resolve_latest()
+
+    def live_keys(self) -> list[str]:
+        """The keys holding a value, in no particular order."""
+        with self.lock:
+            self.require_open()
+            return [k for k, st in self.states.items() if st.latest_atom is not None]
+
+    def parts(self, key: str) -> list[TailChunk]:
+        """The history of a live ``key`` as chunks: columnar slices, then the log tail."""
+        with self.lock:
+            return self.required(key).parts()
+
+    def single_slice(self, key: str) -> TailChunk | None:
+        """The one columnar chunk that is the whole history of ``key``, if it is (the usual
+        compacted case, readable without a copy); ``None`` otherwise."""
+        with self.lock:
+            st = self.required(key)
+            if not st.tail_count and len(st.base) == 1:
+                return st.base[0].chunk()
+            return None
+
+    def read_snapshot(self, keys: Iterable[str] | None = None) -> ReadSnapshot:
+        """An immutable view of the live keys' histories (or of ``keys`` only), taken now."""
+        with self.lock:
+            self.require_open()
+            if keys is None:
+                states: Iterable[KeyState] = self.states.values()
+            else:
+                wanted = [self.states.get(k) if type(k) is str else None for k in keys]
+                states = [st for st in wanted if st is not None]
+            views = {
+                st.key: KeyView(st.key, tuple(st.base), tuple(st.tail_chunks()))
+                for st in states
+                if st.latest_atom is not None
+            }
+            return ReadSnapshot(self.path, self.next_seq, self.columnar.manifest.generation, views)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and sizes, for ``SynaDB.stats()``."""
+        with self.lock:
+            self.require_open()
+            store = self.columnar
+            live = [st for st in self.states.values() if st.latest_atom is not None]
+            log_dir = self.path / LOG_DIR
+            if self.writer is None:
+                log_bytes = sum(f.stat().st_size for f in log_dir.glob("*.log"))
+            else:
+                log_bytes = self.log_bytes_closed + self.writer.size
+            error = self.compactor.last_error
+            return {
+                "path": str(self.path),
+                "keys": len(live),
+                "entries": sum(len(st) for st in live),
+                "tail_entries": sum(st.tail_count for st in live),
+                "log_bytes": log_bytes,
+                "log_segments": len(list(log_dir.glob("*.log"))),
+                "columnar_bytes": store.total_bytes(),
+                "columnar_files": len(store.manifest.files),
+                "last_compaction": store.manifest.created,
+                "last_compaction_error": None if error is None else str(error),
+                **store.describe(),
+                "next_sequence": self.next_seq,
+                "readonly": self.readonly,
+                "torn_bytes_cut_on_open": self.torn_bytes,
+                "repaired_ranges": list(self.repaired),
+                "entries_dropped_in_repair": self.dropped_in_repair,
+                "config": self.config,
+            }
+
+    # -- compaction and closing --------------------------------------------------------------
+
+    def compact(self, *, full: bool = False) -> dict[str, Any]:
+        """Fold the log into columnar files (see ``SynaDB.compact``)."""
+        return self.compactor.compact(full=full)
+
+    def close(self) -> None:
+        """Wait for a background compaction, close the writer durably, release everything."""
+        self.compactor.join()
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            try:
+                if self.writer is not None:
+                    self.writer.close()
+            finally:
+                self._release_files()
+                self.writer = None  # what the append hot path checks
+
+    def _release_files(self) -> None:
+        if self.writer is not None and not self.writer.closed:
+            self.writer.abandon()
+        if self._lock_file is not None:
+            self._lock_file.release()
+            self._lock_file = None
+        if self._opened is not None:
+            self._opened.close()

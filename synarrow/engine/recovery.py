@@ -1,0 +1,146 @@
+"""Opening a database: rebuild the key states from the columnar files and the log tail.
+
+:func:`recover` loads the columnar keys, lists and scans the live log segments (removing the
+ones already folded into columnar files and leftover temporaries), replays their verified
+entries, and for a writer cuts a torn tail off the last segment before deciding where new
+entries go: after the last verified entry of that segment, or in a new one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from synarrow.columnar.store import ColumnarStore
+from synarrow.config import DbConfig
+from synarrow.engine.directory import LOG_DIR
+from synarrow.errors import CorruptionError
+from synarrow.fileio import open_fd, remove_file, require_single_link
+from synarrow.log.memtable import KeyState
+from synarrow.log.names import list_log_dir, segment_path
+from synarrow.log.reader import SegmentScan, never_written, scan_segment
+from synarrow.log.replay import replay_segment
+from synarrow.log.sidecar import remove_sidecar
+from synarrow.log.writer import LogWriter
+
+__all__ = ["Recovered", "recover"]
+
+
+@dataclass
+class Recovered:
+    """What opening found: the key states and where the log stands."""
+
+    states: dict[str, KeyState]
+    next_seq: int
+    writer: LogWriter | None
+    """The writer of the active segment (``None`` for a read-only handle)."""
+    log_bytes_closed: int = 0
+    """Bytes of the live segments before the active one."""
+    torn_bytes: int = 0
+    """Bytes of a torn tail cut off the last segment."""
+    repaired: list[tuple[str, int, int]] = field(default_factory=list)
+    """Damaged ranges skipped in repair: ``(segment path, start, end)``."""
+    dropped_in_repair: int = 0
+    """Verified entries dropped in repair because their delta base was damaged."""
+
+
+def recover(
+    path: Path, columnar: ColumnarStore, config: DbConfig, *, readonly: bool, repair: bool
+) -> Recovered:
+    """Rebuild the key states of the database at ``path`` (its columnar store is open)."""
+    states: dict[str, KeyState] = {}
+
+    def state_for(key_bytes: bytes) -> KeyState:
+        key = key_bytes.decode("utf-8")
+        st = states.get(key)
+        if st is None:
+            st = states[key] = KeyState(key, key_bytes)
+        return st
+
+    manifest = columnar.manifest
+    for key, refs in columnar.load_keys():
+        state_for(key.encode("utf-8")).set_base(list(refs))
+    log_dir = path / LOG_DIR
+    listing = list_log_dir(log_dir)  # refuses links and names synarrow does not write
+    segments = listing.segments
+    if not readonly:
+        for seg in [s for s in segments if s < manifest.first_segment]:
+            remove_file(segment_path(log_dir, seg))  # folded into columnar files already
+            remove_sidecar(segment_path(log_dir, seg))
+        for tmp in listing.temporaries:
+            remove_file(tmp)
+    segments = [s for s in segments if s >= manifest.first_segment]
+    found = Recovered(states, manifest.next_seq, None)
+    last_scan: SegmentScan | None = None
+    for i, seg in enumerate(segments):
+        seg_path = segment_path(log_dir, seg)
+        is_last = i == len(segments) - 1
+        try:
+            scan = scan_segment(seg_path, repair=repair, max_log_file_size=config.max_log_file_size)
+        except CorruptionError:
+            if not (is_last and never_written(seg_path)):
+                raise
+            # A crash while this segment was being started: it never held an entry.
+            if not readonly:
+                remove_file(seg_path)
+            break
+        if scan.torn_bytes and not is_last and not repair:
+            raise CorruptionError(
+                f"log segment {seg_path} ends in {scan.torn_bytes} damaged bytes but is not "
+                "the last segment"
+            )
+        replay_segment(scan, state_for)
+        found.repaired.extend((str(seg_path), a, b) for a, b in scan.skipped)
+        found.dropped_in_repair += scan.dropped
+        found.next_seq = scan.base_seq + len(scan.offsets)
+        if not is_last:
+            found.log_bytes_closed += scan.file_size
+        last_scan = scan
+    if not readonly:
+        found.writer = _open_writer(found, last_scan, manifest.first_segment, log_dir, config)
+    return found
+
+
+def _cut_torn_tail(scan: SegmentScan) -> None:
+    """Truncate the segment after its last verified entry, durably."""
+    fd = open_fd(scan.path, os.O_WRONLY, what="log segment")
+    try:
+        require_single_link(fd, scan.path, what="log segment")
+        os.ftruncate(fd, scan.valid_end)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    scan.size = scan.valid_end
+    scan.unread = 0
+
+
+def _open_writer(
+    found: Recovered,
+    last_scan: SegmentScan | None,
+    first_segment: int,
+    log_dir: Path,
+    config: DbConfig,
+) -> LogWriter:
+    """Continue the last segment after its verified end, or start the next one.
+
+    A torn tail is cut off first, so no new entry ever lands behind garbage.
+    """
+    if last_scan is not None and last_scan.torn_bytes:
+        found.torn_bytes = last_scan.torn_bytes
+        _cut_torn_tail(last_scan)
+    if last_scan is not None and last_scan.size < config.max_log_file_size:
+        return LogWriter(
+            log_dir,
+            last_scan.segment,
+            last_scan.base_seq,
+            existing_size=last_scan.valid_end,
+            buffer_bytes=config.write_buffer_bytes,
+            existing_offsets=last_scan.offsets.tolist(),
+        )
+    if last_scan is not None:
+        found.log_bytes_closed += last_scan.size
+    seg = (last_scan.segment + 1) if last_scan is not None else first_segment
+    return LogWriter(
+        log_dir, seg, found.next_seq, existing_size=None, buffer_bytes=config.write_buffer_bytes
+    )
