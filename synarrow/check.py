@@ -25,8 +25,8 @@ from typing import Any
 
 from synarrow.columnar.verify import verify_columnar
 from synarrow.config import DbConfig
+from synarrow.engine.directory import is_database
 from synarrow.errors import CorruptionError, InvalidPathError, SynaError
-from synarrow.export_target import DATABASE_MARKER
 from synarrow.fileio import open_fd, read_bytes
 from synarrow.log.names import log_name_kind
 from synarrow.text_format import human_bytes
@@ -62,7 +62,7 @@ def check_database(path: str | os.PathLike[str], *, progress: bool | None = None
     each damage line names the file and, where it can, the byte range.
     """
     root = Path(os.fspath(path))
-    if not root.is_dir() or not (root / DATABASE_MARKER).is_file():
+    if not is_database(root):
         raise InvalidPathError(f"{root} is not a synarrow database")
     report = CheckReport(root)
     _check_config(root, report)

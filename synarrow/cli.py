@@ -40,8 +40,8 @@ import numpy as np
 import pyarrow as pa
 
 from synarrow.check import check_database  # re-exported (they lived here)
+from synarrow.engine.directory import is_database
 from synarrow.errors import CliError, InvalidPathError, KeyNotFoundError, SynaError
-from synarrow.export_target import DATABASE_MARKER
 from synarrow.log.format import ATOM_NAMES, Atom
 from synarrow.text_format import human_bytes
 
@@ -233,7 +233,7 @@ def _existing(path: str) -> Path:
     p = Path(path)
     if not p.exists():
         raise CliError(f"{p}: no such database")
-    if not p.is_dir() or not (p / DATABASE_MARKER).exists():
+    if not is_database(p):
         raise InvalidPathError(f"{p} is not a synarrow database")
     return p
 

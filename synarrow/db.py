@@ -441,24 +441,6 @@ class SynaDB(Handle):
         lock and the mapped files."""
         self._engine.close()
 
-    # -- until sql.py reads snapshots (issue 13, the layers' part): do not use elsewhere ---
-
-    @property
-    def _lock(self) -> Any:
-        return self._engine.lock
-
-    @property
-    def _keys(self) -> Any:
-        return self._engine.states
-
-    @property
-    def _next_seq(self) -> int:
-        return self._engine.next_seq
-
-    @property
-    def _columnar(self) -> Any:
-        return self._engine.columnar
-
 
 def open(
     path: str | os.PathLike[str], *, readonly: bool = False, repair: bool = False, **config: Any

@@ -31,6 +31,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from synarrow.engine.directory import MARKER_NAME
 from synarrow.errors import ExportError
 from synarrow.layout import EXPORT_METADATA_KEY
 
@@ -45,7 +46,7 @@ __all__ = [
 #: Hidden directories an export is staged in (skipped by engines: the name starts with ``.``).
 STAGING_PREFIX = ".synarrow-staging-"
 #: The file every synarrow database directory holds.
-DATABASE_MARKER = "SYNARROW"
+DATABASE_MARKER = MARKER_NAME
 _PART = re.compile(r"part-\d+\.(parquet|arrow)")
 _PARTITION = re.compile(r"key=[^/]+")
 
