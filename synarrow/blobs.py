@@ -27,7 +27,7 @@ from synarrow.errors import (
     InvalidValueError,
 )
 from synarrow.fileio import (
-    fsync_directory,
+    DurableTemp,
     open_fd,
     remove_file,
     require_directory,
@@ -127,23 +127,11 @@ class BlobStore:
         """Store ``source`` (bytes-like, path or binary file); returns (sha256 hex, size)."""
         if not require_directory(self.directory, what="blob directory"):
             self.directory.mkdir(exist_ok=True)
-        tmp = self.directory / f"tmp-{uuid.uuid4().hex}"
-        fd = open_fd(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, what="temporary file")
-        try:
-            try:
-                checksum, size = self._stream(source, fd, what)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        with DurableTemp(self.directory / f"tmp-{uuid.uuid4().hex}") as tmp:
+            checksum, size = self._stream(source, tmp.fd, what)
             final = self.path_of(checksum)
-            if _regular_size(final) == size:
-                tmp.unlink()  # same content stored before: keep one copy
-            else:
-                os.replace(tmp, final)
-                fsync_directory(self.directory)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+            if _regular_size(final) != size:  # else: same content stored before, keep one
+                tmp.commit(final)
         return checksum, size
 
     def _stream(self, source: Any, fd: int, what: str) -> tuple[str, int]:

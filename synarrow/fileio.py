@@ -26,6 +26,7 @@ from synarrow.errors import CorruptionError
 
 __all__ = [
     "NOFOLLOW",
+    "DurableTemp",
     "create_exclusive",
     "fd_path",
     "fsync_directory",
@@ -219,6 +220,73 @@ def fsync_directory(directory: Path | str) -> None:
         os.close(fd)
 
 
+class DurableTemp:
+    """A file written under a temporary name, then committed under its final name durably.
+
+    The one way synarrow writes a file that must appear whole or not at all: the temporary
+    name is created exclusively without following links, the data goes through the
+    descriptor (:attr:`fd`, or :meth:`write`), and :meth:`commit` fsyncs the file, renames it
+    into place and fsyncs the directory. Leaving the ``with`` block without committing removes
+    the temporary file.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> with DurableTemp(temporary_name(d / "a.txt")) as tmp:
+    ...     tmp.write(b"hello")
+    ...     tmp.commit(d / "a.txt")
+    >>> (d / "a.txt").read_bytes(), sorted(p.name for p in d.iterdir())
+    (b'hello', ['a.txt'])
+    """
+
+    def __init__(
+        self, path: Path | str, *, mode: int = 0o644, what: str = "temporary file"
+    ) -> None:
+        self.path = Path(path)
+        self.fd = open_fd(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode, what=what)
+        self._done = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Write all of ``data`` at the current position."""
+        _write_all(self.fd, data)
+
+    def _close_fd(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+    def commit(self, final: Path | str, *, durable: bool = True) -> None:
+        """fsync, rename to ``final`` (replacing what is there), fsync the directory.
+
+        ``durable=False`` skips the fsyncs: still atomic for other readers, not against
+        power loss.
+        """
+        final = Path(final)
+        try:
+            if durable:
+                os.fsync(self.fd)
+            self._close_fd()
+            os.replace(self.path, final)
+        except BaseException:
+            self.discard()
+            raise
+        self._done = True
+        if durable:
+            fsync_directory(final.parent)
+
+    def discard(self) -> None:
+        """Close and remove the temporary file (nothing is committed). Idempotent."""
+        self._close_fd()
+        if not self._done:
+            self._done = True
+            remove_file(self.path)
+
+    def __enter__(self) -> DurableTemp:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
+
+
 def write_atomic(path: Path | str, data: bytes, *, durable: bool = True, mode: int = 0o644) -> None:
     """Replace ``path`` with ``data``: temp file created exclusively, fsync, rename, fsync dir.
 
@@ -230,15 +298,9 @@ def write_atomic(path: Path | str, data: bytes, *, durable: bool = True, mode: i
     path = Path(path)
     if path.is_symlink():
         raise _refuse_link(path, "file")
-    tmp = temporary_name(path)
-    _create_file(tmp, data, durable=durable, mode=mode, what="temporary file")
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if durable:
-        fsync_directory(path.parent)
+    with DurableTemp(temporary_name(path), mode=mode) as tmp:
+        tmp.write(data)
+        tmp.commit(path, durable=durable)
 
 
 def remove_file(path: Path | str) -> None:

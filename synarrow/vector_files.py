@@ -40,6 +40,7 @@ import pyarrow as pa
 
 from synarrow.errors import ConfigError, CorruptionError
 from synarrow.fileio import (
+    DurableTemp,
     fd_path,
     fsync_directory,
     open_fd,
@@ -335,19 +336,10 @@ def write_checkpoint(
 
     # usearch opens the name itself: reserve a fresh unique one exclusively first, so no
     # link can be waiting there to be written through.
-    tmp = temporary_name(directory / index_name)
-    fd = open_fd(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, what="temporary file")
-    try:
-        try:
-            # Through the descriptor: a link swapped in at the name is never written through.
-            index.save(fd_path(fd) or str(tmp))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, directory / index_name)
-    except BaseException:
-        remove_file(tmp)
-        raise
+    with DurableTemp(temporary_name(directory / index_name)) as tmp:
+        # Through the descriptor: a link swapped in at the name is never written through.
+        index.save(fd_path(tmp.fd) or str(tmp.path))
+        tmp.commit(directory / index_name)
     index_bytes, index_crc = _crc_of_file(directory / index_name)
 
     table = keymap.to_arrow()

@@ -16,7 +16,7 @@ from _victims import Victim
 
 import synarrow
 import synarrow.columnar.ipc as columnar_ipc
-import synarrow.vector_files as vector_files
+import synarrow.fileio as fileio
 from synarrow.errors import SynaError
 
 
@@ -54,10 +54,11 @@ def test_vector_checkpoint_never_writes_through_a_swapped_link(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     victim = Victim(tmp_path / "victim.txt")
+    # The index is written through fileio.DurableTemp, which opens its temporary name.
     monkeypatch.setattr(
-        vector_files,
+        fileio,
         "open_fd",
-        _swapping_open(vector_files.open_fd, victim.path, lambda p: ".usearch.tmp-" in p.name),
+        _swapping_open(fileio.open_fd, victim.path, lambda p: ".usearch.tmp-" in p.name),
     )
     with pytest.raises(SynaError):
         store = synarrow.VectorStore(tmp_path / "vec", dimensions=8)
