@@ -20,6 +20,7 @@ import pyarrow as pa
 from synarrow.errors import InvalidArgumentError, InvalidKeyError, InvalidValueError
 from synarrow.log.codec import INT64_MAX, INT64_MIN
 from synarrow.log.format import MAX_KEY_BYTES, Atom
+from synarrow.log.vectors import float32_values
 
 __all__ = ["BatchValues", "check_key", "to_batch", "to_timestamp_us", "to_timestamps"]
 
@@ -43,7 +44,7 @@ def _from_numpy(arr: np.ndarray) -> BatchValues:
             raise InvalidValueError(f"a 2-D batch is a matrix of vectors; got dtype {arr.dtype}")
         if arr.shape[1] == 0:
             raise InvalidValueError("vectors need at least one dimension")
-        vec = np.ascontiguousarray(arr, dtype="<f4")
+        vec = float32_values(arr, "the batch's vectors")
         return BatchValues(Atom.VECTOR, arr.shape[0], vectors=vec)
     if arr.ndim != 1:
         raise InvalidValueError(f"batch values must be 1-D (or 2-D vectors), got shape {arr.shape}")

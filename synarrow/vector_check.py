@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from synarrow.errors import InvalidValueError
 from synarrow.interop import fixed_size_list_numpy
+from synarrow.log.vectors import float32_values
 
 __all__ = ["as_float32", "check_matrix", "check_vector"]
 
@@ -35,19 +36,7 @@ def as_float32(value: Any, what: str) -> np.ndarray:
         if value.null_count:
             raise InvalidValueError(f"{what} holds null vectors")
         value = fixed_size_list_numpy(value)
-    try:
-        with np.errstate(over="ignore"):
-            arr = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InvalidValueError(f"{what} is not an array of numbers: {exc}") from exc
-    src = np.asarray(value) if not isinstance(value, np.ndarray) else value
-    if src.dtype.kind == "f" and src.dtype.itemsize > 4:
-        with np.errstate(over="ignore", invalid="ignore"):
-            if (np.isfinite(src) & ~np.isfinite(arr)).any():
-                raise InvalidValueError(f"{what} holds values that overflow float32")
-    if src.dtype == np.bool_:
-        raise InvalidValueError(f"{what} holds booleans, not numbers")
-    return arr
+    return float32_values(value, what)
 
 
 def check_vector(value: Any, dimensions: int, what: str) -> np.ndarray:

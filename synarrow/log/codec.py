@@ -17,6 +17,7 @@ import numpy as np
 
 from synarrow.errors import InvalidValueError
 from synarrow.log.format import FLAG_DELTA, FLAG_LZ4, MAX_VALUE_BYTES, Atom
+from synarrow.log.vectors import float32_values
 
 __all__ = [
     "BATCH_HEADER",
@@ -443,12 +444,5 @@ def encode_vector(value: np.ndarray) -> tuple[Atom, bytes, object]:
         raise InvalidValueError("a vector needs at least one dimension")
     if value.size * 4 > MAX_VALUE_BYTES:
         raise InvalidValueError(f"vector of {value.size} dimensions is too large")
-    if value.dtype.kind not in "fiu" or value.dtype == np.bool_:
-        raise InvalidValueError(f"a vector must hold numbers, got dtype {value.dtype}")
-    with np.errstate(over="ignore"):
-        vec = np.ascontiguousarray(value, dtype="<f4")
-    if value.dtype.kind == "f" and value.dtype.itemsize > 4:
-        overflow = np.isfinite(value) & ~np.isfinite(vec)
-        if overflow.any():
-            raise InvalidValueError("vector values overflow float32")
+    vec = float32_values(value, "a vector")
     return Atom.VECTOR, vec.tobytes(), vec.copy()

@@ -101,14 +101,10 @@ class Atom(enum.IntEnum):
         >>> Atom.vector([0.5, 1.0]).dtype
         dtype('float32')
         """
-        import numpy as np
-
         from synarrow.errors import InvalidValueError
+        from synarrow.log.vectors import float32_values
 
-        try:
-            arr = np.asarray(values, dtype="<f4")
-        except (TypeError, ValueError) as exc:
-            raise InvalidValueError(f"cannot make a vector of {values!r:.80}: {exc}") from exc
+        arr = float32_values(values, "a vector")
         if arr.ndim != 1 or arr.size == 0:
             raise InvalidValueError(f"a vector must be 1-D and non-empty, got shape {arr.shape}")
         return arr
