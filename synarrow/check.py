@@ -21,7 +21,6 @@ import hashlib
 import os
 import stat
 from pathlib import Path
-from typing import Any
 
 from synarrow.columnar.verify import verify_columnar
 from synarrow.config import DbConfig
@@ -145,55 +144,37 @@ def _segments(root: Path, report: CheckReport) -> list[tuple[int, Path]]:
 
 
 def _check_segment(f: Path, report: CheckReport, *, last: bool) -> None:
-    from synarrow.log.memtable import KeyState
-    from synarrow.log.reader import scan_segment
-    from synarrow.log.replay import replay_segment
+    from synarrow.log.verify import verify_segment
 
     rel = f"log/{f.name}"
-    size = f.stat().st_size
-    try:
-        scan = scan_segment(f, repair=True)
-    except (SynaError, OSError) as exc:
-        msg = exc.message if isinstance(exc, SynaError) else str(exc)
-        report.damage.append(f"{rel}: bytes 0..{size}: {msg}")
+    seg = verify_segment(f)
+    if seg.unreadable is not None:
+        report.damage.append(f"{rel}: bytes 0..{seg.size}: {seg.unreadable}")
         return
-    n = len(scan.offsets)
-    report.log_entries += n
+    report.log_entries += seg.entries
     report.log_segments += 1
-    report.bytes_checked += size
-    for a, b in scan.skipped:
+    report.bytes_checked += seg.size
+    for a, b in seg.skipped:
         report.damage.append(
             f"{rel}: damaged bytes {a}..{b} ({b - a:,} bytes fail their checksum; "
             "the entries after them verify)"
         )
-    if scan.torn_bytes:
-        msg = f"{rel}: {scan.torn_bytes:,} bytes after the last valid entry (bytes {scan.valid_end}..{scan.size})"
+    if seg.torn_bytes:
+        msg = (
+            f"{rel}: {seg.torn_bytes:,} bytes after the last valid entry "
+            f"(bytes {seg.valid_end}..{seg.size})"
+        )
         if last:
             report.warnings.append(
                 msg + ": a torn tail from an interrupted write, cut off on the next writable open"
             )
         else:
             report.damage.append(msg + " in a segment that is not the last")
-    states: dict[bytes, Any] = {}
-
-    def state_for(key: bytes) -> Any:
-        st = states.get(key)
-        if st is None:
-            st = states[key] = KeyState(key.decode("utf-8"), key)
-        return st
-
-    decoded = True
-    try:
-        replay_segment(scan, state_for)
-        for st in states.values():
-            st.tail_chunks()  # seal: every single entry is turned into Arrow too
-    except Exception as exc:  # anything the decoder raises is damage, reported, not raised
-        decoded = False
-        msg = exc.message if isinstance(exc, SynaError) else f"{type(exc).__name__}: {exc}"
-        report.damage.append(f"{rel}: entries verify but do not decode: {msg}")
-    state = "OK" if not scan.skipped and decoded else "DAMAGED"
-    how = "decoded" if decoded else "decoding FAILED"
-    report.lines.append(f"{rel}: {n:,} entries, {human_bytes(size)}, {how}, {state}")
+    if seg.decode_error is not None:
+        report.damage.append(f"{rel}: entries verify but do not decode: {seg.decode_error}")
+    state = "OK" if seg.ok else "DAMAGED"
+    how = "decoded" if seg.decode_error is None else "decoding FAILED"
+    report.lines.append(f"{rel}: {seg.entries:,} entries, {human_bytes(seg.size)}, {how}, {state}")
 
 
 def _tree_bytes(directory: Path) -> int:

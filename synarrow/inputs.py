@@ -22,7 +22,15 @@ from synarrow.log.codec import INT64_MAX, INT64_MIN
 from synarrow.log.format import MAX_KEY_BYTES, Atom
 from synarrow.log.vectors import float32_values
 
-__all__ = ["BatchValues", "check_key", "to_batch", "to_timestamp_us", "to_timestamps"]
+__all__ = [
+    "EPOCH",
+    "BatchValues",
+    "check_key",
+    "datetime_to_us",
+    "to_batch",
+    "to_timestamp_us",
+    "to_timestamps",
+]
 
 
 @dataclass
@@ -160,13 +168,15 @@ def to_batch(values: Any) -> BatchValues:
     raise InvalidValueError(f"unsupported batch input {type(values).__name__}")
 
 
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+#: The start of time of stored microsecond timestamps.
+EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
 
-def _datetime_us(value: _dt.datetime) -> int:
+def datetime_to_us(value: _dt.datetime) -> int:
+    """A datetime as microseconds since the epoch, exactly (naive means UTC)."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=_dt.timezone.utc)
-    delta = value - _EPOCH
+    delta = value - EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
@@ -177,11 +187,11 @@ def to_timestamp_us(value: Any) -> int:
             raise InvalidArgumentError(f"timestamp {value} is outside the int64 range")
         return int(value)
     if isinstance(value, _dt.datetime):
-        return _datetime_us(value)
+        return datetime_to_us(value)
     if isinstance(value, np.datetime64):
         return int(value.astype("datetime64[us]").astype(np.int64))
     if hasattr(value, "to_pydatetime"):
-        return _datetime_us(value.to_pydatetime())
+        return datetime_to_us(value.to_pydatetime())
     raise InvalidArgumentError(f"unsupported timestamp {value!r:.60}")
 
 

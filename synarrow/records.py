@@ -11,12 +11,11 @@ import time
 from typing import Any, overload
 
 from synarrow.errors import InvalidArgumentError, InvalidValueError
+from synarrow.inputs import EPOCH, datetime_to_us
 
 __all__ = ["EPOCH", "check_name", "datetime_to_us", "now_us", "to_json", "us_to_datetime"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
-#: The start of time of stored microsecond stamps.
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _US = dt.timedelta(microseconds=1)
 
 
@@ -38,11 +37,6 @@ def us_to_datetime(us: int | None) -> dt.datetime | None:
     if us is None:
         return None
     return EPOCH + us * _US
-
-
-def datetime_to_us(when: dt.datetime) -> int:
-    """An aware datetime -> microseconds since the epoch (exact)."""
-    return (when - EPOCH) // _US
 
 
 def check_name(kind: str, name: object, reserved: str) -> str:
