@@ -29,7 +29,6 @@ from synarrow import config as _config
 from synarrow import inputs, interop
 from synarrow.columnar.schema import history_table
 from synarrow.config import DbConfig
-from synarrow.engine import batches
 from synarrow.engine.engine import Engine
 from synarrow.engine.snapshot import ReadSnapshot
 from synarrow.errors import InvalidArgumentError, InvalidValueError, TypeMismatchError
@@ -42,11 +41,8 @@ from synarrow.log.memtable import UNLOADED
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["BATCH_CHUNK_BYTES", "SynaDB", "check_key", "open"]
+__all__ = ["SynaDB", "check_key", "open"]
 
-#: The most value bytes one batch log entry holds (an alias of
-#: :data:`synarrow.engine.batches.BATCH_CHUNK_BYTES`, which is the setting that counts).
-BATCH_CHUNK_BYTES = batches.BATCH_CHUNK_BYTES
 _FLOAT = Atom.FLOAT
 _INT = Atom.INT
 _INT64_MIN = codec.INT64_MIN
