@@ -133,7 +133,14 @@ class DbConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def replace(self, **changes: Any) -> DbConfig:
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again); unknown names are
+        :class:`~synarrow.errors.ConfigError`."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ConfigError(
+                f"unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}",
+                hint="settings: " + ", ".join(f.name for f in dataclasses.fields(self)),
+            )
         return dataclasses.replace(self, **changes)
 
 

@@ -49,6 +49,8 @@ class Handle:
         self._closed = True
         self._closers: list[Callable[[], None]] = []
         self._closers_lock = threading.Lock()
+        self._released = threading.Event()  # set once close() has released everything
+        self._closing_thread: int | None = None
 
     # -- state ---------------------------------------------------------------------------
 
@@ -113,15 +115,31 @@ class Handle:
         """Free the subclass's own resources (called once, by :meth:`close`). Override."""
 
     def close(self) -> None:
-        """Close the handle: attached resources first, then its own. Idempotent."""
+        """Close the handle: attached resources first, then its own. Idempotent.
+
+        A call while another thread is closing the handle returns once that close is done
+        (so the files and locks are released when any ``close()`` returns).
+        """
         with self._closers_lock:
-            if self._closed:
-                return
-            self._closed = True
+            first = not self._closed and self._closing_thread is None
+            if first:
+                self._closed = True
+                self._closing_thread = threading.get_ident()
+            elif self._closing_thread is None:
+                return  # never opened, or closed and released already
+        if not first:
+            if self._closing_thread != threading.get_ident():  # not a closer closing again
+                self._released.wait()
+            return
         try:
             self._run_closers()
         finally:
-            self.release()
+            try:
+                self.release()
+            finally:
+                with self._closers_lock:
+                    self._closing_thread = None
+                self._released.set()
 
     def __enter__(self: _H) -> _H:
         return self

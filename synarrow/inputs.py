@@ -11,15 +11,15 @@ of ``datetime``.
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from synarrow.errors import InvalidArgumentError, InvalidKeyError, InvalidValueError
+from synarrow.errors import InvalidArgumentError, InvalidValueError
 from synarrow.log.codec import INT64_MAX, INT64_MIN
-from synarrow.log.format import MAX_KEY_BYTES, Atom
+from synarrow.log.format import Atom
+from synarrow.log.values import BatchValues, check_key
 from synarrow.log.vectors import float32_values
 
 __all__ = [
@@ -33,18 +33,6 @@ __all__ = [
 ]
 
 
-@dataclass
-class BatchValues:
-    """Values of one batch write, in the layout the log stores."""
-
-    atom: Atom
-    count: int
-    numbers: np.ndarray | None = None  # float64 or int64, contiguous
-    vectors: np.ndarray | None = None  # float32 (count, dim)
-    offsets: np.ndarray | None = None  # int64 (count + 1) for text / bytes
-    data: bytes | None = None
-
-
 def _from_numpy(arr: np.ndarray) -> BatchValues:
     kind = arr.dtype.kind
     if arr.ndim == 2:
@@ -52,7 +40,7 @@ def _from_numpy(arr: np.ndarray) -> BatchValues:
             raise InvalidValueError(f"a 2-D batch is a matrix of vectors; got dtype {arr.dtype}")
         if arr.shape[1] == 0:
             raise InvalidValueError("vectors need at least one dimension")
-        vec = float32_values(arr, "the batch's vectors")
+        vec = float32_values(arr, "the batch")
         return BatchValues(Atom.VECTOR, arr.shape[0], vectors=vec)
     if arr.ndim != 1:
         raise InvalidValueError(f"batch values must be 1-D (or 2-D vectors), got shape {arr.shape}")
@@ -97,7 +85,7 @@ def _from_list(items: list[Any]) -> BatchValues:
         )
     if isinstance(first, (np.ndarray, list, tuple)):
         try:
-            mat = np.asarray(items, dtype="<f4")
+            mat = np.asarray(items)  # converted (and overflow-checked) by _from_numpy
         except ValueError as exc:
             raise InvalidValueError(
                 f"vectors of a batch must all have one dimension: {exc}"
@@ -110,8 +98,14 @@ def _from_list(items: list[Any]) -> BatchValues:
         return BatchValues(Atom.INT, len(items), numbers=np.array(items, dtype=np.int64))
     if all(isinstance(x, (int, float, np.integer, np.floating)) for x in items):
         return BatchValues(Atom.FLOAT, len(items), numbers=np.array(items, dtype=np.float64))
-    bad = next(x for x in items if not isinstance(x, (int, float, str, bytes)))
-    raise InvalidValueError(f"unsupported value in batch: {type(bad).__name__} {bad!r:.60}")
+    bad = next((x for x in items if not isinstance(x, (int, float, str, bytes))), None)
+    if bad is not None:
+        raise InvalidValueError(f"unsupported value in batch: {type(bad).__name__} {bad!r:.60}")
+    names = ", ".join(sorted({type(x).__name__ for x in items}))
+    raise InvalidValueError(
+        f"a batch holds values of one type, this one mixes {names}",
+        hint="append values of different types one by one (or in separate batches)",
+    )
 
 
 def _from_arrow(arr: pa.Array) -> BatchValues:
@@ -224,22 +218,3 @@ def to_timestamps(timestamps: Any, count: int) -> np.ndarray | None:
     if arr.ndim != 1 or len(arr) != count:
         raise InvalidArgumentError(f"{len(arr)} timestamps for {count} values")
     return np.ascontiguousarray(arr)
-
-
-def check_key(key: object) -> bytes:
-    """Validate a key; returns its UTF-8 bytes or raises :class:`InvalidKeyError`.
-
-    >>> check_key("sensor/1")
-    b'sensor/1'
-    """
-    if not isinstance(key, str):
-        raise InvalidKeyError(f"keys must be str, got {type(key).__name__} {key!r:.60}")
-    if not key:
-        raise InvalidKeyError("keys must not be empty")
-    try:
-        raw = key.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidKeyError(f"key {key!r:.60} is not valid UTF-8: {exc}") from exc
-    if len(raw) > MAX_KEY_BYTES:
-        raise InvalidKeyError(f"key of {len(raw)} UTF-8 bytes is over the limit of {MAX_KEY_BYTES}")
-    return raw

@@ -70,16 +70,15 @@ def open_shared(path: str | os.PathLike[str], *, timeout: float, what: str) -> S
         raise InvalidArgumentError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
     key = Path(path).absolute()
     deadline = time.monotonic() + timeout
-    with _WRITERS_LOCK:
-        shared = _WRITERS.get(key)
-        if shared is not None and shared.in_this_process and not shared.db.closed:
-            shared.refs += 1
-            return shared
-        while True:
+    while True:
+        with _WRITERS_LOCK:  # never held while waiting, so other paths' opens go on
+            shared = _WRITERS.get(key)
+            if shared is not None and shared.in_this_process and not shared.db.closed:
+                shared.refs += 1
+                return shared
             try:
                 # The handle's own setting only: config.json keeps the database's.
                 db = SynaDB(key, sync_on_write=False)
-                break
             except DatabaseLockedError as exc:
                 if time.monotonic() >= deadline:
                     raise DatabaseLockedError(
@@ -91,9 +90,10 @@ def open_shared(path: str | os.PathLike[str], *, timeout: float, what: str) -> S
                             "readonly=True to read"
                         ),
                     ) from exc
-                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-        shared = _WRITERS[key] = SharedWriter(db, os.getpid(), 1)
-        return shared
+            else:
+                shared = _WRITERS[key] = SharedWriter(db, os.getpid(), 1)
+                return shared
+        time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
 
 def release_shared(shared: SharedWriter) -> None:

@@ -18,18 +18,18 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from synarrow.columnar.schema import ATOM_ARROW_TYPES
 from synarrow.errors import CorruptionError
+from synarrow.log.format import ATOM_NAMES, Atom
 
 __all__ = ["allowed_value_type", "check_batch", "check_offsets"]
 
 _VECTOR_ITEM = pa.float32()
 # Types whose buffers hold no offsets: the cheap validation (sizes) covers them.
 _FIXED_WIDTH = {pa.float64(): True, pa.int64(): True, pa.null(): True}
+# The scalar members a mixed-type (struct) history column may have, by atom name.
 _STRUCT_MEMBERS = {
-    "float": pa.float64(),
-    "int": pa.int64(),
-    "text": pa.large_string(),
-    "bytes": pa.large_binary(),
+    ATOM_NAMES[atom]: t for atom, t in ATOM_ARROW_TYPES.items() if atom != Atom.NULL
 }
 
 

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from synarrow.fileio import open_fd
-from synarrow.inputs import BatchValues
 from synarrow.log import codec
 from synarrow.log.format import Atom
 from synarrow.log.memtable import TailChunk, values_array
+from synarrow.log.values import BatchValues
 
 __all__ = [
     "BATCH_CHUNK_BYTES",

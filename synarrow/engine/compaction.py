@@ -19,7 +19,7 @@ from typing import Any, Protocol, cast
 
 from synarrow.columnar.store import BaseRef, ColumnarStore
 from synarrow.config import DbConfig
-from synarrow.errors import CompactionError
+from synarrow.errors import CompactionError, DatabaseClosedError
 from synarrow.fileio import remove_file
 from synarrow.log.memtable import BaseChunk, KeyState
 from synarrow.log.names import list_log_dir, segment_path
@@ -60,6 +60,7 @@ class Compactor:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None  # the last failed automatic compaction
         self._pending = False  # not yet raised by an explicit call
+        self._stopped = False  # the engine is closing: no compaction may start
 
     @property
     def last_error(self) -> BaseException | None:
@@ -73,7 +74,7 @@ class Compactor:
 
     def start_auto(self) -> None:
         """Start an automatic compaction on a background thread, unless one is busy."""
-        if self.busy():
+        if self._stopped or self.busy():
             return
         self._thread = threading.Thread(
             target=self._auto, name="synarrow-auto-compact", daemon=True
@@ -83,6 +84,8 @@ class Compactor:
     def _auto(self) -> None:
         try:
             self.run(full=False)
+        except DatabaseClosedError:
+            pass  # the engine closed before this compaction could start: nothing to do
         except Exception as exc:
             with self._host.lock:
                 self._error = exc
@@ -120,6 +123,15 @@ class Compactor:
             return not thread.is_alive()
         return True
 
+    def stop(self) -> None:
+        """No compaction starts from now on; returns once the running one (automatic or
+        explicit, on any thread) is done. Called by the engine's ``close`` before it
+        releases the files and the writer lock, so no compaction outlives the handle."""
+        self._stopped = True
+        self.join()
+        with self._running:
+            pass  # a compaction that started before the flag was set has finished
+
     def run(self, *, full: bool) -> dict[str, Any]:
         """Fold the log into a new columnar generation; returns what was done."""
         # Imported here: most handles never compact, and opening one stays a little faster.
@@ -127,6 +139,8 @@ class Compactor:
 
         host = self._host
         with self._running:
+            if self._stopped:
+                raise DatabaseClosedError(f"database {host.path} is closed")
             with host.lock:
                 writer = host.rotate()
                 first_segment, next_seq = writer.segment, host.next_seq

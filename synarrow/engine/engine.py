@@ -45,7 +45,6 @@ from synarrow.errors import (
     ReadOnlyError,
     TypeMismatchError,
 )
-from synarrow.inputs import BatchValues, check_key
 from synarrow.log import codec
 from synarrow.log.format import (
     CRC,
@@ -63,6 +62,7 @@ from synarrow.log.format import (
 )
 from synarrow.log.lock import WriterLock
 from synarrow.log.memtable import KeyState, TailChunk, last_value
+from synarrow.log.values import BatchValues, check_key
 from synarrow.log.writer import LogWriter
 
 __all__ = ["DELTA_RESTART", "Engine", "StagedBatch"]
@@ -325,37 +325,46 @@ class Engine:
                     position = writer.write_parts(record, sync=sync)
                     self.next_seq += 1
                     placed[i].append((payload_at, lo, hi, bool(flags & FLAG_LZ4)))
+                # Built before any key changes, so a failure here is cut out like one above.
+                visible = [
+                    (st, self._tail_chunks(writer, batch, ts, where, now))
+                    for st, (_, batch, ts), where in zip(states, staged, placed)
+                    if where
+                ]
             except BaseException:
                 # All or nothing: every entry of the call is cut out.
                 self.next_seq -= len(writer.offsets) - mark[1]
                 writer.rollback(mark)
                 raise
-            for st, (_, batch, ts), where in zip(states, staged, placed):
-                if where:
-                    self._add_chunks(writer, st, batch, ts, where, now)
+            for st, chunks in visible:
+                for chunk in chunks:
+                    st.add_chunk(chunk, last_value(chunk))
+                st.delta_atom = -1
             self.after_write(writer)
         if sync:
             writer.sync_to(position)
         return sum(batch.count for _, batch, _ in staged)
 
-    def _add_chunks(
+    def _tail_chunks(
         self,
         writer: LogWriter,
-        st: KeyState,
         batch: BatchValues,
         ts: np.ndarray | None,
         placed: list[batches.Placed],
         now: int,
-    ) -> None:
-        """Make one appended batch visible in its key's tail (after its entries are written)."""
-        chunks = batches.mapped_chunks(writer.path, batch, ts, placed)
+    ) -> list[TailChunk]:
+        """The tail chunks that make one appended batch visible (views of the segment file
+        for large numeric batches; a copy otherwise, or when the file cannot be mapped)."""
+        try:
+            chunks = batches.mapped_chunks(writer.path, batch, ts, placed)
+        except OSError:  # no mapping to be had (address space, descriptors): copy instead
+            chunks = None
         if chunks is None:
             chunks = [batches.copied_chunk(batch, ts, now)]
         for chunk in chunks:
             if chunk.ts.strides == (0,):
                 chunk.ts = np.broadcast_to(np.int64(now), (len(chunk),))
-            st.add_chunk(chunk, last_value(chunk))
-        st.delta_atom = -1
+        return chunks
 
     def delete(self, key: str) -> bool:
         """Write a tombstone for ``key``; whether it held a value."""
@@ -552,8 +561,9 @@ class Engine:
         return self.compactor.compact(full=full)
 
     def close(self) -> None:
-        """Wait for a background compaction, close the writer durably, release everything."""
-        self.compactor.join()
+        """Wait for a running compaction (none starts any more), close the writer durably,
+        release everything."""
+        self.compactor.stop()
         with self.lock:
             if self.closed:
                 return
