@@ -351,8 +351,10 @@ class SynaDB(Handle):
     def sql(self, query: str, params: Iterable[Any] | None = None) -> pa.Table:
         """Run a DuckDB query over the views ``history`` (every key) and ``latest``.
 
-        >>> db.sql("SELECT time_bucket(INTERVAL '1 hour', ts) h, avg(value) "
-        ...        "FROM history WHERE key = 'temperature' GROUP BY h")  # doctest: +SKIP
+        >>> db.sql("SELECT time_bucket(INTERVAL '1 hour', ts) AS h, avg(value) AS v "
+        ...        "FROM history WHERE key = 'temperature' GROUP BY h ORDER BY h"
+        ...        ).column("v").to_pylist()
+        [21.0, 22.0]
         """
         from synarrow.sql import run_sql
 
@@ -381,7 +383,8 @@ class SynaDB(Handle):
         ``uri`` is a local directory or any fsspec URI; DuckDB, pyarrow.dataset, Dask, Ray and
         Spark read the result as is. Options: see :func:`synarrow.export.export_dataset`.
 
-        >>> db.export_dataset("out/", partition_by="key")  # doctest: +SKIP
+        >>> db.export_dataset("out/", partition_by="key").rows
+        4
         """
         from synarrow.export import export_dataset
 
@@ -446,7 +449,11 @@ def open(
     They are applied to the stored settings and stored (use ``SynaDB(path, sync_on_write=...)``
     for a setting of one handle only).
 
-    >>> db = synarrow.open("data.db", sync_on_write=False)  # doctest: +SKIP
+    >>> import synarrow
+    >>> db = synarrow.open("data.db", sync_on_write=False)
+    >>> db.config.sync_on_write
+    False
+    >>> db.close()
     """
     cfg = _config.stored_with(Path(path), **config) if config else None
     return SynaDB(path, cfg, readonly=readonly, repair=repair)

@@ -1,12 +1,16 @@
 """``Experiment`` and ``Run``: experiment tracking on a SynaDB, queryable with SQL.
 
->>> exp = synarrow.Experiment("mnist", "experiments.db")            # doctest: +SKIP
->>> with exp.start_run(tags=["baseline"]) as run:                  # doctest: +SKIP
+>>> import synarrow
+>>> exp = synarrow.Experiment("mnist", "experiments.db")
+>>> with exp.start_run(tags=["baseline"]) as run:
 ...     run.log_params({"lr": 1e-3})
 ...     for epoch in range(10):
 ...         run.log_metrics({"loss": 1 / (epoch + 1)}, step=epoch)
->>> exp.query(filter={"status": "completed"}, sort_by="loss")      # doctest: +SKIP
->>> exp.sql("SELECT run_id, min(value) FROM metrics WHERE metric = 'loss' GROUP BY 1")  # doctest: +SKIP
+>>> [r.status for r in exp.query(filter={"status": "completed"}, sort_by="loss")]
+['completed']
+>>> exp.sql("SELECT min(value) AS best FROM metrics WHERE metric = 'loss'").column("best").to_pylist()
+[0.1]
+>>> exp.close()
 
 Storage (keys of the SynaDB at ``path``; ``<id>`` is a 32-character hex run id)::
 
@@ -683,8 +687,10 @@ class Experiment(Handle):
         """Start a run (status ``running``); use it as a context manager, or call
         :meth:`Run.end`.
 
-        >>> with exp.start_run("lr-1e-3", tags=["baseline"]) as run:   # doctest: +SKIP
+        >>> with exp.start_run("lr-1e-3", tags=["baseline"]) as run:
         ...     run.log_metric("loss", 0.3, step=1)
+        >>> run.status
+        'completed'
         """
         db = self._writer_db()
         run_id = uuid.uuid4().hex
@@ -736,7 +742,9 @@ class Experiment(Handle):
         (default, the final value), ``"best"`` (the maximum when ``ascending=False``, the
         minimum otherwise), ``"min"``, ``"max"`` or ``"first"``; NaN values are ignored.
 
-        >>> exp.query({"status": "completed"}, sort_by="accuracy", ascending=False)  # doctest: +SKIP
+        >>> runs = exp.query({"status": "completed"}, sort_by="accuracy", ascending=False)
+        >>> runs[0].name  # the best; runs without the metric come last
+        'first'
         """
         self.require_open()
         filt = dict(filter or {})
@@ -1016,8 +1024,9 @@ class Experiment(Handle):
         returns an Arrow table. Metric values still buffered in this process are written
         first, so queries see everything logged so far.
 
-        >>> exp.sql("SELECT run_id, max(value) FROM metrics "
-        ...         "WHERE metric = 'accuracy' GROUP BY run_id")   # doctest: +SKIP
+        >>> exp.sql("SELECT run_id, max(value) AS best FROM metrics "
+        ...         "WHERE metric = 'accuracy' GROUP BY run_id").column("best").to_pylist()
+        [0.9]
         """
         from synarrow.duck import DuckSession
 

@@ -208,9 +208,12 @@ def export_dataset(
 ) -> ExportResult:
     """Write the database as a Hive-partitioned Parquet (or Arrow IPC) dataset.
 
-    >>> export_dataset(db, "out/")                     # doctest: +SKIP
-    >>> duckdb.sql("SELECT key, avg(value) FROM read_parquet('out/**/*.parquet', "
-    ...            "hive_partitioning=true) GROUP BY key")  # doctest: +SKIP
+    >>> export_dataset(db, "out/").rows
+    4
+    >>> import duckdb
+    >>> duckdb.sql("SELECT key, count(*) AS n FROM read_parquet('out/**/*.parquet', "
+    ...            "hive_partitioning=true) GROUP BY key ORDER BY key").fetchall()
+    [('sensor/1', 1), ('temperature', 3)]
 
     Args:
         db: an open database (read-only handles work).
@@ -489,7 +492,8 @@ def export_file(
     ``read_csv`` / ``read_json(lines=True)`` turn into a long DataFrame. The file is written
     under a temporary name and moved into place, so a failure leaves no partial file.
 
-    >>> export_file(db, "all.parquet")                 # doctest: +SKIP
+    >>> export_file(db, "all.parquet").rows
+    4
     """
     fmt = normalize_format(format) if format else format_from_suffix(path)
     if fmt is None:
@@ -688,7 +692,12 @@ def import_dataset(
     ``ts_unit`` (``"s"``, ``"ms"``, ``"us"``, ``"ns"``) since the epoch, and is optional.
     Null values are skipped and counted (batch appends cannot carry them).
 
-    >>> import_dataset(db, "out/")                        # doctest: +SKIP
+    >>> import synarrow
+    >>> export_dataset(db, "copy-source/").rows
+    4
+    >>> with synarrow.SynaDB("copy.db") as fresh:
+    ...     import_dataset(fresh, "copy-source/").rows
+    4
     """
     if ts_unit not in ("s", "ms", "us", "ns"):
         raise InvalidArgumentError(f"ts_unit must be s, ms, us or ns, got {ts_unit!r}")
@@ -738,7 +747,11 @@ def read_dataset(
 ) -> Any:
     """A ``pyarrow.dataset.Dataset`` over an export, with ``key`` read as a string.
 
-    >>> read_dataset("out/").to_table(filter=pc.field("key") == "sensor/1")  # doctest: +SKIP
+    >>> export_dataset(db, "read-me/").rows
+    4
+    >>> import pyarrow.compute as pc
+    >>> read_dataset("read-me/").to_table(filter=pc.field("key") == "sensor/1").num_rows
+    1
     """
     import pyarrow.dataset as ds
 

@@ -21,9 +21,13 @@ returns ``bytes`` and so holds the model once (not twice). SHA-256 is computed i
 thread while the main thread reads or writes (hashlib releases the GIL), so the checksum costs
 little time on a machine with two cores.
 
->>> reg = synarrow.ModelRegistry("models.db")                        # doctest: +SKIP
->>> v = reg.save_model("classifier", b"...weights...", {"accuracy": "0.95"})  # doctest: +SKIP
->>> data, info = reg.load_model("classifier")                       # doctest: +SKIP
+>>> import synarrow
+>>> reg = synarrow.ModelRegistry("models.db")
+>>> v = reg.save_model("classifier", b"...weights...", {"accuracy": "0.95"})
+>>> data, info = reg.load_model("classifier")
+>>> data, info.version
+(b'...weights...', 1)
+>>> reg.close()
 """
 
 from __future__ import annotations
@@ -152,10 +156,16 @@ def normalize_stage(stage: object) -> str:
 class ModelRegistry(Handle):
     """Versioned model storage with SHA-256 verification and lifecycle stages.
 
-    >>> reg = synarrow.ModelRegistry("models.db")                          # doctest: +SKIP
-    >>> v = reg.save_model("classifier", "model.pt", {"accuracy": 0.95})   # doctest: +SKIP
-    >>> reg.set_stage("classifier", v.version, "Production")               # doctest: +SKIP
-    >>> data, info = reg.load_model("classifier", "Production")            # doctest: +SKIP
+    >>> import pathlib, synarrow
+    >>> _ = pathlib.Path("model.pt").write_bytes(b"weights")
+    >>> reg = synarrow.ModelRegistry("staged.db")
+    >>> v = reg.save_model("classifier", "model.pt", {"accuracy": 0.95})
+    >>> reg.set_stage("classifier", v.version, "Production").stage
+    'Production'
+    >>> data, info = reg.load_model("classifier", "Production")
+    >>> data, info.stage
+    (b'weights', 'Production')
+    >>> reg.close()
 
     Args:
         path: the registry directory (a SynaDB plus ``blobs/``); created if missing.

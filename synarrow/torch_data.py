@@ -7,8 +7,13 @@
   tensor): ``window`` steps of input, every ``stride`` steps, and optionally the ``horizon``
   steps that follow as the target.
 
->>> ds = WindowDataset("metrics.db", "temperature", window=64, horizon=8)   # doctest: +SKIP
->>> loader = torch.utils.data.DataLoader(ds, batch_size=256, num_workers=2)  # doctest: +SKIP
+>>> import numpy as np, synarrow, torch
+>>> with synarrow.SynaDB("metrics.db") as db:
+...     _ = db.append_batch("temperature", np.arange(100.0))
+>>> ds = WindowDataset("metrics.db", "temperature", window=64, horizon=8)
+>>> len(ds)
+29
+>>> loader = torch.utils.data.DataLoader(ds, batch_size=256, num_workers=2)
 
 Fork safety: a dataset keeps the database *path*, never an open handle. Each process (the
 main one and every worker, forked or spawned) opens the database read-only on its first

@@ -696,7 +696,8 @@ class VectorStore(Handle):
         the database's ``history`` and ``latest`` views; returns an Arrow table.
 
         >>> store.sql("SELECT key, array_cosine_similarity(vector, $q::FLOAT[3]) AS sim "
-        ...           "FROM vectors ORDER BY sim DESC LIMIT 5", {"q": [1, 0, 0]})  # doctest: +SKIP
+        ...           "FROM vectors ORDER BY sim DESC LIMIT 1", {"q": [1, 0, 0]}).to_pylist()
+        [{'key': 'a', 'sim': 1.0}]
         """
         from synarrow.duck import DuckSession
         from synarrow.sql import register

@@ -28,9 +28,7 @@ _VECTOR_ITEM = pa.float32()
 # Types whose buffers hold no offsets: the cheap validation (sizes) covers them.
 _FIXED_WIDTH = {pa.float64(): True, pa.int64(): True, pa.null(): True}
 # The scalar members a mixed-type (struct) history column may have, by atom name.
-_STRUCT_MEMBERS = {
-    ATOM_NAMES[atom]: t for atom, t in ATOM_ARROW_TYPES.items() if atom != Atom.NULL
-}
+_STRUCT_MEMBERS = {ATOM_NAMES[atom]: t for atom, t in ATOM_ARROW_TYPES.items() if atom != Atom.NULL}
 
 
 def _plain_type(t: pa.DataType) -> bool:
