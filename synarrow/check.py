@@ -26,7 +26,7 @@ from synarrow.columnar.verify import verify_columnar
 from synarrow.config import DbConfig
 from synarrow.engine.directory import is_database
 from synarrow.errors import CorruptionError, InvalidPathError, SynaError
-from synarrow.fileio import open_fd, read_bytes
+from synarrow.fileio import entry_problem, open_fd, read_bytes
 from synarrow.log.names import log_name_kind
 from synarrow.text_format import human_bytes
 
@@ -130,10 +130,9 @@ def _segments(root: Path, report: CheckReport) -> list[tuple[int, Path]]:
     out = []
     for entry in sorted(os.scandir(log_dir), key=lambda e: e.name):
         name = entry.name
-        if entry.is_symlink():
-            report.damage.append(f"log/{name}: a symbolic link; synarrow never writes one")
-        elif not entry.is_file(follow_symlinks=False):
-            report.damage.append(f"log/{name}: not a regular file")
+        problem = entry_problem(entry)
+        if problem is not None:
+            report.damage.append(f"log/{name}: {problem}")
         else:
             kind = log_name_kind(name)  # the same name rules the database opens by
             if kind is None:

@@ -431,7 +431,7 @@ class SynaDB(Handle):
         """An immutable view of the live keys' histories (or of ``keys`` only), taken now.
 
         No data is copied; writers may go on while the snapshot is read. This is the seam
-        through which SQL, export, Flight and ``check`` read the database.
+        through which SQL, export and Flight read the database.
         """
         return self._engine.read_snapshot(keys)
 

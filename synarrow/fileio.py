@@ -28,6 +28,7 @@ __all__ = [
     "NOFOLLOW",
     "DurableTemp",
     "create_exclusive",
+    "entry_problem",
     "fd_path",
     "fsync_directory",
     "lstat_regular",
@@ -301,6 +302,16 @@ def write_atomic(path: Path | str, data: bytes, *, durable: bool = True, mode: i
     with DurableTemp(temporary_name(path), mode=mode) as tmp:
         tmp.write(data)
         tmp.commit(path, durable=durable)
+
+
+def entry_problem(entry: os.DirEntry[str]) -> str | None:
+    """Why a directory entry cannot be a file synarrow wrote (a symbolic link, or not a
+    regular file), or ``None`` for a regular file. Used by the verifiers of ``check``."""
+    if entry.is_symlink():
+        return "a symbolic link; synarrow never writes one"
+    if not entry.is_file(follow_symlinks=False):
+        return "not a regular file"
+    return None
 
 
 def remove_file(path: Path | str) -> None:

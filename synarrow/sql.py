@@ -346,13 +346,10 @@ def session(db: SnapshotSource) -> SqlSession:
     with _SESSIONS_LOCK:
         db.require_open()
         current = _SESSIONS.get(db)
-        if current is None:
-            current = _SESSIONS[db] = SqlSession(db)
-            created = True
-        else:
-            created = False
-    if created:
-        db.on_close(lambda: close_session(db))  # at once if db closed meanwhile
+        if current is not None:
+            return current
+        current = _SESSIONS[db] = SqlSession(db)
+    db.on_close(lambda: close_session(db))  # at once if db closed meanwhile
     return current
 
 

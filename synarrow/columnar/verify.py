@@ -30,6 +30,7 @@ from synarrow.columnar.manifest import (
 from synarrow.columnar.store import BaseRef
 from synarrow.columnar.validate import check_batch
 from synarrow.errors import CorruptionError
+from synarrow.fileio import entry_problem
 from synarrow.log.format import Atom
 
 __all__ = ["ColumnarCheck", "verify_columnar"]
@@ -200,10 +201,9 @@ def _check_names(directory: Path, manifest: Manifest | None, rel: str, out: Colu
             live.add(manifest.index)
     for entry in sorted(os.scandir(directory), key=lambda e: e.name):
         name = entry.name
-        if entry.is_symlink():
-            out.damage.append(f"{rel}/{name}: a symbolic link; synarrow never writes one")
-        elif not entry.is_file(follow_symlinks=False):
-            out.damage.append(f"{rel}/{name}: not a regular file")
+        problem = entry_problem(entry)
+        if problem is not None:
+            out.damage.append(f"{rel}/{name}: {problem}")
         elif name in live:
             continue
         elif DATA_NAME.fullmatch(name) or INDEX_NAME.fullmatch(name) or ".tmp" in name:

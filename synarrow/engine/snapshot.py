@@ -2,7 +2,7 @@
 
 The engine takes a :class:`ReadSnapshot` under its lock in O(keys) reference copies (no data
 is copied: columnar slices are memory-mapped and sealed log-tail chunks are never changed
-again). SQL, export, Flight, ``check`` and the other layers read snapshots instead of the
+again). SQL, export, Flight and the other reading layers read snapshots instead of the
 engine's fields, so a writer appending meanwhile never changes what they see.
 """
 

@@ -26,12 +26,10 @@ def float32_values(values: Any, what: str) -> np.ndarray:
     Raises :class:`~synarrow.errors.InvalidValueError` naming ``what`` for booleans,
     non-numeric values and values that overflow float32.
     """
-    src = values if isinstance(values, np.ndarray) else None
     try:
-        if src is None:
-            src = np.asarray(values)
-            if src.dtype == object:
-                src = np.asarray(values, dtype=np.float64)
+        src = np.asarray(values)  # an ndarray is taken as it is
+        if src.dtype == object:
+            src = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise InvalidValueError(f"{what} is not an array of numbers: {exc}") from exc
     if src.dtype == np.bool_:
