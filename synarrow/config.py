@@ -26,6 +26,7 @@ from synarrow.fileio import read_bytes, write_atomic
 
 __all__ = [
     "CONFIG_NAME",
+    "DUPLICATES",
     "DbConfig",
     "check_request",
     "choose",
@@ -41,6 +42,8 @@ _MAX_CONFIG_BYTES = 1 << 20
 
 _COMPRESSIONS = (None, "lz4", "zstd")
 _VERIFY = ("first-read", "open", "never")
+#: The policies for entries of one key with equal timestamps (``DbConfig.duplicates``).
+DUPLICATES = ("keep_all", "keep_last", "keep_first")
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,10 @@ class DbConfig:
             the manifest, key index and file footers are verified at open and every batch's
             structure is checked before use, so damage never crashes the process.
             See docs/FORMAT.md.
+        duplicates: what reads, SQL and compaction keep of entries of one key with equal
+            timestamps: ``"keep_all"`` (default: every entry, in arrival order),
+            ``"keep_last"`` (the last one written, so a resent batch replaces the first) or
+            ``"keep_first"`` (the first one written). Compaction stores only what reads see.
     """
 
     sync_on_write: bool = True
@@ -87,6 +94,7 @@ class DbConfig:
     max_log_file_size: int = 256 * 1024 * 1024
     write_buffer_bytes: int = 1024 * 1024
     verify: str = "first-read"
+    duplicates: str = "keep_all"
 
     def __post_init__(self) -> None:
         for name in ("sync_on_write", "delta", "auto_compact"):
@@ -105,6 +113,11 @@ class DbConfig:
             raise ConfigError(
                 f"DbConfig.verify must be one of {', '.join(map(repr, _VERIFY))}, "
                 f"got {self.verify!r}"
+            )
+        if self.duplicates not in DUPLICATES:
+            raise ConfigError(
+                f"DbConfig.duplicates must be one of {', '.join(map(repr, DUPLICATES))}, "
+                f"got {self.duplicates!r}"
             )
         for name, low in (
             ("compression_threshold", 1),

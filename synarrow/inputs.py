@@ -27,7 +27,9 @@ __all__ = [
     "BatchValues",
     "check_key",
     "datetime_to_us",
+    "time_range",
     "to_batch",
+    "to_time_bound",
     "to_timestamp_us",
     "to_timestamps",
 ]
@@ -187,6 +189,58 @@ def to_timestamp_us(value: Any) -> int:
     if hasattr(value, "to_pydatetime"):
         return datetime_to_us(value.to_pydatetime())
     raise InvalidArgumentError(f"unsupported timestamp {value!r:.60}")
+
+
+def to_time_bound(value: Any, what: str = "time") -> int | None:
+    """A time given by a user (a range bound, an as-of time) as int microseconds, or ``None``.
+
+    Accepted: ``None``; ``datetime`` (naive means UTC) and ``date`` (its midnight, UTC);
+    numpy ``datetime64`` of any unit; pandas ``Timestamp``; int microseconds since the
+    epoch; ISO 8601 strings (``"2024-05-01"``, ``"2024-05-01T12:00:00Z"``,
+    ``"2024-05-01 12:00+02:00"``; without an offset they are UTC). ``what`` names the
+    argument in the error (:class:`~synarrow.errors.InvalidArgumentError`).
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = _dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidArgumentError(
+                f"{what} {value!r:.80} is not an ISO 8601 time",
+                hint="e.g. '2024-05-01', '2024-05-01T12:00:00Z' or '2024-05-01 12:00+02:00'",
+            ) from None
+        return datetime_to_us(parsed)
+    if isinstance(value, np.datetime64):
+        if np.isnat(value):
+            raise InvalidArgumentError(f"{what} is NaT")
+        return int(value.astype("datetime64[us]").astype(np.int64))
+    if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
+        return datetime_to_us(_dt.datetime(value.year, value.month, value.day))
+    if isinstance(value, (bool, np.bool_)):
+        raise InvalidArgumentError(f"{what} must be a time, got {value!r}")
+    if isinstance(value, float):
+        raise InvalidArgumentError(
+            f"{what} must be a time, got the float {value!r}",
+            hint="pass int microseconds since the epoch, a datetime or an ISO string",
+        )
+    if type(value).__name__ == "NaTType":
+        raise InvalidArgumentError(f"{what} is NaT")
+    try:
+        return to_timestamp_us(value)
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(f"{what}: {exc.message}") from None
+
+
+def time_range(start: Any, end: Any) -> tuple[int | None, int | None]:
+    """``(start, end)`` as microseconds (``None``: unbounded) for a half-open range
+    ``[start, end)``; :class:`~synarrow.errors.InvalidArgumentError` if ``start > end``."""
+    lo = to_time_bound(start, "start")
+    hi = to_time_bound(end, "end")
+    if lo is not None and hi is not None and lo > hi:
+        raise InvalidArgumentError(f"start ({start!r:.40}) is after end ({end!r:.40})")
+    return lo, hi
 
 
 def to_timestamps(timestamps: Any, count: int) -> np.ndarray | None:

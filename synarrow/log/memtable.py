@@ -47,6 +47,8 @@ class TailChunk:
     values: pa.Array
     # numpy view of ``values`` (numbers without nulls), kept once made
     numbers: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # whether ``ts`` never decreases, kept once known (see synarrow.engine.timeline)
+    in_order: bool | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.ts)
