@@ -265,12 +265,20 @@ class SynaDB(Handle):
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
 
-    def get_history(self, key: str) -> pa.Table:
-        """The whole history of ``key``: a table ``ts`` (timestamp[us, UTC]), ``value``.
+    def get_history(
+        self, key: str, start: Any = None, end: Any = None, *, last: int | None = None
+    ) -> pa.Table:
+        """The history of ``key``: a table ``ts`` (timestamp[us, UTC]), ``value``, ordered by
+        timestamp (entries with equal timestamps in the order they were written).
 
-        After compaction the columns are zero-copy views of the memory-mapped files.
+        ``start`` / ``end`` restrict it to the half-open range ``[start, end)``: ``datetime``
+        (naive means UTC), ``datetime64``, int microseconds since the epoch or ISO 8601
+        strings (``"2024-05-01T12:00:00Z"``); ``last=N`` keeps only the final N entries
+        (of the range). After compaction the columns are zero-copy views of the
+        memory-mapped files, and a range is found by binary search.
         """
-        return history_table(self._engine.parts(key))
+        lo, hi = inputs.time_range(start, end)
+        return history_table(self._engine.timeline(key, lo, hi, _check_last(last)))
 
     def history_reader(self, key: str) -> pa.RecordBatchReader:
         """The history as a RecordBatchReader (an Arrow C stream, one batch per chunk)."""
@@ -439,6 +447,15 @@ class SynaDB(Handle):
         """Wait for a background compaction, close the log writer (durably) and release the
         lock and the mapped files."""
         self._engine.close()
+
+
+def _check_last(last: Any) -> int | None:
+    """``last=`` of a history read: ``None`` or an int >= 0."""
+    if last is None:
+        return None
+    if isinstance(last, (bool, np.bool_)) or not isinstance(last, (int, np.integer)) or last < 0:
+        raise InvalidArgumentError(f"last must be an int >= 0, got {last!r:.40}")
+    return int(last)
 
 
 def open(

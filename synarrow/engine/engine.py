@@ -34,6 +34,7 @@ from synarrow import config as _config
 from synarrow.columnar.store import ColumnarStore
 from synarrow.config import DbConfig
 from synarrow.engine import batches
+from synarrow.engine import timeline as _timeline
 from synarrow.engine.compaction import Compactor
 from synarrow.engine.directory import COLUMNAR_DIR, LOG_DIR, prepare_directory
 from synarrow.engine.recovery import recover
@@ -497,6 +498,28 @@ class Engine:
         with self.lock:
             return self.required(key).parts()
 
+    def cutoff(self, key: str) -> int | None:
+        """The retention cutoff of ``key`` now: entries before it are expired (``None``)."""
+        return None
+
+    def timeline(
+        self,
+        key: str,
+        start: int | None = None,
+        end: int | None = None,
+        last: int | None = None,
+    ) -> list[TailChunk]:
+        """The history of a live ``key`` ordered by timestamp (duplicates policy and
+        retention applied), restricted to ``[start, end)`` and then its final ``last``
+        entries; zero-copy slices where the history is stored in order."""
+        with self.lock:
+            parts = self.required(key).parts()
+            not_before = self.cutoff(key)
+        chunks = _timeline.ordered(parts, duplicates=self.config.duplicates, not_before=not_before)
+        if start is None and end is None and last is None:
+            return chunks
+        return _timeline.time_slice(chunks, start, end, last)
+
     def single_slice(self, key: str) -> TailChunk | None:
         """The one columnar chunk that is the whole history of ``key``, if it is (the usual
         compacted case, readable without a copy); ``None`` otherwise."""
@@ -515,8 +538,15 @@ class Engine:
             else:
                 wanted = [self.states.get(k) if type(k) is str else None for k in keys]
                 states = [st for st in wanted if st is not None]
+            duplicates = self.config.duplicates
             views = {
-                st.key: KeyView(st.key, tuple(st.base), tuple(st.tail_chunks()))
+                st.key: KeyView(
+                    st.key,
+                    tuple(st.base),
+                    tuple(st.tail_chunks()),
+                    duplicates,
+                    self.cutoff(st.key),
+                )
                 for st in states
                 if st.latest_atom is not None
             }

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from synarrow.engine import timeline as _timeline
 from synarrow.log.memtable import BaseChunk, TailChunk
 
 __all__ = ["KeyView", "ReadSnapshot"]
@@ -25,11 +26,32 @@ class KeyView:
     base: tuple[BaseChunk, ...]
     """Slices of columnar files, in history order (``chunk()`` maps and verifies lazily)."""
     tail: tuple[TailChunk, ...]
-    """Sealed log-tail chunks after the base, in history order."""
+    """Sealed log-tail chunks after the base, in arrival order."""
+    duplicates: str = "keep_all"
+    """The database's duplicates policy (``DbConfig.duplicates``) when the snapshot was taken."""
+    not_before: int | None = None
+    """The retention cutoff of this key when the snapshot was taken (``None``: none)."""
+
+    def stored(self) -> list[TailChunk]:
+        """The chunks as stored, in arrival order (columnar slices are mapped on demand)."""
+        return [b.chunk() for b in self.base] + list(self.tail)
 
     def chunks(self) -> list[TailChunk]:
-        """Every chunk of the history in order (columnar slices are mapped on demand)."""
-        return [b.chunk() for b in self.base] + list(self.tail)
+        """The history ordered by timestamp, the duplicates policy and retention applied
+        (see :func:`synarrow.engine.timeline.ordered`)."""
+        return _timeline.ordered(
+            self.stored(), duplicates=self.duplicates, not_before=self.not_before
+        )
+
+    def timeline(
+        self, start: int | None = None, end: int | None = None, last: int | None = None
+    ) -> list[TailChunk]:
+        """The ordered history restricted to ``start <= ts < end`` (microseconds, ``None``:
+        unbounded) and then to its final ``last`` entries."""
+        chunks = self.chunks()
+        if start is None and end is None and last is None:
+            return chunks
+        return _timeline.time_slice(chunks, start, end, last)
 
     def last(self) -> TailChunk:
         """The chunk holding the latest entry."""

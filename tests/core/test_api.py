@@ -193,7 +193,7 @@ def test_append_batch_inputs_and_timestamps(db: synarrow.SynaDB) -> None:
         1000,
         2000,
     ]
-    assert db.get_history_floats("list").tolist() == [1.5, 2.0]
+    assert db.get_history_floats("list").tolist() == [2.0, 1.5]  # sorted by timestamp
     assert db.get_history("text").column("value").to_pylist() == ["bb"]
     assert db.get_history_tensor("vec").shape == (3, 4)
     assert db.get("ints") == 2

@@ -78,6 +78,9 @@ def history_values(db: synarrow.SynaDB, key: str) -> list[Any]:
     return out
 
 
+NOW = 10**18
+
+
 class DatabaseMachine(RuleBasedStateMachine):
     """Random appends, batches, deletes, reopens and compactions against a model."""
 
@@ -89,7 +92,18 @@ class DatabaseMachine(RuleBasedStateMachine):
             sync_on_write=False, auto_compact=False, compression_threshold=LZ4_THRESHOLD
         )
         self.db = synarrow.SynaDB(self.path, self.cfg)
-        self.model: dict[str, list[Any]] = {}
+        # key -> (time order, value) in arrival order; histories read sorted by time order,
+        # equal ones in arrival order. Values written without a timestamp get "now", later
+        # than every explicit timestamp used here and increasing: NOW + a counter.
+        self.model: dict[str, list[tuple[int, Any]]] = {}
+        self.clock = 0
+
+    def now(self) -> int:
+        self.clock += 1
+        return NOW + self.clock
+
+    def expected(self, key: str) -> list[Any]:
+        return [v for _, v in sorted(self.model.get(key, []), key=lambda e: e[0])]
 
     def teardown(self) -> None:
         if hasattr(self, "db"):
@@ -99,7 +113,7 @@ class DatabaseMachine(RuleBasedStateMachine):
     @rule(key=KEYS, value=ATOMS)
     def append(self, key: str, value: Any) -> None:
         self.db.append(key, value)
-        self.model.setdefault(key, []).append(canon(value))
+        self.model.setdefault(key, []).append((self.now(), canon(value)))
 
     @rule(
         key=KEYS,
@@ -136,10 +150,11 @@ class DatabaseMachine(RuleBasedStateMachine):
             items = [float(x) for x in values]
         if isinstance(values, np.ndarray) and values.ndim == 2:
             items = list(values)
-        self.model.setdefault(key, []).extend(canon(v) for v in items)
+        order = ts.tolist() if with_ts else [self.now() for _ in items]
+        self.model.setdefault(key, []).extend(zip(order, (canon(v) for v in items)))
         if with_ts:
-            got = self.db.get_history(key).column("ts").to_numpy()[-n:].astype("int64")
-            assert got.tolist() == ts.tolist()
+            got = self.db.get_history(key).column("ts").to_numpy().astype("int64")
+            assert set(ts.tolist()) <= set(got.tolist())
 
     @rule(key=KEYS)
     def delete(self, key: str) -> None:
@@ -149,7 +164,7 @@ class DatabaseMachine(RuleBasedStateMachine):
 
     @rule(key=KEYS)
     def get(self, key: str) -> None:
-        expected = self.model.get(key)
+        expected = self.expected(key)
         got = self.db.get(key)
         if not expected:
             assert got is None and key not in self.db
@@ -158,7 +173,7 @@ class DatabaseMachine(RuleBasedStateMachine):
 
     @rule(key=KEYS)
     def history(self, key: str) -> None:
-        expected = self.model.get(key)
+        expected = self.expected(key)
         if not expected:
             return
         assert history_values(self.db, key) == expected
