@@ -4,9 +4,11 @@ The life of a write: ``append`` checks the value, and :class:`~synarrow.engine.e
 encodes one log entry, appends it to the active segment (:class:`~synarrow.log.writer.LogWriter`),
 records it in the key's in-memory state (so ``get`` is O(1)) and, past a size limit, rotates
 the segment or starts a compaction that folds the log into memory-mapped Arrow files.
-The life of a read: ``get`` returns the cached latest value; history reads take the key's
-chunks (columnar slices, then the log tail) and build one Arrow table
-(:func:`~synarrow.columnar.schema.history_table`); SQL, export and Flight read a
+The life of a read: ``get`` returns the cached latest value (the entry with the greatest
+timestamp, whatever order entries were written in); history reads take the key's timeline
+ordered by timestamp (:meth:`~synarrow.engine.engine.Engine.timeline`: zero-copy slices of
+the memory-mapped files for a compacted key, a range found by binary search) and build one
+Arrow table (:func:`~synarrow.columnar.schema.history_table`); SQL, export and Flight read a
 :meth:`SynaDB.read_snapshot`.
 
 Opening (:mod:`synarrow.engine.recovery`) rebuilds the index from the columnar manifest plus
@@ -119,9 +121,11 @@ class SynaDB(Handle):
         """Append many values of one type to ``key`` as batch entries; returns how many.
 
         ``values``: a numpy array (1-D numbers, or 2-D for vectors), an Arrow array, a list,
-        a pandas / polars series. ``timestamps``: ``None`` (now, for every value), or one per
-        value: ints (microseconds since the epoch), ``datetime64``, Arrow timestamps or
-        ``datetime`` objects. This is the fast path: one log entry per 64 MiB of values,
+        a pandas / polars series. ``timestamps``: one per value (ints: microseconds since the
+        epoch, ``datetime64``, Arrow timestamps or ``datetime`` objects; any order, late
+        ones included), or ``None``: then the values get strictly increasing microseconds
+        from now (now, now + 1 us, ...), and later appends without a timestamp come after
+        the last of them. This is the fast path: one log entry per 64 MiB of values,
         written from the caller's buffers without an intermediate copy.
         """
         return self.append_batches([(key, values, timestamps)])
@@ -200,12 +204,21 @@ class SynaDB(Handle):
 
     # -- reading -------------------------------------------------------------------------
 
-    def get(self, key: str, default: Any = None) -> Any:
-        """The latest value of ``key``, or ``default`` if it is absent or deleted. O(1)."""
+    def get(self, key: str, default: Any = None, *, at: Any = None) -> Any:
+        """The latest value of ``key`` (the entry with the greatest timestamp; of equal ones
+        the last written, the first under ``duplicates="keep_first"``), or ``default`` if it
+        is absent or deleted. O(1).
+
+        ``at`` (a ``datetime``, ``datetime64``, int microseconds or ISO string): the latest
+        value at or before that time instead, or ``default`` if there is none.
+        """
+        if at is not None:
+            return _own(self._engine.value_at(key, inputs.to_time_bound(at, "at"), default))
         # Lock-free fast path: the latest value is one attribute, replaced atomically by
-        # writers; a key being created, deleted or not decoded yet takes the locked path.
+        # writers; a key being created, deleted or not decoded yet takes the locked path,
+        # and so does every key while retention rules exist (its value may have expired).
         st = self._states.get(key) if type(key) is str else None
-        if st is not None and not self._closed:
+        if st is not None and not self._closed and not self._engine.has_retention:
             value = st.latest
             if st.latest_atom is not None and value is not UNLOADED:
                 return value.copy() if type(value) is np.ndarray else value
@@ -277,39 +290,60 @@ class SynaDB(Handle):
         (of the range). After compaction the columns are zero-copy views of the
         memory-mapped files, and a range is found by binary search.
         """
-        lo, hi = inputs.time_range(start, end)
-        return history_table(self._engine.timeline(key, lo, hi, _check_last(last)))
+        return history_table(self._timeline(key, start, end, last))
 
-    def history_reader(self, key: str) -> pa.RecordBatchReader:
-        """The history as a RecordBatchReader (an Arrow C stream, one batch per chunk)."""
-        table = self.get_history(key)
+    def _timeline(self, key: str, start: Any, end: Any, last: Any) -> list[Any]:
+        lo, hi = inputs.time_range(start, end)
+        return self._engine.timeline(key, lo, hi, _check_last(last))
+
+    def history_reader(
+        self, key: str, start: Any = None, end: Any = None, *, last: int | None = None
+    ) -> pa.RecordBatchReader:
+        """The history as a RecordBatchReader (an Arrow C stream, one batch per chunk);
+        ``start``, ``end`` and ``last`` as in :meth:`get_history`."""
+        table = self.get_history(key, start, end, last=last)
         return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
 
-    def get_history_floats(self, key: str) -> np.ndarray:
-        """The history of a numeric key as float64 (a read-only zero-copy view when compacted).
+    def get_history_floats(
+        self, key: str, start: Any = None, end: Any = None, *, last: int | None = None
+    ) -> np.ndarray:
+        """The history of a numeric key as float64, ordered by timestamp (a read-only
+        zero-copy view when compacted, of a range too); ``start``, ``end`` and ``last`` as
+        in :meth:`get_history`.
 
         Int histories are converted (a copy; ints beyond 2**53 round, as with numpy's
         ``astype``). Other types raise ``TypeMismatchError``.
         """
-        chunk = self._engine.single_slice(key)
-        if chunk is not None and chunk.atom == Atom.FLOAT and not chunk.values.null_count:
-            # The usual compacted case: one slice of a mapped file, viewed directly.
+        chunks = self._timeline(key, start, end, last)
+        if len(chunks) == 1 and chunks[0].atom == Atom.FLOAT and not chunks[0].values.null_count:
+            # The usual compacted case: one slice of a mapped file, viewed directly (the
+            # view of a whole slice is kept on it; a range is a view of that).
+            chunk = chunks[0]
             if chunk.numbers is None:
                 chunk.numbers = interop.column_numpy(chunk.values)
             return chunk.numbers.view()  # a new view: callers may reshape theirs
-        col = self._numeric_column(key)
+        col = self._numeric_column(key, history_table(chunks))
         if col.type == pa.int64():
             # As numpy's astype: ints beyond 2**53 round to the nearest float64.
             col = col.cast(pa.float64(), safe=False)
         return interop.column_numpy(col)
 
-    def get_history_tensor(self, key: str, dtype: Any = None) -> np.ndarray:
-        """The history as a numpy array: 1-D for numbers, 2-D ``(n, dim)`` for vectors.
+    def get_history_tensor(
+        self,
+        key: str,
+        dtype: Any = None,
+        start: Any = None,
+        end: Any = None,
+        *,
+        last: int | None = None,
+    ) -> np.ndarray:
+        """The history as a numpy array: 1-D for numbers, 2-D ``(n, dim)`` for vectors,
+        ordered by timestamp; ``start``, ``end`` and ``last`` as in :meth:`get_history`.
 
-        Zero-copy (read-only) when the history is one chunk of the requested dtype, as after
-        compaction; ``dtype`` converts (a copy).
+        Zero-copy (read-only) when the history (or range) is one chunk of the requested
+        dtype, as after compaction; ``dtype`` converts (a copy).
         """
-        table = self.get_history(key)
+        table = self.get_history(key, start, end, last=last)
         col = table.column("value")
         t = col.type
         if pa.types.is_fixed_size_list(t):
@@ -331,8 +365,8 @@ class SynaDB(Handle):
             arr = interop.cast_checked(arr, np.dtype(dtype), f"history of {key!r}")
         return arr
 
-    def _numeric_column(self, key: str) -> pa.ChunkedArray:
-        col = self.get_history(key).column("value")
+    def _numeric_column(self, key: str, table: pa.Table) -> pa.ChunkedArray:
+        col = table.column("value")
         if col.type not in (pa.float64(), pa.int64()):
             raise TypeMismatchError(f"history of {key!r} is {col.type}, not numbers")
         if col.null_count:
@@ -398,25 +432,42 @@ class SynaDB(Handle):
 
         return export_dataset(self, uri, format, partition_by, **options)
 
-    def to_pandas(self, key: str) -> Any:
-        """The history as a pandas DataFrame (numeric columns without a copy when possible).
+    def to_pandas(
+        self, key: str, start: Any = None, end: Any = None, *, last: int | None = None
+    ) -> Any:
+        """The history as a pandas DataFrame (numeric columns without a copy when possible);
+        ``start``, ``end`` and ``last`` as in :meth:`get_history`.
 
         A mixed-type history's ``value`` column is a pandas ``ArrowDtype`` struct column.
         """
-        return interop.history_pandas(self.get_history(key))
+        return interop.history_pandas(self.get_history(key, start, end, last=last))
 
-    def to_polars(self, key: str) -> Any:
-        """The history as a polars DataFrame."""
-        return interop.history_polars(self.get_history(key))
+    def to_polars(
+        self, key: str, start: Any = None, end: Any = None, *, last: int | None = None
+    ) -> Any:
+        """The history as a polars DataFrame; ``start``, ``end`` and ``last`` as in
+        :meth:`get_history`."""
+        return interop.history_polars(self.get_history(key, start, end, last=last))
 
-    def to_torch(self, key: str, device: str = "cpu", *, copy: bool = False) -> Any:
-        """The history as a torch tensor (1-D numbers, 2-D vectors).
+    def to_torch(
+        self,
+        key: str,
+        device: str = "cpu",
+        *,
+        copy: bool = False,
+        start: Any = None,
+        end: Any = None,
+        last: int | None = None,
+    ) -> Any:
+        """The history as a torch tensor (1-D numbers, 2-D vectors), ordered by timestamp;
+        ``start``, ``end`` and ``last`` (keywords here) as in :meth:`get_history`.
 
         On the CPU the tensor shares memory with the (read-only) mapped file when the history
         is one chunk; torch cannot mark tensors read-only, so writing into it would crash the
         process. Pass ``copy=True`` for a tensor you may modify.
         """
-        return interop.to_torch(self.get_history_tensor(key), device, copy=copy)
+        tensor = self.get_history_tensor(key, start=start, end=end, last=last)
+        return interop.to_torch(tensor, device, copy=copy)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -447,6 +498,11 @@ class SynaDB(Handle):
         """Wait for a background compaction, close the log writer (durably) and release the
         lock and the mapped files."""
         self._engine.close()
+
+
+def _own(value: Any) -> Any:
+    """A value handed to the caller: vectors are copied (the cached one stays intact)."""
+    return value.copy() if isinstance(value, np.ndarray) else value
 
 
 def _check_last(last: Any) -> int | None:

@@ -1,12 +1,21 @@
 """The fold from log tail to columnar files: one new generation per compaction.
 
+Each key is written ordered by timestamp (:func:`synarrow.engine.timeline.ordered`: equal
+timestamps in arrival order, the duplicates policy applied, entries before the key's
+retention cutoff dropped), so every slice is sorted and its first and last timestamps go
+into the key index.
+
 Policy (generations with per-key rewrite):
 
 * a key with new entries whose columnar part is small (under ``REWRITE_LIMIT_BYTES``) or split
   in ``MAX_SLICES`` slices already is rewritten whole into the new generation, so its history
   is again one contiguous slice (zero-copy reads);
-* a key with a large columnar part only gets its new entries written, as one more slice;
-* a key with no new entries is left where it is, unless the file holding it would be mostly
+* a key with a large columnar part only gets its new entries written, as one more slice,
+  when they are in order, start at or after the columnar part's last timestamp (after it,
+  unless duplicates are kept) and none is before the retention cutoff; otherwise the key
+  is rewritten;
+* a key with no new entries is left where it is, unless it holds entries before its
+  retention cutoff or comes from an index without timestamps (then it is rewritten), or the file holding it would be mostly
   dead after this compaction (under half its rows still referenced), or is one of more than
   ``MAX_SMALL_FILES`` small files (under ``SMALL_FILE_ROWS`` rows): then it moves to the new
   generation, so dead space is reclaimed and small files are merged;
@@ -32,6 +41,7 @@ from synarrow.columnar.ipc import DataFileWriter, Span
 from synarrow.columnar.manifest import MANIFEST_FORMAT, DataFile, Manifest, commit_manifest
 from synarrow.columnar.schema import history_table, ts_array
 from synarrow.columnar.store import BaseRef, ColumnarStore
+from synarrow.engine import timeline
 from synarrow.errors import CorruptionError
 from synarrow.log.format import ATOM_NAMES, Atom
 from synarrow.log.memtable import TailChunk
@@ -62,6 +72,8 @@ class KeySnapshot:
     base: list[BaseRef]
     tail: list[TailChunk]
     tail_count: int = -1  # entries in the tail snapshot (computed when not given)
+    not_before: int | None = None
+    """The key's retention cutoff: entries before it are dropped (``None``: none)."""
 
     def __post_init__(self) -> None:
         if self.tail_count < 0:
@@ -123,8 +135,12 @@ def write_generation(
     next_seq: int,
     compression: str | None,
     full: bool = False,
+    duplicates: str = "keep_all",
 ) -> CompactionResult:
     """Write a new generation for ``snapshots`` (every live key) and commit its manifest.
+
+    Each key written is ordered by timestamp with the ``duplicates`` policy and its
+    snapshot's retention cutoff applied; a key left with no entry gets no slices.
 
     A database whose manifest is of format 1 (no checksums) is rewritten whole, so after one
     compaction every byte is covered by a checksum. Slices read to be rewritten are always
@@ -134,12 +150,20 @@ def write_generation(
     old = store.manifest
     gen = old.generation + 1
     full = full or (old.format < MANIFEST_FORMAT and bool(old.files))
-    plan = _plan(old, snapshots, full)
+    plan = _plan(old, snapshots, full, duplicates)
 
     writers: dict[pa.DataType, DataFileWriter] = {}
     # (key, slices kept, rows, (atom, last atom), writer, batch, row) per key written
     pending: list[
-        tuple[str, list[BaseRef], int, tuple[Atom | None, Atom], DataFileWriter, int, int]
+        tuple[
+            str,
+            list[BaseRef],
+            tuple[int, int, int],
+            tuple[Atom | None, Atom],
+            DataFileWriter,
+            int,
+            int,
+        ]
     ] = []
     result_refs: dict[str, list[BaseRef]] = {}
     result = CompactionResult(refs=result_refs, manifest=old)
@@ -157,22 +181,25 @@ def write_generation(
             if action == "rewrite":
                 for r in snap.base:
                     r.verify()
-                chunks = [r.chunk() for r in snap.base] + snap.tail
+                stored = [r.chunk() for r in snap.base] + snap.tail
                 kept: list[BaseRef] = []
                 result.keys_rewritten += 1
             elif action == "append":
-                chunks = list(snap.tail)
+                stored = list(snap.tail)
                 kept = list(snap.base)
                 result.keys_appended += 1
             else:
                 result_refs[snap.key] = list(snap.base)
                 continue
-            ts, values, atoms = _history_arrays(chunks)
-            if not len(ts):
+            chunks = timeline.ordered(stored, duplicates=duplicates, not_before=snap.not_before)
+            if not chunks:
+                result_refs[snap.key] = kept  # nothing left to write (all expired)
                 continue
+            ts, values, atoms = _history_arrays(chunks)
             w = writer_for(values.type)
             batch, row = w.add(snap.key, ts, values)
-            pending.append((snap.key, kept, len(ts), atoms, w, batch, row))
+            bounds = (len(ts), chunks[0].ts[0].item(), chunks[-1].ts[-1].item())
+            pending.append((snap.key, kept, bounds, atoms, w, batch, row))
             result.entries_written += len(ts)
         new_files: list[DataFile] = []
         spans: dict[int, list[Span]] = {}
@@ -181,10 +208,11 @@ def write_generation(
             new_files.append(info)
             result.files_written.append(info.name)
         infos = {f.name: f for f in new_files}
-        for key, kept, count, (atom, last_atom), w, batch, row in pending:
+        for key, kept, (count, t0, t1), (atom, last_atom), w, batch, row in pending:
             mf = store.mapped(infos[w.name])
             span = spans[id(w)][batch]
-            result_refs[key] = [*kept, BaseRef(mf, batch, row, count, atom, last_atom, span)]
+            ref = BaseRef(mf, batch, row, count, atom, last_atom, span, t0, t1)
+            result_refs[key] = [*kept, ref]
 
         index_name = f"g{gen:06d}-index.arrow"
         known = {f.name: f for f in [*old.files, *new_files]}
@@ -218,7 +246,38 @@ def write_generation(
     return result
 
 
-def _plan(old: Manifest, snapshots: list[KeySnapshot], full: bool) -> dict[str, str]:
+def _appendable(snap: KeySnapshot, duplicates: str) -> bool:
+    """Whether the tail can be written as one more slice after the sorted base: it is in
+    order, starts at or after the base's last timestamp (after it, unless duplicates are
+    kept), holds no duplicate timestamps to remove and nothing before the cutoff."""
+    tail = [c for c in snap.tail if len(c)]
+    if not tail or not timeline.follows(tail):
+        return False
+    first = int(tail[0].ts[0])
+    if snap.not_before is not None and first < snap.not_before:
+        return False
+    base_last = snap.base[-1].last_ts if snap.base else None
+    if snap.base and base_last is None:
+        return False
+    if duplicates == "keep_all":
+        return base_last is None or first >= base_last
+    return (base_last is None or first > base_last) and not timeline.has_duplicates(tail)
+
+
+def _stale(snap: KeySnapshot) -> bool:
+    """Whether a key without new entries must be rewritten anyway: its slices come from an
+    index without timestamps (maybe unsorted), or some entries are before its cutoff."""
+    if any(r.last_ts is None for r in snap.base):
+        return True
+    cutoff = snap.not_before
+    return cutoff is not None and any(
+        r.first_ts is not None and r.first_ts < cutoff for r in snap.base
+    )
+
+
+def _plan(
+    old: Manifest, snapshots: list[KeySnapshot], full: bool, duplicates: str = "keep_all"
+) -> dict[str, str]:
     """Per key: "rewrite" (whole history into the new generation), "append" (only the
     tail, as one more slice) or "keep" (untouched)."""
     plan: dict[str, str] = {}
@@ -227,9 +286,10 @@ def _plan(old: Manifest, snapshots: list[KeySnapshot], full: bool) -> dict[str, 
             plan[snap.key] = "rewrite"
         elif snap.tail_count:
             small = sum(r.nbytes for r in snap.base) <= REWRITE_LIMIT_BYTES
-            plan[snap.key] = "rewrite" if small or len(snap.base) >= MAX_SLICES else "append"
+            append = not small and len(snap.base) < MAX_SLICES and _appendable(snap, duplicates)
+            plan[snap.key] = "append" if append else "rewrite"
         else:
-            plan[snap.key] = "keep"
+            plan[snap.key] = "rewrite" if _stale(snap) else "keep"
     # Rows each existing file keeps after those rewrites.
     remaining: dict[str, int] = defaultdict(int)
     for snap in snapshots:
@@ -267,4 +327,8 @@ def _write_index(
             cols["offset"].append(r.span.offset)
             cols["length"].append(r.span.length)
             cols["xxh3"].append(r.span.xxh3)
+            if r.first_ts is None or r.last_ts is None:  # such slices are rewritten, never kept
+                raise CorruptionError(f"slice of key {key!r} in {r.file.path} has no timestamps")
+            cols["first_ts"].append(r.first_ts)
+            cols["last_ts"].append(r.last_ts)
     return write_index(path, keys, cols)

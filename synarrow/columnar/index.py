@@ -2,7 +2,11 @@
 
 An Arrow IPC file (plain types, readable by any Arrow implementation) with one row per
 slice, oldest first within a key. Format 2 adds where each slice's record batch lies in its
-file and that batch's XXH3-64. The whole index file is checksummed in the manifest and read
+file and that batch's XXH3-64, and (since time-ordered compaction) each slice's first and
+last timestamp: a slice written with them is sorted by timestamp, so the latest entry of a
+key is known at open without mapping any data. An index of format 2 without the two
+timestamp columns (written before) still opens: its slices' latest entries are found by
+reading them. The whole index file is checksummed in the manifest and read
 into memory at open; every field is checked before use (:func:`read_index`).
 """
 
@@ -23,7 +27,14 @@ from synarrow.errors import CorruptionError
 from synarrow.fileio import read_bytes, remove_file, write_atomic
 from synarrow.log.format import Atom
 
-__all__ = ["INDEX_SCHEMA", "INDEX_SCHEMA_V1", "IndexRows", "read_index", "write_index"]
+__all__ = [
+    "INDEX_SCHEMA",
+    "INDEX_SCHEMA_V1",
+    "INDEX_SCHEMA_V2",
+    "IndexRows",
+    "read_index",
+    "write_index",
+]
 
 INDEX_SCHEMA_V1 = pa.schema(
     [
@@ -36,7 +47,7 @@ INDEX_SCHEMA_V1 = pa.schema(
         ("last_atom", pa.int8()),  # atom of the slice's last entry
     ]
 )
-INDEX_SCHEMA = pa.schema(
+INDEX_SCHEMA_V2 = pa.schema(
     [
         *INDEX_SCHEMA_V1,
         ("offset", pa.int64()),  # byte offset of the slice's record batch in its file
@@ -44,7 +55,15 @@ INDEX_SCHEMA = pa.schema(
         ("xxh3", pa.uint64()),  # XXH3-64 of those bytes
     ]
 )
+INDEX_SCHEMA = pa.schema(
+    [
+        *INDEX_SCHEMA_V2,
+        ("first_ts", pa.int64()),  # timestamp of the slice's first row (the slice is sorted)
+        ("last_ts", pa.int64()),  # timestamp of its last row, the greatest
+    ]
+)
 _NUMERIC = [f.name for f in INDEX_SCHEMA if f.name != "key"]
+_NUMERIC_V2 = [f.name for f in INDEX_SCHEMA_V2 if f.name != "key"]
 _ATOMS = {int(a) for a in Atom}
 _MAX_KEY_BYTES = 65535
 
@@ -56,7 +75,13 @@ class IndexRows:
     keys: list[str]
     columns: dict[str, list[int]]  # file, batch, row, count, atom, last_atom[, offset, ...]
     checksummed: bool
+    """Format 2: ``offset``, ``length`` and ``xxh3`` are present."""
     arrays: dict[str, np.ndarray]  # the same columns as numpy arrays
+
+    @property
+    def timed(self) -> bool:
+        """Whether ``first_ts`` and ``last_ts`` are present (slices sorted by timestamp)."""
+        return "last_ts" in self.columns
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -109,18 +134,20 @@ def read_index(path: Path, manifest: Manifest) -> IndexRows:
             )
     try:
         table = ipc.open_file(pa.py_buffer(data)).read_all()
-        expected = INDEX_SCHEMA if checksummed else INDEX_SCHEMA_V1
-        if table.schema != expected:
+        if checksummed and table.schema == INDEX_SCHEMA:
+            names = _NUMERIC
+        elif checksummed and table.schema == INDEX_SCHEMA_V2:
+            names = _NUMERIC_V2
+        elif not checksummed and table.schema == INDEX_SCHEMA_V1:
+            names = _NUMERIC[:6]
+        else:
             raise CorruptionError(f"columnar index {path} has an unexpected schema")
         table.validate(full=True)
         if any(c.null_count for c in table.columns):
             raise CorruptionError(f"columnar index {path} holds nulls")
         _check_keys(path, table.column("key"))
         keys = table.column("key").to_pylist()
-        cols = {
-            name: _numbers(table.column(name))
-            for name in (_NUMERIC if checksummed else _NUMERIC[:6])
-        }
+        cols = {name: _numbers(table.column(name)) for name in names}
     except CorruptionError:
         raise
     except (pa.ArrowException, ValueError, OSError) as exc:
@@ -176,3 +203,5 @@ def _check_fields(path: Path, cols: dict[str, np.ndarray], nfiles: int) -> None:
         off, length = cols["offset"], cols["length"]
         if len(off) and (off.min() < 0 or length.min() <= 0):
             raise bad("a slice has a negative byte offset or length")
+    if "last_ts" in cols and bool(np.any(cols["first_ts"] > cols["last_ts"])):
+        raise bad("a slice's first timestamp is after its last")

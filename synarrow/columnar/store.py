@@ -64,6 +64,10 @@ class BaseRef:
     atom: Atom | None
     last_atom: Atom
     span: Span | None = None
+    first_ts: int | None = None
+    """Timestamp of the first row, from the index (``None`` in older indexes)."""
+    last_ts: int | None = None
+    """Timestamp of the last row, the greatest: the slice is sorted (``None``: unknown)."""
     _chunk: TailChunk | None = field(default=None, repr=False)
 
     def chunk(self) -> TailChunk:
@@ -90,6 +94,13 @@ class BaseRef:
             if self.row or self.count != b.num_rows:  # format 1: several keys per batch
                 ts_np = ts_np[self.row : self.row + self.count]
                 values = values.slice(self.row, self.count)
+            if self.last_ts is not None and (
+                int(ts_np[0]) != self.first_ts or int(ts_np[-1]) != self.last_ts
+            ):
+                raise CorruptionError(
+                    f"{what}: the slice's timestamps run {int(ts_np[0])}..{int(ts_np[-1])}, "
+                    f"the index says {self.first_ts}..{self.last_ts}"
+                )
             c = self._chunk = TailChunk(self.atom, ts_np, values)
         return c
 
@@ -277,10 +288,13 @@ class ColumnarStore:
             fields = zip(cols["offset"], cols["length"], cols["xxh3"])
             spans = list(map(tuple.__new__, itertools.repeat(Span), fields))
         atoms = {int(a): a for a in Atom}
+        no_ts = itertools.repeat(None)
+        firsts = cols["first_ts"] if rows.timed else no_ts
+        lasts = cols["last_ts"] if rows.timed else no_ts
         per_key: list[tuple[str, list[BaseRef]]] = []
         current: str | None = None
         refs: list[BaseRef] = []
-        for key, f, b, r, n, a, la, span in zip(
+        for key, f, b, r, n, a, la, span, t0, t1 in zip(
             rows.keys,
             cols["file"],
             cols["batch"],
@@ -289,12 +303,14 @@ class ColumnarStore:
             cols["atom"],
             cols["last_atom"],
             spans,
+            firsts,
+            lasts,
         ):
             if key != current:
                 if current is not None:
                     per_key.append((current, refs))
                 current, refs = key, []
-            refs.append(BaseRef(files[f], b, r, n, atoms.get(a), atoms[la], span))
+            refs.append(BaseRef(files[f], b, r, n, atoms.get(a), atoms[la], span, t0, t1))
         if current is not None:
             per_key.append((current, refs))
         if self.verify == "open":

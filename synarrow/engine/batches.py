@@ -31,6 +31,7 @@ __all__ = [
     "Placed",
     "batch_slices",
     "copied_chunk",
+    "default_timestamps",
     "encode_slice",
     "encoder",
     "mapped_chunks",
@@ -132,12 +133,19 @@ def encoder() -> ThreadPoolExecutor:
         return _ENCODER
 
 
+def default_timestamps(now: int, lo: int, hi: int) -> np.ndarray:
+    """The timestamps of values ``lo:hi`` of a batch appended without any at ``now``:
+    ``now + lo, now + lo + 1, ...`` (strictly increasing microseconds, as the log's
+    ``TS_SEQUENCE`` batch entries store them)."""
+    return np.arange(now + lo, now + hi, dtype=np.int64)
+
+
 def mapped_chunks(
-    path: Path, batch: BatchValues, ts: np.ndarray | None, placed: list[Placed]
+    path: Path, batch: BatchValues, ts: np.ndarray | None, placed: list[Placed], now: int
 ) -> list[TailChunk] | None:
     """Tail chunks viewing the batch's entries in the segment file, or None to copy instead.
 
-    Chunks without their own timestamps get a zero-stride placeholder the caller replaces.
+    Values without their own timestamps get :func:`default_timestamps` from ``now``.
     """
     if batch.atom not in (Atom.FLOAT, Atom.INT, Atom.VECTOR) or any(c for *_, c in placed):
         return None
@@ -152,7 +160,7 @@ def mapped_chunks(
             chunk_ts = _map_segment(path, "<i8", start, (n,))
             start += 8 * n
         else:
-            chunk_ts = np.broadcast_to(np.int64(0), (n,))  # shared timestamp, set by caller
+            chunk_ts = default_timestamps(now, lo, hi)
         if batch.atom == Atom.VECTOR:
             dim = _width(batch) // 4
             vec = _map_segment(path, "<f4", start, (n, dim))
@@ -166,12 +174,10 @@ def mapped_chunks(
 
 
 def copied_chunk(batch: BatchValues, ts: np.ndarray | None, now: int) -> TailChunk:
-    """The whole batch as one tail chunk, copied (the caller may reuse its arrays); one
-    shared timestamp is a zero-stride view, materialised only when read."""
+    """The whole batch as one tail chunk, copied (the caller may reuse its arrays); values
+    without timestamps get :func:`default_timestamps` from ``now``."""
     chunk_ts = (
-        np.array(ts, dtype=np.int64)
-        if ts is not None
-        else np.broadcast_to(np.int64(now), (batch.count,))
+        np.array(ts, dtype=np.int64) if ts is not None else default_timestamps(now, 0, batch.count)
     )
     return TailChunk(
         batch.atom,

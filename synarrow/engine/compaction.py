@@ -50,6 +50,10 @@ class CompactionHost(Protocol):
         """Record the closed segments' size after a compaction (caller holds the lock)."""
         ...
 
+    def cutoff(self, key: str) -> int | None:
+        """The retention cutoff of ``key`` now (``None``: none)."""
+        ...
+
 
 class Compactor:
     """Runs the compactions of one engine, one at a time."""
@@ -152,7 +156,9 @@ class Compactor:
                             del host.states[key]  # deleted key, nothing left to fold
                         continue
                     base = cast(list[BaseRef], list(st.base))
-                    snap = columnar_compact.KeySnapshot(key, base, st.tail_chunks(), st.tail_count)
+                    snap = columnar_compact.KeySnapshot(
+                        key, base, st.tail_chunks(), st.tail_count, host.cutoff(key)
+                    )
                     snaps.append(snap)
                     seen[key] = (st, st.epoch, snap.tail_count)
             result = columnar_compact.write_generation(
@@ -162,6 +168,7 @@ class Compactor:
                 next_seq=next_seq,
                 compression=host.config.columnar_compression,
                 full=full,
+                duplicates=host.config.duplicates,
             )
             with host.lock:
                 for key, refs in result.refs.items():

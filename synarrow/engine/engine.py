@@ -9,10 +9,16 @@ The life of a write:
 2. the :class:`~synarrow.log.writer.LogWriter` appends it to the active segment (buffered, or
    written through and fsynced with ``sync_on_write``, sharing fsyncs between threads);
 3. the key's :class:`~synarrow.log.memtable.KeyState` records the value in Arrow-ready buffers
-   and caches it as the latest value, so ``get`` is O(1);
+   and, if its timestamp is at or after the key's latest (one comparison), caches it as the
+   latest value, so ``get`` is O(1); entries may arrive out of timestamp order;
 4. once the segment passes a size limit, :meth:`Engine.after_write` rotates it or starts an
    automatic compaction (:mod:`synarrow.engine.compaction`), which folds the log tail into
    memory-mapped Arrow IPC files.
+
+Reads see every history ordered by timestamp (:meth:`Engine.timeline`, see
+:mod:`synarrow.engine.timeline`): a key stored in order (compaction writes each key sorted)
+is read zero-copy; the merged order of a key with late entries is computed once and kept
+on its state until the key changes.
 
 Opening is :mod:`synarrow.engine.recovery`; batches are :mod:`synarrow.engine.batches`.
 Readers take a :class:`~synarrow.engine.snapshot.ReadSnapshot` (:meth:`Engine.read_snapshot`).
@@ -62,7 +68,7 @@ from synarrow.log.format import (
     key_entry_struct,
 )
 from synarrow.log.lock import WriterLock
-from synarrow.log.memtable import KeyState, TailChunk, last_value
+from synarrow.log.memtable import NO_TS, KeyState, TailChunk, value_at
 from synarrow.log.values import BatchValues, check_key
 from synarrow.log.writer import LogWriter
 
@@ -132,6 +138,10 @@ class Engine:
         self.repaired = found.repaired
         self.dropped_in_repair = found.dropped_in_repair
         self.last_ts = 0  # the latest timestamp this engine chose (see now())
+        self.has_retention = False
+        """Whether retention rules exist (then ``get`` takes the locked path, which checks
+        the key's cutoff)."""
+        self._ties_first = self.config.duplicates == "keep_first"
         self.check_at = 0  # the segment size at which after_write() must run
         self.compactor = Compactor(self)
         self.closed = False
@@ -156,7 +166,7 @@ class Engine:
         """The state of ``key``, created (after validating the key) if it is new."""
         st = self.states.get(key) if type(key) is str else None
         if st is None:
-            st = self.states[key] = KeyState(key, check_key(key))
+            st = self.states[key] = KeyState(key, check_key(key), ties_first=self._ties_first)
         return st
 
     def now(self) -> int:
@@ -234,8 +244,10 @@ class Engine:
             b.ts.append(ts)
             b.nums.append(value)  # type: ignore[union-attr]
             st.tail_count += 1
-            st.latest = value
-            st.latest_atom = atom
+            if ts > st.latest_ts or (ts == st.latest_ts and not st.ties_first):
+                st.latest = value
+                st.latest_atom = atom
+                st.latest_ts = ts
             st.delta_atom = atom
             st.delta_segment = segment
             st.delta_prev = cur
@@ -307,6 +319,11 @@ class Engine:
             if not jobs:
                 return 0
             now = self.now()
+            # Values without timestamps get now, now + 1, ...: the engine's clock moves past
+            # the longest such batch, so later appends come after all of them.
+            untimed = [b.count for _, b, t in staged if t is None]
+            if untimed:
+                self.last_ts = max(self.last_ts, now + max(untimed) - 1)
             position = 0
             mark = writer.mark()
             placed: list[list[batches.Placed]] = [[] for _ in staged]
@@ -319,7 +336,7 @@ class Engine:
                     else:
                         limit = threshold if early is None else None
                         parts, flags = batches.encode_slice(batch, ts, lo, hi, limit, payload_at)
-                    header_ts = int(ts[lo]) if ts is not None else now
+                    header_ts = int(ts[lo]) if ts is not None else now + lo
                     record = encode_entry_parts(
                         header_ts, st.key_bytes, parts, flags_byte(flags | FLAG_BATCH, batch.atom)
                     )
@@ -339,7 +356,7 @@ class Engine:
                 raise
             for st, chunks in visible:
                 for chunk in chunks:
-                    st.add_chunk(chunk, last_value(chunk))
+                    st.add_chunk(chunk)
                 st.delta_atom = -1
             self.after_write(writer)
         if sync:
@@ -357,14 +374,11 @@ class Engine:
         """The tail chunks that make one appended batch visible (views of the segment file
         for large numeric batches; a copy otherwise, or when the file cannot be mapped)."""
         try:
-            chunks = batches.mapped_chunks(writer.path, batch, ts, placed)
+            chunks = batches.mapped_chunks(writer.path, batch, ts, placed, now)
         except OSError:  # no mapping to be had (address space, descriptors): copy instead
             chunks = None
         if chunks is None:
             chunks = [batches.copied_chunk(batch, ts, now)]
-        for chunk in chunks:
-            if chunk.ts.strides == (0,):
-                chunk.ts = np.broadcast_to(np.int64(now), (len(chunk),))
         return chunks
 
     def delete(self, key: str) -> bool:
@@ -471,10 +485,29 @@ class Engine:
         return st
 
     def latest(self, key: str, default: Any) -> Any:
-        """The latest value of ``key`` (decoded from the columnar files if needed)."""
+        """The value of ``key`` with the greatest timestamp (decoded from the columnar files
+        if needed), or ``default`` if it is absent, deleted or expired."""
         with self.lock:
             st = self.live(key)
-            return default if st is None else st.resolve_latest()
+            if st is None:
+                return default
+            cutoff = self.cutoff(key)
+            if cutoff is not None and NO_TS < st.latest_ts < cutoff:
+                return default
+            return st.resolve_latest()
+
+    def value_at(self, key: str, at: int, default: Any) -> Any:
+        """The value of ``key`` with the greatest timestamp at or before ``at`` (the last
+        written of equal ones, the first under ``keep_first``), or ``default``."""
+        with self.lock:
+            st = self.live(key)
+            if st is None:
+                return default
+            chunks = self._visible(st, self.cutoff(key))
+        found = _timeline.locate_at(chunks, at)
+        if found is None:
+            return default
+        return value_at(*found)
 
     def latest_of(self, key: str, atom: Atom) -> Any:
         """The latest value of ``key``, which must be an ``atom``."""
@@ -513,21 +546,30 @@ class Engine:
         retention applied), restricted to ``[start, end)`` and then its final ``last``
         entries; zero-copy slices where the history is stored in order."""
         with self.lock:
-            parts = self.required(key).parts()
-            not_before = self.cutoff(key)
-        chunks = _timeline.ordered(parts, duplicates=self.config.duplicates, not_before=not_before)
+            st = self.required(key)
+            chunks = self._visible(st, self.cutoff(key))
         if start is None and end is None and last is None:
             return chunks
-        return _timeline.time_slice(chunks, start, end, last)
+        return _timeline.nonempty(chunks, _timeline.time_slice(chunks, start, end, last))
 
-    def single_slice(self, key: str) -> TailChunk | None:
-        """The one columnar chunk that is the whole history of ``key``, if it is (the usual
-        compacted case, readable without a copy); ``None`` otherwise."""
-        with self.lock:
-            st = self.required(key)
-            if not st.tail_count and len(st.base) == 1:
-                return st.base[0].chunk()
-            return None
+    def _ordered(self, st: KeyState) -> list[TailChunk]:
+        """The whole ordered timeline of a key (duplicates policy applied, no cutoff), kept
+        on its state until the history changes (caller holds the lock)."""
+        duplicates = self.config.duplicates
+        token = (len(st), st.version, duplicates)
+        cached = st.timeline_cache
+        if cached is not None and cached[0] == token:
+            return cached[1]
+        chunks = _timeline.ordered(st.parts(), duplicates=duplicates)
+        st.timeline_cache = (token, chunks)
+        return chunks
+
+    def _visible(self, st: KeyState, not_before: int | None) -> list[TailChunk]:
+        """The ordered timeline without the entries before ``not_before``."""
+        chunks = self._ordered(st)
+        if not_before is None:
+            return chunks
+        return _timeline.time_slice(chunks, not_before, None)
 
     def read_snapshot(self, keys: Iterable[str] | None = None) -> ReadSnapshot:
         """An immutable view of the live keys' histories (or of ``keys`` only), taken now."""
@@ -546,6 +588,7 @@ class Engine:
                     tuple(st.tail_chunks()),
                     duplicates,
                     self.cutoff(st.key),
+                    _cached_timeline(st, duplicates),
                 )
                 for st in states
                 if st.latest_atom is not None
@@ -613,3 +656,12 @@ class Engine:
             self._lock_file = None
         if self._opened is not None:
             self._opened.close()
+
+
+def _cached_timeline(st: KeyState, duplicates: str) -> tuple[TailChunk, ...] | None:
+    """The key's kept ordered timeline if it is still that of its history (after
+    ``tail_chunks()`` sealed the builder), else ``None``."""
+    cached = st.timeline_cache
+    if cached is not None and cached[0] == (len(st), st.version, duplicates):
+        return tuple(cached[1])
+    return None

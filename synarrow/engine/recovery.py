@@ -50,12 +50,13 @@ def recover(
 ) -> Recovered:
     """Rebuild the key states of the database at ``path`` (its columnar store is open)."""
     states: dict[str, KeyState] = {}
+    ties_first = config.duplicates == "keep_first"
 
     def state_for(key_bytes: bytes) -> KeyState:
         key = key_bytes.decode("utf-8")
         st = states.get(key)
         if st is None:
-            st = states[key] = KeyState(key, key_bytes)
+            st = states[key] = KeyState(key, key_bytes, ties_first=ties_first)
         return st
 
     manifest = columnar.manifest

@@ -9,7 +9,7 @@ engine's fields, so a writer appending meanwhile never changes what they see.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from synarrow.engine import timeline as _timeline
@@ -31,6 +31,9 @@ class KeyView:
     """The database's duplicates policy (``DbConfig.duplicates``) when the snapshot was taken."""
     not_before: int | None = None
     """The retention cutoff of this key when the snapshot was taken (``None``: none)."""
+    ordered: tuple[TailChunk, ...] | None = field(default=None, repr=False, compare=False)
+    """The whole ordered timeline (policy applied, no cutoff) if known when the snapshot
+    was taken (the engine keeps it per key), else computed on first use and kept."""
 
     def stored(self) -> list[TailChunk]:
         """The chunks as stored, in arrival order (columnar slices are mapped on demand)."""
@@ -39,9 +42,13 @@ class KeyView:
     def chunks(self) -> list[TailChunk]:
         """The history ordered by timestamp, the duplicates policy and retention applied
         (see :func:`synarrow.engine.timeline.ordered`)."""
-        return _timeline.ordered(
-            self.stored(), duplicates=self.duplicates, not_before=self.not_before
-        )
+        whole = self.ordered
+        if whole is None:
+            whole = tuple(_timeline.ordered(self.stored(), duplicates=self.duplicates))
+            object.__setattr__(self, "ordered", whole)  # a memo: the view stays the same
+        if self.not_before is None:
+            return list(whole)
+        return _timeline.time_slice(whole, self.not_before, None)
 
     def timeline(
         self, start: int | None = None, end: int | None = None, last: int | None = None
@@ -51,11 +58,15 @@ class KeyView:
         chunks = self.chunks()
         if start is None and end is None and last is None:
             return chunks
-        return _timeline.time_slice(chunks, start, end, last)
+        return _timeline.nonempty(chunks, _timeline.time_slice(chunks, start, end, last))
 
     def last(self) -> TailChunk:
-        """The chunk holding the latest entry."""
-        return self.tail[-1] if self.tail else self.base[-1].chunk()
+        """The chunk of the ordered timeline holding the latest entry (its last row); a
+        zero-length chunk if every entry is before the retention cutoff."""
+        chunks = self.chunks()
+        if chunks:
+            return chunks[-1]
+        return _timeline.nonempty(self.stored(), [])[0]
 
     def __len__(self) -> int:
         return sum(b.count for b in self.base) + sum(len(c) for c in self.tail)

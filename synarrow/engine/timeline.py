@@ -26,9 +26,11 @@ from synarrow.log.memtable import TailChunk
 
 __all__ = [
     "DUPLICATES",
+    "follows",
     "has_duplicates",
     "in_order",
     "locate_at",
+    "nonempty",
     "ordered",
     "slice_chunk",
     "time_slice",
@@ -59,7 +61,7 @@ def slice_chunk(chunk: TailChunk, lo: int, hi: int) -> TailChunk:
     )
 
 
-def _follow(chunks: Sequence[TailChunk]) -> bool:
+def follows(chunks: Sequence[TailChunk]) -> bool:
     """Whether non-empty chunks are each in order and each starts at or after the previous
     one's end: then they already are the ordered timeline."""
     last = None
@@ -88,7 +90,7 @@ def _merged(chunks: Sequence[TailChunk], keep: np.ndarray | None = None) -> Tail
     """One new chunk: ``chunks`` concatenated, stably sorted by timestamp, then ``keep``
     (a boolean mask over the sorted rows) applied if given."""
     ts = np.concatenate([c.ts for c in chunks]) if len(chunks) > 1 else chunks[0].ts
-    order = None if _follow(chunks) else np.argsort(ts, kind="stable")
+    order = None if follows(chunks) else np.argsort(ts, kind="stable")
     if keep is not None:
         order = np.flatnonzero(keep) if order is None else order[keep]
     order_ts = np.ascontiguousarray(ts) if order is None else ts[order]
@@ -150,7 +152,7 @@ def ordered(
     parts = [c for c in chunks if len(c)]
     if not parts:
         return []
-    if not _follow(parts):
+    if not follows(parts):
         parts = [_merged(parts)]
     if duplicates != "keep_all" and has_duplicates(parts):
         parts = [_merged(parts, _dedup_mask(_sorted_ts(parts), duplicates))]
@@ -193,6 +195,15 @@ def time_slice(
             keep -= n
         out = tail[::-1]
     return out
+
+
+def nonempty(timeline: Sequence[TailChunk], sliced: list[TailChunk]) -> list[TailChunk]:
+    """``sliced`` (a slice of ``timeline``), or when that is empty a zero-length chunk of the
+    timeline's last chunk, so an empty range still has the key's own value type."""
+    if sliced or not timeline:
+        return sliced
+    last = timeline[-1]
+    return [slice_chunk(last, len(last), len(last))]
 
 
 def locate_at(timeline: Sequence[TailChunk], at: int) -> tuple[TailChunk, int] | None:

@@ -25,6 +25,7 @@ __all__ = [
     "INT64_MIN",
     "LZ4_MAX_INPUT",
     "TS_EXPLICIT",
+    "TS_SEQUENCE",
     "TS_UNIFORM",
     "BatchPayload",
     "batch_values_offset",
@@ -55,8 +56,14 @@ INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
 
 BATCH_HEADER = struct.Struct("<IIBBH")  # count, vector dim, ts mode, padding, reserved
+#: Batch timestamp modes (byte 8 of the batch header). TS_UNIFORM: every value at the entry
+#: header's timestamp (written by older versions for batches without timestamps; still
+#: read). TS_EXPLICIT: one int64 per value after the header. TS_SEQUENCE: value ``i`` at
+#: the header's timestamp + ``i`` microseconds (0 bytes per value; batches without
+#: timestamps are written so).
 TS_UNIFORM = 0
 TS_EXPLICIT = 1
+TS_SEQUENCE = 2
 #: The largest input lz4's block format accepts (``LZ4_MAX_INPUT_SIZE``); larger payloads
 #: are stored uncompressed instead of making lz4 raise ``OverflowError``.
 LZ4_MAX_INPUT = 0x7E000000
@@ -239,8 +246,13 @@ def encode_batch(
     count: int,
     compress_threshold: int | None,
     file_offset: int | None = None,
+    untimed_mode: int = TS_SEQUENCE,
 ) -> tuple[list[bytes | memoryview], int]:
     """Encode a batch payload as buffers to write back to back, and the flags to set.
+
+    Without ``timestamps`` the values' timestamps follow from the entry header's
+    (``untimed_mode``: :data:`TS_SEQUENCE`, one microsecond apart; :data:`TS_UNIFORM`,
+    all at that instant, as older versions wrote them).
 
     Without compression the buffers are views of the caller's arrays (no copy). With
     ``compress_threshold`` set, a sample decides whether LZ4 (after delta encoding, for
@@ -253,7 +265,9 @@ def encode_batch(
     """
     dim = 0
     parts: list[bytes | memoryview] = []
-    ts_mode = TS_UNIFORM if timestamps is None else TS_EXPLICIT
+    if untimed_mode not in (TS_UNIFORM, TS_SEQUENCE):
+        raise ValueError(f"batch timestamp mode {untimed_mode} needs no timestamps")
+    ts_mode = untimed_mode if timestamps is None else TS_EXPLICIT
     if timestamps is not None:
         parts.append(np.ascontiguousarray(timestamps, dtype="<i8").data)
     raw = None
@@ -295,7 +309,7 @@ def encode_batch(
 def _batch_size(atom: Atom, count: int, dim: int, ts_mode: int, start: int) -> int:
     """The exact payload size a batch header describes (``ValueError`` if it is not one
     the writer produces)."""
-    if ts_mode not in (TS_UNIFORM, TS_EXPLICIT):
+    if ts_mode not in (TS_UNIFORM, TS_EXPLICIT, TS_SEQUENCE):
         raise ValueError(f"unknown batch timestamp mode {ts_mode}")
     if (dim == 0) == (atom == Atom.VECTOR):
         raise ValueError(f"batch of {atom.name.lower()} values with vector dimension {dim}")
@@ -335,6 +349,10 @@ def decode_batch(
     if ts_mode == TS_EXPLICIT:
         timestamps = np.frombuffer(buf, dtype="<i8", count=count, offset=pos).copy()
         pos += 8 * count
+    elif ts_mode == TS_SEQUENCE:
+        if ts_header > INT64_MAX - count:
+            raise ValueError(f"batch of {count} values from timestamp {ts_header} passes int64")
+        timestamps = np.arange(ts_header, ts_header + count, dtype=np.int64)
     else:
         timestamps = np.broadcast_to(np.int64(ts_header), (count,))
     if atom in (Atom.FLOAT, Atom.INT):

@@ -5,6 +5,13 @@ filled in by the columnar layer) followed by the log tail: sealed :class:`TailCh
 batch entry, or a run of single entries) and an open builder for single appends. Memory per
 tail entry is a few bytes in ``array.array`` / ``bytearray`` buffers, never a Python object
 per entry, and the latest value is cached so ``get`` is O(1) whatever the history length.
+
+"Latest" means the entry with the greatest timestamp, not the last one written: entries may
+arrive out of order (a late entry is appended to the tail like any other, and reads order
+the history, see :mod:`synarrow.engine.timeline`). Of entries sharing the greatest timestamp
+the last written is the latest, or the first written when the key's duplicates policy is
+``keep_first`` (:attr:`KeyState.ties_first`). Every path that adds entries compares their
+timestamp with :attr:`KeyState.latest_ts` (one comparison per single append).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import pyarrow as pa
 from synarrow.log.format import Atom
 
 __all__ = [
+    "NO_TS",
     "UNLOADED",
     "BaseChunk",
     "Builder",
@@ -27,9 +35,12 @@ __all__ = [
     "TailChunk",
     "last_value",
     "merge_chunks",
+    "value_at",
     "values_array",
 ]
 
+#: :attr:`KeyState.latest_ts` of a key without entries: below every int64 timestamp.
+NO_TS = -(1 << 64)
 # Sealed chunks beyond this count are merged so reads stay cheap after many small reads.
 _MAX_CHUNKS = 32
 
@@ -59,6 +70,9 @@ class BaseChunk(Protocol):
 
     count: int
     last_atom: Atom
+    last_ts: int | None
+    """The greatest timestamp of the slice when known without reading it (the key index
+    stores it), else ``None``; a slice written with it known is sorted by timestamp."""
 
     def chunk(self) -> TailChunk:
         """The chunk's data (zero-copy views of the file where possible)."""
@@ -161,6 +175,20 @@ class KeyState:
     tail_count: int = 0
     latest: object = None
     latest_atom: Atom | None = None
+    latest_ts: int = NO_TS
+    """The timestamp of ``latest`` (:data:`NO_TS` while the key holds no entry)."""
+    ties_first: bool = False
+    """Whether, of entries with equal timestamps, the first written is the latest (the
+    ``keep_first`` duplicates policy) rather than the last."""
+    # Where an UNLOADED latest value lives in the base: (slice, row).
+    latest_ref: tuple[BaseChunk, int] | None = field(default=None, repr=False)
+    # Bumped whenever the history changes other than by growing (base installed, tail
+    # prefix dropped, cleared, range removed): with ``len(self)`` it identifies a history,
+    # so a cached ordered timeline can be reused while both are unchanged.
+    version: int = 0
+    timeline_cache: tuple[tuple[int, int, str], list[TailChunk]] | None = field(
+        default=None, repr=False
+    )
     # Delta-encoding context of the writer: previous single numeric entry in the segment.
     delta_segment: int = -1
     delta_atom: int = -1
@@ -186,6 +214,10 @@ class KeyState:
             b = self.builder = Builder(atom, dim)
         return b
 
+    def is_latest(self, ts: int) -> bool:
+        """Whether a new entry at ``ts`` becomes the latest (see :attr:`ties_first`)."""
+        return ts > self.latest_ts or (ts == self.latest_ts and not self.ties_first)
+
     def add_number(self, atom: Atom, ts: int, value: float | int) -> None:
         """Record a single FLOAT or INT entry."""
         b = self.builder
@@ -194,8 +226,10 @@ class KeyState:
         b.ts.append(ts)
         b.nums.append(value)  # type: ignore[union-attr]
         self.tail_count += 1
-        self.latest = value
-        self.latest_atom = atom
+        if ts > self.latest_ts or (ts == self.latest_ts and not self.ties_first):
+            self.latest = value
+            self.latest_atom = atom
+            self.latest_ts = ts
 
     def add_single(self, atom: Atom, ts: int, value: object, payload: bytes) -> None:
         """Record a single NULL, TEXT, BYTES or VECTOR entry (``payload``: its raw bytes)."""
@@ -208,18 +242,26 @@ class KeyState:
         elif atom == Atom.VECTOR:
             b.data += payload  # type: ignore[operator]
         self.tail_count += 1
-        self.latest = value
-        self.latest_atom = atom
+        if self.is_latest(ts):
+            self.latest = value
+            self.latest_atom = atom
+            self.latest_ts = ts
 
-    def add_chunk(self, chunk: TailChunk, latest: object) -> None:
-        """Record a batch entry (already decoded to Arrow)."""
+    def add_chunk(self, chunk: TailChunk) -> None:
+        """Record a batch entry (already decoded to Arrow): its entry with the greatest
+        timestamp (the last of equal ones, or the first with :attr:`ties_first`) becomes the
+        latest value if it is at or after the current one."""
         if not len(chunk):
             return
         self.seal()
         self.chunks.append(chunk)
         self.tail_count += len(chunk)
-        self.latest = latest
-        self.latest_atom = chunk.atom
+        ts, row = latest_row(chunk, self.ties_first)
+        if self.is_latest(ts):
+            self.latest = value_at(chunk, row)
+            self.latest_atom = _atom_at(chunk, row)
+            self.latest_ts = ts
+            self.latest_ref = None
 
     def clear(self) -> None:
         """Forget the whole history (the key was deleted)."""
@@ -230,7 +272,15 @@ class KeyState:
         self.tail_count = 0
         self.latest = None
         self.latest_atom = None
+        self.latest_ts = NO_TS
+        self.latest_ref = None
         self.epoch += 1
+        self.changed()
+
+    def changed(self) -> None:
+        """Note a change of the history other than new entries (drops the cached timeline)."""
+        self.version += 1
+        self.timeline_cache = None
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -254,12 +304,33 @@ class KeyState:
         return [*(b.chunk() for b in self.base), *self.chunks]
 
     def set_base(self, base: list[BaseChunk]) -> None:
-        """Install the columnar part of the history (on open, after a compaction)."""
+        """Install the columnar part of the history (on open, after a compaction) and find
+        the latest entry again (:meth:`recompute_latest`)."""
         self.base = base
         self.base_count = sum(b.count for b in base)
-        if not self.tail_count and base:
-            self.latest = UNLOADED
-            self.latest_atom = base[-1].last_atom
+        self.changed()
+        self.recompute_latest()
+
+    def recompute_latest(self) -> None:
+        """Find the latest entry of the whole history again (after the history changed
+        other than by new entries). Base slices whose greatest timestamp is known (sorted
+        ones, as compaction writes them) are not read: their latest is their last row,
+        decoded only when asked for (``UNLOADED``); the tail is scanned."""
+        self.seal()
+        best_ts, best, atom, ref = NO_TS, None, None, None
+        first = self.ties_first
+        for b in self.base:
+            # A slice of an older index (no timestamps, not read at open): its last row, as
+            # the latest was the last written then, with no timestamp (any new entry is
+            # later) until a compaction rewrites it sorted.
+            ts = NO_TS if b.last_ts is None else b.last_ts
+            if ts > best_ts or (ts == best_ts and not first) or b.last_ts is None:
+                best_ts, best, atom, ref = ts, UNLOADED, b.last_atom, (b, b.count - 1)
+        for c in self.chunks:
+            ts, row = latest_row(c, first)
+            if ts > best_ts or (ts == best_ts and not first):
+                best_ts, best, atom, ref = ts, value_at(c, row), _atom_at(c, row), None
+        self.latest, self.latest_atom, self.latest_ts, self.latest_ref = best, atom, best_ts, ref
 
     def drop_tail_prefix(self, count: int) -> None:
         """Forget the oldest ``count`` tail entries (they were folded into the base)."""
@@ -275,11 +346,14 @@ class KeyState:
             kept.append(c)
         self.tail_count = sum(len(c) for c in kept)
         self.chunks = kept
+        self.changed()
 
     def resolve_latest(self) -> object:
         """The latest value, decoding it from the columnar base if needed."""
         if self.latest is UNLOADED:
-            self.latest = last_value(self.base[-1].chunk())
+            assert self.latest_ref is not None
+            b, row = self.latest_ref
+            self.latest = value_at(b.chunk(), row)
         return self.latest
 
 
@@ -309,6 +383,45 @@ def merge_chunks(chunks: list[TailChunk]) -> list[TailChunk]:
         run.append(c)
     flush()
     return out
+
+
+def latest_row(chunk: TailChunk, ties_first: bool = False) -> tuple[int, int]:
+    """``(greatest timestamp, its row)`` of a non-empty chunk: the last row holding it, or
+    the first with ``ties_first``."""
+    ts = chunk.ts
+    n = len(ts)
+    if ts.strides == (0,):  # one shared instant (an old-format batch)
+        return int(ts[0]), 0 if ties_first else n - 1
+    top = ts[-1]
+    if chunk.in_order or bool(top >= ts.max()):
+        if ties_first and n > 1 and ts[-2] == top:
+            return int(top), int(np.flatnonzero(ts == top)[0])
+        return int(top), n - 1
+    top = ts.max()
+    hits = np.flatnonzero(ts == top)
+    return int(top), int(hits[0] if ties_first else hits[-1])
+
+
+def _atom_at(chunk: TailChunk, row: int) -> Atom:
+    """The atom of one entry of a chunk (NULL for a null value)."""
+    values = chunk.values
+    if chunk.atom is not None:
+        return chunk.atom if not values.null_count or values[row].is_valid else Atom.NULL
+    scalar = values[row]
+    name = next((f.name for f, v in zip(values.type, scalar.values()) if v.is_valid), "null")
+    return Atom[name.upper()]
+
+
+def value_at(chunk: TailChunk, row: int) -> object:
+    """The Python value of one entry of a chunk (vectors as float32 arrays)."""
+    value = chunk.values[row]
+    if isinstance(value, pa.StructScalar):
+        value = next((v for v in value.values() if v.is_valid), pa.scalar(None))
+    if isinstance(value, (pa.FixedSizeListScalar, pa.LargeListScalar, pa.ListScalar)):
+        if not value.is_valid:
+            return None
+        return np.asarray(value.values.to_numpy(zero_copy_only=False), dtype=np.float32)
+    return value.as_py()
 
 
 def last_value(chunk: TailChunk) -> object:

@@ -23,7 +23,7 @@ from synarrow.log.format import (
     FLAG_TOMBSTONE,
     Atom,
 )
-from synarrow.log.memtable import KeyState, TailChunk, last_value, values_array
+from synarrow.log.memtable import KeyState, TailChunk, values_array
 from synarrow.log.reader import SegmentScan
 
 __all__ = ["replay_segment"]
@@ -137,8 +137,7 @@ def replay_segment(
             atom = Atom(int(s_atom[s]))
             nums = vals_sorted[s:e].view(np.float64 if atom == Atom.FLOAT else np.int64)
             state.add_chunk(
-                TailChunk(atom, ts_sorted[s:e], values_array(atom, e - s, numbers=nums)),
-                nums[-1].item(),
+                TailChunk(atom, ts_sorted[s:e], values_array(atom, e - s, numbers=nums))
             )
             state.delta_segment = -1
             entries += e - s
@@ -276,7 +275,7 @@ def _apply_rows(
             chunk = TailChunk(
                 atom, ts_all[sel].astype(np.int64), values_array(atom, b - a, numbers=nums)
             )
-            state.add_chunk(chunk, nums[-1].item())
+            state.add_chunk(chunk)
             count += b - a
         else:
             for r in rows[a:b].tolist():
@@ -319,7 +318,7 @@ def _apply_complex(
                     vectors=batch.values,
                 ),
             )
-            state.add_chunk(chunk, last_value(chunk) if batch.count else None)
+            state.add_chunk(chunk)
             return batch.count
         payload = bytes(payload)
         if f & FLAG_DELTA:

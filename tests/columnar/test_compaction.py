@@ -2,7 +2,10 @@
 
 The model is a list of ``(ts_low, ts_high, value)`` per key, in append order. Explicit batch
 timestamps are exact (``ts_low == ts_high``); entries stamped "now" by the database are
-bracketed by the clock read just before and after the write.
+bracketed by the clock read just before and after the write (plus a little slack: a batch's
+values get now, now + 1 us, ...). Reads return a history ordered by timestamp, equal ones in
+append order, so the model is sorted by (``ts_low``, append order) before comparing (random
+explicit timestamps practically never fall inside a bracket).
 """
 
 from __future__ import annotations
@@ -69,7 +72,16 @@ def now_us() -> int:
 Model = dict[str, list[tuple[int, int, Any]]]
 
 
+SLACK_US = 1000
+
+
+def in_time_order(hist: list[tuple[int, int, Any]]) -> list[tuple[int, int, Any]]:
+    """The model of a history as reads return it: by timestamp, then append order."""
+    return [hist[i] for i in sorted(range(len(hist)), key=lambda i: (hist[i][0], i))]
+
+
 def check_history(db: synarrow.SynaDB, key: str, want: list[tuple[int, int, Any]]) -> None:
+    want = in_time_order(want)
     table = db.get_history(key)
     assert table.schema.field("ts").type == pa.timestamp("us", tz="UTC")
     assert table.num_rows == len(want), key
@@ -89,7 +101,7 @@ def check_db(db: synarrow.SynaDB, model: Model) -> None:
         if hist:
             assert db.exists(key)
             check_history(db, key, hist)
-            assert same_value(db.get(key), hist[-1][2])
+            assert same_value(db.get(key), in_time_order(hist)[-1][2])
         else:
             assert not db.exists(key)
             assert db.get(key) is None
@@ -174,13 +186,13 @@ def apply_ops(db: synarrow.SynaDB, model: Model, todo: list[tuple[str, str, Any]
         if op == "append":
             lo = now_us()
             db.append(key, arg)
-            hist.append((lo, now_us(), arg))
+            hist.append((lo, now_us() + SLACK_US, arg))
         elif op == "batch":
             _, values, expected, timestamps = arg
             lo = now_us()
             ts = None if timestamps is None else np.array(timestamps, dtype=np.int64)
             assert db.append_batch(key, values, timestamps=ts) == len(expected)
-            hi = now_us()
+            hi = now_us() + SLACK_US
             for i, v in enumerate(expected):
                 if timestamps is None:
                     hist.append((lo, hi, v))

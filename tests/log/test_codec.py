@@ -127,18 +127,38 @@ numbers = st.one_of(
 )
 
 
-@given(numbers, st.booleans(), st.sampled_from([None, 1, 64]))
-def test_numeric_batch_round_trips(data: tuple, explicit_ts: bool, threshold: int | None) -> None:
+@given(
+    numbers,
+    st.sampled_from(["explicit", codec.TS_SEQUENCE, codec.TS_UNIFORM]),
+    st.sampled_from([None, 1, 64]),
+)
+def test_numeric_batch_round_trips(data: tuple, mode: object, threshold: int | None) -> None:
     atom, values = data
     n = len(values)
-    ts = np.arange(n, dtype=np.int64) * 1000 + 5 if explicit_ts else None
-    parts, flags = codec.encode_batch(atom, ts, values, count=n, compress_threshold=threshold)
+    ts = np.arange(n, dtype=np.int64) * 1000 + 5 if mode == "explicit" else None
+    untimed = mode if isinstance(mode, int) else codec.TS_SEQUENCE
+    parts, flags = codec.encode_batch(
+        atom, ts, values, count=n, compress_threshold=threshold, untimed_mode=untimed
+    )
     out = _decode(parts, flags, atom, 99)
     assert out.count == n
     assert out.values is not None
     assert out.values.view(np.int64).tolist() == values.view(np.int64).tolist()
-    expected_ts = ts if ts is not None else np.full(n, 99)
+    if ts is not None:
+        expected_ts = ts
+    elif mode == codec.TS_SEQUENCE:  # what batches without timestamps are written as
+        expected_ts = 99 + np.arange(n)
+    else:  # older versions: every value at the header's instant
+        expected_ts = np.full(n, 99)
     assert out.timestamps.tolist() == expected_ts.tolist()
+
+
+def test_sequence_timestamps_past_int64_are_refused() -> None:
+    parts, flags = codec.encode_batch(
+        Atom.INT, None, np.arange(3), count=3, compress_threshold=None
+    )
+    with pytest.raises(ValueError, match="passes int64"):
+        _decode(parts, flags, Atom.INT, codec.INT64_MAX - 1)
 
 
 def test_regular_series_batch_is_delta_and_lz4_coded() -> None:

@@ -66,7 +66,7 @@ def batch_db(path: Path, values: object) -> tuple[Path, bytes, list[list]]:
 
 def split_text_payload(payload: bytes) -> tuple[int, int, np.ndarray, bytes]:
     count, _, ts_mode, pad, _ = codec.BATCH_HEADER.unpack_from(payload, 0)
-    assert ts_mode == codec.TS_UNIFORM
+    assert ts_mode == codec.TS_SEQUENCE
     start = codec.BATCH_HEADER.size + pad
     offsets = np.frombuffer(payload, "<i8", count + 1, start).copy()
     return count, start, offsets, payload[start + 8 * (count + 1) :]
