@@ -223,7 +223,11 @@ def _commit(col: Path, manifest: Manifest) -> None:
 
 
 def rewrite_index(
-    path: Path, mutate: Callable[[dict[str, list]], None], *, rehash: bool = False
+    path: Path,
+    mutate: Callable[[dict[str, list]], None],
+    *,
+    rehash: bool = False,
+    schema: pa.Schema = INDEX_SCHEMA,
 ) -> None:
     """Change the key index of ``path`` with ``mutate(columns)`` and recompute the checksums
     of the index and manifest (and, with ``rehash``, of every batch span), as a crafted
@@ -241,10 +245,10 @@ def rewrite_index(
             )
             if off >= 0 and off + n <= len(data):
                 cols["xxh3"][i] = xxh3(data[off : off + n])
-    arrays = [pa.array(cols[f.name], f.type) for f in INDEX_SCHEMA]
+    arrays = [pa.array(cols[f.name], f.type) for f in schema]
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, INDEX_SCHEMA) as w:
-        w.write_table(pa.Table.from_arrays(arrays, schema=INDEX_SCHEMA))
+    with pa.ipc.new_file(sink, schema) as w:
+        w.write_table(pa.Table.from_arrays(arrays, schema=schema))
     data = sink.getvalue().to_pybytes()
     index.write_bytes(data)
     manifest.index_bytes, manifest.index_xxh3 = len(data), xxh3(data)

@@ -156,9 +156,12 @@ def conform(chunk: TailChunk, target: pa.DataType) -> pa.Array:
 
 
 def history_table(chunks: Sequence[TailChunk]) -> pa.Table:
-    """Assemble chunks (oldest first) into the history table, without copying when possible."""
-    chunks = [c for c in chunks if len(c)]
-    target = value_type(chunks)
+    """Assemble chunks (oldest first) into the history table, without copying when possible.
+
+    Only zero-length chunks (an empty range of a key) give an empty table of their type."""
+    given = list(chunks)
+    chunks = [c for c in given if len(c)]
+    target = value_type(chunks) if chunks or not given else given[-1].values.type
     if not chunks:
         return pa.table(
             {"ts": ts_array(np.empty(0, np.int64)), "value": pa.nulls(0, target)},

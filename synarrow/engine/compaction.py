@@ -80,10 +80,11 @@ class Compactor:
         """Start an automatic compaction on a background thread, unless one is busy."""
         if self._stopped or self.busy():
             return
-        self._thread = threading.Thread(
-            target=self._auto, name="synarrow-auto-compact", daemon=True
-        )
-        self._thread.start()
+        # Started before it is published: join() from another thread (close) never sees a
+        # thread that is not started yet; one that starts after stop() finds _stopped set.
+        thread = threading.Thread(target=self._auto, name="synarrow-auto-compact", daemon=True)
+        thread.start()
+        self._thread = thread
 
     def _auto(self) -> None:
         try:

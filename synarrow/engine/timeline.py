@@ -102,7 +102,11 @@ def _merged(chunks: Sequence[TailChunk], keep: np.ndarray | None = None) -> Tail
     else:
         values = history_table(chunks).column("value").combine_chunks()
     if order is not None:
-        values = values.take(pa.array(order, type=pa.int64()))
+        # from_buffers, not pa.array: that would import pandas (half a second, once)
+        index = np.ascontiguousarray(order, dtype=np.int64)
+        values = values.take(
+            pa.Array.from_buffers(pa.int64(), len(index), [None, pa.py_buffer(index)])
+        )
     return TailChunk(atom, order_ts, values, in_order=True)
 
 

@@ -79,17 +79,26 @@ def history_values(db: synarrow.SynaDB, key: str) -> list[Any]:
 
 
 NOW = 10**18
+T0 = 1_700_000_000_000_000
+# Explicit timestamps near T0: out of order, equal to each other and to batch timestamps.
+LATE = st.integers(T0 - 40, T0 + 80)
+BOUNDS = st.one_of(st.none(), st.integers(T0 - 50, T0 + 90))
 
 
 class DatabaseMachine(RuleBasedStateMachine):
     """Random appends, batches, deletes, reopens and compactions against a model."""
+
+    duplicates = "keep_all"
 
     @initialize()
     def open_db(self) -> None:
         self.dir = Path(tempfile.mkdtemp())
         self.path = self.dir / "db"
         self.cfg = synarrow.DbConfig(
-            sync_on_write=False, auto_compact=False, compression_threshold=LZ4_THRESHOLD
+            sync_on_write=False,
+            auto_compact=False,
+            compression_threshold=LZ4_THRESHOLD,
+            duplicates=self.duplicates,
         )
         self.db = synarrow.SynaDB(self.path, self.cfg)
         # key -> (time order, value) in arrival order; histories read sorted by time order,
@@ -102,8 +111,21 @@ class DatabaseMachine(RuleBasedStateMachine):
         self.clock += 1
         return NOW + self.clock
 
+    def timeline(self, key: str) -> list[tuple[int, Any]]:
+        """The model's history as reads see it: by time (stable), the policy applied."""
+        entries = sorted(self.model.get(key, []), key=lambda e: e[0])
+        if self.duplicates == "keep_last":
+            entries = [
+                e
+                for i, e in enumerate(entries)
+                if i + 1 == len(entries) or entries[i + 1][0] != e[0]
+            ]
+        elif self.duplicates == "keep_first":
+            entries = [e for i, e in enumerate(entries) if i == 0 or entries[i - 1][0] != e[0]]
+        return entries
+
     def expected(self, key: str) -> list[Any]:
-        return [v for _, v in sorted(self.model.get(key, []), key=lambda e: e[0])]
+        return [v for _, v in self.timeline(key)]
 
     def teardown(self) -> None:
         if hasattr(self, "db"):
@@ -114,6 +136,44 @@ class DatabaseMachine(RuleBasedStateMachine):
     def append(self, key: str, value: Any) -> None:
         self.db.append(key, value)
         self.model.setdefault(key, []).append((self.now(), canon(value)))
+
+    @rule(key=KEYS, value=ATOMS, ts=LATE)
+    def append_late(self, key: str, value: Any, ts: int) -> None:
+        """An explicit timestamp: before, between or equal to earlier ones."""
+        self.db.append(key, value, timestamp=ts)
+        self.model.setdefault(key, []).append((ts, canon(value)))
+
+    @rule(key=KEYS, at=st.integers(T0 - 50, T0 + 90))
+    def get_at(self, key: str, at: int) -> None:
+        before = [v for t, v in self.timeline(key) if t <= at]
+        got = self.db.get(key, "absent", at=at)
+        if not before:
+            assert got == "absent"
+        else:
+            assert canon(got) == before[-1]
+
+    @rule(key=KEYS, start=BOUNDS, end=BOUNDS, last=st.one_of(st.none(), st.integers(0, 5)))
+    def history_range(self, key: str, start: Any, end: Any, last: Any) -> None:
+        if not self.model.get(key):
+            return
+        if start is not None and end is not None and start > end:
+            start, end = end, start
+        want = [
+            v
+            for t, v in self.timeline(key)
+            if (start is None or t >= start) and (end is None or t < end)
+        ]
+        if last is not None:
+            want = want[len(want) - last :] if last else []
+        table = self.db.get_history(key, start, end, last=last)
+        got = []
+        for v in table.column("value").to_pylist():
+            if isinstance(v, dict):
+                v = next((x for x in v.values() if x is not None), None)
+            got.append(canon(v))
+        assert got == want
+        ts = table.column("ts").cast("int64").to_pylist()
+        assert ts == sorted(ts)
 
     @rule(
         key=KEYS,
@@ -226,6 +286,29 @@ def test_database_against_model(monkeypatch: pytest.MonkeyPatch) -> None:
     run_state_machine_as_test(DatabaseMachine, settings=MACHINE_SETTINGS)
     assert REACHED["lz4"] > 0, "no entry was stored LZ4-compressed"
     assert REACHED["split"] > 0, "no batch was split over several log entries"
+
+
+class KeepLastMachine(DatabaseMachine):
+    duplicates = "keep_last"
+
+
+class KeepFirstMachine(DatabaseMachine):
+    duplicates = "keep_first"
+
+
+@pytest.mark.parametrize("machine", [KeepLastMachine, KeepFirstMachine])
+def test_duplicates_policies_against_model(machine: type[DatabaseMachine]) -> None:
+    """The same machine under each duplicates policy: of entries with equal timestamps only
+    the last (first) written is read, by ``get``, ``get(at=)`` and every range."""
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=25,
+            stateful_step_count=30,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        ),
+    )
 
 
 def test_nan_payloads_survive_every_path(tmp_path: Path) -> None:
