@@ -247,19 +247,21 @@ class KeyState:
             self.latest_atom = atom
             self.latest_ts = ts
 
-    def add_chunk(self, chunk: TailChunk) -> None:
+    def add_chunk(self, chunk: TailChunk, top: tuple[int, int] | None = None) -> None:
         """Record a batch entry (already decoded to Arrow): its entry with the greatest
         timestamp (the last of equal ones, or the first with :attr:`ties_first`) becomes the
-        latest value if it is at or after the current one."""
+        latest value if it is at or after the current one. ``top``: that entry's
+        ``(timestamp, row)`` if the caller knows it (:func:`latest_row` otherwise)."""
         if not len(chunk):
             return
         self.seal()
         self.chunks.append(chunk)
         self.tail_count += len(chunk)
-        ts, row = latest_row(chunk, self.ties_first)
-        if self.is_latest(ts):
+        ts, row = latest_row(chunk, self.ties_first) if top is None else top
+        if ts > self.latest_ts or (ts == self.latest_ts and not self.ties_first):
             self.latest = value_at(chunk, row)
-            self.latest_atom = _atom_at(chunk, row)
+            # numbers without nulls are all of the chunk's atom
+            self.latest_atom = chunk.atom if chunk.numbers is not None else _atom_at(chunk, row)
             self.latest_ts = ts
             self.latest_ref = None
 
@@ -414,6 +416,8 @@ def _atom_at(chunk: TailChunk, row: int) -> Atom:
 
 def value_at(chunk: TailChunk, row: int) -> object:
     """The Python value of one entry of a chunk (vectors as float32 arrays)."""
+    if chunk.numbers is not None:  # a numeric chunk without nulls: no Arrow scalar needed
+        return chunk.numbers[row].item()
     value = chunk.values[row]
     if isinstance(value, pa.StructScalar):
         value = next((v for v in value.values() if v.is_valid), pa.scalar(None))

@@ -130,14 +130,23 @@ def replay_segment(
     fast = (all_simple & one_atom).tolist()
     ts_sorted = ts_all[order].astype(np.int64)
     vals_sorted = values[order]
+    # Each key's greatest timestamp, and whether its last entry holds it (the usual case:
+    # then that entry is the key's latest, unless the first of equal ones is wanted).
+    tops = np.maximum.reduceat(ts_sorted, starts)
+    last_is_top = (ts_sorted[ends - 1] == tops).tolist()
+    tops_list = tops.tolist()
     entries = 0
     for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
         if fast[i]:
             state = states[int(sorted_ids[s])]
             atom = Atom(int(s_atom[s]))
             nums = vals_sorted[s:e].view(np.float64 if atom == Atom.FLOAT else np.int64)
+            nums.flags.writeable = False  # handed out as views by get_history_floats
+            column = values_array(atom, e - s, numbers=nums)
+            known = last_is_top[i] and not state.ties_first
             state.add_chunk(
-                TailChunk(atom, ts_sorted[s:e], values_array(atom, e - s, numbers=nums))
+                TailChunk(atom, ts_sorted[s:e], column, numbers=nums),
+                (tops_list[i], e - s - 1) if known else None,
             )
             state.delta_segment = -1
             entries += e - s
@@ -272,8 +281,12 @@ def _apply_rows(
             sel = rows[a:b]
             atom = Atom(int(row_atoms[a]))
             nums = values[sel].view(np.float64 if atom == Atom.FLOAT else np.int64)
+            nums.flags.writeable = False
             chunk = TailChunk(
-                atom, ts_all[sel].astype(np.int64), values_array(atom, b - a, numbers=nums)
+                atom,
+                ts_all[sel].astype(np.int64),
+                values_array(atom, b - a, numbers=nums),
+                numbers=nums,
             )
             state.add_chunk(chunk)
             count += b - a
