@@ -272,3 +272,23 @@ def test_out_of_order_key_timeline_is_cached_until_it_changes(tmp_path: Path) ->
         db.delete("k")
         db.append("k", 9.0, timestamp=T0 + 1)
         assert db.get_history("k").column("value").to_pylist() == [9.0]
+
+
+def test_retention_hook_is_applied_by_every_read(tmp_path: Path) -> None:
+    # What the corrections layer plugs in: Engine.cutoff and Engine.has_retention.
+    with open_db(tmp_path / "db") as db:
+        db.append_batch("k", [1.0, 2.0, 3.0], timestamps=[T0 + 10, T0 + 20, T0 + 30])
+        db.append("old", 5.0, timestamp=T0)
+        engine = db._engine
+        engine.cutoff = lambda key: T0 + 15  # type: ignore[method-assign]
+        engine.has_retention = True
+        for _ in range(2):
+            assert db.get_history("k").column("value").to_pylist() == [2.0, 3.0]
+            assert db.get_history_floats("k", last=5).tolist() == [2.0, 3.0]
+            assert db.get("k", at=T0 + 12) is None and db.get("k", at=T0 + 25) == 2.0
+            assert db.get("k") == 3.0
+            assert db.get("old", "expired") == "expired"  # the lock-free path is not taken
+            snap = db.read_snapshot()
+            assert [c.ts.tolist() for c in snap.keys["k"].chunks()] == [[T0 + 20, T0 + 30]]
+            db.compact()  # expired entries are dropped from the files
+        assert db.stats()["entries"] == 2
