@@ -63,6 +63,11 @@ class KeyView:
     def last(self) -> TailChunk:
         """The chunk of the ordered timeline holding the latest entry (its last row); a
         zero-length chunk if every entry is before the retention cutoff."""
+        if not self.tail and self.base and all(b.last_ts is not None for b in self.base):
+            # Sorted slices as compaction writes them: the last one ends with the latest.
+            last, ts = self.base[-1], self.base[-1].last_ts
+            if ts is not None and (self.not_before is None or ts >= self.not_before):
+                return last.chunk()
         chunks = self.chunks()
         if chunks:
             return chunks[-1]

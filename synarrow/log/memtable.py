@@ -319,7 +319,10 @@ class KeyState:
         ones, as compaction writes them) are not read: their latest is their last row,
         decoded only when asked for (``UNLOADED``); the tail is scanned."""
         self.seal()
-        best_ts, best, atom, ref = NO_TS, None, None, None
+        best_ts: int = NO_TS
+        best: object = None
+        atom: Atom | None = None
+        ref: tuple[BaseChunk, int] | None = None
         first = self.ties_first
         for b in self.base:
             # A slice of an older index (no timestamps, not read at open): its last row, as
