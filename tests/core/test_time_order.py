@@ -292,3 +292,17 @@ def test_retention_hook_is_applied_by_every_read(tmp_path: Path) -> None:
             assert [c.ts.tolist() for c in snap.keys["k"].chunks()] == [[T0 + 20, T0 + 30]]
             db.compact()  # expired entries are dropped from the files
         assert db.stats()["entries"] == 2
+
+
+def test_large_out_of_order_batch_read_back_from_the_log_mapping(tmp_path: Path) -> None:
+    n = 200_000  # over MAP_BATCH_BYTES: the batch is viewed in the segment, not copied
+    order = np.random.default_rng(2).permutation(n)
+    ts = (T0 + np.arange(n, dtype=np.int64))[order]
+    with open_db(tmp_path / "db") as db:
+        db.append_batch("k", order.astype(np.float64), timestamps=ts)
+        assert db.get("k") == float(n - 1)
+        assert db.get_history_floats("k")[:5].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+        assert db.get("k", at=T0 + 10) == 10.0
+    with open_db(tmp_path / "db") as db:  # replayed
+        assert db.get("k") == float(n - 1)
+        assert db.get_history_floats("k", T0 + 7, T0 + 9).tolist() == [7.0, 8.0]
