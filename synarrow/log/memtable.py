@@ -330,7 +330,11 @@ class KeyState:
             # later) until a compaction rewrites it sorted.
             ts = NO_TS if b.last_ts is None else b.last_ts
             if ts > best_ts or (ts == best_ts and not first) or b.last_ts is None:
-                best_ts, best, atom, ref = ts, UNLOADED, b.last_atom, (b, b.count - 1)
+                # with ties_first: the first row at the slice's last timestamp (-1: found
+                # by binary search when decoded; the slice may hold equal ones if it was
+                # compacted under another policy)
+                row = -1 if first and b.last_ts is not None else b.count - 1
+                best_ts, best, atom, ref = ts, UNLOADED, b.last_atom, (b, row)
         for c in self.chunks:
             ts, row = latest_row(c, first)
             if ts > best_ts or (ts == best_ts and not first):
@@ -358,7 +362,10 @@ class KeyState:
         if self.latest is UNLOADED:
             assert self.latest_ref is not None
             b, row = self.latest_ref
-            self.latest = value_at(b.chunk(), row)
+            c = b.chunk()
+            if row < 0:
+                row = int(np.searchsorted(c.ts, c.ts[-1], side="left"))
+            self.latest = value_at(c, row)
         return self.latest
 
 

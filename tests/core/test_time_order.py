@@ -306,3 +306,14 @@ def test_large_out_of_order_batch_read_back_from_the_log_mapping(tmp_path: Path)
     with open_db(tmp_path / "db") as db:  # replayed
         assert db.get("k") == float(n - 1)
         assert db.get_history_floats("k", T0 + 7, T0 + 9).tolist() == [7.0, 8.0]
+
+
+def test_keep_first_after_compaction_under_keep_all(tmp_path: Path) -> None:
+    with open_db(tmp_path / "db") as db:
+        db.append_batch("k", [1.0, 2.0, 3.0], timestamps=[T0, T0 + 5, T0 + 5])
+        db.compact()  # keep_all: both entries at T0 + 5 are in the file
+    with open_db(tmp_path / "db", "keep_first") as db:
+        assert db.get("k") == 2.0
+        assert db.get_history("k").column("value").to_pylist() == [1.0, 2.0]
+        db.compact(full=True)  # a key without new entries is rewritten only by a full one
+        assert db.get("k") == 2.0 and db.stats()["entries"] == 2
