@@ -489,12 +489,14 @@ class Engine:
         if needed), or ``default`` if it is absent, deleted or expired."""
         with self.lock:
             st = self.live(key)
-            if st is None:
-                return default
-            cutoff = self.cutoff(key)
-            if cutoff is not None and NO_TS < st.latest_ts < cutoff:
+            if st is None or self._expired(st):
                 return default
             return st.resolve_latest()
+
+    def _expired(self, st: KeyState) -> bool:
+        """Whether even the latest entry of a key is before its retention cutoff."""
+        cutoff = self.cutoff(st.key)
+        return cutoff is not None and NO_TS < st.latest_ts < cutoff
 
     def value_at(self, key: str, at: int, default: Any) -> Any:
         """The value of ``key`` with the greatest timestamp at or before ``at`` (the last
@@ -513,6 +515,8 @@ class Engine:
         """The latest value of ``key``, which must be an ``atom``."""
         with self.lock:
             st = self.required(key)
+            if self._expired(st):
+                raise KeyNotFoundError(f"key {key!r} not found (every entry has expired)")
             if st.latest_atom != atom:
                 found = st.latest_atom.name.lower() if st.latest_atom is not None else "none"
                 raise TypeMismatchError(

@@ -288,6 +288,8 @@ def test_retention_hook_is_applied_by_every_read(tmp_path: Path) -> None:
             assert db.get("k", at=T0 + 12) is None and db.get("k", at=T0 + 25) == 2.0
             assert db.get("k") == 3.0
             assert db.get("old", "expired") == "expired"  # the lock-free path is not taken
+            with pytest.raises(synarrow.KeyNotFoundError):
+                db.get_float("old")
             snap = db.read_snapshot()
             assert [c.ts.tolist() for c in snap.keys["k"].chunks()] == [[T0 + 20, T0 + 30]]
             db.compact()  # expired entries are dropped from the files
