@@ -164,7 +164,7 @@ class DatabaseMachine(RuleBasedStateMachine):
             if (start is None or t >= start) and (end is None or t < end)
         ]
         if last is not None:
-            want = want[len(want) - last :] if last else []
+            want = want[max(0, len(want) - last) :] if last else []
         table = self.db.get_history(key, start, end, last=last)
         got = []
         for v in table.column("value").to_pylist():
