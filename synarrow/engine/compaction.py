@@ -15,16 +15,20 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from synarrow.columnar.store import BaseRef, ColumnarStore
 from synarrow.config import DbConfig
+from synarrow.engine.retention import unexpired
 from synarrow.errors import CompactionError, DatabaseClosedError
 from synarrow.fileio import remove_file
 from synarrow.log.memtable import BaseChunk, KeyState
 from synarrow.log.names import list_log_dir, segment_path
 from synarrow.log.sidecar import remove_sidecar
 from synarrow.log.writer import LogWriter
+
+if TYPE_CHECKING:
+    from synarrow.columnar.compact import KeySnapshot
 
 __all__ = ["CompactionHost", "Compactor"]
 
@@ -48,6 +52,10 @@ class CompactionHost(Protocol):
 
     def compaction_done(self, log_bytes_closed: int) -> None:
         """Record the closed segments' size after a compaction (caller holds the lock)."""
+        ...
+
+    def cutoff(self, key: str) -> int | None:
+        """The retention cutoff of ``key`` now (``None``: no rule)."""
         ...
 
 
@@ -146,6 +154,8 @@ class Compactor:
                 first_segment, next_seq = writer.segment, host.next_seq
                 snaps: list[columnar_compact.KeySnapshot] = []
                 seen: dict[str, tuple[KeyState, int, int]] = {}
+                emptied: list[str] = []  # keys whose every point expired
+                cutoffs: dict[str, int | None] = {}
                 for key, st in list(host.states.items()):
                     if st.latest_atom is None:
                         if not st.tail_count:
@@ -153,8 +163,10 @@ class Compactor:
                         continue
                     base = cast(list[BaseRef], list(st.base))
                     snap = columnar_compact.KeySnapshot(key, base, st.tail_chunks(), st.tail_count)
-                    snaps.append(snap)
                     seen[key] = (st, st.epoch, snap.tail_count)
+                    snaps.append(snap)
+                    cutoffs[key] = host.cutoff(key)
+            snaps = _expire(snaps, cutoffs, emptied)
             result = columnar_compact.write_generation(
                 host.columnar,
                 snaps,
@@ -169,6 +181,13 @@ class Compactor:
                     if st.epoch == epoch:  # not deleted while we were writing
                         st.drop_tail_prefix(folded)
                         st.set_base(cast(list[BaseChunk], refs))
+                for key in emptied:
+                    st, epoch, folded = seen[key]
+                    if st.epoch == epoch:
+                        st.drop_tail_prefix(folded)
+                        st.set_base([])
+                        if not st.tail_count:
+                            st.clear()
                 removed = _remove_folded(host.path / "log", first_segment)
                 active = host.writer.segment if host.writer is not None else first_segment
                 host.compaction_done(_closed_bytes(host.path / "log", first_segment, active))
@@ -184,6 +203,28 @@ class Compactor:
             "files_removed": result.files_removed,
             "log_segments_removed": removed,
         }
+
+
+def _expire(
+    snaps: list[KeySnapshot], cutoffs: dict[str, int | None], emptied: list[str]
+) -> list[KeySnapshot]:
+    """Retention: each snapshot with expired points becomes its unexpired history in order
+    (to be rewritten); keys left with none go to ``emptied`` instead."""
+    out = []
+    for snap in snaps:
+        cut = cutoffs.get(snap.key)
+        if cut is not None:
+            left = unexpired([r.chunk() for r in snap.base] + snap.tail, cut)
+            if left is not None:
+                for r in snap.base:
+                    r.verify()  # a rewrite never gives damaged data a fresh checksum
+            if left is not None and not left:
+                emptied.append(snap.key)
+                continue
+            if left is not None:
+                snap = type(snap)(snap.key, [], left)  # the columnar KeySnapshot
+        out.append(snap)
+    return out
 
 
 def _remove_folded(log_dir: Path, first_segment: int) -> int:

@@ -33,7 +33,7 @@ import numpy as np
 from synarrow import config as _config
 from synarrow.columnar.store import ColumnarStore
 from synarrow.config import DbConfig
-from synarrow.engine import batches
+from synarrow.engine import batches, ranges, retention
 from synarrow.engine import timeline as _timeline
 from synarrow.engine.compaction import Compactor
 from synarrow.engine.directory import COLUMNAR_DIR, LOG_DIR, prepare_directory
@@ -63,6 +63,7 @@ from synarrow.log.format import (
 )
 from synarrow.log.lock import WriterLock
 from synarrow.log.memtable import KeyState, TailChunk, last_value
+from synarrow.log.range_tombstone import RANGE_TOMBSTONE_FLAGS, encode_range
 from synarrow.log.values import BatchValues, check_key
 from synarrow.log.writer import LogWriter
 
@@ -120,6 +121,7 @@ class Engine:
                 path / COLUMNAR_DIR, readonly=readonly, verify=self.config.verify
             )
             found = recover(path, columnar, self.config, readonly=readonly, repair=repair)
+            rules = retention.load_rules(path)
         except BaseException:
             self._release_files()
             raise
@@ -134,6 +136,9 @@ class Engine:
         self.last_ts = 0  # the latest timestamp this engine chose (see now())
         self.check_at = 0  # the segment size at which after_write() must run
         self.compactor = Compactor(self)
+        self.retention = rules
+        #: Whether any retention rule is set: reads then check expiry (``get`` included).
+        self.has_retention = bool(rules)
         self.closed = False
         self.update_check_at()
 
@@ -390,6 +395,39 @@ class Engine:
             writer.sync_to(position)
         return True
 
+    def delete_range(self, key: str, start: int | None, end: int | None) -> int:
+        """Remove the entries of ``key`` with ``start <= ts < end`` (``None``: unbounded)
+        with a range tombstone; returns how many were removed (nothing is written for 0)."""
+        with self.lock:
+            writer = self.writable()
+            st = self.live(key)
+            if st is None:
+                return 0
+            kept, removed = ranges.cut(st, start, end)
+            if not removed:
+                return 0
+            position = writer.write(
+                encode_entry(
+                    self.now(), st.key_bytes, encode_range(start, end), RANGE_TOMBSTONE_FLAGS
+                ),
+                sync=self.sync_on_write,
+            )
+            self.next_seq += 1
+            ranges.install(st, kept, duplicates=self.config.duplicates)
+            self.after_write(writer)
+        if self.sync_on_write:
+            writer.sync_to(position)
+        return removed
+
+    def set_retention(self, pattern: str, max_age: int | None) -> None:
+        """Set (``None``: remove) the retention rule of ``pattern``, stored durably."""
+        with self.lock:
+            self.writable()
+            rules = self.retention.with_rule(pattern, max_age)
+            retention.store_rules(self.path, rules)
+            self.retention = rules
+            self.has_retention = bool(rules)
+
     # -- rotation and the after-write policy -------------------------------------------------
 
     def after_write(self, writer: LogWriter) -> None:
@@ -461,7 +499,17 @@ class Engine:
         if st is None:
             check_key(key)
             return None
-        return st if st.latest_atom is not None else None
+        if st.latest_atom is None or (self.has_retention and self._expired(st)):
+            return None
+        return st
+
+    def _expired(self, st: KeyState) -> bool:
+        """Whether every point of ``st`` is past its retention cutoff."""
+        cut = self.cutoff(st.key)
+        if cut is None:
+            return False
+        top = ranges.max_ts(st)
+        return top is None or top < cut
 
     def required(self, key: str) -> KeyState:
         """The state of a live ``key``, or :class:`KeyNotFoundError`."""
@@ -474,14 +522,26 @@ class Engine:
         """The latest value of ``key`` (decoded from the columnar files if needed)."""
         with self.lock:
             st = self.live(key)
+            if st is not None and self.has_retention and self.cutoff(key) is not None:
+                chunks = self.timeline(key)  # the latest unexpired entry
+                return last_value(chunks[-1]) if chunks else default
             return default if st is None else st.resolve_latest()
 
     def latest_of(self, key: str, atom: Atom) -> Any:
         """The latest value of ``key``, which must be an ``atom``."""
         with self.lock:
             st = self.required(key)
-            if st.latest_atom != atom:
-                found = st.latest_atom.name.lower() if st.latest_atom is not None else "none"
+            found_atom = st.latest_atom
+            if self.has_retention and self.cutoff(key) is not None:
+                chunks = self.timeline(key)
+                if not chunks:
+                    raise KeyNotFoundError(f"key {key!r} not found (every point expired)")
+                last = chunks[-1]
+                found_atom = ranges.last_atom(last)
+                if found_atom == atom:
+                    return last_value(last)
+            if found_atom != atom:
+                found = found_atom.name.lower() if found_atom is not None else "none"
                 raise TypeMismatchError(
                     f"key {key!r} holds a {found} value, not {atom.name.lower()}"
                 )
@@ -491,6 +551,8 @@ class Engine:
         """The keys holding a value, in no particular order."""
         with self.lock:
             self.require_open()
+            if self.has_retention:
+                return [k for k, st in self.states.items() if self.live(k) is not None]
             return [k for k, st in self.states.items() if st.latest_atom is not None]
 
     def parts(self, key: str) -> list[TailChunk]:
@@ -499,8 +561,11 @@ class Engine:
             return self.required(key).parts()
 
     def cutoff(self, key: str) -> int | None:
-        """The retention cutoff of ``key`` now: entries before it are expired (``None``)."""
-        return None
+        """The retention cutoff of ``key`` now: entries before it are expired (``None``:
+        no rule matches; see :mod:`synarrow.engine.retention`)."""
+        if not self.has_retention:
+            return None
+        return self.retention.cutoff(key, _time_ns() // 1000)
 
     def timeline(
         self,
@@ -525,7 +590,7 @@ class Engine:
         compacted case, readable without a copy); ``None`` otherwise."""
         with self.lock:
             st = self.required(key)
-            if not st.tail_count and len(st.base) == 1:
+            if not st.tail_count and len(st.base) == 1 and self.cutoff(key) is None:
                 return st.base[0].chunk()
             return None
 
@@ -548,7 +613,7 @@ class Engine:
                     self.cutoff(st.key),
                 )
                 for st in states
-                if st.latest_atom is not None
+                if st.latest_atom is not None and not (self.has_retention and self._expired(st))
             }
             return ReadSnapshot(self.path, self.next_seq, self.columnar.manifest.generation, views)
 
