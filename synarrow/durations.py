@@ -97,10 +97,10 @@ def parse_duration(value: Any, what: str = "duration") -> int:
         us = _from_text(value, what)
     elif isinstance(value, np.timedelta64):
         unit = np.datetime_data(value.dtype)[0]
-        if unit in ("Y", "M", "generic"):
-            raise InvalidArgumentError(f"{what}: a timedelta64 in {unit!r} has no fixed length")
         if np.isnat(value):
             raise InvalidArgumentError(f"{what}: NaT is not a duration")
+        if unit in ("Y", "M", "generic"):
+            raise InvalidArgumentError(f"{what}: a timedelta64 in {unit!r} has no fixed length")
         us = int(value.astype("timedelta64[us]").astype(np.int64))
     elif isinstance(value, _dt.timedelta):
         us = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
