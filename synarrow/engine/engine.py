@@ -623,6 +623,8 @@ class Engine:
             self.require_open()
             store = self.columnar
             live = [st for st in self.states.values() if st.latest_atom is not None]
+            if self.has_retention:  # keys whose every point expired are not counted
+                live = [st for st in live if not self._expired(st)]
             log_dir = self.path / LOG_DIR
             if self.writer is None:
                 log_bytes = sum(f.stat().st_size for f in log_dir.glob("*.log"))

@@ -86,6 +86,7 @@ def test_expiry_on_every_read_path(db: synarrow.SynaDB, tmp_path: Path) -> None:
     # s/b: every point expired, so it is not live; t has no rule.
     assert db.keys() == ["s/a", "t"]
     assert db.keys("s/*") == ["s/a"]
+    assert len(db) == 2 and db.stats()["keys"] == 2
     assert not db.exists("s/b")
     assert db.get("s/b", "gone") == "gone"
     with pytest.raises(KeyNotFoundError):
