@@ -521,19 +521,32 @@ class Engine:
     def latest(self, key: str, default: Any) -> Any:
         """The latest value of ``key`` (decoded from the columnar files if needed)."""
         with self.lock:
-            st = self.live(key)
-            if st is not None and self.has_retention and self.cutoff(key) is not None:
-                chunks = self.timeline(key)  # the latest unexpired entry
+            cut = self.cutoff(key) if self.has_retention else None
+            if cut is not None:  # the latest entry not expired
+                chunks = self._unexpired(key, cut)
                 return last_value(chunks[-1]) if chunks else default
+            st = self.live(key)
             return default if st is None else st.resolve_latest()
+
+    def _unexpired(self, key: str, cutoff: int) -> list[TailChunk]:
+        """The ordered timeline of ``key`` from ``cutoff`` on (empty: none or not live)."""
+        st = self.states.get(key) if type(key) is str else None
+        if st is None:
+            self.live(key)  # validates the key (and the handle)
+            return []
+        if st.latest_atom is None:
+            return []
+        duplicates = self.config.duplicates
+        return _timeline.ordered(st.parts(), duplicates=duplicates, not_before=cutoff)
 
     def latest_of(self, key: str, atom: Atom) -> Any:
         """The latest value of ``key``, which must be an ``atom``."""
         with self.lock:
             st = self.required(key)
             found_atom = st.latest_atom
-            if self.has_retention and self.cutoff(key) is not None:
-                chunks = self.timeline(key)
+            cut = self.cutoff(key) if self.has_retention else None
+            if cut is not None:
+                chunks = self._unexpired(key, cut)
                 if not chunks:
                     raise KeyNotFoundError(f"key {key!r} not found (every point expired)")
                 last = chunks[-1]

@@ -46,6 +46,7 @@ MAX_RULES = 1000
 #: The longest pattern.
 MAX_PATTERN_CHARS = 1000
 _FORMAT = 1
+_MAX_CACHED = 1 << 17
 _INT64_MAX = (1 << 63) - 1
 
 
@@ -55,6 +56,9 @@ class RetentionRules:
 
     rules: Mapping[str, int] = field(default_factory=dict)
 
+    _ages: dict[str, int | None] = field(default_factory=dict, repr=False, compare=False)
+    """``max_age`` per key already matched (the rules never change: a new set is made)."""
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "rules", MappingProxyType(dict(self.rules)))
 
@@ -63,8 +67,15 @@ class RetentionRules:
 
     def max_age(self, key: str) -> int | None:
         """The shortest ``max_age`` of the rules matching ``key`` (``None``: no rule)."""
+        try:
+            return self._ages[key]
+        except KeyError:
+            pass
         ages = [age for pattern, age in self.rules.items() if fnmatch.fnmatchcase(key, pattern)]
-        return min(ages) if ages else None
+        if len(self._ages) >= _MAX_CACHED:
+            self._ages.clear()  # bounded, whatever keys readers ask about
+        found = self._ages[key] = min(ages) if ages else None
+        return found
 
     def cutoff(self, key: str, now_us: int) -> int | None:
         """The earliest timestamp of ``key`` still visible at ``now_us`` (``None``: all)."""
