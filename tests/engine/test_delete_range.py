@@ -211,6 +211,7 @@ def test_read_only_handle_replays_it(db_path: Path) -> None:
         db.delete_range("k", _sec(0), _sec(8))
     with synarrow.SynaDB(db_path, readonly=True) as ro:
         assert _values(ro, "k") == [8.0, 9.0]
+    assert check_database(db_path).ok  # check decodes range tombstones as valid entries
 
 
 def test_space_reclaimed_at_compaction(db: synarrow.SynaDB) -> None:
