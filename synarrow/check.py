@@ -25,6 +25,7 @@ from pathlib import Path
 from synarrow.columnar.verify import verify_columnar
 from synarrow.config import DbConfig
 from synarrow.engine.directory import is_database
+from synarrow.engine.retention import RETENTION_NAME, load_rules
 from synarrow.errors import CorruptionError, InvalidPathError, SynaError
 from synarrow.fileio import entry_problem, open_fd, read_bytes
 from synarrow.log.names import log_name_kind
@@ -65,6 +66,7 @@ def check_database(path: str | os.PathLike[str], *, progress: bool | None = None
         raise InvalidPathError(f"{root} is not a synarrow database")
     report = CheckReport(root)
     _check_config(root, report)
+    _check_retention(root, report)
     _check_root_names(root, report)
     from synarrow.columnar.manifest import read_manifest
     from synarrow.optional import progress as make_bar
@@ -110,6 +112,13 @@ def _check_config(root: Path, report: CheckReport) -> None:
         report.damage.append("config.json: not UTF-8 text")
     except SynaError as exc:
         report.damage.append(f"config.json: {exc.message}")
+
+
+def _check_retention(root: Path, report: CheckReport) -> None:
+    try:
+        load_rules(root)
+    except SynaError as exc:
+        report.damage.append(f"{RETENTION_NAME}: {exc.message}")
 
 
 def _check_root_names(root: Path, report: CheckReport) -> None:

@@ -256,8 +256,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     """``synarrow info PATH``: keys, entries, sizes, last compaction."""
     with open_db(args.path, repair=args.repair) as db:
         stats = db.stats()
+        rules = db.retention()
     if args.json:
         stats["config"] = dataclasses.asdict(stats["config"])
+        stats["retention"] = {p: age.total_seconds() for p, age in rules.items()}
         _say(json.dumps(stats, indent=2, default=str))
         return EXIT_OK
     cfg = stats["config"]
@@ -278,6 +280,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             " ".join(f"{f.name}={getattr(cfg, f.name)}" for f in dataclasses.fields(cfg)),
         ),
     ]
+    if rules:
+        rows.append(("retention", "; ".join(f"{p} {age}" for p, age in rules.items())))
     if stats["repaired_ranges"]:
         rows.append(
             ("skipped damage", ", ".join(f"{p} {a}..{b}" for p, a, b in stats["repaired_ranges"]))

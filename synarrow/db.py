@@ -17,6 +17,7 @@ the log tail, cutting off a torn tail left by a crash before anything new is wri
 
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
 import os
 import re
@@ -468,6 +469,49 @@ class SynaDB(Handle):
         """
         tensor = self.get_history_tensor(key, start=start, end=end, last=last)
         return interop.to_torch(tensor, device, copy=copy)
+
+    # -- corrections and retention ---------------------------------------------------------
+
+    def delete_range(self, key: str, start: Any = None, end: Any = None) -> int:
+        """Remove the entries of ``key`` with ``start <= ts < end``; returns how many.
+
+        ``start`` / ``end`` are what :meth:`get_history` takes (``None``: unbounded on that
+        side, so ``delete_range(key)`` empties the key). The delete is one durable log entry
+        (a range tombstone, synced like any write with ``sync_on_write``), visible at once;
+        entries appended afterwards, in the range or not, stay. The count is of the
+        entries reads showed in the range (``DbConfig.duplicates`` and retention applied);
+        hidden ones (duplicates, expired points) in the range are removed too. A key left
+        empty is no longer live, like a deleted one. A missing key, or a range holding no
+        entry, removes 0 and writes nothing. Space is reclaimed by the next ``compact()``.
+        """
+        lo, hi = inputs.time_range(start, end)
+        return self._engine.delete_range(key, lo, hi)
+
+    def set_retention(self, pattern: str, max_age: Any) -> None:
+        """Expire the points of the keys matching ``pattern`` once older than ``max_age``.
+
+        ``pattern`` is a glob as :meth:`keys` takes (``"sensor/*"``) or one key;
+        ``max_age`` a ``timedelta``, ``numpy.timedelta64``, int microseconds or a duration
+        string (``"30d"``, ``"12h"``, ``"10min"``, ``"90s"``; see
+        :func:`synarrow.durations.parse_duration`); ``None`` removes the rule of
+        ``pattern``. The rules are stored in the database (``retention.json``), so every
+        handle, read-only ones included, and every later open applies them. A point is
+        expired when ``ts < now - max_age`` at the moment of the read; when several patterns
+        match a key, the shortest ``max_age`` wins. Expired points are left out of every
+        read (``get`` returns the default once the latest is expired; a key with nothing
+        left is not live) and dropped by the next ``compact()``.
+        """
+        from synarrow.durations import parse_duration
+
+        age = None if max_age is None else parse_duration(max_age, "max_age")
+        self._engine.set_retention(pattern, age)
+
+    def retention(self) -> dict[str, dt.timedelta]:
+        """The retention rules: pattern -> maximum age (see :meth:`set_retention`)."""
+        with self._engine.lock:
+            self._engine.require_open()
+            rules = self._engine.retention.rules
+        return {p: dt.timedelta(microseconds=us) for p, us in sorted(rules.items())}
 
     # -- life cycle ------------------------------------------------------------------------
 

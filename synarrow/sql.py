@@ -121,6 +121,13 @@ def _sources(snapshot: ReadSnapshot) -> tuple[list[pa.Table], list[pa.Table]]:
     tails: dict[pa.DataType, list[tuple[str, TailChunk]]] = defaultdict(list)
     lasts: dict[pa.DataType, list[tuple[str, TailChunk]]] = defaultdict(list)
     for key, view in snapshot.keys.items():
+        if view.not_before is not None:  # retention: only the points not expired
+            live = view.chunks()
+            for c in live:
+                tails[c.values.type].append((key, c))
+            last = live[-1] if live else view.last()
+            lasts[last.values.type].append((key, last))
+            continue
         for ref in view.base:  # each slice is a zero-copy view of a mapped record batch
             bases[ref.chunk().values.type].append((key, ref))
         for c in view.tail:

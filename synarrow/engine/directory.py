@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from synarrow import config as _config
+from synarrow.engine.retention import RETENTION_NAME
 from synarrow.errors import InvalidPathError, ReadOnlyError
 from synarrow.fileio import (
     create_exclusive,
@@ -43,9 +44,22 @@ LOG_DIR = "log"
 COLUMNAR_DIR = "columnar"
 #: Every name a database directory may hold besides the marker (and config temporaries).
 OWN_FILES = frozenset(
-    {"LOCK", LOG_DIR, COLUMNAR_DIR, _config.CONFIG_NAME, _config.CONFIG_NAME + ".tmp"}
+    {
+        "LOCK",
+        LOG_DIR,
+        COLUMNAR_DIR,
+        _config.CONFIG_NAME,
+        _config.CONFIG_NAME + ".tmp",
+        RETENTION_NAME,
+    }
 )
 _CONFIG_TEMPORARY = temporary_pattern(_config.CONFIG_NAME)
+_RETENTION_TEMPORARY = temporary_pattern(RETENTION_NAME)
+
+
+def _own_temporary(name: str) -> bool:
+    """Whether ``name`` is a temporary of a file the database replaces atomically."""
+    return bool(_CONFIG_TEMPORARY.fullmatch(name) or _RETENTION_TEMPORARY.fullmatch(name))
 
 
 def is_database(path: str | os.PathLike[str]) -> bool:
@@ -91,7 +105,7 @@ def prepare_directory(path: Path, *, readonly: bool) -> WriterLock | None:
             names = {c.name for c in path.iterdir()}
             # Another process may be creating this database right now: its own files
             # (the lock first) appear before the marker.
-            foreign = {n for n in names - OWN_FILES if not _CONFIG_TEMPORARY.fullmatch(n)}
+            foreign = {n for n in names - OWN_FILES if not _own_temporary(n)}
             if MARKER_NAME not in names and foreign:
                 raise InvalidPathError(
                     f"{path} is a non-empty directory that is not a synarrow database"
@@ -108,8 +122,8 @@ def prepare_directory(path: Path, *, readonly: bool) -> WriterLock | None:
         else:
             create_exclusive(marker, MARKER_TEXT.encode())
         for name in os.listdir(path):
-            if _CONFIG_TEMPORARY.fullmatch(name):
-                remove_file(path / name)  # left by a crash while config.json was replaced
+            if _own_temporary(name):
+                remove_file(path / name)  # left by a crash while a file was replaced
     except PermissionError as exc:
         if lock is not None:
             lock.release()

@@ -39,7 +39,7 @@ import numpy as np
 from synarrow import config as _config
 from synarrow.columnar.store import ColumnarStore
 from synarrow.config import DbConfig
-from synarrow.engine import batches
+from synarrow.engine import batches, ranges, retention
 from synarrow.engine import timeline as _timeline
 from synarrow.engine.compaction import Compactor
 from synarrow.engine.directory import COLUMNAR_DIR, LOG_DIR, prepare_directory
@@ -69,6 +69,7 @@ from synarrow.log.format import (
 )
 from synarrow.log.lock import WriterLock
 from synarrow.log.memtable import NO_TS, KeyState, TailChunk, value_at
+from synarrow.log.range_tombstone import RANGE_TOMBSTONE_FLAGS, encode_range
 from synarrow.log.values import BatchValues, check_key
 from synarrow.log.writer import LogWriter
 
@@ -126,6 +127,7 @@ class Engine:
                 path / COLUMNAR_DIR, readonly=readonly, verify=self.config.verify
             )
             found = recover(path, columnar, self.config, readonly=readonly, repair=repair)
+            rules = retention.load_rules(path)
         except BaseException:
             self._release_files()
             raise
@@ -138,12 +140,13 @@ class Engine:
         self.repaired = found.repaired
         self.dropped_in_repair = found.dropped_in_repair
         self.last_ts = 0  # the latest timestamp this engine chose (see now())
-        self.has_retention = False
-        """Whether retention rules exist (then ``get`` takes the locked path, which checks
-        the key's cutoff)."""
         self._ties_first = self.config.duplicates == "keep_first"
         self.check_at = 0  # the segment size at which after_write() must run
         self.compactor = Compactor(self)
+        self.retention = rules
+        self.has_retention = bool(rules)
+        """Whether retention rules exist (then ``get`` takes the locked path, which checks
+        the key's cutoff)."""
         self.closed = False
         self.update_check_at()
 
@@ -404,6 +407,42 @@ class Engine:
             writer.sync_to(position)
         return True
 
+    def delete_range(self, key: str, start: int | None, end: int | None) -> int:
+        """Remove the entries of ``key`` with ``start <= ts < end`` (``None``: unbounded)
+        with a range tombstone; returns how many of them reads showed (nothing is written
+        when the range holds no stored entry)."""
+        with self.lock:
+            writer = self.writable()
+            st = self.live(key)
+            if st is None:
+                return 0
+            kept, removed = ranges.cut(st, start, end)
+            if not removed:
+                return 0
+            # Counted as reads saw them: the duplicates policy and retention applied.
+            seen = _timeline.time_slice(self._visible(st, self.cutoff(key)), start, end)
+            position = writer.write(
+                encode_entry(
+                    self.now(), st.key_bytes, encode_range(start, end), RANGE_TOMBSTONE_FLAGS
+                ),
+                sync=self.sync_on_write,
+            )
+            self.next_seq += 1
+            ranges.install(st, kept)
+            self.after_write(writer)
+        if self.sync_on_write:
+            writer.sync_to(position)
+        return sum(len(c) for c in seen)
+
+    def set_retention(self, pattern: str, max_age: int | None) -> None:
+        """Set (``None``: remove) the retention rule of ``pattern``, stored durably."""
+        with self.lock:
+            self.writable()
+            rules = self.retention.with_rule(pattern, max_age)
+            retention.store_rules(self.path, rules)
+            self.retention = rules
+            self.has_retention = bool(rules)
+
     # -- rotation and the after-write policy -------------------------------------------------
 
     def after_write(self, writer: LogWriter) -> None:
@@ -475,7 +514,9 @@ class Engine:
         if st is None:
             check_key(key)
             return None
-        return st if st.latest_atom is not None else None
+        if st.latest_atom is None or (self.has_retention and self._expired(st)):
+            return None
+        return st
 
     def required(self, key: str) -> KeyState:
         """The state of a live ``key``, or :class:`KeyNotFoundError`."""
@@ -488,10 +529,8 @@ class Engine:
         """The value of ``key`` with the greatest timestamp (decoded from the columnar files
         if needed), or ``default`` if it is absent, deleted or expired."""
         with self.lock:
-            st = self.live(key)
-            if st is None or self._expired(st):
-                return default
-            return st.resolve_latest()
+            st = self.live(key)  # None too when even the latest entry has expired
+            return default if st is None else st.resolve_latest()
 
     def _expired(self, st: KeyState) -> bool:
         """Whether even the latest entry of a key is before its retention cutoff."""
@@ -528,6 +567,8 @@ class Engine:
         """The keys holding a value, in no particular order."""
         with self.lock:
             self.require_open()
+            if self.has_retention:
+                return [k for k, st in self.states.items() if self.live(k) is not None]
             return [k for k, st in self.states.items() if st.latest_atom is not None]
 
     def parts(self, key: str) -> list[TailChunk]:
@@ -536,8 +577,11 @@ class Engine:
             return self.required(key).parts()
 
     def cutoff(self, key: str) -> int | None:
-        """The retention cutoff of ``key`` now: entries before it are expired (``None``)."""
-        return None
+        """The retention cutoff of ``key`` now: entries before it are expired (``None``:
+        no rule matches; see :mod:`synarrow.engine.retention`)."""
+        if not self.has_retention:
+            return None
+        return self.retention.cutoff(key, _time_ns() // 1000)
 
     def timeline(
         self,
@@ -595,7 +639,7 @@ class Engine:
                     _cached_timeline(st, duplicates),
                 )
                 for st in states
-                if st.latest_atom is not None
+                if st.latest_atom is not None and not (self.has_retention and self._expired(st))
             }
             return ReadSnapshot(self.path, self.next_seq, self.columnar.manifest.generation, views)
 
@@ -605,6 +649,8 @@ class Engine:
             self.require_open()
             store = self.columnar
             live = [st for st in self.states.values() if st.latest_atom is not None]
+            if self.has_retention:  # keys whose every point expired are not counted
+                live = [st for st in live if not self._expired(st)]
             log_dir = self.path / LOG_DIR
             if self.writer is None:
                 log_bytes = sum(f.stat().st_size for f in log_dir.glob("*.log"))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from synarrow.columnar.store import ColumnarStore
 from synarrow.config import DbConfig
+from synarrow.engine import ranges
 from synarrow.engine.directory import LOG_DIR
 from synarrow.errors import CorruptionError
 from synarrow.fileio import open_fd, remove_file, require_single_link
@@ -51,6 +52,9 @@ def recover(
     """Rebuild the key states of the database at ``path`` (its columnar store is open)."""
     states: dict[str, KeyState] = {}
     ties_first = config.duplicates == "keep_first"
+
+    def on_range(st: KeyState, start: int | None, end: int | None) -> None:
+        ranges.apply_range(st, start, end)
 
     def state_for(key_bytes: bytes) -> KeyState:
         key = key_bytes.decode("utf-8")
@@ -91,7 +95,7 @@ def recover(
                 f"log segment {seg_path} ends in {scan.torn_bytes} damaged bytes but is not "
                 "the last segment"
             )
-        replay_segment(scan, state_for)
+        replay_segment(scan, state_for, on_range=on_range)
         found.repaired.extend((str(seg_path), a, b) for a, b in scan.skipped)
         found.dropped_in_repair += scan.dropped
         found.next_seq = scan.base_seq + len(scan.offsets)

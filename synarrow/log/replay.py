@@ -24,9 +24,13 @@ from synarrow.log.format import (
     Atom,
 )
 from synarrow.log.memtable import KeyState, TailChunk, values_array
+from synarrow.log.range_tombstone import RANGE_TOMBSTONE_ATOM, decode_range
 from synarrow.log.reader import SegmentScan
 
-__all__ = ["replay_segment"]
+__all__ = ["OnRange", "replay_segment"]
+
+#: Applies a range tombstone ``(state, start, end)`` (see ``synarrow.engine.ranges``).
+OnRange = Callable[[KeyState, "int | None", "int | None"], object]
 
 _HEADER_DTYPE = np.dtype(
     [("crc", "<u4"), ("ts", "<i8"), ("kl", "<u2"), ("vl", "<u4"), ("fb", "u1")]
@@ -67,11 +71,14 @@ def replay_segment(
     state_for: Callable[[bytes], KeyState],
     *,
     on_delete: Callable[[KeyState], None] | None = None,
+    on_range: OnRange | None = None,
 ) -> int:
     """Apply every verified entry of ``scan`` to the key states; returns entries applied.
 
     ``state_for(key_bytes)`` returns (creating if needed) the state of a key. Entries are
     applied per key in file order, so tombstones cut exactly the history before them.
+    Range tombstones are decoded and handed to ``on_range`` (``None``: checked only, as
+    by ``synarrow check``).
     """
     offs = scan.offsets
     n = len(offs)
@@ -108,7 +115,7 @@ def replay_segment(
         # Entries whose delta chain crosses a repaired gap cannot be decoded: drop them too.
         scan.dropped += int(broken.sum())
         scan.offsets = offs[~broken]
-        return replay_segment(scan, state_for, on_delete=on_delete)
+        return replay_segment(scan, state_for, on_delete=on_delete, on_range=on_range)
     values = np.zeros(n, dtype=np.uint64)
     for atom in (Atom.FLOAT, Atom.INT):
         sel = order[simple[order] & (atoms[order] == atom)]
@@ -163,7 +170,7 @@ def replay_segment(
             if not len(rows):
                 continue
         entries += _apply_rows(
-            scan, state, rows, ts_all, atoms, flags, simple, values, value_start, vl_all
+            scan, state, rows, ts_all, atoms, flags, simple, values, value_start, vl_all, on_range
         )
     return entries
 
@@ -267,8 +274,9 @@ def _apply_rows(
     values: np.ndarray,
     value_start: np.ndarray,
     vl_all: np.ndarray,
+    on_range: OnRange | None = None,
 ) -> int:
-    """Append one key's entries (file order, no tombstones) to its state."""
+    """Append one key's entries (file order, no whole-key tombstones) to its state."""
     count = 0
     row_simple = simple[rows]
     row_atoms = atoms[rows]
@@ -292,7 +300,9 @@ def _apply_rows(
             count += b - a
         else:
             for r in rows[a:b].tolist():
-                count += _apply_complex(scan, state, r, ts_all, atoms, flags, value_start, vl_all)
+                count += _apply_complex(
+                    scan, state, r, ts_all, atoms, flags, value_start, vl_all, on_range
+                )
     # Continue the writer's delta chain only within the segment being appended to; a new
     # writer session always starts a fresh segment context.
     state.delta_segment = -1
@@ -308,6 +318,7 @@ def _apply_complex(
     flags: np.ndarray,
     value_start: np.ndarray,
     vl_all: np.ndarray,
+    on_range: OnRange | None = None,
 ) -> int:
     start = int(value_start[r])
     payload: bytes | memoryview = memoryview(scan.data)[start : start + int(vl_all[r])]
@@ -315,6 +326,11 @@ def _apply_complex(
     atom = int(atoms[r])
     ts = int(ts_all[r])
     try:
+        if atom == RANGE_TOMBSTONE_ATOM and not f:
+            lo, hi = decode_range(payload)
+            if on_range is not None:
+                on_range(state, lo, hi)
+            return 1
         if f & FLAG_LZ4:
             payload = codec.unlz4(payload)
         if f & FLAG_BATCH:
