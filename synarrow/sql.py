@@ -50,10 +50,11 @@ import numpy as np
 import pyarrow as pa
 
 from synarrow.columnar.ipc import data_schema, key_column
-from synarrow.columnar.schema import string_array, ts_array
-from synarrow.columnar.store import keyed_table
+from synarrow.columnar.schema import TS_TYPE, string_array, ts_array
+from synarrow.columnar.store import SQL_MERGE_ROWS
 from synarrow.duck import DuckSession, check_statements
 from synarrow.engine.snapshot import ReadSnapshot
+from synarrow.engine.timeline import slice_chunk
 from synarrow.errors import InvalidArgumentError, SQLError
 from synarrow.layout import COLUMNS, NAIVE_TS_TYPE, atom_of_type
 from synarrow.log.memtable import TailChunk
@@ -114,43 +115,53 @@ def naive_ts(table: pa.Table) -> pa.Table:
 def _sources(snapshot: ReadSnapshot) -> tuple[list[pa.Table], list[pa.Table]]:
     """Tables of (key, ts, value) covering every key of a snapshot, and those of ``latest``.
 
-    One zero-copy record batch per columnar slice; log-tail chunks of one value type are
-    concatenated into one table.
+    Each key is read as its ordered timeline (:meth:`KeyView.chunks`: sorted by ``ts``, the
+    duplicates policy and retention applied), so SQL sees what ``get_history`` returns.
+    Chunks of one value type make one table; chunks of at least ``SQL_MERGE_ROWS`` rows
+    (compacted slices) stay zero-copy views of the mapped files, runs of smaller ones (log
+    tail) are concatenated. ``latest`` holds each key's entry with the latest timestamp.
     """
-    bases: dict[pa.DataType, list[tuple[str, Any]]] = defaultdict(list)
-    tails: dict[pa.DataType, list[tuple[str, TailChunk]]] = defaultdict(list)
+    chunks: dict[pa.DataType, list[tuple[str, TailChunk]]] = defaultdict(list)
     lasts: dict[pa.DataType, list[tuple[str, TailChunk]]] = defaultdict(list)
     for key, view in snapshot.keys.items():
-        for ref in view.base:  # each slice is a zero-copy view of a mapped record batch
-            bases[ref.chunk().values.type].append((key, ref))
-        for c in view.tail:
-            tails[c.values.type].append((key, c))
-        last = view.last()
-        lasts[last.values.type].append((key, last))
-    tables = [naive_ts(keyed_table(items)) for items in bases.values()]
-    tables += [_keyed_table(t, items, last_only=False) for t, items in tails.items()]
-    latest = [_keyed_table(t, items, last_only=True) for t, items in lasts.items()]
+        timeline = view.chunks()
+        for c in timeline:
+            chunks[c.values.type].append((key, c))
+        if timeline:  # empty when retention expired every entry
+            last = timeline[-1]
+            last = slice_chunk(last, len(last) - 1, len(last))
+            lasts[last.values.type].append((key, last))
+    tables = [_keyed_table(t, items) for t, items in chunks.items()]
+    latest = [_keyed_table(t, items) for t, items in lasts.items()]
     return tables, latest
 
 
-def _keyed_table(
-    value_type: pa.DataType, items: list[tuple[str, TailChunk]], *, last_only: bool
-) -> pa.Table:
-    """A (key, ts, value) table from chunks of one value type (or their last entries)."""
-    keys = [k for k, _ in items]
-    if last_only:
-        counts = [1] * len(items)
-        ts = np.array([c.ts[-1] for _, c in items], dtype=np.int64)
-        values = pa.concat_arrays([c.values.slice(len(c) - 1) for _, c in items])
-    else:
-        counts = [len(c) for _, c in items]
-        ts = np.concatenate([c.ts for _, c in items]).astype(np.int64, copy=False)
-        values = pa.concat_arrays([c.values for _, c in items])
-    return naive_ts(
-        pa.Table.from_arrays(
-            [key_column(keys, counts), ts_array(ts), values], schema=data_schema(value_type)
-        )
+def _keyed_table(value_type: pa.DataType, items: list[tuple[str, TailChunk]]) -> pa.Table:
+    """A (key, ts, value) table of chunks of one value type, in the order given."""
+    ts: list[pa.Array] = []
+    values: list[pa.Array] = []
+    pending: list[TailChunk] = []  # a run of small chunks, concatenated into one
+
+    def merge() -> None:
+        if pending:
+            ts.append(ts_array(np.concatenate([c.ts for c in pending])))
+            values.append(pa.concat_arrays([c.values for c in pending]))
+            pending.clear()
+
+    for _, c in items:
+        if len(c) < SQL_MERGE_ROWS:
+            pending.append(c)
+            continue
+        merge()
+        ts.append(ts_array(c.ts))  # zero-copy: a view of the chunk's (mapped) timestamps
+        values.append(c.values)
+    merge()
+    keys = key_column([k for k, _ in items], [len(c) for _, c in items])
+    table = pa.Table.from_arrays(
+        [keys, pa.chunked_array(ts, TS_TYPE), pa.chunked_array(values, value_type)],
+        schema=data_schema(value_type),
     )
+    return naive_ts(table)
 
 
 def register(
