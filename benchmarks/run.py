@@ -28,6 +28,7 @@ from . import (
     bench_flightsql,
     bench_scaleout,
     bench_tensor,
+    bench_timeseries,
     bench_vector,
 )
 from .common import Ctx, Row, fmt_value, log, machine_info
@@ -44,6 +45,7 @@ ISSUES = {
     7: ("Issue 7: scale-out (Arrow Flight, dataset export)", bench_scaleout.BENCHMARKS),
     11: ("Issue 11: on-disk trust (columnar checksums, check)", bench_columnar.TRUST_BENCHMARKS),
     12: ("Issue 12: serving over Arrow Flight SQL (ADBC)", bench_flightsql.BENCHMARKS),
+    14: ("Issue 14: time-native histories (resampling, range reads)", bench_timeseries.BENCHMARKS),
 }
 GROUPS = {
     "core": list(bench_core.BENCHMARKS),
@@ -53,6 +55,7 @@ GROUPS = {
     "experiment": list(bench_experiment.BENCHMARKS),
     "scaleout": list(bench_scaleout.BENCHMARKS),
     "flightsql": list(bench_flightsql.BENCHMARKS),
+    "timeseries": list(bench_timeseries.BENCHMARKS),
 }
 ALL: dict[str, tuple[int, object]] = {}
 for _issue, (_title, _b) in ISSUES.items():
