@@ -56,9 +56,20 @@ def bench_resample_hourly(ctx: Ctx) -> list[Row]:
         out: list = []
         dt = best_time(lambda: out.append(s.resample("1h").mean()), 3, budget_s=6)
         chk = _check(out[-1].to_numpy(), want)
-        ctx.add(Row(ISSUE, b, fig, "pandas", dt, "s", False, ref="pandas",
-                    note=f"Series with a UTC DatetimeIndex built beforehand (untimed); "
-                         f"resample('1h').mean(); best of 3; {chk}"))
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig,
+                "pandas",
+                dt,
+                "s",
+                False,
+                ref="pandas",
+                note=f"Series with a UTC DatetimeIndex built beforehand (untimed); "
+                f"resample('1h').mean(); best of 3; {chk}",
+            )
+        )
 
     with ctx.guard(ISSUE, b, fig, "synarrow", "s", higher_better=False, ref="pandas"):
         with ctx.tmpdir("resample") as d:
@@ -69,23 +80,60 @@ def bench_resample_hourly(ctx: Ctx) -> list[Row]:
                 out = []
                 dt = best_time(lambda: out.append(db.resample("x", "1h")), 5, budget_s=6)
                 chk = _check(out[-1].column("value").to_numpy(), want)
-                query = ('SELECT time_bucket(INTERVAL \'1 hour\', ts) AS h, avg(value) AS v '
-                         'FROM "x" GROUP BY h ORDER BY h')
+                query = (
+                    "SELECT time_bucket(INTERVAL '1 hour', ts) AS h, avg(value) AS v "
+                    'FROM "x" GROUP BY h ORDER BY h'
+                )
                 sql_out: list = []
                 dt_sql = best_time(lambda: sql_out.append(db.sql(query)), 3, budget_s=6)
                 chk_sql = _check(sql_out[-1].column("v").to_numpy(), want)
             finally:
                 _safe_close(db)
-        ctx.add(Row(ISSUE, b, fig, "synarrow", dt, "s", False, ref="pandas",
-                    note=f"db.resample('x', '1h') (numpy reduceat on the zero-copy history, "
-                         f"to Arrow); best of 5; {chk}",
-                    target=("ratio", 1.0), target_text="faster than pandas"))
-        ctx.add(Row(ISSUE, b, fig_sql, "synarrow sql", dt_sql, "s", False, ref="synarrow sql",
-                    note=f"db.sql time_bucket / avg on the key's view, ORDER BY h; best of 3; "
-                         f"{chk_sql}"))
-        ctx.add(Row(ISSUE, b, fig_sql, "synarrow", dt, "s", False, ref="synarrow sql",
-                    note="db.resample, the row above", target=("ratio", 3.0),
-                    target_text="at least 3x faster than the SQL path"))
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig,
+                "synarrow",
+                dt,
+                "s",
+                False,
+                ref="pandas",
+                note=f"db.resample('x', '1h') (numpy reduceat on the zero-copy history, "
+                f"to Arrow); best of 5; {chk}",
+                target=("ratio", 1.0),
+                target_text="faster than pandas",
+            )
+        )
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig_sql,
+                "synarrow sql",
+                dt_sql,
+                "s",
+                False,
+                ref="synarrow sql",
+                note=f"db.sql time_bucket / avg on the key's view, ORDER BY h; best of 3; "
+                f"{chk_sql}",
+            )
+        )
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig_sql,
+                "synarrow",
+                dt,
+                "s",
+                False,
+                ref="synarrow sql",
+                note="db.resample, the row above",
+                target=("ratio", 3.0),
+                target_text="at least 3x faster than the SQL path",
+            )
+        )
     return ctx.rows[start:]
 
 
@@ -98,8 +146,10 @@ def _duckdb_range(ts: np.ndarray, vals: np.ndarray, lo: int, hi: int) -> tuple[f
         con.register("src", pa.table({"ts": pa.array(ts, pa.timestamp("us")), "value": vals}))
         con.execute("CREATE TABLE t AS SELECT * FROM src ORDER BY ts")
         con.unregister("src")
-        q = (f"SELECT ts, value FROM t WHERE ts >= make_timestamp({lo}) "
-             f"AND ts < make_timestamp({hi})")
+        q = (
+            f"SELECT ts, value FROM t WHERE ts >= make_timestamp({lo}) "
+            f"AND ts < make_timestamp({hi})"
+        )
         out: list = []
         dt = best_time(lambda: out.append(con.sql(q).to_arrow_table()), 20, budget_s=3)
         got = out[-1].column("value").to_numpy()
@@ -125,9 +175,20 @@ def bench_range_read(ctx: Ctx) -> list[Row]:
 
     with ctx.guard(ISSUE, b, fig, ref, "ms", higher_better=False, ref=ref):
         dt, rows, chk = _duckdb_range(ts, vals, lo, hi)
-        ctx.add(Row(ISSUE, b, fig, ref, dt * 1e3, "ms", False, ref=ref,
-                    note=f"native DuckDB table sorted by ts, WHERE ts >= .. AND ts < .., "
-                         f"result to Arrow; {rows:,} rows; best of 20; {chk}"))
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig,
+                ref,
+                dt * 1e3,
+                "ms",
+                False,
+                ref=ref,
+                note=f"native DuckDB table sorted by ts, WHERE ts >= .. AND ts < .., "
+                f"result to Arrow; {rows:,} rows; best of 20; {chk}",
+            )
+        )
 
     with ctx.guard(ISSUE, b, fig, "arcticdb", "ms", higher_better=False, ref=ref):
         _arctic_row(ctx, b, fig, ref, ts, vals, lo, hi, want)
@@ -158,30 +219,75 @@ def bench_range_read(ctx: Ctx) -> list[Row]:
                     == base.buffers()[1].address + (base.offset + first) * 8
                 )
                 chk = _check(got.to_numpy(), want)
-                q = (f'SELECT ts, value FROM "x" WHERE ts >= make_timestamp({lo}) '
-                     f"AND ts < make_timestamp({hi})")
+                q = (
+                    f'SELECT ts, value FROM "x" WHERE ts >= make_timestamp({lo}) '
+                    f"AND ts < make_timestamp({hi})"
+                )
                 sql_out: list = []
                 dt_sql = best_time(lambda: sql_out.append(db.sql(q)), 20, budget_s=3)
                 chk_sql = _check(sql_out[-1].column("value").to_numpy(), want)
             finally:
                 _safe_close(db)
-        ctx.add(Row(ISSUE, b, fig, "synarrow", dt * 1e3, "ms", False, ref=ref,
-                    note=f"get_history('x', start, end) (ints), mean of {reps} calls, best of "
-                         f"3; zero-copy slice of the mapped file: {zero_copy}; {chk}", **tgt))
-        ctx.add(Row(ISSUE, b, fig, "synarrow sql", dt_sql * 1e3, "ms", False, ref=ref,
-                    note=f"db.sql on the key's view with the same WHERE, result to Arrow; "
-                         f"best of 20; {chk_sql}"))
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig,
+                "synarrow",
+                dt * 1e3,
+                "ms",
+                False,
+                ref=ref,
+                note=f"get_history('x', start, end) (ints), mean of {reps} calls, best of "
+                f"3; zero-copy slice of the mapped file: {zero_copy}; {chk}",
+                **tgt,
+            )
+        )
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig,
+                "synarrow sql",
+                dt_sql * 1e3,
+                "ms",
+                False,
+                ref=ref,
+                note=f"db.sql on the key's view with the same WHERE, result to Arrow; "
+                f"best of 20; {chk_sql}",
+            )
+        )
     return ctx.rows[start:]
 
 
-def _arctic_row(ctx: Ctx, b: str, fig: str, ref: str, ts: np.ndarray, vals: np.ndarray,
-                lo: int, hi: int, want: np.ndarray) -> None:
+def _arctic_row(
+    ctx: Ctx,
+    b: str,
+    fig: str,
+    ref: str,
+    ts: np.ndarray,
+    vals: np.ndarray,
+    lo: int,
+    hi: int,
+    want: np.ndarray,
+) -> None:
     try:
         import arcticdb
     except ImportError:
-        ctx.add(Row(ISSUE, b, fig, "arcticdb", None, "ms", False, ref=ref,
-                    note="not measured: arcticdb is not installed (pip install arcticdb, "
-                         "the bench extra)"))
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig,
+                "arcticdb",
+                None,
+                "ms",
+                False,
+                ref=ref,
+                note="not measured: arcticdb is not installed (pip install arcticdb, "
+                "the bench extra)",
+            )
+        )
         return
     import pandas as pd
 
@@ -194,8 +300,19 @@ def _arctic_row(ctx: Ctx, b: str, fig: str, ref: str, ts: np.ndarray, vals: np.n
         out: list = []
         dt = best_time(lambda: out.append(lib.read("x", date_range=rng).data), 20, budget_s=3)
         chk = _check(out[-1]["value"].to_numpy(), want)
-    ctx.add(Row(ISSUE, b, fig, "arcticdb", dt * 1e3, "ms", False, ref=ref,
-                note=f"LMDB backend, read(date_range=...) to pandas; best of 20; {chk}"))
+    ctx.add(
+        Row(
+            ISSUE,
+            b,
+            fig,
+            "arcticdb",
+            dt * 1e3,
+            "ms",
+            False,
+            ref=ref,
+            note=f"LMDB backend, read(date_range=...) to pandas; best of 20; {chk}",
+        )
+    )
 
 
 BENCHMARKS = {
