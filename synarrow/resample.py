@@ -57,6 +57,7 @@ AGGREGATIONS = ("mean", "sum", "min", "max", "count", "first", "last", "ohlc")
 FILLS = ("ffill", "linear")
 #: The most buckets one key may produce with a ``fill`` (each is a row of the result).
 MAX_BUCKETS = 50_000_000
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _OHLC = (("open", "first"), ("high", "max"), ("low", "min"), ("close", "last"))
 
 
@@ -203,12 +204,19 @@ def _buckets(ts: np.ndarray, plan: _Plan) -> tuple[np.ndarray, np.ndarray, np.nd
             ids = ts // every
             cuts = np.flatnonzero(ids[1:] != ids[:-1]) + 1
             numbers = ids[np.concatenate(([0], cuts))]
+    if len(numbers) and int(numbers[0]) * every < _INT64_MIN:
+        raise InvalidArgumentError(
+            f"the first bucket of {every} us would start before the earliest representable "
+            "time (int64 microseconds)",
+            hint="use a shorter 'every'",
+        )
     starts = np.searchsorted(ts, numbers * every, side="left")
     ends = np.empty_like(starts)
     ends[:-1] = starts[1:]
     if len(ends):
         # the row after the last bucket (entries after it were cut off by start / end)
-        ends[-1] = np.searchsorted(ts, (numbers[-1] + 1) * every, side="left")
+        edge = (int(numbers[-1]) + 1) * every  # a Python int: it may pass the int64 range
+        ends[-1] = len(ts) if edge > _INT64_MAX else np.searchsorted(ts, edge, side="left")
     return numbers, starts, ends
 
 

@@ -284,3 +284,15 @@ def test_bad_keys(db) -> None:
     db.append("v", np.ones(3, np.float32))
     with pytest.raises(SynaError, match="not numbers"):
         db.resample("v", "1h")
+
+
+def test_timestamps_at_the_ends_of_the_int64_range(db) -> None:
+    top, bottom = 2**63 - 1, -(2**63)
+    db.append_batch("k", [1.0, 2.0], timestamps=[top - 1, top])
+    t = db.resample("k", 2**62, "sum")
+    assert t.column("value").to_pylist() == [3.0]
+    assert t.column("ts").cast(pa.int64()).to_pylist() == [2**62]
+    db.append_batch("low", [1.0], timestamps=[bottom + 1])
+    with pytest.raises(InvalidArgumentError, match="earliest"):
+        db.resample("low", 3, "sum")
+    assert db.resample("low", 2**62, "sum").column("value").to_pylist() == [1.0]
