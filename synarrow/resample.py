@@ -152,6 +152,7 @@ def _reduce(
         with np.errstate(invalid="ignore", divide="ignore"):
             return sums / counts
     if how in ("min", "max"):
+        ufunc: np.ufunc
         if nan is None:
             ufunc = np.minimum if how == "min" else np.maximum
         else:

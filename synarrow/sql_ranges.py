@@ -86,8 +86,10 @@ def _is_constant(expr: Any) -> bool:
     if kind == "CAST":
         return not expr.get("try_cast") and _is_constant(expr.get("child"))
     if kind == "FUNCTION" and str(expr.get("function_name", "")).lower() in _CONSTANT_FUNCTIONS:
-        args = expr.get("children", expr.get("arguments", []))
-        args = [a.get("expression", a) if "expression" in a else a for a in args]
+        given = expr.get("children") or expr.get("arguments") or []
+        args = [
+            a.get("expression") if isinstance(a, dict) and "expression" in a else a for a in given
+        ]
         return bool(args) and all(_is_constant(a) for a in args)
     return False
 
@@ -142,9 +144,10 @@ def _quick(expr: dict[str, Any]) -> tuple[int, bool] | None:
     if literal is None or literal.get("kind") != "STRING":
         return None
     try:
-        return to_time_bound(str(literal["text"])), True
+        us = to_time_bound(str(literal["text"]))
     except SynaError:
         return None
+    return None if us is None else (us, True)
 
 
 def _micros(
@@ -161,7 +164,7 @@ def _micros(
         for i, expr in enumerate(exprs)
         for item in probe
     ]
-    node = {
+    node: dict[str, Any] = {
         "type": "SELECT_NODE",
         "modifiers": [],
         "cte_map": {"map": []},
@@ -208,11 +211,11 @@ def _comparisons(where: Any, names: set[str]) -> Iterator[tuple[str, dict[str, A
             left, right = term.get("left"), term.get("right")
             if _is_ts(right, names) and not _is_ts(left, names):
                 left, right, op = right, left, _FLIP[op]
-            if _is_ts(left, names) and _is_constant(right):
+            if _is_ts(left, names) and isinstance(right, dict) and _is_constant(right):
                 yield op, right
         elif kind == "BETWEEN" and _is_ts(term.get("input"), names):
             for op, side in ((">=", term.get("lower")), ("<=", term.get("upper"))):
-                if _is_constant(side):
+                if isinstance(side, dict) and _is_constant(side):
                     yield op, side
 
 
