@@ -296,3 +296,61 @@ def test_timestamps_at_the_ends_of_the_int64_range(db) -> None:
     with pytest.raises(InvalidArgumentError, match="earliest"):
         db.resample("low", 3, "sum")
     assert db.resample("low", 2**62, "sum").column("value").to_pylist() == [1.0]
+
+
+def _reference(ts, values, every, agg, fill, start, end) -> pd.DataFrame:
+    """pandas on the points in ``[start, end)``, on the bucket grid ``db.resample`` returns."""
+    keep = np.ones(len(ts), bool)
+    if start is not None:
+        keep &= ts >= start
+    if end is not None:
+        keep &= ts < end
+    ts, values = ts[keep], values[keep]
+    cols = _columns(agg)
+    frame = _pandas(ts, values, every, agg) if len(ts) else None
+    if fill is None:
+        return frame.loc[frame["n"] > 0, cols] if frame is not None else pd.DataFrame(columns=cols)
+    first = start // every if start is not None else (ts[0] // every if len(ts) else None)
+    last = (end - 1) // every if end is not None else (ts[-1] // every if len(ts) else None)
+    if first is None or last is None:
+        return pd.DataFrame(columns=cols)
+    grid = pd.to_datetime(np.arange(first, last + 1) * every, unit="us", utc=True)
+    if frame is None:
+        frame = pd.DataFrame({c: np.nan for c in cols}, index=grid)
+    frame = frame.reindex(grid)
+    frame["n"] = frame["n"].fillna(0) if "n" in frame else 0
+    if agg == "count":
+        frame["value"] = frame["value"].fillna(0)
+    return _expected(frame, agg, fill)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    points=_points(),
+    every=EVERY,
+    agg=st.sampled_from(AGGS + ["ohlc"]),
+    fill=FILLS,
+    start=st.one_of(st.none(), st.integers(-2 * HOUR, 2 * HOUR)),
+    length=st.one_of(st.none(), st.integers(0, 4 * HOUR)),
+    align=st.booleans(),
+)
+def test_ranges_match_pandas(shared, points, every, agg, fill, start, length, align) -> None:
+    ts, values = points
+    lo = None if start is None else T0 + start
+    hi = None if length is None else (T0 if lo is None else lo) + length
+    if align:  # bounds on bucket edges
+        lo, hi = (None if t is None else t // every * every for t in (lo, hi))
+        if lo is not None and hi is not None and hi < lo:
+            hi = lo
+    key = f"k{next(_NEXT)}"
+    shared.append_batch(key, values, timestamps=ts)
+    table = shared.resample(key, every, agg, start=lo, end=hi, fill=fill)
+    want = _reference(ts, values, every, agg, fill, lo, hi)
+    cols = _columns(agg)
+    got = _ours(table, cols)
+    assert list(got.index) == list(want.index)
+    for c in cols:
+        a, b = got[c].to_numpy(dtype=float), want[c].to_numpy(dtype=float)
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9, equal_nan=True)
