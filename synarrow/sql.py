@@ -75,7 +75,7 @@ from synarrow.layout import COLUMNS, NAIVE_TS_TYPE, atom_of_type
 from synarrow.log.memtable import TailChunk
 from synarrow.reading import SnapshotSource
 from synarrow.sandbox import new_connection
-from synarrow.sql_ranges import key_range
+from synarrow.sql_ranges import key_range, may_bound_ts
 
 __all__ = [
     "INTERNAL_PREFIX",
@@ -288,7 +288,7 @@ def register_keys(
                 f"key = '{_quote(name)}'",
             )
     for name in keys:
-        bounds = key_range(con, query, name) if "ts" in query.lower() else None
+        bounds = key_range(con, query, name) if may_bound_ts(query) else None
         con.register(name, naive_ts(key_table(snapshot.keys[name], bounds)))
     return set(keys)
 

@@ -26,6 +26,7 @@ by DuckDB as before.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,7 +35,7 @@ import duckdb
 from synarrow.errors import SynaError
 from synarrow.inputs import to_time_bound
 
-__all__ = ["key_range"]
+__all__ = ["key_range", "may_bound_ts"]
 
 _DAY_US = 86_400_000_000
 # Deterministic functions of constants (``INTERVAL 1 DAY`` parses as to_days(trunc(1)) ...).
@@ -217,6 +218,18 @@ def _comparisons(where: Any, names: set[str]) -> Iterator[tuple[str, dict[str, A
             for op, side in ((">=", term.get("lower")), ("<=", term.get("upper"))):
                 if isinstance(side, dict) and _is_constant(side):
                     yield op, side
+
+
+# ``ts`` next to a comparison (either side) or BETWEEN: a query without one has no bound,
+# and needs no parse (about a millisecond). A miss only means no pushdown.
+_MENTION = re.compile(
+    r'\bts\b"?\s*(?:[<>]=?|=|between\b)|(?:[<>]=?|=)\s*(?:[\w"]+\.)?"?ts\b', re.IGNORECASE
+)
+
+
+def may_bound_ts(query: str) -> bool:
+    """Whether a query may hold a bound on ``ts`` (a cheap test before :func:`key_range`)."""
+    return _MENTION.search(query) is not None
 
 
 def key_range(

@@ -12,7 +12,7 @@ import pytest
 import synarrow
 from synarrow.sandbox import new_connection
 from synarrow.sql import key_table, register_keys
-from synarrow.sql_ranges import key_range
+from synarrow.sql_ranges import key_range, may_bound_ts
 
 T0 = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z
 SECOND = 1_000_000
@@ -42,7 +42,20 @@ def con():
     ],
 )  # fmt: skip
 def test_bounds(con, query, lo, hi) -> None:
+    assert may_bound_ts(query)
     assert key_range(con, query, "k") == (lo, hi)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT time_bucket(INTERVAL 1 HOUR, ts) AS h, avg(value) FROM k GROUP BY h",
+        "SELECT tsx FROM k WHERE tsx > 1",
+        "SELECT avg(value) FROM k",
+    ],
+)
+def test_queries_without_a_ts_comparison_skip_the_parse(query) -> None:
+    assert not may_bound_ts(query)
 
 
 @pytest.mark.parametrize(
