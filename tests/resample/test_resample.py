@@ -354,3 +354,13 @@ def test_ranges_match_pandas(shared, points, every, agg, fill, start, length, al
     for c in cols:
         a, b = got[c].to_numpy(dtype=float), want[c].to_numpy(dtype=float)
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9, equal_nan=True)
+
+
+def test_the_duplicates_policy_applies(tmp_path: Path) -> None:
+    cfg = synarrow.DbConfig(duplicates="keep_last")
+    with synarrow.SynaDB(tmp_path / "db", cfg) as db:
+        db.append_batch("k", [1.0, 2.0, 3.0], timestamps=[0, SECOND, 2 * SECOND])
+        db.append_batch("k", [20.0, 30.0], timestamps=[SECOND, 2 * SECOND])  # resent
+        t = db.resample("k", "1min", ["sum", "count"])
+        assert t.column("sum").to_pylist() == [51.0]
+        assert t.column("count").to_pylist() == [3]
