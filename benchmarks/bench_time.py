@@ -1,7 +1,7 @@
 """Issue 14 (time-native histories), the engine's rows: range reads of a compacted key and
 out-of-order appends.
 
-* ``range_read``: 1 day out of a 30-day, 1 Hz compacted key (2.59M points):
+* ``range_read_numpy``: 1 day out of a 30-day, 1 Hz compacted key (2.59M points):
   ``get_history_floats(key, start, end)`` (a zero-copy view found by binary search) and
   ``get_history(key, start, end)`` (an Arrow table), against DuckDB ``WHERE ts >= ? AND
   ts < ?`` on a native table of the same data (fetched as Arrow).
@@ -40,7 +40,7 @@ def bench_range_read(ctx: Ctx) -> list[Row]:
     import synarrow
 
     start_rows = len(ctx.rows)
-    b = "range_read"
+    b = "range_read_numpy"
     days = 30 if not ctx.quick else 3
     n = days * 86_400
     ts = T0 + np.arange(n, dtype=np.int64) * 1_000_000
@@ -245,6 +245,6 @@ def bench_out_of_order(ctx: Ctx) -> list[Row]:
 
 
 BENCHMARKS = {
-    "range_read": bench_range_read,
+    "range_read_numpy": bench_range_read,
     "out_of_order": bench_out_of_order,
 }

@@ -29,6 +29,7 @@ from . import (
     bench_scaleout,
     bench_tensor,
     bench_time,
+    bench_timeseries,
     bench_vector,
 )
 from .common import Ctx, Row, fmt_value, log, machine_info
@@ -45,7 +46,10 @@ ISSUES = {
     7: ("Issue 7: scale-out (Arrow Flight, dataset export)", bench_scaleout.BENCHMARKS),
     11: ("Issue 11: on-disk trust (columnar checksums, check)", bench_columnar.TRUST_BENCHMARKS),
     12: ("Issue 12: serving over Arrow Flight SQL (ADBC)", bench_flightsql.BENCHMARKS),
-    14: ("Issue 14: time-native histories", bench_time.BENCHMARKS),
+    14: (
+        "Issue 14: time-native histories",
+        {**bench_time.BENCHMARKS, **bench_timeseries.BENCHMARKS},
+    ),
 }
 GROUPS = {
     "core": list(bench_core.BENCHMARKS),
@@ -56,27 +60,42 @@ GROUPS = {
     "scaleout": list(bench_scaleout.BENCHMARKS),
     "flightsql": list(bench_flightsql.BENCHMARKS),
     "time": list(bench_time.BENCHMARKS),
+    "timeseries": list(bench_timeseries.BENCHMARKS),
 }
 ALL: dict[str, tuple[int, object]] = {}
 for _issue, (_title, _b) in ISSUES.items():
     for _name, _fn in _b.items():
         ALL[_name] = (_issue, _fn)
 
-SYSTEM_RANK = {"synarrow": 0, "synadb": 1, "sqlite": 2, "duckdb table": 3,
-               "duckdb table, naive ts": 4, "pandas": 5,
-               "arrow ipc file": 6, "raw write+fsync": 7, "usearch": 8}
+SYSTEM_RANK = {
+    "synarrow": 0,
+    "synadb": 1,
+    "sqlite": 2,
+    "duckdb table": 3,
+    "duckdb table, naive ts": 4,
+    "pandas": 5,
+    "arrow ipc file": 6,
+    "raw write+fsync": 7,
+    "usearch": 8,
+}
 
 
 # --------------------------------------------------------------------------
 # rendering
 # --------------------------------------------------------------------------
 
+
 def _ratio(row: Row, rows: list[Row]) -> float | None:
     if row.value is None or not row.ref or row.system == row.ref:
         return None
     for r in rows:
-        if (r.bench == row.bench and r.figure == row.figure and r.system == row.ref
-                and r.unit == row.unit and r.value):
+        if (
+            r.bench == row.bench
+            and r.figure == row.figure
+            and r.system == row.ref
+            and r.unit == row.unit
+            and r.value
+        ):
             if not row.value:
                 return None
             return row.value / r.value if row.higher_better else r.value / row.value
@@ -111,13 +130,13 @@ def _md_cell(s: str) -> str:
     return s.replace("|", "\\|").replace("\n", " ")
 
 
-def render(rows: list[Row], info: dict[str, str], quick: bool, argv: list[str],
-           wall: float) -> str:
+def render(rows: list[Row], info: dict[str, str], quick: bool, argv: list[str], wall: float) -> str:
     out: list[str] = []
     out.append("# synarrow benchmark results\n")
     out.append(f"Command: `python -m benchmarks.run {' '.join(argv)}`".rstrip() + "  ")
-    out.append(f"Mode: {'quick (smaller sizes)' if quick else 'default'}; "
-               f"total wall time {wall:.0f} s\n")
+    out.append(
+        f"Mode: {'quick (smaller sizes)' if quick else 'default'}; total wall time {wall:.0f} s\n"
+    )
     out.append("## Machine\n")
     out.append("| | |\n|---|---|")
     for k, v in info.items():
@@ -129,16 +148,21 @@ def render(rows: list[Row], info: dict[str, str], quick: bool, argv: list[str],
         met = sum(1 for r in targets if _verdict(r, rows) is True)
         unk = sum(1 for r in targets if _verdict(r, rows) is None)
         out.append("## Targets from the issues\n")
-        out.append(f"{met} of {len(targets)} met" + (f" ({unk} not measured)" if unk else "")
-                   + ".\n")
-        out.append("| issue | figure | synarrow | target | vs ref | met |\n|---|---|---|---|---|---|")
+        out.append(
+            f"{met} of {len(targets)} met" + (f" ({unk} not measured)" if unk else "") + ".\n"
+        )
+        out.append(
+            "| issue | figure | synarrow | target | vs ref | met |\n|---|---|---|---|---|---|"
+        )
         for r in targets:
             v = _verdict(r, rows)
             ratio = _ratio(r, rows)
-            out.append(f"| {r.issue} | {_md_cell(r.figure)} | {fmt_value(r.value, r.unit)} | "
-                       f"{_md_cell(r.target_text)} | "
-                       f"{f'{ratio:.3g}x {r.ref}' if ratio is not None else ''} | "
-                       f"{_met_text(r, v, 'yes', 'no')} |")
+            out.append(
+                f"| {r.issue} | {_md_cell(r.figure)} | {fmt_value(r.value, r.unit)} | "
+                f"{_md_cell(r.target_text)} | "
+                f"{f'{ratio:.3g}x {r.ref}' if ratio is not None else ''} | "
+                f"{_met_text(r, v, 'yes', 'no')} |"
+            )
         out.append("")
 
     for issue, (title, benches) in ISSUES.items():
@@ -146,17 +170,25 @@ def render(rows: list[Row], info: dict[str, str], quick: bool, argv: list[str],
         if not irows:
             continue
         out.append(f"## {title}\n")
-        out.append("`vs ref`: this figure relative to the reference system named, "
-                   "> 1 means better (faster, or fewer bytes).\n")
-        out.append("| figure | system | result | vs ref | target | notes |\n"
-                   "|---|---|---|---|---|---|")
+        out.append(
+            "`vs ref`: this figure relative to the reference system named, "
+            "> 1 means better (faster, or fewer bytes).\n"
+        )
+        out.append(
+            "| figure | system | result | vs ref | target | notes |\n|---|---|---|---|---|---|"
+        )
         bench_order = {b: i for i, b in enumerate(benches)}
         fig_first: dict[tuple[str, str], int] = {}
         for i, r in enumerate(irows):
             fig_first.setdefault((r.bench, r.figure), i)
-        irows = sorted(irows, key=lambda r: (bench_order.get(r.bench, 99),
-                                             fig_first[(r.bench, r.figure)],
-                                             SYSTEM_RANK.get(r.system, 9)))
+        irows = sorted(
+            irows,
+            key=lambda r: (
+                bench_order.get(r.bench, 99),
+                fig_first[(r.bench, r.figure)],
+                SYSTEM_RANK.get(r.system, 9),
+            ),
+        )
         for r in irows:
             ratio = _ratio(r, rows)
             v = _verdict(r, rows)
@@ -166,7 +198,8 @@ def render(rows: list[Row], info: dict[str, str], quick: bool, argv: list[str],
             out.append(
                 f"| {_md_cell(r.figure)} | {r.system} | {fmt_value(r.value, r.unit)} | "
                 f"{f'{ratio:.3g}x {r.ref}' if ratio is not None else ''} | {_md_cell(tgt)} | "
-                f"{_md_cell(r.note)} |")
+                f"{_md_cell(r.note)} |"
+            )
         out.append("")
     return "\n".join(out) + "\n"
 
@@ -174,6 +207,7 @@ def render(rows: list[Row], info: dict[str, str], quick: bool, argv: list[str],
 # --------------------------------------------------------------------------
 # running
 # --------------------------------------------------------------------------
+
 
 def _run_worker(name: str, quick: bool, timeout: float, tmp_root: str) -> list[Row]:
     issue = ALL[name][0]
@@ -189,17 +223,37 @@ def _run_worker(name: str, quick: bool, timeout: float, tmp_root: str) -> list[R
     try:
         rc = proc.wait(timeout=timeout)
         if rc != 0:
-            extra.append(Row(issue, name, f"({name} worker)", "runner", None, "",
-                             note=f"ERROR worker exited with code {rc}", ref=None))
+            extra.append(
+                Row(
+                    issue,
+                    name,
+                    f"({name} worker)",
+                    "runner",
+                    None,
+                    "",
+                    note=f"ERROR worker exited with code {rc}",
+                    ref=None,
+                )
+            )
     except subprocess.TimeoutExpired:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         proc.wait()
-        extra.append(Row(issue, name, f"({name} worker)", "runner", None, "",
-                         note=f"ERROR time limit of {timeout:.0f} s reached; rows above "
-                              f"were measured before it", ref=None))
+        extra.append(
+            Row(
+                issue,
+                name,
+                f"({name} worker)",
+                "runner",
+                None,
+                "",
+                note=f"ERROR time limit of {timeout:.0f} s reached; rows above "
+                f"were measured before it",
+                ref=None,
+            )
+        )
         log(f"!! {name}: killed after {timeout:.0f} s")
     rows = []
     with open(rows_file) as f:
@@ -224,25 +278,42 @@ def _select(only: list[str] | None) -> list[str]:
             elif part in ALL:
                 names.append(part)
             else:
-                raise SystemExit(f"unknown benchmark {part!r}; choose from "
-                                 f"{', '.join(ALL)} or groups {', '.join(GROUPS)}")
+                raise SystemExit(
+                    f"unknown benchmark {part!r}; choose from "
+                    f"{', '.join(ALL)} or groups {', '.join(GROUPS)}"
+                )
     return list(dict.fromkeys(names))
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--quick", action="store_true", help="smaller sizes (~2 min)")
-    ap.add_argument("--only", nargs="+", metavar="NAME",
-                    help=f"benchmarks to run: {', '.join(ALL)}; or groups core, columnar")
-    ap.add_argument("--out", default=str(HERE / "results.md"),
-                    help="markdown results file (default: benchmarks/results.md)")
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        help=f"benchmarks to run: {', '.join(ALL)}; or groups core, columnar",
+    )
+    ap.add_argument(
+        "--out",
+        default=str(HERE / "results.md"),
+        help="markdown results file (default: benchmarks/results.md)",
+    )
     ap.add_argument("--json", default=None, help="also write all rows as JSON lines here")
-    ap.add_argument("--timeout", type=float, default=None,
-                    help="per-benchmark time limit in s (default 300, quick 120)")
-    ap.add_argument("--inline", action="store_true",
-                    help="run in this process (no isolation, no time limit)")
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="per-benchmark time limit in s (default 300, quick 120)",
+    )
+    ap.add_argument(
+        "--inline", action="store_true", help="run in this process (no isolation, no time limit)"
+    )
     ap.add_argument("--list", action="store_true", help="list benchmarks and exit")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--rows-file", help=argparse.SUPPRESS)
@@ -261,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
 
     names = _select(a.only)
     timeout = a.timeout or (120.0 if a.quick else 300.0)
-    tmp_root = tempfile.mkdtemp(prefix="synarrow-bench-run-", dir=os.environ.get("BENCH_TMPDIR", "/tmp"))
+    tmp_root = tempfile.mkdtemp(
+        prefix="synarrow-bench-run-", dir=os.environ.get("BENCH_TMPDIR", "/tmp")
+    )
     info = machine_info(os.path.dirname(tmp_root))
     rows: list[Row] = []
     t_start = time.perf_counter()
@@ -274,8 +347,18 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     ALL[name][1](ctx)
                 except Exception as e:
-                    ctx.rows.append(Row(ALL[name][0], name, f"({name})", "runner", None, "",
-                                        note=f"ERROR {type(e).__name__}: {e}", ref=None))
+                    ctx.rows.append(
+                        Row(
+                            ALL[name][0],
+                            name,
+                            f"({name})",
+                            "runner",
+                            None,
+                            "",
+                            note=f"ERROR {type(e).__name__}: {e}",
+                            ref=None,
+                        )
+                    )
                 rows += ctx.rows
             else:
                 rows += _run_worker(name, a.quick, timeout, tmp_root)

@@ -360,6 +360,23 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_resample(args: argparse.Namespace) -> int:
+    """``synarrow resample PATH KEY_OR_PATTERN EVERY``: numeric keys aggregated into time
+    buckets (``db.resample``) as a table, CSV or JSON lines."""
+    agg = args.agg.split(",") if "," in args.agg else args.agg
+    fill: Any = args.fill
+    if fill is not None and fill not in ("ffill", "linear"):
+        try:
+            fill = float(fill)
+        except ValueError:
+            raise CliError(f"--fill must be ffill, linear or a number, got {fill!r}") from None
+    start, end = (int(t) if t and t.lstrip("-").isdigit() else t for t in (args.start, args.end))
+    with open_db(args.path, repair=args.repair) as db:
+        table = db.resample(args.key, args.every, agg, start=start, end=end, fill=fill)
+        write_table(table, args.format, args.output, max_rows=args.max_rows)
+    return EXIT_OK
+
+
 def cmd_compact(args: argparse.Namespace) -> int:
     """``synarrow compact PATH``: fold the log into columnar Arrow files."""
     with open_db(args.path, write=True) as db:
@@ -788,6 +805,20 @@ def build_parser() -> argparse.ArgumentParser:
     output_args(p, ("table", "csv", "json", "parquet"))
     p.add_argument("--timer", action="store_true", help="print the query time on stderr")
 
+    p = add("resample", cmd_resample, "numeric keys aggregated into time buckets")
+    db_arg(p)
+    p.add_argument("key", metavar="KEY_OR_PATTERN", help="a key or a glob such as 'sensor/*'")
+    p.add_argument("every", metavar="EVERY", help="the bucket width: 10s, 1min, 1h, 1d ...")
+    p.add_argument(
+        "--agg",
+        default="mean",
+        help="mean, sum, min, max, count, first, last or ohlc; several with commas (default mean)",
+    )
+    p.add_argument("--start", help="only entries at or after this time (ISO 8601, or int us)")
+    p.add_argument("--end", help="only entries before this time (ISO 8601, or int us)")
+    p.add_argument("--fill", help="empty buckets: ffill, linear or a number (default: left out)")
+    output_args(p, ("table", "csv", "json", "parquet"))
+
     p = add("compact", cmd_compact, "fold the log into columnar Arrow files")
     db_arg(p, repair=False)
     p.add_argument("--full", action="store_true", help="rewrite every key, not just changed ones")
@@ -932,6 +963,7 @@ __all__ = [
     "cmd_import",
     "cmd_info",
     "cmd_keys",
+    "cmd_resample",
     "cmd_serve",
     "cmd_sql",
     "format_cell",

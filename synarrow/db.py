@@ -513,6 +513,36 @@ class SynaDB(Handle):
             rules = self._engine.retention.rules
         return {p: dt.timedelta(microseconds=us) for p, us in sorted(rules.items())}
 
+    # -- resampling (issue 14) -------------------------------------------------------------
+
+    def resample(
+        self,
+        keys_or_pattern: str | Iterable[str],
+        every: Any,
+        agg: str | Iterable[str] = "mean",
+        *,
+        start: Any = None,
+        end: Any = None,
+        fill: Any = None,
+    ) -> pa.Table:
+        """Numeric histories aggregated into time buckets of ``every``, as one Arrow table
+        ``key``, ``ts`` (bucket start, UTC epoch multiples of ``every``), ``value``.
+
+        ``keys_or_pattern``: a key, a glob pattern or a list of keys; ``every``: a
+        ``timedelta``, ``numpy.timedelta64``, int microseconds or ``"10s"`` / ``"1min"`` /
+        ``"1h"`` / ``"1d"``; ``agg``: mean, sum, min, max, count, first, last, ohlc (or a
+        list: one column each); ``start`` / ``end``: the half-open range read; ``fill``:
+        ``None`` (non-empty buckets only), ``"ffill"``, ``"linear"`` or a number for empty
+        buckets. Computed with numpy on the ordered, zero-copy history (see
+        :mod:`synarrow.resample`).
+
+        >>> db.resample("temperature", "1h").column("value").to_pylist()
+        [21.0, 22.0]
+        """
+        from synarrow.resample import resample
+
+        return resample(self, keys_or_pattern, every, agg, start=start, end=end, fill=fill)
+
     # -- life cycle ------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:

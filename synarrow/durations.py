@@ -1,21 +1,23 @@
-"""Durations given by users (a retention ``max_age``, a resampling step) as microseconds.
+"""Durations given by users (a resampling step, a retention age) as int microseconds.
 
-:func:`parse_duration` accepts a ``datetime.timedelta``, a ``numpy.timedelta64`` of any fixed
-unit, int microseconds or a string: a number followed by a unit (``"90s"``, ``"10min"``,
-``"1.5h"``, ``"30d"``, ``"2w"``), several of them in a row (``"1h30min"``), or an ISO 8601
-duration with days, hours, minutes and seconds only (``"PT1H"``, ``"P1DT12H"``). Months and
-years have no fixed length and are refused.
+Accepted: ``datetime.timedelta`` (and pandas ``Timedelta``, a subclass), ``numpy.timedelta64``
+of a fixed unit (weeks down to nanoseconds; years and months have no fixed length), int
+microseconds, strings of one or more ``<number><unit>`` parts: ``"10s"``, ``"1min"``,
+``"1h30min"``, ``"500ms"``, ``"1.5h"``, ``"30d"``, ``"2w"``, and ISO 8601 durations of days,
+hours, minutes and seconds (``"PT1H"``, ``"P1DT12H"``). Units (case-insensitive, except that
+``M`` is refused because pandas reads it as a month): ``us`` / ``µs``, ``ms``, ``s`` /
+``sec``, ``m`` / ``min``, ``h`` / ``hr``, ``d`` / ``day`` / ``days``, ``w``. A duration must
+be a positive whole number of microseconds.
 
->>> parse_duration("1h30min", "every")
-5400000000
->>> parse_duration(1_000, "max_age")
-1000
+>>> parse_duration("1h30min"), parse_duration("500ms"), parse_duration(2_000_000)
+(5400000000, 500000, 2000000)
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import re
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -24,7 +26,7 @@ from synarrow.errors import InvalidArgumentError
 
 __all__ = ["UNITS", "parse_duration"]
 
-#: Microseconds per unit of a duration string (``us`` and ``µs`` both mean microseconds).
+#: Microseconds per unit of a duration string (keys lower case).
 UNITS: dict[str, int] = {
     "us": 1,
     "µs": 1,
@@ -40,79 +42,104 @@ UNITS: dict[str, int] = {
     "days": 86_400_000_000,
     "w": 604_800_000_000,
 }
-_PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zµ]+)", re.IGNORECASE)
+_PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zµ]+)\s*", re.IGNORECASE)
+# Microseconds per numpy timedelta64 unit (years and months have no fixed length).
+_NUMPY_UNITS = {
+    "W": Fraction(604_800_000_000),
+    "D": Fraction(86_400_000_000),
+    "h": Fraction(3_600_000_000),
+    "m": Fraction(60_000_000),
+    "s": Fraction(1_000_000),
+    "ms": Fraction(1_000),
+    "us": Fraction(1),
+    "ns": Fraction(1, 1_000),
+}
 _ISO = re.compile(
     r"P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
     r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?",
     re.IGNORECASE,
 )
+_ISO_UNITS = {"d": "d", "h": "h", "m": "min", "s": "s"}
+_HINT = "e.g. '10s', '1min', '1h30min', '500ms', '1d', a timedelta or int microseconds"
 _INT64_MAX = (1 << 63) - 1
-_MAX_TEXT = 100
 
 
-def _from_text(text: str, what: str) -> int:
-    original = text
-    text = text.strip()
-    if len(text) > _MAX_TEXT:
-        raise InvalidArgumentError(f"{what}: a duration string of {len(text)} characters")
-    iso = _ISO.fullmatch(text) if text[:1] in ("P", "p") and len(text) > 1 else None
-    if iso is not None and any(iso.groupdict().values()) and not text.upper().endswith("T"):
-        parts = [(iso[g], u) for g, u in (("d", "d"), ("h", "h"), ("m", "min"), ("s", "s"))]
-        total = sum(float(n) * UNITS[u] for n, u in parts if n is not None)
-        return round(total)
-    pos = 0
-    total_us = 0.0
-    found = False
-    while pos < len(text):
-        m = _PART.match(text, pos)
-        if m is None:
-            break
-        unit = UNITS.get(m.group(2).lower()) if m.group(2) != "M" else None
-        if unit is None:
-            raise InvalidArgumentError(
-                f"{what}: unknown unit {m.group(2)!r} in duration {original!r:.60} "
-                f"(units: {', '.join(sorted(set(UNITS) - {'µs'}))})"
-            )
-        total_us += float(m.group(1)) * unit
-        pos = m.end()
-        found = True
-    if not found or text[pos:].strip():
+def _check(us: int | Fraction, value: Any, what: str) -> int:
+    if us != int(us):
         raise InvalidArgumentError(
-            f"{what}: cannot read {original!r:.60} as a duration (e.g. '90s', '10min', '1h', '30d')"
+            f"{what} {value!r:.60} is not a whole number of microseconds", hint=_HINT
         )
-    return round(total_us)
+    if us <= 0:
+        raise InvalidArgumentError(f"{what} must be a positive duration, got {value!r:.60}")
+    if us > _INT64_MAX:
+        raise InvalidArgumentError(f"{what} {value!r:.60} is too long (int64 microseconds)")
+    return int(us)
+
+
+def _parse_text(text: str, what: str) -> int:
+    total = Fraction(0)
+    pos = 0
+    stripped = text.strip()
+    iso = _ISO.fullmatch(stripped) if stripped[:1] in "Pp" and len(stripped) > 1 else None
+    if iso is not None and any(iso.groupdict().values()) and stripped[-1:] not in "Tt":
+        for group, unit in _ISO_UNITS.items():
+            if iso[group] is not None:
+                total += Fraction(iso[group]) * UNITS[unit]
+        return _check(total, text, what)
+    while pos < len(stripped):
+        m = _PART.match(stripped, pos)
+        if m is None:
+            raise InvalidArgumentError(f"{what} {text!r:.60} is not a duration", hint=_HINT)
+        number, unit = m.groups()
+        if unit == "M":
+            raise InvalidArgumentError(
+                f"{what} {text!r:.60}: 'M' is ambiguous (minutes or months)",
+                hint="write 'min' for minutes; months have no fixed length",
+            )
+        scale = UNITS.get(unit.lower())
+        if scale is None:
+            raise InvalidArgumentError(
+                f"{what} {text!r:.60} has an unknown unit {unit!r}",
+                hint="units: " + ", ".join(UNITS),
+            )
+        total += Fraction(number) * scale
+        pos = m.end()
+    if pos == 0:
+        raise InvalidArgumentError(f"{what} {text!r:.60} is not a duration", hint=_HINT)
+    return _check(total, text, what)
 
 
 def parse_duration(value: Any, what: str = "duration") -> int:
-    """A duration as int microseconds, greater than zero.
+    """A positive duration as int microseconds (see the module docstring for the forms).
 
-    ``value``: ``timedelta``, ``numpy.timedelta64`` (not in months or years), int
-    microseconds (not ``bool``) or a string as described in the module documentation.
-    ``what`` names the argument in the error: :class:`~synarrow.errors.InvalidArgumentError`
-    for anything unreadable, zero or negative, or beyond the int64 range of microseconds.
+    ``what`` names the argument in the :class:`~synarrow.errors.InvalidArgumentError` raised
+    for anything else (zero, negative, unparseable, a float, a bool, ``NaT``).
     """
-    if isinstance(value, (bool, np.bool_)):
-        raise InvalidArgumentError(f"{what} must be a duration, got a bool")
     if isinstance(value, str):
-        us = _from_text(value, what)
-    elif isinstance(value, np.timedelta64):
-        unit = np.datetime_data(value.dtype)[0]
+        return _parse_text(value, what)
+    if isinstance(value, (bool, np.bool_)):
+        raise InvalidArgumentError(f"{what} must be a duration, got {value!r}", hint=_HINT)
+    if isinstance(value, np.timedelta64):
         if np.isnat(value):
-            raise InvalidArgumentError(f"{what}: NaT is not a duration")
-        if unit in ("Y", "M", "generic"):
-            raise InvalidArgumentError(f"{what}: a timedelta64 in {unit!r} has no fixed length")
-        us = int(value.astype("timedelta64[us]").astype(np.int64))
-    elif isinstance(value, _dt.timedelta):
+            raise InvalidArgumentError(f"{what} is NaT")
+        unit, step = np.datetime_data(value.dtype)
+        scale = _NUMPY_UNITS.get(unit)
+        if scale is None:
+            raise InvalidArgumentError(
+                f"{what} {value!r:.60} is in {unit!r} units, which have no fixed length",
+                hint=_HINT,
+            )
+        return _check(int(value.astype(np.int64)) * step * scale, value, what)
+    if isinstance(value, _dt.timedelta):
+        if type(value).__name__ == "NaTType":
+            raise InvalidArgumentError(f"{what} is NaT")
         us = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
-    elif isinstance(value, (int, np.integer)):
-        us = int(value)
-    else:
-        raise InvalidArgumentError(
-            f"{what} must be a timedelta, timedelta64, int microseconds or a string such as "
-            f"'10min', got {type(value).__name__}"
-        )
-    if us <= 0:
-        raise InvalidArgumentError(f"{what} must be greater than zero, got {value!r:.60}")
-    if us > _INT64_MAX:
-        raise InvalidArgumentError(f"{what} {value!r:.60} is beyond the int64 microsecond range")
-    return us
+        nanos = getattr(value, "nanoseconds", 0)  # pandas Timedelta keeps nanoseconds
+        return _check(Fraction(us) + Fraction(nanos, 1000), value, what)
+    if isinstance(value, (int, np.integer)):
+        return _check(int(value), value, what)
+    if type(value).__name__ == "NaTType":
+        raise InvalidArgumentError(f"{what} is NaT")
+    raise InvalidArgumentError(
+        f"{what} must be a duration, got {type(value).__name__} {value!r:.60}", hint=_HINT
+    )

@@ -19,10 +19,25 @@ zero-copy view of the stored ``timestamp[us, UTC]``): ``time_bucket`` then bucke
 whatever the session time zone, and runs about twice as fast as on ``TIMESTAMPTZ``. Write
 ``ts AT TIME ZONE 'UTC'`` where a ``TIMESTAMPTZ`` is wanted.
 
-Columnar data is registered as slices of the memory-mapped record batches (zero-copy: DuckDB
-reads the mapping, projecting only the columns a query uses); the log tail is registered as
-Arrow tables built from the in-memory index. DuckDB applies a ``key = ...`` filter on
-``history`` while scanning; a per-key view reads only that key's rows.
+Every view reads each key's ordered timeline (``KeyView.chunks()``: sorted by ``ts``, equal
+timestamps in arrival order, the duplicates policy and retention applied), so SQL sees what
+``get_history`` returns, and ``latest`` holds the entry with the latest timestamp.
+Compacted data is registered as slices of the memory-mapped record batches (zero-copy: DuckDB
+reads the mapping, projecting only the columns a query uses); log-tail chunks are registered
+as Arrow tables built from the in-memory index.
+
+Time ranges: DuckDB scans a registered Arrow table in full and filters afterwards (it pushes
+filters only into a ``pyarrow.dataset``, whose in-memory scanner still evaluates them on
+every row; measured here, a 1-day filter over a 30-day 1 Hz key cost about as much as the
+full scan). So a per-key view is registered for each query as just the slice its ``WHERE``
+needs: :func:`synarrow.sql_ranges.key_range` reads the bounds on ``ts`` off DuckDB's parse
+of the query (``ts >= / > / < / <= / = / BETWEEN`` constants, top-level ``AND`` terms of the
+``SELECT`` reading the key, the key named once), and the view is the zero-copy slice found
+by binary search; DuckDB still applies the whole ``WHERE``. Where that cannot be shown
+safe (``OR``, parameters, ``now()``, joins in the same ``FROM``, the key named twice) the
+view holds the whole history. ``history`` is registered once per database version for
+every query, so a ``WHERE key = ... AND ts ...`` on it is applied by DuckDB while scanning
+all keys; use the per-key view (or ``db.get_history(key, start, end)``) for range reads.
 
 The views of one query are registered from one read snapshot of the database
 (``db.read_snapshot()``), so ``history``, ``latest`` and the per-key views agree with each
@@ -50,15 +65,17 @@ import numpy as np
 import pyarrow as pa
 
 from synarrow.columnar.ipc import data_schema, key_column
-from synarrow.columnar.schema import string_array, ts_array
-from synarrow.columnar.store import keyed_table
+from synarrow.columnar.schema import TS_TYPE, history_table, string_array, ts_array
+from synarrow.columnar.store import SQL_MERGE_ROWS
 from synarrow.duck import DuckSession, check_statements
-from synarrow.engine.snapshot import ReadSnapshot
+from synarrow.engine.snapshot import KeyView, ReadSnapshot
+from synarrow.engine.timeline import slice_chunk
 from synarrow.errors import InvalidArgumentError, SQLError
 from synarrow.layout import COLUMNS, NAIVE_TS_TYPE, atom_of_type
 from synarrow.log.memtable import TailChunk
-from synarrow.reading import SnapshotSource, history
+from synarrow.reading import SnapshotSource
 from synarrow.sandbox import new_connection
+from synarrow.sql_ranges import key_range, may_bound_ts
 
 __all__ = [
     "INTERNAL_PREFIX",
@@ -70,6 +87,7 @@ __all__ = [
     "connect",
     "is_internal_name",
     "key_names",
+    "key_table",
     "naive_ts",
     "referenced_names",
     "register",
@@ -114,50 +132,53 @@ def naive_ts(table: pa.Table) -> pa.Table:
 def _sources(snapshot: ReadSnapshot) -> tuple[list[pa.Table], list[pa.Table]]:
     """Tables of (key, ts, value) covering every key of a snapshot, and those of ``latest``.
 
-    One zero-copy record batch per columnar slice; log-tail chunks of one value type are
-    concatenated into one table.
+    Each key is read as its ordered timeline (:meth:`KeyView.chunks`: sorted by ``ts``, the
+    duplicates policy and retention applied), so SQL sees what ``get_history`` returns.
+    Chunks of one value type make one table; chunks of at least ``SQL_MERGE_ROWS`` rows
+    (compacted slices) stay zero-copy views of the mapped files, runs of smaller ones (log
+    tail) are concatenated. ``latest`` holds each key's entry with the latest timestamp.
     """
-    bases: dict[pa.DataType, list[tuple[str, Any]]] = defaultdict(list)
-    tails: dict[pa.DataType, list[tuple[str, TailChunk]]] = defaultdict(list)
+    chunks: dict[pa.DataType, list[tuple[str, TailChunk]]] = defaultdict(list)
     lasts: dict[pa.DataType, list[tuple[str, TailChunk]]] = defaultdict(list)
     for key, view in snapshot.keys.items():
-        if view.not_before is not None:  # retention: only the points not expired
-            live = view.chunks()
-            for c in live:
-                tails[c.values.type].append((key, c))
-            last = live[-1] if live else view.last()
+        timeline = view.chunks()
+        for c in timeline:
+            chunks[c.values.type].append((key, c))
+        if timeline:  # empty when retention expired every entry
+            last = timeline[-1]
+            last = slice_chunk(last, len(last) - 1, len(last))
             lasts[last.values.type].append((key, last))
-            continue
-        for ref in view.base:  # each slice is a zero-copy view of a mapped record batch
-            bases[ref.chunk().values.type].append((key, ref))
-        for c in view.tail:
-            tails[c.values.type].append((key, c))
-        last = view.last()
-        lasts[last.values.type].append((key, last))
-    tables = [naive_ts(keyed_table(items)) for items in bases.values()]
-    tables += [_keyed_table(t, items, last_only=False) for t, items in tails.items()]
-    latest = [_keyed_table(t, items, last_only=True) for t, items in lasts.items()]
+    tables = [_keyed_table(t, items) for t, items in chunks.items()]
+    latest = [_keyed_table(t, items) for t, items in lasts.items()]
     return tables, latest
 
 
-def _keyed_table(
-    value_type: pa.DataType, items: list[tuple[str, TailChunk]], *, last_only: bool
-) -> pa.Table:
-    """A (key, ts, value) table from chunks of one value type (or their last entries)."""
-    keys = [k for k, _ in items]
-    if last_only:
-        counts = [1] * len(items)
-        ts = np.array([c.ts[-1] for _, c in items], dtype=np.int64)
-        values = pa.concat_arrays([c.values.slice(len(c) - 1) for _, c in items])
-    else:
-        counts = [len(c) for _, c in items]
-        ts = np.concatenate([c.ts for _, c in items]).astype(np.int64, copy=False)
-        values = pa.concat_arrays([c.values for _, c in items])
-    return naive_ts(
-        pa.Table.from_arrays(
-            [key_column(keys, counts), ts_array(ts), values], schema=data_schema(value_type)
-        )
+def _keyed_table(value_type: pa.DataType, items: list[tuple[str, TailChunk]]) -> pa.Table:
+    """A (key, ts, value) table of chunks of one value type, in the order given."""
+    ts: list[pa.Array] = []
+    values: list[pa.Array] = []
+    pending: list[TailChunk] = []  # a run of small chunks, concatenated into one
+
+    def merge() -> None:
+        if pending:
+            ts.append(ts_array(np.concatenate([c.ts for c in pending])))
+            values.append(pa.concat_arrays([c.values for c in pending]))
+            pending.clear()
+
+    for _, c in items:
+        if len(c) < SQL_MERGE_ROWS:
+            pending.append(c)
+            continue
+        merge()
+        ts.append(ts_array(c.ts))  # zero-copy: a view of the chunk's (mapped) timestamps
+        values.append(c.values)
+    merge()
+    keys = key_column([k for k, _ in items], [len(c) for _, c in items])
+    table = pa.Table.from_arrays(
+        [keys, pa.chunked_array(ts, TS_TYPE), pa.chunked_array(values, value_type)],
+        schema=data_schema(value_type),
     )
+    return naive_ts(table)
 
 
 def register(
@@ -267,8 +288,28 @@ def register_keys(
                 f"key = '{_quote(name)}'",
             )
     for name in keys:
-        con.register(name, naive_ts(history(snapshot.keys[name])))
+        bounds = key_range(con, query, name) if may_bound_ts(query) else None
+        con.register(name, naive_ts(key_table(snapshot.keys[name], bounds)))
     return set(keys)
+
+
+def key_table(view: KeyView, bounds: tuple[int | None, int | None] | None = None) -> pa.Table:
+    """A key's history (``ts``, ``value``) as its per-key view shows it: the rows with
+    ``start <= ts < end`` of ``bounds`` (all of them for ``None``), a zero-copy slice of the
+    whole history's table, so the view has the same schema whatever the range."""
+    chunks = view.chunks()
+    table = history_table(chunks)
+    if bounds is None:
+        return table
+    start, end = bounds
+    lo = 0 if start is None else _rows_before(chunks, start)
+    hi = len(table) if end is None else _rows_before(chunks, end)
+    return table.slice(lo, max(0, hi - lo))
+
+
+def _rows_before(timeline: list[TailChunk], ts: int) -> int:
+    """How many entries of an ordered timeline are before ``ts`` (binary search per chunk)."""
+    return sum(int(np.searchsorted(c.ts, ts, side="left")) for c in timeline)
 
 
 def _quote(key: str) -> str:

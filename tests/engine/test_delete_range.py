@@ -314,6 +314,10 @@ def _visible_rows(
     return rows
 
 
+def _inside(e: tuple[int, int, float], lo: int | None, hi: int | None) -> bool:
+    return (lo is None or e[0] >= lo) and (hi is None or e[0] < hi)
+
+
 def _visible(model: list[tuple[int, int, float]], days: int | None, duplicates: str) -> list[float]:
     return [v for _, _, v in _visible_rows(model, days, duplicates)]
 
@@ -353,11 +357,8 @@ def test_against_a_model(tmp_path: Path, duplicates: str, ops: list[tuple]) -> N
                 if lo is not None and hi is not None and lo > hi:
                     lo, hi = hi, lo
 
-                def inside(e: tuple[int, int, float]) -> bool:
-                    return (lo is None or e[0] >= lo) and (hi is None or e[0] < hi)
-
-                gone = [e for e in model if inside(e)]
-                seen = [e for e in _visible_rows(model, days, duplicates) if inside(e)]
+                gone = [e for e in model if _inside(e, lo, hi)]
+                seen = [e for e in _visible_rows(model, days, duplicates) if _inside(e, lo, hi)]
                 if not _visible(model, days, duplicates):
                     gone = []  # a key with nothing visible is not live: nothing to remove
                 removed = db.delete_range(
