@@ -26,6 +26,7 @@ from . import (
     bench_core,
     bench_experiment,
     bench_flightsql,
+    bench_frames,
     bench_scaleout,
     bench_tensor,
     bench_vector,
@@ -44,6 +45,7 @@ ISSUES = {
     7: ("Issue 7: scale-out (Arrow Flight, dataset export)", bench_scaleout.BENCHMARKS),
     11: ("Issue 11: on-disk trust (columnar checksums, check)", bench_columnar.TRUST_BENCHMARKS),
     12: ("Issue 12: serving over Arrow Flight SQL (ADBC)", bench_flightsql.BENCHMARKS),
+    14: ("Issue 14: time-native histories (frames, out-of-order)", bench_frames.BENCHMARKS),
 }
 GROUPS = {
     "core": list(bench_core.BENCHMARKS),
@@ -53,6 +55,7 @@ GROUPS = {
     "experiment": list(bench_experiment.BENCHMARKS),
     "scaleout": list(bench_scaleout.BENCHMARKS),
     "flightsql": list(bench_flightsql.BENCHMARKS),
+    "frames": list(bench_frames.BENCHMARKS),
 }
 ALL: dict[str, tuple[int, object]] = {}
 for _issue, (_title, _b) in ISSUES.items():
