@@ -139,21 +139,33 @@ def _factorize(col: Column, name: Any) -> tuple[np.ndarray, list[str]]:
         keys = list(uniques)
     else:
         arr = _arrow(col, name)
-        if pa.types.is_dictionary(arr.type):
-            arr = arr.cast(arr.type.value_type)
+        if arr.null_count:
+            raise InvalidKeyError(
+                f"key column {name!r} holds {arr.null_count} nulls", hint="every row needs a key"
+            )
+        if pa.types.is_dictionary(arr.type):  # a categorical: encode its dictionary only
+            indices = arr.indices.to_numpy(zero_copy_only=False)
+            arr = arr.dictionary
+        else:
+            indices = None
         if not (
             pa.types.is_string(arr.type)
             or pa.types.is_large_string(arr.type)
             or pa.types.is_string_view(arr.type)
         ):
             raise InvalidKeyError(f"key column {name!r} must hold text, it is {arr.type}")
-        if arr.null_count:
-            raise InvalidKeyError(
-                f"key column {name!r} holds {arr.null_count} nulls", hint="every row needs a key"
-            )
         encoded = arr.dictionary_encode()
         codes = encoded.indices.to_numpy(zero_copy_only=False)
-        keys = encoded.dictionary.to_pylist()
+        names = encoded.dictionary
+        if indices is not None:
+            codes = codes[indices]  # equal dictionary entries share one code
+            used = np.bincount(codes, minlength=len(names)) > 0
+            if not used.all():  # categories without rows get no key
+                codes = (np.cumsum(used) - 1)[codes]
+                names = names.filter(pa.array(used))
+        if names.null_count:
+            raise InvalidKeyError(f"key column {name!r} holds nulls", hint="every row needs a key")
+        keys = names.to_pylist()
     for k in keys:
         if not isinstance(k, str):
             raise InvalidKeyError(

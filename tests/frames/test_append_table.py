@@ -301,3 +301,23 @@ def test_empty_frame_writes_nothing(db: synarrow.SynaDB) -> None:
     empty = pa.table({"key": pa.array([], pa.string()), "ts": pa.array([], pa.int64())})
     assert db.append_table(empty.append_column("value", pa.array([], pa.float64()))) == 0
     assert db.data_version == version
+
+
+def test_categorical_keys(db: synarrow.SynaDB) -> None:
+    """Dictionary-encoded keys: unused categories get no key, equal entries share one."""
+    frame = pd.DataFrame(
+        {
+            "key": pd.Categorical(["c", "d", "c"], categories=["unused", "d", "c"]),
+            "ts": [3, 2, 1],
+            "value": [1.0, 2.0, 3.0],
+        }
+    )
+    assert db.append_table(frame) == 3
+    polars_frame = pl.DataFrame({"key": ["p", "q", "p"], "ts": [1, 2, 3], "value": ["x", "y", "z"]})
+    assert db.append_table(polars_frame.with_columns(pl.col("key").cast(pl.Categorical))) == 3
+    repeated = pa.DictionaryArray.from_arrays(pa.array([0, 1, 0, 2], pa.int32()), ["h", "i", "h"])
+    assert db.append_table(pa.table({"key": repeated, "ts": [1, 2, 3, 4], "value": [1, 2, 3, 4]}))
+    assert db.keys() == ["c", "d", "h", "i", "p", "q"]
+    assert db.get_history("c").column("value").to_pylist() == [3.0, 1.0]
+    assert db.get_history("p").column("value").to_pylist() == ["x", "z"]
+    assert db.get_history("h").column("value").to_pylist() == [1, 3, 4]
