@@ -321,3 +321,12 @@ def test_categorical_keys(db: synarrow.SynaDB) -> None:
     assert db.get_history("c").column("value").to_pylist() == [3.0, 1.0]
     assert db.get_history("p").column("value").to_pylist() == ["x", "z"]
     assert db.get_history("h").column("value").to_pylist() == [1, 3, 4]
+
+
+def test_long_pandas_frame_with_ts_as_its_index(db: synarrow.SynaDB) -> None:
+    index = pd.DatetimeIndex(["2024-05-01 12:00:01", "2024-05-01 12:00:00"], name="ts")
+    frame = pd.DataFrame({"key": ["k", "k"], "value": [2.0, 1.0]}, index=index)
+    assert db.append_table(frame) == 2
+    table = db.get_history("k")
+    assert table.column("value").to_pylist() == [1.0, 2.0]
+    assert table.column("ts").cast(pa.int64()).to_pylist() == [US0, US0 + 1_000_000]
