@@ -156,6 +156,34 @@ def bench_append_table(ctx: Ctx) -> list[Row]:
                 **tgt,
             )
         )
+
+    grouped_fig = f"{fig}, rows grouped by key"
+    with ctx.guard(ISSUE, b, grouped_fig, "synarrow", "rows/s"):
+        grouped = df.sort_values("key", kind="stable", ignore_index=True)
+        with ctx.tmpdir("grouped") as d:
+            db = sa_open(os.path.join(d, "g.db"), sync_on_write=False)
+            try:
+                with no_gc():
+                    t0 = perf()
+                    written = db.append_table(grouped)
+                    dt = perf() - t0
+                got = db.get_history_floats(f"sensor/{probe:05d}")
+                ok = written == n and bool(np.array_equal(got, _expected(df, probe, k)))
+            finally:
+                db.close()
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                grouped_fig,
+                "synarrow",
+                n / dt,
+                "rows/s",
+                ref=None,
+                note=f"the same frame sorted by key: no argsort or take, slices only; equal: {ok}",
+                correct=ok,
+            )
+        )
     return ctx.rows[start:]
 
 
