@@ -90,6 +90,11 @@ class _Frame:
 
     def column(self, name: Any) -> Column:
         """A column: numpy for pandas numbers and objects, Arrow otherwise."""
+        if self.names.count(name) > 1:
+            raise InvalidArgumentError(
+                f"the frame has {self.names.count(name)} columns named {name!r}",
+                hint="rename them so each name is used once",
+            )
         if not self.pandas:
             return self.data.column(name)
         series = self.data[name]

@@ -245,6 +245,18 @@ BAD = {
         "value column 'y'",
     ),
     "not a frame": ([1, 2, 3], {}, "append_table takes"),
+    "duplicate columns": (
+        pa.Table.from_arrays(
+            [pa.array(["a"]), pa.array([1]), pa.array([2.0])], ["key", "ts", "ts"]
+        ),
+        {},
+        "2 columns named 'ts'",
+    ),
+    "duplicate pandas columns": (
+        pd.DataFrame([["a", 1, 2.0, 3.0]], columns=["key", "ts", "value", "value"]),
+        {},
+        "2 columns named 'value'",
+    ),
     "option not a name": (pa.table({"key": ["a"]}), {"ts": 3}, "ts must be a column name"),
 }
 
@@ -330,3 +342,19 @@ def test_long_pandas_frame_with_ts_as_its_index(db: synarrow.SynaDB) -> None:
     table = db.get_history("k")
     assert table.column("value").to_pylist() == [1.0, 2.0]
     assert table.column("ts").cast(pa.int64()).to_pylist() == [US0, US0 + 1_000_000]
+
+
+def test_read_only_and_closed_databases_refuse(db_path: Path) -> None:
+    frame = pa.table({"key": ["a"], "ts": [1], "value": [1.0]})
+    synarrow.SynaDB(db_path, NO_SYNC).close()
+    with (
+        synarrow.SynaDB(db_path, readonly=True) as ro,
+        pytest.raises(synarrow.errors.ReadOnlyError),
+    ):
+        ro.append_table(frame)
+    handle = synarrow.SynaDB(db_path, NO_SYNC)
+    handle.close()
+    with pytest.raises(synarrow.errors.DatabaseClosedError):
+        handle.append_table(frame)
+    with synarrow.SynaDB(db_path, NO_SYNC) as again:
+        assert again.keys() == []
