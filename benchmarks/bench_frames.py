@@ -4,7 +4,7 @@
   order, keys interleaved, as a sensor export comes), against DuckDB
   ``INSERT INTO t SELECT * FROM df`` (same frame, same types) and ArcticDB ``write_batch``
   (LMDB, when it is installed).
-* ``out_of_order``: 1M single appends to one key where 10% arrive up to a minute late,
+* ``late_appends``: 1M single appends to one key where 10% arrive up to a minute late,
   against the same 1M in order (same values, no sync); then the compaction rate of each.
 
 Every row checks its result (counts and a sample of values) in its note.
@@ -200,7 +200,7 @@ def _arrivals(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def bench_out_of_order(ctx: Ctx) -> list[Row]:
     """1M single appends, 10% up to a minute late, against the same in order; compaction."""
     start = len(ctx.rows)
-    b = "out_of_order"
+    b = "late_appends"
     n = ctx.n(1_000_000, 200_000)
     in_order, late, values = _arrivals(n)
     vals = values.tolist()
@@ -269,5 +269,5 @@ def bench_out_of_order(ctx: Ctx) -> list[Row]:
 
 BENCHMARKS = {
     "append_table": bench_append_table,
-    "out_of_order": bench_out_of_order,
+    "late_appends": bench_out_of_order,
 }
