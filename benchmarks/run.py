@@ -26,6 +26,7 @@ from . import (
     bench_core,
     bench_experiment,
     bench_flightsql,
+    bench_frames,
     bench_scaleout,
     bench_tensor,
     bench_time,
@@ -48,7 +49,7 @@ ISSUES = {
     12: ("Issue 12: serving over Arrow Flight SQL (ADBC)", bench_flightsql.BENCHMARKS),
     14: (
         "Issue 14: time-native histories",
-        {**bench_time.BENCHMARKS, **bench_timeseries.BENCHMARKS},
+        {**bench_time.BENCHMARKS, **bench_timeseries.BENCHMARKS, **bench_frames.BENCHMARKS},
     ),
 }
 GROUPS = {
@@ -61,6 +62,7 @@ GROUPS = {
     "flightsql": list(bench_flightsql.BENCHMARKS),
     "time": list(bench_time.BENCHMARKS),
     "timeseries": list(bench_timeseries.BENCHMARKS),
+    "frames": list(bench_frames.BENCHMARKS),
 }
 ALL: dict[str, tuple[int, object]] = {}
 for _issue, (_title, _b) in ISSUES.items():

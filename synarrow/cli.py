@@ -335,14 +335,23 @@ def cmd_get(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _time_arg(text: str | None) -> str | int | None:
+    """A time flag: digits are int microseconds since the epoch, anything else ISO 8601."""
+    if text is not None and re.fullmatch(r"-?[0-9]+", text.strip()):
+        return int(text)
+    return text
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     """``synarrow history PATH KEY``: the key's history as a table, CSV or JSON lines."""
+    if args.tail is not None and args.last is not None:
+        raise CliError("--tail is the old name of --last: give one of them")
+    last = args.last if args.last is not None else args.tail
+    if last is not None and last < 0:
+        raise CliError("--last must be >= 0")
     with open_db(args.path, repair=args.repair) as db:
-        table = db.get_history(args.key)
-        if args.tail is not None:
-            if args.tail < 0:
-                raise CliError("--tail must be >= 0")
-            table = table.slice(max(0, table.num_rows - args.tail))
+        start, end = _time_arg(args.start), _time_arg(args.end)
+        table = db.get_history(args.key, start, end, last=last)
         write_table(table, args.format, args.output, max_rows=args.max_rows)
     return EXIT_OK
 
@@ -499,6 +508,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     """``synarrow import PATH SOURCE``: append rows of a file or dataset (creates PATH)."""
     from synarrow.export import import_dataset
 
+    if _frame_import(args):
+        return _import_frame(args)
+    if args.prefix is not None:
+        raise CliError("--prefix needs a frame import (--key-column, --ts-column, --wide ...)")
     with open_db(args.path, write=True, create=True) as db:
         result = import_dataset(
             db,
@@ -514,6 +527,68 @@ def cmd_import(args: argparse.Namespace) -> int:
     )
     if result.skipped_nulls:
         _warn(f"skipped {result.skipped_nulls:,} null values (a batch append cannot hold them)")
+    return EXIT_OK
+
+
+def _frame_import(args: argparse.Namespace) -> bool:
+    """Whether ``import`` was asked for a frame import (one ``append_table`` call)."""
+    named = (args.key_column, args.ts_column, args.value_column)
+    return args.wide or any(n is not None for n in named)
+
+
+def _read_frame(source: str, fmt: str | None, ts_column: str | None, ts_unit: str) -> pa.Table:
+    """One CSV / Parquet / Arrow IPC / JSON-lines file (or a directory of them) as a table,
+    a numeric ``ts`` column read in ``ts_unit``."""
+    import pyarrow.dataset as ds
+
+    from synarrow.export import format_from_suffix, normalize_format
+
+    found = Path(source)
+    if not found.exists():
+        raise CliError(f"{source} does not exist")
+    name = fmt or format_from_suffix(source)
+    if name is None:
+        raise CliError(f"cannot tell the format of {source!r}; pass --format")
+    name = normalize_format(name)
+    ds_format = {"parquet": "parquet", "arrow": "ipc", "csv": "csv", "jsonl": "json"}[name]
+    try:
+        table = ds.dataset(source, format=ds_format).to_table()
+    except (pa.ArrowException, OSError) as exc:
+        raise CliError(f"cannot read {source} as {name}: {exc}") from exc
+    if ts_column is not None and ts_column in table.column_names:
+        col = table.column(ts_column)
+        if pa.types.is_integer(col.type) and ts_unit != "us":
+            i = table.column_names.index(ts_column)
+            stamps = col.cast(pa.int64()).cast(pa.timestamp(ts_unit, tz="UTC"))
+            table = table.set_column(i, ts_column, stamps)
+    return table
+
+
+def _import_frame(args: argparse.Namespace) -> int:
+    """``import`` through ``append_table``: every row of the file in one all-or-nothing call."""
+    if args.key is not None:
+        raise CliError("--key is for the dataset import; a frame import names --key-column")
+    ts = args.ts_column or "ts"
+    table = _read_frame(args.source, args.format, ts, args.ts_unit)
+    if ts not in table.column_names and args.ts_column is None:
+        ts = None  # no ts column at all: the default timestamps of a batch
+    started = time.perf_counter()
+    with open_db(args.path, write=True, create=True) as db:
+        if args.wide:
+            if args.key_column is not None or args.value_column is not None:
+                raise CliError("--wide takes every column but --ts-column as a key")
+            rows = db.append_table(table, key=None, ts=ts, prefix=args.prefix)
+            keys = len(table.column_names) - (ts is not None)
+        else:
+            key = args.key_column or "key"
+            rows = db.append_table(
+                table, key=key, ts=ts, value=args.value_column or "value", prefix=args.prefix
+            )
+            keys = len(table.column(key).unique()) if rows else 0
+    _say(
+        f"imported {rows:,} rows into {keys:,} keys of {args.path} "
+        f"in {time.perf_counter() - started:.2f} s"
+    )
     return EXIT_OK
 
 
@@ -796,7 +871,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("history", cmd_history, "the history of a key")
     db_arg(p)
     p.add_argument("key", metavar="KEY")
-    p.add_argument("--tail", type=int, metavar="N", help="only the last N entries")
+    p.add_argument("--start", metavar="TIME", help="from TIME on (ISO 8601 or int us)")
+    p.add_argument("--end", metavar="TIME", help="before TIME (ISO 8601 or int us)")
+    p.add_argument("--last", type=int, metavar="N", help="only the last N entries (of the range)")
+    p.add_argument("--tail", type=int, metavar="N", help="the old name of --last")
     output_args(p, ("table", "csv", "json", "parquet"))
 
     p = add("sql", cmd_sql, "run a DuckDB query over the views history and latest")
@@ -864,6 +942,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ts-unit", choices=("s", "ms", "us", "ns"), default="us", help="unit of numeric ts"
     )
+    p.add_argument("--key-column", metavar="NAME", help="frame import: the key column (key)")
+    p.add_argument("--ts-column", metavar="NAME", help="frame import: the time column (ts)")
+    p.add_argument("--value-column", metavar="NAME", help="frame import: the value column (value)")
+    p.add_argument(
+        "--wide", action="store_true", help="frame import: every column but the ts one is a key"
+    )
+    p.add_argument("--prefix", help="frame import: put PREFIX before every key")
     progress_arg(p)
 
     p = add("serve", cmd_serve, "serve over Arrow Flight and Flight SQL (loopback by default)")

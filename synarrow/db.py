@@ -29,12 +29,17 @@ import numpy as np
 import pyarrow as pa
 
 from synarrow import config as _config
-from synarrow import inputs, interop
+from synarrow import frames, inputs, interop
 from synarrow.columnar.schema import history_table
 from synarrow.config import DbConfig
 from synarrow.engine.engine import Engine
 from synarrow.engine.snapshot import ReadSnapshot
-from synarrow.errors import InvalidArgumentError, InvalidValueError, TypeMismatchError
+from synarrow.errors import (
+    InvalidArgumentError,
+    InvalidValueError,
+    KeyNotFoundError,
+    TypeMismatchError,
+)
 from synarrow.handle import Handle
 from synarrow.inputs import check_key
 from synarrow.log import codec
@@ -542,6 +547,79 @@ class SynaDB(Handle):
         from synarrow.resample import resample
 
         return resample(self, keys_or_pattern, every, agg, start=start, end=end, fill=fill)
+
+    # -- frames: append_table / read_table (issue 14) ---------------------------------------
+
+    def append_table(
+        self,
+        data: Any,
+        *,
+        key: str | None = "key",
+        ts: str | None = "ts",
+        value: str = "value",
+        prefix: str | None = None,
+    ) -> int:
+        """Append every row of a frame in one all-or-nothing call; returns how many values.
+
+        ``data``: a pandas or polars DataFrame, a pyarrow Table, RecordBatch or
+        RecordBatchReader, or any object with ``__arrow_c_stream__``. Long format (the
+        default): one row per point, the key in column ``key``, the time in ``ts`` and the
+        value in ``value``; each key's rows become that key's batch, in the frame's order.
+        Wide format (``key=None``): every column except ``ts`` is a key (``prefix`` + the
+        column name); a pandas ``DatetimeIndex`` serves as ``ts`` when no such column exists.
+        ``prefix`` is put before every key in both formats.
+
+        ``ts`` holds Arrow timestamps of any unit and zone, ``datetime64``, ISO strings or int
+        microseconds since the epoch (finer units are truncated to microseconds); ``ts=None``
+        gives the rows the default timestamps of :meth:`append_batch`. A value column holds one
+        type (floats, ints, text, bytes or same-size vectors); float NaN is a value, nulls are
+        refused. Missing columns, null keys or times, null values, mixed types in one column
+        and empty keys raise a :class:`~synarrow.errors.SynaError` subclass naming the column,
+        and nothing is written.
+
+        >>> frame = pa.table({"key": ["a", "b", "a"], "ts": [1, 2, 3], "value": [1.0, 2.0, 3.0]})
+        >>> db.append_table(frame)
+        3
+        """
+        staged = frames.stage_table(data, key=key, ts=ts, value=value, prefix=prefix)
+        return self._engine.append_batches(staged)
+
+    def read_table(
+        self,
+        keys_or_pattern: str | Iterable[str],
+        start: Any = None,
+        end: Any = None,
+        *,
+        last: int | None = None,
+    ) -> pa.Table:
+        """The histories of many keys as one long Arrow table ``key``, ``ts``, ``value``.
+
+        ``keys_or_pattern``: a key, a glob such as ``"sensor/*"`` or a list of keys (each must
+        exist). Keys come in sorted order, each key's rows ordered by timestamp as
+        :meth:`get_history` gives them, restricted to ``[start, end)`` and then to each key's
+        final ``last`` rows, all from one snapshot. ``value`` keeps the type the keys share;
+        keys of different types give the struct column a mixed-type history has (one field
+        per type). ``append_table(db.read_table(...))`` writes the same histories again.
+
+        >>> db.read_table(["b", "a"]).to_pydict()["key"]
+        ['a', 'a', 'b']
+        """
+        lo, hi = inputs.time_range(start, end)
+        last = _check_last(last)
+        if isinstance(keys_or_pattern, str):
+            if any(c in keys_or_pattern for c in "*?["):
+                keys = self.keys(keys_or_pattern)
+            else:
+                keys = [keys_or_pattern]
+        else:
+            keys = sorted(set(keys_or_pattern))
+        for k in keys:
+            check_key(k)
+        snapshot = self.read_snapshot(keys)
+        for k in keys:
+            if k not in snapshot:
+                raise KeyNotFoundError(f"key {k!r:.60} not found")
+        return frames.long_table(snapshot, keys, lo, hi, last)
 
     # -- life cycle ------------------------------------------------------------------------
 

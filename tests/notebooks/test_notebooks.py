@@ -36,6 +36,7 @@ NOTEBOOKS = {
     "quickstart.ipynb": (("torch", "matplotlib", "pandas"), True),
     "vectors.ipynb": (("synarrow.vector", "pandas"), False),
     "experiments.ipynb": (("matplotlib", "pandas"), True),
+    "timeseries.ipynb": (("pandas",), False),
 }
 
 CELL_TIMEOUT_S = 180
