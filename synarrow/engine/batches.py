@@ -28,6 +28,7 @@ from synarrow.log.values import BatchValues
 __all__ = [
     "BATCH_CHUNK_BYTES",
     "MAP_BATCH_BYTES",
+    "POOL_MIN_BYTES",
     "Placed",
     "batch_slices",
     "copied_chunk",
@@ -36,6 +37,7 @@ __all__ = [
     "encoder",
     "mapped_chunks",
     "slice_batch",
+    "slice_bytes",
 ]
 
 #: The most value bytes one batch log entry holds; larger batches are split over several
@@ -55,6 +57,17 @@ def _width(batch: BatchValues) -> int:
         assert batch.vectors is not None
         return 4 * int(batch.vectors.shape[1])
     return 8
+
+
+#: Entries of a multi-entry append smaller than this are LZ4-encoded on the calling thread.
+POOL_MIN_BYTES = 256 * 1024
+
+
+def slice_bytes(batch: BatchValues, lo: int, hi: int) -> int:
+    """Bytes of values ``lo:hi`` of ``batch`` (before encoding)."""
+    if batch.offsets is not None:
+        return int(batch.offsets[hi] - batch.offsets[lo]) + 8 * (hi - lo)
+    return _width(batch) * (hi - lo)
 
 
 def batch_slices(batch: BatchValues) -> Iterator[tuple[int, int]]:

@@ -303,18 +303,25 @@ class Engine:
         jobs = [
             (i, lo, hi) for i, (_, b, _) in enumerate(staged) for lo, hi in batches.batch_slices(b)
         ]
-        early = None
-        if threshold is not None and len(jobs) > 1:
+        early: list[tuple[list[bytes | memoryview], int] | None] | None = None
+        big = [
+            n
+            for n, (i, lo, hi) in enumerate(jobs)
+            if batches.slice_bytes(staged[i][1], lo, hi) >= batches.POOL_MIN_BYTES
+        ]
+        if threshold is not None and len(big) > 1:
             # Encoded before the lock, offsets unknown: only compressed results are kept (the
             # padding that aligns an uncompressed payload needs its place in the file).
-            early = list(
-                batches.encoder().map(
-                    lambda j: batches.encode_slice(
-                        staged[j[0]][1], staged[j[0]][2], j[1], j[2], threshold
-                    ),
-                    jobs,
-                )
+            # Small entries are encoded inline: a thread hand-off costs more than their LZ4.
+            early = [None] * len(jobs)
+            done = batches.encoder().map(
+                lambda n: batches.encode_slice(
+                    staged[jobs[n][0]][1], staged[jobs[n][0]][2], jobs[n][1], jobs[n][2], threshold
+                ),
+                big,
             )
+            for n, result in zip(big, done):
+                early[n] = result
         sync = self.sync_on_write
         with self.lock:
             writer = self.writable()
@@ -322,11 +329,18 @@ class Engine:
             if not jobs:
                 return 0
             now = self.now()
-            # Values without timestamps get now, now + 1, ...: the engine's clock moves past
-            # the longest such batch, so later appends come after all of them.
-            untimed = [b.count for _, b, t in staged if t is None]
-            if untimed:
-                self.last_ts = max(self.last_ts, now + max(untimed) - 1)
+            # Values without timestamps get now, now + 1, ...: per key, continuing across the
+            # items of this call that name the same key, and the engine's clock moves past
+            # the last of them, so later appends come after all of them.
+            starts = [now] * len(staged)
+            cursor: dict[str, int] = {}
+            for i, (key, b, t) in enumerate(staged):
+                if t is None:
+                    at = cursor.get(key, now)
+                    starts[i] = at
+                    cursor[key] = at + b.count
+            if cursor:
+                self.last_ts = max(self.last_ts, max(cursor.values()) - 1)
             position = 0
             mark = writer.mark()
             placed: list[list[batches.Placed]] = [[] for _ in staged]
@@ -334,12 +348,13 @@ class Engine:
                 for n, (i, lo, hi) in enumerate(jobs):
                     st, (_, batch, ts) = states[i], staged[i]
                     payload_at = writer.size + ENTRY_HEADER_SIZE + len(st.key_bytes)
-                    if early is not None and early[n][1] & FLAG_LZ4:
-                        parts, flags = early[n]
+                    done_early = early[n] if early is not None else None
+                    if done_early is not None and done_early[1] & FLAG_LZ4:
+                        parts, flags = done_early
                     else:
-                        limit = threshold if early is None else None
+                        limit = threshold if done_early is None else None
                         parts, flags = batches.encode_slice(batch, ts, lo, hi, limit, payload_at)
-                    header_ts = int(ts[lo]) if ts is not None else now + lo
+                    header_ts = int(ts[lo]) if ts is not None else starts[i] + lo
                     record = encode_entry_parts(
                         header_ts, st.key_bytes, parts, flags_byte(flags | FLAG_BATCH, batch.atom)
                     )
@@ -348,8 +363,8 @@ class Engine:
                     placed[i].append((payload_at, lo, hi, bool(flags & FLAG_LZ4)))
                 # Built before any key changes, so a failure here is cut out like one above.
                 visible = [
-                    (st, self._tail_chunks(writer, batch, ts, where, now))
-                    for st, (_, batch, ts), where in zip(states, staged, placed)
+                    (st, self._tail_chunks(writer, batch, ts, where, start))
+                    for st, (_, batch, ts), where, start in zip(states, staged, placed, starts)
                     if where
                 ]
             except BaseException:

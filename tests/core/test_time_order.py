@@ -256,6 +256,17 @@ def test_default_batch_timestamps_increase_after_earlier_appends(tmp_path: Path)
         )
 
 
+def test_untimed_items_of_one_call_naming_one_key_follow_each_other(tmp_path: Path) -> None:
+    with open_db(tmp_path / "db", "keep_last") as db:
+        db.append_batches([("k", [1.0, 2.0], None), ("j", [9.0], None), ("k", [3.0, 4.0], None)])
+        assert db.get_history_floats("k").tolist() == [1.0, 2.0, 3.0, 4.0]
+        assert db.get("k") == 4.0
+        db.append("k", 5.0)
+        assert db.get_history_floats("k").tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    with open_db(tmp_path / "db", "keep_last") as db:  # replayed from the log
+        assert db.get_history_floats("k").tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
 def test_out_of_order_key_timeline_is_cached_until_it_changes(tmp_path: Path) -> None:
     with open_db(tmp_path / "db") as db:
         db.append_batch("k", [3.0, 1.0, 2.0], timestamps=[T0 + 3, T0 + 1, T0 + 2])
