@@ -1,10 +1,6 @@
-"""Issue 14 (time-native histories), the engine's rows: range reads of a compacted key and
-out-of-order appends.
+"""Issue 14 (time-native histories), the engine's row: out-of-order appends (range reads
+are in bench_timeseries).
 
-* ``range_read_numpy``: 1 day out of a 30-day, 1 Hz compacted key (2.59M points):
-  ``get_history_floats(key, start, end)`` (a zero-copy view found by binary search) and
-  ``get_history(key, start, end)`` (an Arrow table), against DuckDB ``WHERE ts >= ? AND
-  ts < ?`` on a native table of the same data (fetched as Arrow).
 * ``out_of_order``: 1M single appends where 10% arrive up to 1 minute late, against the
   same appends in order; the first (sorting) and the cached read of the late key, and the
   compaction rate that writes it sorted.
@@ -34,94 +30,6 @@ def _median_time(fn, repeats: int) -> float:
             fn()
             times.append(time.perf_counter() - t0)
     return float(np.median(times))
-
-
-def bench_range_read(ctx: Ctx) -> list[Row]:
-    import synarrow
-
-    start_rows = len(ctx.rows)
-    b = "range_read_numpy"
-    days = 30 if not ctx.quick else 3
-    n = days * 86_400
-    ts = T0 + np.arange(n, dtype=np.int64) * 1_000_000
-    vals = np.random.default_rng(3).standard_normal(n)
-    lo = T0 + (10 if days > 10 else 1) * DAY_US
-    hi = lo + DAY_US
-    fig = f"range read: 1 day of a {days}-day 1 Hz compacted key ({n / 1e6:.2f}M points)"
-    ref = "duckdb table"
-    note = "median of 200, page cache warm"
-    with ctx.guard(ISSUE, b, fig, ref, "ms", higher_better=False, ref=ref):
-        import duckdb
-        import pyarrow as pa
-
-        con = duckdb.connect()
-        try:
-            src = pa.table({"ts": pa.array(ts, pa.timestamp("us")), "value": vals})
-            con.register("src", src)
-            con.execute("CREATE TABLE t AS SELECT * FROM src ORDER BY ts")
-            con.unregister("src")
-            q = "SELECT value FROM t WHERE ts >= make_timestamp($1) AND ts < make_timestamp($2)"
-            got = con.execute(q, [lo, hi]).to_arrow_table()
-            ok = got.num_rows == 86_400
-            dt = _median_time(lambda: con.execute(q, [lo, hi]).to_arrow_table(), 200)
-        finally:
-            con.close()
-        ctx.add(
-            Row(
-                ISSUE,
-                b,
-                fig,
-                ref,
-                dt * 1e3,
-                "ms",
-                False,
-                ref=ref,
-                correct=ok,
-                note="native table, WHERE ts >= .. AND ts < .., to_arrow_table; " + note,
-            )
-        )
-    with ctx.tmpdir("range") as d:
-        db = synarrow.SynaDB(
-            os.path.join(d, "r.db"), synarrow.DbConfig(sync_on_write=False, auto_compact=False)
-        )
-        try:
-            db.append_batch("x", vals, timestamps=ts)
-            db.compact()
-            whole = db.get_history_floats("x")
-            for system, read, check in (
-                (
-                    "synarrow get_history_floats",
-                    lambda: db.get_history_floats("x", lo, hi),
-                    lambda a: len(a) == 86_400 and np.shares_memory(a, whole),
-                ),
-                (
-                    "synarrow get_history",
-                    lambda: db.get_history("x", lo, hi),
-                    lambda t: t.num_rows == 86_400,
-                ),
-            ):
-                with ctx.guard(ISSUE, b, fig, system, "ms", higher_better=False, ref=ref):
-                    ok = bool(check(read()))
-                    dt = _median_time(read, 200)
-                    tgt = {"target": ("max", 0.05), "target_text": "< 0.05 ms, zero-copy"}
-                    ctx.add(
-                        Row(
-                            ISSUE,
-                            b,
-                            fig,
-                            system,
-                            dt * 1e3,
-                            "ms",
-                            False,
-                            ref=ref,
-                            correct=ok,
-                            note="binary search, zero-copy slice; " + note,
-                            **(tgt if "floats" in system else {}),
-                        )
-                    )
-        finally:
-            db.close()
-    return ctx.rows[start_rows:]
 
 
 def bench_out_of_order(ctx: Ctx) -> list[Row]:
@@ -245,6 +153,5 @@ def bench_out_of_order(ctx: Ctx) -> list[Row]:
 
 
 BENCHMARKS = {
-    "range_read_numpy": bench_range_read,
     "out_of_order": bench_out_of_order,
 }

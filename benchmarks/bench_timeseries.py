@@ -210,6 +210,19 @@ def bench_range_read(ctx: Ctx) -> list[Row]:
                     out.append(t)
 
                 dt = best_time(many, 3, budget_s=3) / reps
+                arrays: list = []
+
+                def many_floats() -> None:
+                    for _ in range(reps):
+                        a = db.get_history_floats("x", lo, hi)
+                    arrays.append(a)
+
+                dt_np = best_time(many_floats, 3, budget_s=3) / reps
+                view = arrays[-1]
+                np_zero_copy = not view.flags.owndata and np.shares_memory(
+                    view, db.get_history_floats("x")
+                )
+                chk_np = _check(view, want)
                 got = out[-1].column("value")
                 base = whole.column("value").chunk(0)
                 part = got.chunk(0)
@@ -241,6 +254,20 @@ def bench_range_read(ctx: Ctx) -> list[Row]:
                 note=f"get_history('x', start, end) (ints), mean of {reps} calls, best of "
                 f"3; zero-copy slice of the mapped file: {zero_copy}; {chk}",
                 **tgt,
+            )
+        )
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig,
+                "synarrow numpy",
+                dt_np * 1e3,
+                "ms",
+                False,
+                ref=ref,
+                note=f"get_history_floats('x', start, end), mean of {reps} calls, best of 3; "
+                f"a view of the mapped file: {np_zero_copy}; {chk_np}",
             )
         )
         ctx.add(
