@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -64,3 +70,33 @@ def state_fixtures(fill: Callable[[synarrow.SynaDB, int], None]) -> tuple[Any, A
         handle.close()
 
     return templates, sdb
+
+
+def run_and_kill(script: str, args: list[str], seconds: float) -> list[int]:
+    """Run ``python -c script *args``, which prints one int per acknowledged write; SIGKILL
+    it ``seconds`` after its first acknowledgement. Returns the ints it printed."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    acked: list[int] = []
+    first_ack = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            acked.append(int(line))
+            first_ack.set()
+        first_ack.set()  # the writer ended (or died) without acknowledging: stop waiting
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    first_ack.wait(120)  # the writer is writing; the kill comes a random moment later
+    time.sleep(seconds)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    reader.join()
+    assert acked, proc.stderr.read() if proc.stderr else "writer printed nothing"
+    return acked

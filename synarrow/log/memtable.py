@@ -33,7 +33,6 @@ __all__ = [
     "Builder",
     "KeyState",
     "TailChunk",
-    "last_value",
     "merge_chunks",
     "value_at",
     "values_array",
@@ -429,18 +428,6 @@ def value_at(chunk: TailChunk, row: int) -> object:
     if chunk.numbers is not None:  # a numeric chunk without nulls: no Arrow scalar needed
         return chunk.numbers[row].item()
     value = chunk.values[row]
-    if isinstance(value, pa.StructScalar):
-        value = next((v for v in value.values() if v.is_valid), pa.scalar(None))
-    if isinstance(value, (pa.FixedSizeListScalar, pa.LargeListScalar, pa.ListScalar)):
-        if not value.is_valid:
-            return None
-        return np.asarray(value.values.to_numpy(zero_copy_only=False), dtype=np.float32)
-    return value.as_py()
-
-
-def last_value(chunk: TailChunk) -> object:
-    """The Python value of a chunk's last entry (vectors as float32 arrays)."""
-    value = chunk.values[-1]
     if isinstance(value, pa.StructScalar):
         value = next((v for v in value.values() if v.is_valid), pa.scalar(None))
     if isinstance(value, (pa.FixedSizeListScalar, pa.LargeListScalar, pa.ListScalar)):

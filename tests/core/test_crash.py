@@ -7,18 +7,13 @@ written; the database must open every time. Compaction is killed too.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 
 import synarrow
+from tests._support import run_and_kill
 
 WRITER = textwrap.dedent(
     """
@@ -44,31 +39,7 @@ WRITER = textwrap.dedent(
 
 
 def _run_and_kill(path: Path, start: int, mode: str, seconds: float) -> list[int]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path), str(start), mode],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    acked: list[int] = []
-    first_ack = threading.Event()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            acked.append(int(line))
-            first_ack.set()
-        first_ack.set()  # the writer ended (or died) without acknowledging: stop waiting
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    first_ack.wait(120)  # the writer is writing; the kill comes a random moment later
-    time.sleep(seconds)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    reader.join()
-    assert acked, proc.stderr.read() if proc.stderr else "writer printed nothing"
-    return acked
+    return run_and_kill(WRITER, [str(path), str(start), mode], seconds)
 
 
 def _check_singles(path: Path, acked_all: set[int], written_max: int) -> None:

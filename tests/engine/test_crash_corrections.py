@@ -9,18 +9,13 @@ deleted ranges must be there, and no value that was never written may appear. Co
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 
 import synarrow
+from tests._support import run_and_kill
 
 DELETER = textwrap.dedent(
     """
@@ -62,31 +57,7 @@ EXPIRER = textwrap.dedent(
 
 
 def _run_and_kill(script: str, path: Path, start: int, seconds: float) -> list[int]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script, str(path), str(start)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    acked: list[int] = []
-    first_ack = threading.Event()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            acked.append(int(line))
-            first_ack.set()
-        first_ack.set()
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    first_ack.wait(120)
-    time.sleep(seconds)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    reader.join()
-    assert acked, proc.stderr.read() if proc.stderr else "writer printed nothing"
-    return acked
+    return run_and_kill(script, [str(path), str(start)], seconds)
 
 
 def test_kill_during_delete_range_and_compaction(tmp_path: Path) -> None:
