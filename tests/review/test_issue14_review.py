@@ -78,3 +78,61 @@ def test_append_after_reopen_comes_after_a_batch_with_default_timestamps(tmp_pat
     assert db.get("b") == 7.0
     assert db.get_history("b", last=1).column("value").to_pylist() == [7.0]
     db.close()
+
+
+def _rows(db: synarrow.SynaDB, query: str) -> int:
+    return db.sql(query).column(0).to_pylist()[0]
+
+
+def test_sql_history_and_latest_views_follow_a_retention_change(tmp_path):
+    """The ``history`` / ``latest`` views are registered again only when
+    ``db.data_version`` changes (sql.SqlSession.prepare); ``set_retention`` does not change
+    it, so after a rule is set, changed or cleared they keep the old visibility while the
+    per-key views, get_history and resample follow the rule."""
+    import time
+
+    db = synarrow.SynaDB(tmp_path / "db", config=_cfg())
+    now = int(time.time() * 1e6)
+    hour = 3600 * 10**6
+    db.append_batch(
+        "k", np.array([1.0, 2.0, 3.0]), timestamps=[now - 10 * hour, now - 2 * hour, now + hour]
+    )
+    db.set_retention("k", "5h")
+    assert _rows(db, "select count(*) from history") == 2  # first registration: right
+    db.set_retention("k", "1h")
+    assert len(db.get_history_floats("k")) == 1
+    assert _rows(db, 'select count(*) from "k"') == 1
+    assert _rows(db, "select count(*) from history") == 1
+    db.set_retention("k", None)
+    assert _rows(db, 'select count(*) from "k"') == 3
+    assert _rows(db, "select count(*) from history") == 3
+    db.close()
+
+
+def test_sql_latest_view_follows_a_retention_change(tmp_path):
+    """Same cause as above, seen on ``latest``: the key whose every point expired after
+    the views were registered is still listed."""
+    import time
+
+    db = synarrow.SynaDB(tmp_path / "db", config=_cfg())
+    now = int(time.time() * 1e6)
+    db.append("old", 1.0, timestamp=now - 10 * 3600 * 10**6)
+    db.append("new", 2.0, timestamp=now)
+    assert sorted(db.sql("select key from latest").column(0).to_pylist()) == ["new", "old"]
+    db.set_retention("old", "1h")
+    assert not db.exists("old")
+    assert db.sql("select key from latest").column(0).to_pylist() == ["new"]
+    db.close()
+
+
+@pytest.mark.parametrize("keys", [None, ["k", 5], b"k"], ids=["none", "list-with-int", "bytes"])
+def test_read_table_bad_keys_argument_is_a_clear_syna_error(tmp_path, keys):
+    """read_table sorts ``set(keys_or_pattern)`` before checking the keys: ``None`` and a
+    list mixing str and int raise a bare TypeError; bytes are iterated into ints ("keys must
+    be str, got int 107"). resample refuses the same arguments with InvalidArgumentError
+    naming keys_or_pattern."""
+    db = synarrow.SynaDB(tmp_path / "db", config=_cfg())
+    db.append_batch("k", np.arange(3.0), timestamps=[2, 0, 1])
+    with pytest.raises(SynaError, match="keys_or_pattern"):
+        db.read_table(keys)
+    db.close()
