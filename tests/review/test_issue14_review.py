@@ -136,3 +136,23 @@ def test_read_table_bad_keys_argument_is_a_clear_syna_error(tmp_path, keys):
     with pytest.raises(SynaError, match="keys_or_pattern"):
         db.read_table(keys)
     db.close()
+
+
+def test_cli_import_of_a_long_csv_with_a_null_ts_writes_nothing_and_names_ts(tmp_path, capsys):
+    """``synarrow import PATH file.csv`` on a long key/ts/value file (no frame flags) takes
+    the old import_dataset path (export.import_dataset): a null ts in the second key's rows
+    leaves the first key written, and the message is pyarrow's ("Float value nan was
+    truncated converting to int64"). With ``--key-column key`` the same file is refused
+    whole, naming the ts column (frames.stage_table). The issue asks for the long-format
+    import in one all-or-nothing call, and bad input writes nothing."""
+    from synarrow.cli import EXIT_OK, main
+
+    src = tmp_path / "null_ts.csv"
+    src.write_text("key,ts,value\na,3,1.5\nb,,2.5\n")
+    db_path = tmp_path / "db"
+    rc = main(["import", str(db_path), str(src), "--no-progress"])
+    err = capsys.readouterr().err.replace(str(src), "SOURCE")
+    assert rc != EXIT_OK
+    with synarrow.SynaDB(db_path, readonly=True) as db:
+        assert db.keys() == []
+    assert "null" in err and "ts" in err, err
