@@ -156,3 +156,25 @@ def test_cli_import_of_a_long_csv_with_a_null_ts_writes_nothing_and_names_ts(tmp
     with synarrow.SynaDB(db_path, readonly=True) as db:
         assert db.keys() == []
     assert "null" in err and "ts" in err, err
+
+
+@pytest.mark.parametrize("reopen", [False, True], ids=["live", "replayed"])
+def test_keep_first_get_of_an_unsorted_batch_with_ties_at_its_latest(tmp_path, reopen):
+    """Under keep_first, ``get`` is the first written of the entries at the greatest
+    timestamp. A batch [40, 3, 40] makes get return the second 40 (518.0) while
+    get_history, get(at=), SQL ``latest`` and compaction keep the first (40.0).
+    memtable.latest_row: when the chunk is not in order but its last ts is the maximum,
+    the ``ts[-2] == top`` shortcut only looks at the row before the last (in-order
+    reasoning), so the earlier row at the same ts is missed."""
+    path = tmp_path / "db"
+    cfg = synarrow.DbConfig(duplicates="keep_first", sync_on_write=False, auto_compact=False)
+    db = synarrow.SynaDB(path, config=cfg)
+    db.append_batch("k", np.array([40.0, 7.0, 518.0]), timestamps=[40, 3, 40])
+    if reopen:
+        db.close()
+        db = synarrow.SynaDB(path, config=cfg)
+    assert list(db.get_history_floats("k")) == [7.0, 40.0]
+    assert db.get("k", at=40) == 40.0
+    assert db.sql("select value from latest").column(0).to_pylist() == [40.0]
+    assert db.get("k") == 40.0
+    db.close()
