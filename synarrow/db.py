@@ -337,18 +337,23 @@ class SynaDB(Handle):
     def get_history_tensor(
         self,
         key: str,
-        dtype: Any = None,
         start: Any = None,
         end: Any = None,
         *,
         last: int | None = None,
+        dtype: Any = None,
     ) -> np.ndarray:
         """The history as a numpy array: 1-D for numbers, 2-D ``(n, dim)`` for vectors,
         ordered by timestamp; ``start``, ``end`` and ``last`` as in :meth:`get_history`.
 
         Zero-copy (read-only) when the history (or range) is one chunk of the requested
-        dtype, as after compaction; ``dtype`` converts (a copy).
+        dtype, as after compaction; ``dtype`` converts (a copy). The earlier form
+        ``get_history_tensor(key, dtype)`` still works: a dtype (a numpy type, ``np.dtype``
+        or a dtype name such as ``"float32"``) in second place is taken as ``dtype``, as no
+        time is ever one of those.
         """
+        if start is not None and end is None and dtype is None and _is_dtype(start):
+            start, dtype = None, start
         table = self.get_history(key, start, end, last=last)
         col = table.column("value")
         t = col.type
@@ -490,6 +495,13 @@ class SynaDB(Handle):
         entry, removes 0 and writes nothing. Space is reclaimed by the next ``compact()``.
         """
         lo, hi = inputs.time_range(start, end)
+        if hi == codec.INT64_MAX:
+            # The log stores "no upper bound" as this value, so [start, 2**63-1) cannot be
+            # told from [start, None) after a reopen.
+            raise InvalidArgumentError(
+                "end of 2**63 - 1 microseconds cannot be stored",
+                hint="pass end=None for no upper bound",
+            )
         return self._engine.delete_range(key, lo, hi)
 
     def set_retention(self, pattern: str, max_age: Any) -> None:
@@ -612,7 +624,7 @@ class SynaDB(Handle):
             else:
                 keys = [keys_or_pattern]
         else:
-            keys = sorted(set(keys_or_pattern))
+            keys = sorted(set(inputs.key_list(keys_or_pattern)))
         for k in keys:
             check_key(k)
         snapshot = self.read_snapshot(keys)
@@ -655,6 +667,19 @@ class SynaDB(Handle):
 def _own(value: Any) -> Any:
     """A value handed to the caller: vectors are copied (the cached one stays intact)."""
     return value.copy() if isinstance(value, np.ndarray) else value
+
+
+def _is_dtype(value: Any) -> bool:
+    """Whether ``value`` names a numpy dtype (and so cannot be a time)."""
+    if isinstance(value, (type, np.dtype)):
+        return True
+    if isinstance(value, str) and not value[:1].isdigit():
+        try:
+            np.dtype(value)
+        except TypeError:
+            return False
+        return True
+    return False
 
 
 def _check_last(last: Any) -> int | None:

@@ -643,17 +643,27 @@ def _from_text(values: pa.Array, col: str) -> pa.Array:
     return values
 
 
-def _append_table(db: BatchSink, key: str, table: pa.Table, ts_unit: str) -> tuple[int, int]:
-    ts = to_ts_column(table.column("ts"), ts_unit) if "ts" in table.schema.names else None
-    rows = nulls = 0
+def _stage_table(
+    staged: list[tuple[str, Any, Any]], key: str, table: pa.Table, ts_unit: str
+) -> int:
+    """Add one key's rows to ``staged`` as ``(key, values, timestamps)`` batches (null
+    values left out); returns how many nulls were left out."""
+    ts = None
+    if "ts" in table.schema.names:
+        column = table.column("ts")
+        if column.null_count:
+            raise InvalidValueError(
+                f"the ts column of key {key!r} holds {column.null_count} nulls",
+                hint="every row needs a time (or leave the ts column out for 'now')",
+            )
+        ts = to_ts_column(column, ts_unit)
+    nulls = 0
     for values, lo, hi in _value_runs(table):
         if values is None:
             nulls += hi - lo
             continue
-        rows += db.append_batch(
-            key, values, timestamps=None if ts is None else ts.slice(lo, hi - lo)
-        )
-    return rows, nulls
+        staged.append((key, values, None if ts is None else ts.slice(lo, hi - lo)))
+    return nulls
 
 
 def split_by_key(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
@@ -687,8 +697,9 @@ def import_dataset(
 
     The source has columns ``key``, ``ts``, ``value`` (the key may come from ``key=...``
     directories, or from ``key=`` when a file holds one series), or the wide layout that
-    :func:`export_dataset` writes for mixed types. Rows are appended per key in file order
-    with their timestamps; ``ts`` may be timestamps, ISO 8601 strings or numbers in
+    :func:`export_dataset` writes for mixed types. The rows are read first and then appended
+    in one all-or-nothing call (``append_batches``: bad input writes nothing), per key in file
+    order with their timestamps; ``ts`` may be timestamps, ISO 8601 strings or numbers in
     ``ts_unit`` (``"s"``, ``"ms"``, ``"us"``, ``"ns"``) since the epoch, and is optional.
     Null values are skipped and counted (batch appends cannot carry them).
 
@@ -714,7 +725,8 @@ def import_dataset(
     import pyarrow.dataset as ds
 
     seen: set[str] = set()
-    rows = nulls = 0
+    nulls = 0
+    staged: list[tuple[str, Any, Any]] = []
     bar = _bar(progress, len(fragments), "import")
     try:
         for fragment in fragments:
@@ -730,11 +742,11 @@ def import_dataset(
                     f"{fragment.path} has no key column", hint="name the key with key=..."
                 )
             for k, part in groups:
-                r, z = _append_table(db, k, part, ts_unit)
-                rows += r
-                nulls += z
+                nulls += _stage_table(staged, k, part, ts_unit)
                 seen.add(k)
             bar.update(1)
+        # One all-or-nothing write: every batch is checked before any is written.
+        rows = db.append_batches(staged)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise ExportError(f"cannot import {os.fspath(source)}: {exc}") from exc
     finally:

@@ -27,6 +27,7 @@ __all__ = [
     "BatchValues",
     "check_key",
     "datetime_to_us",
+    "key_list",
     "time_range",
     "to_batch",
     "to_time_bound",
@@ -189,6 +190,22 @@ def to_timestamp_us(value: Any) -> int:
     if hasattr(value, "to_pydatetime"):
         return datetime_to_us(value.to_pydatetime())
     raise InvalidArgumentError(f"unsupported timestamp {value!r:.60}")
+
+
+def key_list(value: Any, what: str = "keys_or_pattern") -> list[str]:
+    """A list of keys given by a user (any iterable of str, not a str or bytes itself);
+    :class:`~synarrow.errors.InvalidArgumentError` naming ``what`` otherwise."""
+    if isinstance(value, (str, bytes, bytearray, memoryview)) or not hasattr(value, "__iter__"):
+        raise InvalidArgumentError(
+            f"{what} must be a key, a glob pattern or a list of keys, got {type(value).__name__}"
+        )
+    keys = list(value)
+    bad = next((k for k in keys if not isinstance(k, str)), None)
+    if bad is not None:
+        raise InvalidArgumentError(
+            f"{what} must list keys as str, got {type(bad).__name__} {bad!r:.40}"
+        )
+    return keys
 
 
 def to_time_bound(value: Any, what: str = "time") -> int | None:

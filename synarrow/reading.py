@@ -59,6 +59,9 @@ class BatchSink(Protocol):
     def append_batch(self, key: str, values: Any, *, timestamps: Any = None) -> int:
         """Append many values to one key; returns how many."""
 
+    def append_batches(self, items: Iterable[tuple[str, Any, Any]]) -> int:
+        """Append ``(key, values, timestamps)`` batches in one all-or-nothing write."""
+
 
 def history(view: KeyView) -> pa.Table:
     """A key's history table (``ts``, ``value``) as of its snapshot, as ``db.get_history``.

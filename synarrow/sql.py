@@ -42,7 +42,8 @@ all keys; use the per-key view (or ``db.get_history(key, start, end)``) for rang
 The views of one query are registered from one read snapshot of the database
 (``db.read_snapshot()``), so ``history``, ``latest`` and the per-key views agree with each
 other whatever writers do meanwhile; a session registers ``history`` / ``latest`` again only
-when ``db.data_version`` changed.
+when ``db.data_version`` changed, or on every query while retention rules exist (points
+expire with time, and rules change without a write).
 
 Every connection comes from :mod:`synarrow.sandbox` (no file access, no extensions, settings
 locked), and :func:`~synarrow.duck.check_statements` refuses ``EXPORT`` / ``ATTACH`` /
@@ -362,6 +363,7 @@ class SqlSession(DuckSession):
         super().__init__(read_only=read_only, connection=connection)
         self.db = db
         self._version: tuple[int, int] | None = None
+        self._expiring = False  # the registered views depend on retention rules and time
         self._sources: set[str] | None = None
         self._keys: set[str] | None = None
         self.snapshot: ReadSnapshot | None = None
@@ -373,14 +375,17 @@ class SqlSession(DuckSession):
         views = _uses_views(query)
         names = key_names(query)
         snapshot = None
-        if not views or self._version == db.data_version:
+        if not views or (self._version == db.data_version and not self._expiring):
             snapshot = db.read_snapshot(names)
-            if views and snapshot.version != self._version:
-                snapshot = None  # written meanwhile: the views need the new state too
+            if views and (snapshot.version != self._version or snapshot.expiring):
+                # written meanwhile, or retention rules were set (what the views show then
+                # changes with time and the rules): the views need the new state too
+                snapshot = None
         if snapshot is None:
             snapshot = db.read_snapshot()
             self._sources = register(self.con, snapshot, previous=self._sources)
             self._version = snapshot.version
+            self._expiring = snapshot.expiring
         self._keys = register_keys(self.con, snapshot, query, self._keys, names=names)
         self.snapshot = snapshot
 

@@ -136,6 +136,7 @@ def write_generation(
     compression: str | None,
     full: bool = False,
     duplicates: str = "keep_all",
+    clock: int = 0,
 ) -> CompactionResult:
     """Write a new generation for ``snapshots`` (every live key) and commit its manifest.
 
@@ -230,6 +231,7 @@ def write_generation(
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             index_bytes=index_bytes,
             index_xxh3=index_sum,
+            clock=max(clock, old.clock),
         )
         commit_manifest(store.directory, manifest)
     except BaseException:

@@ -80,6 +80,10 @@ class Manifest:
     index_bytes: int | None = None  # size of the index file (format 2)
     index_xxh3: int | None = None  # XXH3-64 of the whole index file (format 2)
     format: int = MANIFEST_FORMAT
+    clock: int = 0
+    """The latest timestamp the engine had handed out to entries written without one when
+    this compaction ran (timestamps of default-stamped batches may run ahead of the wall
+    clock; a reopened engine continues after it). 0: not recorded."""
 
     def _body(self) -> dict[str, Any]:
         files = []
@@ -103,6 +107,8 @@ class Manifest:
             "files": files,
             "created": self.created,
         }
+        if self.clock:
+            body["clock"] = self.clock
         if self.format >= 2:
             body["index_bytes"] = self.index_bytes
             body["index_xxh3"] = None if self.index_xxh3 is None else to_hex(self.index_xxh3)
@@ -171,6 +177,7 @@ class Manifest:
             files=files,
             created=created,
             format=fmt,
+            clock=_count(data, "clock") if "clock" in data else 0,
         )
         if fmt >= 2 and index is not None:
             m.index_bytes = _count(data, "index_bytes")

@@ -40,6 +40,7 @@ class CompactionHost(Protocol):
     states: dict[str, KeyState]
     columnar: ColumnarStore
     next_seq: int
+    last_ts: int
     writer: LogWriter | None
 
     def rotate(self) -> LogWriter:
@@ -149,6 +150,7 @@ class Compactor:
             with host.lock:
                 writer = host.rotate()
                 first_segment, next_seq = writer.segment, host.next_seq
+                clock = host.last_ts
                 snaps: list[columnar_compact.KeySnapshot] = []
                 seen: dict[str, tuple[KeyState, int, int]] = {}
                 for key, st in list(host.states.items()):
@@ -170,6 +172,7 @@ class Compactor:
                 compression=host.config.columnar_compression,
                 full=full,
                 duplicates=host.config.duplicates,
+                clock=clock,
             )
             with host.lock:
                 for key, refs in result.refs.items():

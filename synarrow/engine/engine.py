@@ -139,7 +139,7 @@ class Engine:
         self.torn_bytes = found.torn_bytes
         self.repaired = found.repaired
         self.dropped_in_repair = found.dropped_in_repair
-        self.last_ts = 0  # the latest timestamp this engine chose (see now())
+        self.last_ts = found.clock  # the latest timestamp this engine chose (see now())
         self._ties_first = self.config.duplicates == "keep_first"
         self.check_at = 0  # the segment size at which after_write() must run
         self.compactor = Compactor(self)
@@ -656,7 +656,13 @@ class Engine:
                 for st in states
                 if st.latest_atom is not None and not (self.has_retention and self._expired(st))
             }
-            return ReadSnapshot(self.path, self.next_seq, self.columnar.manifest.generation, views)
+            return ReadSnapshot(
+                self.path,
+                self.next_seq,
+                self.columnar.manifest.generation,
+                views,
+                expiring=self.has_retention,
+            )
 
     def stats(self) -> dict[str, Any]:
         """Counts and sizes, for ``SynaDB.stats()``."""

@@ -44,6 +44,10 @@ class Recovered:
     """Damaged ranges skipped in repair: ``(segment path, start, end)``."""
     dropped_in_repair: int = 0
     """Verified entries dropped in repair because their delta base was damaged."""
+    clock: int = 0
+    """Where the engine's clock for entries written without a timestamp continues: after
+    the last timestamp it handed out (batches of many values may run ahead of the wall
+    clock), bounded from the manifest and the replayed batches; 0 when none is known."""
 
 
 def recover(
@@ -78,6 +82,7 @@ def recover(
     segments = [s for s in segments if s >= manifest.first_segment]
     found = Recovered(states, manifest.next_seq, None)
     last_scan: SegmentScan | None = None
+    clock, replayed = manifest.clock, 0
     for i, seg in enumerate(segments):
         seg_path = segment_path(log_dir, seg)
         is_last = i == len(segments) - 1
@@ -96,12 +101,17 @@ def recover(
                 "the last segment"
             )
         replay_segment(scan, state_for, on_range=on_range)
+        clock = max(clock, scan.clock)
+        replayed += len(scan.offsets)
         found.repaired.extend((str(seg_path), a, b) for a, b in scan.skipped)
         found.dropped_in_repair += scan.dropped
         found.next_seq = scan.base_seq + len(scan.offsets)
         if not is_last:
             found.log_bytes_closed += scan.file_size
         last_scan = scan
+    # Entries written without a timestamp after the last stamped batch follow it one
+    # microsecond apart at most, so the clock continues past all of them.
+    found.clock = clock + replayed if clock else 0
     if not readonly:
         found.writer = _open_writer(found, last_scan, manifest.first_segment, log_dir, config)
     return found

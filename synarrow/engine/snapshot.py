@@ -89,6 +89,9 @@ class ReadSnapshot:
     """The columnar generation the base slices belong to."""
     keys: Mapping[str, KeyView]
     """Live keys (deleted ones left out) in no particular order."""
+    expiring: bool = False
+    """Whether retention rules were set: what the database shows then changes with time
+    (points expire) and with the rules, not only with :attr:`version`."""
 
     @property
     def version(self) -> tuple[int, int]:

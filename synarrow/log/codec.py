@@ -43,6 +43,7 @@ __all__ = [
     "lz4_fits",
     "maybe_lz4",
     "minimal_le",
+    "stamped_by_writer",
     "unlz4",
     "unzigzag",
     "wrap_int64",
@@ -383,6 +384,12 @@ def decode_batch(
                 raise ValueError("a text value of the batch starts inside a UTF-8 character")
         return BatchPayload(atom, count, timestamps, None, offsets, data)
     return BatchPayload(atom, count, timestamps, None)
+
+
+def stamped_by_writer(payload: bytes | memoryview) -> bool:
+    """Whether a (decompressed, already decoded) batch payload's timestamps were chosen by
+    the writer (``TS_SEQUENCE`` / ``TS_UNIFORM``) rather than given with the values."""
+    return BATCH_HEADER.unpack_from(payload, 0)[2] != TS_EXPLICIT
 
 
 def encode_single(value: object) -> tuple[Atom, bytes, object]:

@@ -404,10 +404,14 @@ def latest_row(chunk: TailChunk, ties_first: bool = False) -> tuple[int, int]:
     if ts.strides == (0,):  # one shared instant (an old-format batch)
         return int(ts[0]), 0 if ties_first else n - 1
     top = ts[-1]
-    if chunk.in_order or bool(top >= ts.max()):
+    if chunk.in_order:
         if ties_first and n > 1 and ts[-2] == top:
-            return int(top), int(np.flatnonzero(ts == top)[0])
+            return int(top), int(np.searchsorted(ts, top, side="left"))
         return int(top), n - 1
+    if bool(top >= ts.max()):
+        # the last row holds the greatest timestamp, but the chunk is not sorted: an equal
+        # one may come anywhere before it
+        return int(top), int(np.flatnonzero(ts == top)[0]) if ties_first else n - 1
     top = ts.max()
     hits = np.flatnonzero(ts == top)
     return int(top), int(hits[0] if ties_first else hits[-1])

@@ -77,6 +77,8 @@ class SegmentScan:
     skipped: list[tuple[int, int]] = field(default_factory=list)  # repaired ranges
     dropped: int = 0  # verified entries dropped in repair: their delta base was damaged
     unread: int = 0  # bytes of an oversized segment's torn tail that were never read
+    # the latest timestamp replay found on a batch stamped by the engine (no timestamps given)
+    clock: int = 0
 
     @property
     def torn_bytes(self) -> int:

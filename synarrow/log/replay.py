@@ -348,6 +348,8 @@ def _apply_complex(
                 ),
             )
             state.add_chunk(chunk)
+            if batch.count and codec.stamped_by_writer(payload):
+                scan.clock = max(scan.clock, int(batch.timestamps[-1]))
             return batch.count
         payload = bytes(payload)
         if f & FLAG_DELTA:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import synarrow
-from synarrow.errors import SynaError
+from synarrow.errors import InvalidArgumentError, SynaError
 
 INT64_MAX = (1 << 63) - 1
 INT64_MIN = -(1 << 63)
@@ -32,19 +32,24 @@ def test_get_history_tensor_takes_start_end_positionally_like_get_history(tmp_pa
     db.close()
 
 
-def test_delete_range_up_to_int64_max_keeps_the_entry_at_int64_max_after_reopen(tmp_path):
-    """``[start, INT64_MAX)`` keeps an entry at ``ts == INT64_MAX`` while open, but the
-    range tombstone stores ``end = INT64_MAX`` as "unbounded", so replay removes it."""
+def test_delete_range_up_to_int64_max_is_refused_and_writes_nothing(tmp_path):
+    """The range tombstone stores "no upper bound" as ``end = INT64_MAX``, so an explicit
+    ``[start, INT64_MAX)`` (which keeps an entry at ``ts == INT64_MAX``) would read back as
+    unbounded after a reopen: it is refused instead, and ``end=None`` removes it all."""
     path = tmp_path / "db"
     db = synarrow.SynaDB(path, config=_cfg())
     db.append_batch("e", np.array([1.0, 2.0, 3.0]), timestamps=[0, 10, INT64_MAX])
-    assert db.delete_range("e", 5, INT64_MAX) == 1
+    before = db.data_version
+    with pytest.raises(InvalidArgumentError, match="end=None"):
+        db.delete_range("e", 5, INT64_MAX)
+    assert db.data_version == before
+    assert db.delete_range("e", 5, None) == 2
     live = list(db.get_history_floats("e"))
-    assert live == [1.0, 3.0]
+    assert live == [1.0]
     db.close()
     db = synarrow.SynaDB(path, config=_cfg())
     assert list(db.get_history_floats("e")) == live
-    assert db.get("e") == 3.0
+    assert db.get("e") == 1.0
     db.close()
 
 
