@@ -330,3 +330,17 @@ def test_keep_first_after_compaction_under_keep_all(tmp_path: Path) -> None:
         assert db.get_history("k").column("value").to_pylist() == [1.0, 2.0]
         db.compact(full=True)  # a key without new entries is rewritten only by a full one
         assert db.get("k") == 2.0 and db.stats()["entries"] == 2
+
+
+def test_default_timestamps_continue_after_a_compacted_batch_is_reopened(tmp_path: Path) -> None:
+    # 3M values stamped now, now + 1 us, ...: the batch ends 3 s ahead of the wall clock,
+    # and after compaction the log no longer holds it: the manifest keeps the clock.
+    with open_db(tmp_path / "db") as db:
+        db.append_batch("b", np.zeros(3_000_000))
+        end = int(db.get_history("b", last=1).column("ts").cast(pa.int64())[0].as_py())
+        db.compact()
+    with open_db(tmp_path / "db") as db:
+        db.append("b", 7.0)
+        assert db.get("b") == 7.0
+        ts = db.get_history("b", last=1).column("ts").cast(pa.int64())[0].as_py()
+        assert ts > end
