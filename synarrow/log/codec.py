@@ -389,7 +389,8 @@ def decode_batch(
 def stamped_by_writer(payload: bytes | memoryview) -> bool:
     """Whether a (decompressed, already decoded) batch payload's timestamps were chosen by
     the writer (``TS_SEQUENCE`` / ``TS_UNIFORM``) rather than given with the values."""
-    return BATCH_HEADER.unpack_from(payload, 0)[2] != TS_EXPLICIT
+    mode: int = BATCH_HEADER.unpack_from(payload, 0)[2]
+    return mode != TS_EXPLICIT
 
 
 def encode_single(value: object) -> tuple[Atom, bytes, object]:
