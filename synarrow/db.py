@@ -101,6 +101,9 @@ class SynaDB(Handle):
         """The settings this handle uses (the stored ones, with this handle's overrides)."""
         self._states = engine.states  # the engine's own dict, read by the lock-free get()
         self._append_number = engine.append_number
+        # Whether retention rules exist (then get() takes the locked path, which checks
+        # expiry); kept here so the lock-free path reads one attribute of its own.
+        self._expiring = engine.has_retention
         self.mark_open()
 
     # -- writing -------------------------------------------------------------------------
@@ -224,7 +227,7 @@ class SynaDB(Handle):
         # writers; a key being created, deleted or not decoded yet takes the locked path,
         # and so does every key while retention rules exist (its value may have expired).
         st = self._states.get(key) if type(key) is str else None
-        if st is not None and not self._closed and not self._engine.has_retention:
+        if st is not None and not self._closed and not self._expiring:
             value = st.latest
             if st.latest_atom is not None and value is not UNLOADED:
                 return value.copy() if type(value) is np.ndarray else value
@@ -299,6 +302,8 @@ class SynaDB(Handle):
         return history_table(self._timeline(key, start, end, last))
 
     def _timeline(self, key: str, start: Any, end: Any, last: Any) -> list[Any]:
+        if start is None and end is None and last is None:
+            return self._engine.timeline(key)
         lo, hi = inputs.time_range(start, end)
         return self._engine.timeline(key, lo, hi, _check_last(last))
 
@@ -522,6 +527,7 @@ class SynaDB(Handle):
 
         age = None if max_age is None else parse_duration(max_age, "max_age")
         self._engine.set_retention(pattern, age)
+        self._expiring = self._engine.has_retention
 
     def retention(self) -> dict[str, dt.timedelta]:
         """The retention rules: pattern -> maximum age (see :meth:`set_retention`)."""
