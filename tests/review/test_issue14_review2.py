@@ -194,3 +194,36 @@ def test_append_table_seconds_ts_overflowing_microseconds_is_refused_not_wrapped
         db.append_table(table)
     assert not db.exists("s")
     db.close()
+
+
+def _int_and_float_keys(db: synarrow.SynaDB) -> None:
+    db.append_batch("count", np.array([1, 2], dtype=np.int64), timestamps=[1, 2])
+    db.append_batch("temp", np.array([20.5, 21.0]), timestamps=[1, 2])
+
+
+def _history_with_a_none(db: synarrow.SynaDB) -> None:
+    db.append("gap", None, timestamp=1)
+    db.append("gap", 2.0, timestamp=2)
+
+
+@pytest.mark.parametrize("fill", [_int_and_float_keys, _history_with_a_none])
+def test_read_table_round_trips_through_append_table(tmp_path, fill):
+    """read_table's docstring: "``append_table(db.read_table(...))`` writes the same
+    histories again". It does not when the keys have different value types (an int counter
+    and a float temperature give the struct column ``struct<float, int>``) or a history
+    holds a ``None`` (a null value): append_table refuses both ("unsupported Arrow type for
+    a batch: struct<...>", "holds 1 nulls"). Cause: ``frames`` reads a value column only as
+    one atom type; the struct / null shape read_table itself produces is not accepted."""
+    source = synarrow.SynaDB(
+        tmp_path / "src", config=synarrow.DbConfig(sync_on_write=False, auto_compact=False)
+    )
+    fill(source)
+    table = source.read_table("*")
+    target = _db(tmp_path)
+    try:
+        target.append_table(table)
+    except SynaError as exc:
+        pytest.fail(f"append_table(read_table(...)) refused: {exc}")
+    assert target.read_table("*").equals(table)
+    source.close()
+    target.close()
