@@ -227,3 +227,25 @@ def test_read_table_round_trips_through_append_table(tmp_path, fill):
     assert target.read_table("*").equals(table)
     source.close()
     target.close()
+
+
+@pytest.mark.parametrize(
+    "text", ["2024-05-01", "2024-05-01T00:00", "2024-05-01 00:00:00", "2024-05-01T00:00:00.5"]
+)
+def test_append_table_takes_naive_iso_string_ts_like_the_range_arguments(tmp_path, text):
+    """``get_history(key, start=...)`` (``inputs.to_time_bound``) reads a zone-less ISO
+    string as UTC, but append_table refuses a ``ts`` column of the same strings ("holds text
+    that is not ISO times"), the commonest way times arrive from CSV files; only strings
+    with a ``Z`` or an offset are taken. Cause: ``frames._timestamps`` casts text straight
+    to ``timestamp('us', tz='UTC')``, which Arrow does only for strings that carry a zone;
+    naive text must be cast to a naive timestamp (read as UTC) first."""
+    pd = pytest.importorskip("pandas")
+    db = _db(tmp_path)
+    try:
+        db.append_table(pd.DataFrame({"key": ["s"], "ts": [text], "value": [1.0]}))
+    except SynaError as exc:
+        pytest.fail(f"ts {text!r} refused: {exc}")
+    assert db.get("s", at=text) == 1.0
+    assert db.get_history("s", text).num_rows == 1
+    assert db.get_history("s", None, text).num_rows == 0
+    db.close()
