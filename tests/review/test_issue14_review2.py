@@ -169,12 +169,19 @@ def test_append_table_dictionary_key_with_unused_null_entry(tmp_path):
     db.close()
 
 
-def test_append_table_uint64_ts_beyond_int64_is_refused_not_wrapped(tmp_path):
+@pytest.mark.parametrize("source", ["arrow", "pandas"])
+def test_append_table_uint64_ts_beyond_int64_is_refused_not_wrapped(tmp_path, source):
     """A ``uint64`` ts of 2**63 + 5 is stored as -9223372036854775803 (``to_timestamps``
-    does ``astype(np.int64)``, which wraps): the row is written with a wrong time and read
-    back far in the past. Bad input must be refused with a SynaError, nothing written."""
+    does ``astype(np.int64)``, which wraps; append_batch's ``timestamps`` share it): the row
+    is written with a wrong time and read back far in the past. A uint64 *value* above the
+    int64 range is refused; the ts must be too, with a SynaError, nothing written."""
     db = _db(tmp_path)
-    table = pa.table({"key": ["u"], "ts": pa.array([2**63 + 5], pa.uint64()), "value": [1.0]})
+    ts = np.array([2**63 + 5], dtype=np.uint64)
+    if source == "arrow":
+        table = pa.table({"key": ["u"], "ts": pa.array(ts), "value": [1.0]})
+    else:
+        pd = pytest.importorskip("pandas")
+        table = pd.DataFrame({"key": ["u"], "ts": ts, "value": [1.0]})
     with pytest.raises(SynaError):
         db.append_table(table)
     assert not db.exists("u")
