@@ -15,8 +15,18 @@ import time
 
 import numpy as np
 
-from .common import (Ctx, Row, best_time, disk_bytes, files_with_prefix_bytes, no_gc,
-                     sa_append_batch, sa_open, sensor_keys, sqlite_open, synadb_open)
+from .common import (
+    Ctx,
+    Row,
+    best_time,
+    disk_bytes,
+    files_with_prefix_bytes,
+    no_gc,
+    sa_open,
+    sensor_keys,
+    sqlite_open,
+    synadb_open,
+)
 
 ISSUE = 2
 perf = time.perf_counter
@@ -29,6 +39,7 @@ def _rows_since(ctx: Ctx, start: int) -> list[Row]:
 # --------------------------------------------------------------------------
 # append (no sync) + bytes per entry in the log
 # --------------------------------------------------------------------------
+
 
 def bench_append(ctx: Ctx) -> list[Row]:
     """Single float appends without sync, 100 keys "sensor/0042" (11 bytes)."""
@@ -49,6 +60,7 @@ def bench_append(ctx: Ctx) -> list[Row]:
     # synadb ------------------------------------------------------------------
     size = {}
     with ctx.guard(ISSUE, b, fig, "synadb", "ops/s"):
+
         def one() -> float:
             with ctx.tmpdir("synadb") as d:
                 p = os.path.join(d, "s.db")
@@ -62,14 +74,26 @@ def bench_append(ctx: Ctx) -> list[Row]:
                     dt = perf() - t0
                 size["synadb"] = disk_bytes(p)
                 return dt
+
         dt = min(one() for _ in range(repeats))
         ctx.add(Row(ISSUE, b, fig, "synadb", n / dt, "ops/s", note="sync_on_write=False; " + note))
     if "synadb" in size:
-        ctx.add(Row(ISSUE, b, bfig, "synadb", size["synadb"] / n, "B/entry", False,
-                    note=bnote + " (one file)"))
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                bfig,
+                "synadb",
+                size["synadb"] / n,
+                "B/entry",
+                False,
+                note=bnote + " (one file)",
+            )
+        )
 
     # sqlite ------------------------------------------------------------------
     with ctx.guard(ISSUE, b, fig, "sqlite", "ops/s"):
+
         def one_sql() -> float:
             with ctx.tmpdir("sqlite") as d:
                 p = os.path.join(d, "s.sqlite")
@@ -84,16 +108,38 @@ def bench_append(ctx: Ctx) -> list[Row]:
                     dt = perf() - t0
                 size["sqlite"] = files_with_prefix_bytes(p)
                 return dt
+
         dt = min(one_sql() for _ in range(repeats))
-        ctx.add(Row(ISSUE, b, fig, "sqlite", n / dt, "ops/s",
-                    note="autocommit INSERT per value, WAL, synchronous=OFF; " + note))
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig,
+                "sqlite",
+                n / dt,
+                "ops/s",
+                note="autocommit INSERT per value, WAL, synchronous=OFF; " + note,
+            )
+        )
     if "sqlite" in size:
-        ctx.add(Row(ISSUE, b, bfig, "sqlite", size["sqlite"] / n, "B/entry", False,
-                    note=bnote + " (table + (key,ts) index)"))
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                bfig,
+                "sqlite",
+                size["sqlite"] / n,
+                "B/entry",
+                False,
+                note=bnote + " (table + (key,ts) index)",
+            )
+        )
 
     # synarrow ----------------------------------------------------------------
-    with ctx.guard(ISSUE, b, fig, "synarrow", "ops/s", target=("ratio", 4.0),
-                   target_text="≥ 4x synadb"):
+    with ctx.guard(
+        ISSUE, b, fig, "synarrow", "ops/s", target=("ratio", 4.0), target_text="≥ 4x synadb"
+    ):
+
         def one_sa() -> float:
             with ctx.tmpdir("synarrow") as d:
                 p = os.path.join(d, "sa.db")
@@ -110,27 +156,50 @@ def bench_append(ctx: Ctx) -> list[Row]:
                     _safe_close(db)
                 size["synarrow"] = disk_bytes(p)
                 return dt
+
         dt = min(one_sa() for _ in range(repeats))
-        ctx.add(Row(ISSUE, b, fig, "synarrow", n / dt, "ops/s",
-                    note="DbConfig(sync_on_write=False); " + note,
-                    target=("ratio", 4.0), target_text="≥ 4x synadb"))
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig,
+                "synarrow",
+                n / dt,
+                "ops/s",
+                note="DbConfig(sync_on_write=False); " + note,
+                target=("ratio", 4.0),
+                target_text="≥ 4x synadb",
+            )
+        )
     if "synarrow" in size:
-        ctx.add(Row(ISSUE, b, bfig, "synarrow", size["synarrow"] / n, "B/entry", False,
-                    note=bnote + " (all files in the db dir)",
-                    target=("ratio", 1.0), target_text="≤ synadb"))
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                bfig,
+                "synarrow",
+                size["synarrow"] / n,
+                "B/entry",
+                False,
+                note=bnote + " (all files in the db dir)",
+                target=("ratio", 1.0),
+                target_text="≤ synadb",
+            )
+        )
     return _rows_since(ctx, start)
 
 
 def _safe_close(db) -> None:
     try:
         db.close()
-    except Exception:  # noqa: BLE001 - double close may raise; irrelevant here
+    except Exception:
         pass
 
 
 # --------------------------------------------------------------------------
 # append_batch
 # --------------------------------------------------------------------------
+
 
 def bench_append_batch(ctx: Ctx) -> list[Row]:
     """append_batch of 10M float64 in one call (sqlite executemany / synadb batch of 1M as context)."""
@@ -152,8 +221,17 @@ def bench_append_batch(ctx: Ctx) -> list[Row]:
                 db.put_floats_batch(key, sub)
                 dt = perf() - t0
             db.close()
-        ctx.add(Row(ISSUE, b, fig, "synadb", m / dt, "values/s",
-                    note=f"put_floats_batch of {m:,} (context; one entry per value)"))
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig,
+                "synadb",
+                m / dt,
+                "values/s",
+                note=f"put_floats_batch of {m:,} (context; one entry per value)",
+            )
+        )
 
     with ctx.guard(ISSUE, b, fig, "sqlite", "values/s"):
         ts = (np.int64(time.time_ns() // 1000) + np.arange(m, dtype=np.int64)).tolist()
@@ -168,8 +246,17 @@ def bench_append_batch(ctx: Ctx) -> list[Row]:
                 con.execute("COMMIT")
                 dt = perf() - t0
             con.close()
-        ctx.add(Row(ISSUE, b, fig, "sqlite", m / dt, "values/s",
-                    note=f"executemany of {m:,} rows in one transaction, sync OFF (context)"))
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig,
+                "sqlite",
+                m / dt,
+                "values/s",
+                note=f"executemany of {m:,} rows in one transaction, sync OFF (context)",
+            )
+        )
 
     tgt = dict(target=("min", 50e6), target_text="≥ 50M values/s")
     with ctx.guard(ISSUE, b, fig, "synarrow", "values/s", **tgt):
@@ -192,16 +279,28 @@ def bench_append_batch(ctx: Ctx) -> list[Row]:
                 totals.append((t1 - t0) + (t3 - t2))
             if sum(totals) > 6:
                 break
-        ctx.add(Row(ISSUE, b, fig, "synarrow", n / min(calls), "values/s",
-                    note=(f"{n:,} values in one call, best of {len(calls)}; incl. close(): "
-                          f"{n / min(totals) / 1e6:.3g}M/s; get()==last: {all(checks)}"),
-                    **tgt))
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig,
+                "synarrow",
+                n / min(calls),
+                "values/s",
+                note=(
+                    f"{n:,} values in one call, best of {len(calls)}; incl. close(): "
+                    f"{n / min(totals) / 1e6:.3g}M/s; get()==last: {all(checks)}"
+                ),
+                **tgt,
+            )
+        )
     return _rows_since(ctx, start)
 
 
 # --------------------------------------------------------------------------
 # get latest
 # --------------------------------------------------------------------------
+
 
 def bench_get(ctx: Ctx) -> list[Row]:
     """Latest-value get over 10k keys with history 1 and 100 (flat in history length?)."""
@@ -235,23 +334,36 @@ def bench_get(ctx: Ctx) -> list[Row]:
                     g = db.get_float
                     bad = sum(g(k) != last[k] for k in sample)
 
-                    def run():
+                    def run(g=g):
                         for k in order:
                             g(k)
+
                     dt = best_time(run, 3, budget_s=4)
                 finally:
                     db.close()
             rates[("synadb", h)] = nkeys / dt
-            ctx.add(Row(ISSUE, b, fig, "synadb", nkeys / dt, "gets/s",
-                        note=f"get_float; {note}; wrong values in sample: {bad}"))
+            ctx.add(
+                Row(
+                    ISSUE,
+                    b,
+                    fig,
+                    "synadb",
+                    nkeys / dt,
+                    "gets/s",
+                    note=f"get_float; {note}; wrong values in sample: {bad}",
+                )
+            )
 
         # sqlite -------------------------------------------------------------
         with ctx.guard(ISSUE, b, fig, "sqlite", "gets/s"):
             with ctx.tmpdir("sqlite") as d:
                 con = sqlite_open(os.path.join(d, "s.sqlite"), durable=False)
                 try:
-                    rows = [(k, 1_000_000 * j, float(data[i, j]))
-                            for i, k in enumerate(keys) for j in range(h)]
+                    rows = [
+                        (k, 1_000_000 * j, float(data[i, j]))
+                        for i, k in enumerate(keys)
+                        for j in range(h)
+                    ]
                     con.execute("BEGIN")
                     con.executemany("INSERT INTO h VALUES (?,?,?)", rows)
                     con.execute("COMMIT")
@@ -259,20 +371,31 @@ def bench_get(ctx: Ctx) -> list[Row]:
                     q = "SELECT value FROM h WHERE key=? ORDER BY ts DESC LIMIT 1"
                     ex = con.execute
 
-                    def sg(k):
+                    def sg(k, ex=ex, q=q):
                         return ex(q, (k,)).fetchone()[0]
+
                     bad = sum(sg(k) != last[k] for k in sample)
 
-                    def run():
+                    def run(ex=ex, q=q):
                         for k in order:
                             ex(q, (k,)).fetchone()
+
                     dt = best_time(run, 3, budget_s=4)
                 finally:
                     con.close()
             rates[("sqlite", h)] = nkeys / dt
-            ctx.add(Row(ISSUE, b, fig, "sqlite", nkeys / dt, "gets/s",
-                        note=f"SELECT .. ORDER BY ts DESC LIMIT 1 on (key,ts) index; {note}; "
-                             f"wrong: {bad}"))
+            ctx.add(
+                Row(
+                    ISSUE,
+                    b,
+                    fig,
+                    "sqlite",
+                    nkeys / dt,
+                    "gets/s",
+                    note=f"SELECT .. ORDER BY ts DESC LIMIT 1 on (key,ts) index; {note}; "
+                    f"wrong: {bad}",
+                )
+            )
 
         # synarrow -----------------------------------------------------------
         with ctx.guard(ISSUE, b, fig, "synarrow", "gets/s", **tgt):
@@ -287,28 +410,53 @@ def bench_get(ctx: Ctx) -> list[Row]:
                     g = db.get
                     bad = sum(g(k) != last[k] for k in sample)
 
-                    def run():
+                    def run(g=g):
                         for k in order:
                             g(k)
+
                     dt = best_time(run, 3, budget_s=4)
                 finally:
                     _safe_close(db)
             rates[("synarrow", h)] = nkeys / dt
-            ctx.add(Row(ISSUE, b, fig, "synarrow", nkeys / dt, "gets/s",
-                        note=f"db.get; {note}; wrong values in sample: {bad}", **tgt))
+            ctx.add(
+                Row(
+                    ISSUE,
+                    b,
+                    fig,
+                    "synarrow",
+                    nkeys / dt,
+                    "gets/s",
+                    note=f"db.get; {note}; wrong values in sample: {bad}",
+                    **tgt,
+                )
+            )
 
     fig = "get flatness: rate at history 100 / rate at 1"
     for sysname in ("synadb", "sqlite", "synarrow"):
         if (sysname, 1) in rates and (sysname, 100) in rates:
-            kw = dict(target=("min", 0.8), target_text="≈ 1 (flat)") if sysname == "synarrow" else {}
-            ctx.add(Row(ISSUE, b, fig, sysname, rates[(sysname, 100)] / rates[(sysname, 1)], "x",
-                        ref=None, note="1.0 = independent of history length", **kw))
+            kw = (
+                dict(target=("min", 0.8), target_text="≈ 1 (flat)") if sysname == "synarrow" else {}
+            )
+            ctx.add(
+                Row(
+                    ISSUE,
+                    b,
+                    fig,
+                    sysname,
+                    rates[(sysname, 100)] / rates[(sysname, 1)],
+                    "x",
+                    ref=None,
+                    note="1.0 = independent of history length",
+                    **kw,
+                )
+            )
     return _rows_since(ctx, start)
 
 
 # --------------------------------------------------------------------------
 # durable appends and group commit
 # --------------------------------------------------------------------------
+
 
 def _threaded_rate(nthreads: int, per_thread: int, work, timeout_s: float = 180) -> float:
     """Start ``nthreads`` threads running ``work(tid, per_thread)`` together;
@@ -320,7 +468,7 @@ def _threaded_rate(nthreads: int, per_thread: int, work, timeout_s: float = 180)
         try:
             barrier.wait()
             work(tid, per_thread)
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(nthreads)]
@@ -371,8 +519,17 @@ def bench_durable(ctx: Ctx) -> list[Row]:
                 dt = perf() - t0
             finally:
                 os.close(fd)
-        ctx.add(Row(ISSUE, b, fig1, "raw write+fsync", n / dt, "ops/s",
-                    note="os.write(38 B) + os.fsync per op: the disk's limit (context)"))
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig1,
+                "raw write+fsync",
+                n / dt,
+                "ops/s",
+                note="os.write(38 B) + os.fsync per op: the disk's limit (context)",
+            )
+        )
 
     # synadb ------------------------------------------------------------------
     with ctx.guard(ISSUE, b, fig1, "synadb", "ops/s"):
@@ -385,23 +542,34 @@ def bench_durable(ctx: Ctx) -> list[Row]:
             db.close()
             dt = perf() - t0
         single["synadb"] = n / dt
-        ctx.add(Row(ISSUE, b, fig1, "synadb", n / dt, "ops/s",
-                    note="sync_on_write=True; " + note1))
+        ctx.add(Row(ISSUE, b, fig1, "synadb", n / dt, "ops/s", note="sync_on_write=True; " + note1))
     with ctx.guard(ISSUE, b, fig4, "synadb", "ops/s"):
         with ctx.tmpdir("synadb") as d:
             db = synadb_open(os.path.join(d, "s.db"), sync_on_write=True)
             try:
+
                 def w(tid, cnt):
                     put = db.put_float
                     for i in range(cnt):
                         put(f"t{tid}/sensor/{i % 25:02d}", float(i))
+
                 rate = _threaded_rate(nthr, per, w)
             finally:
                 db.close()
         ctx.add(Row(ISSUE, b, fig4, "synadb", rate, "ops/s", note=note4))
         if "synadb" in single:
-            ctx.add(Row(ISSUE, b, figr, "synadb", rate / single["synadb"], "x", ref=None,
-                        note="no group commit in synadb"))
+            ctx.add(
+                Row(
+                    ISSUE,
+                    b,
+                    figr,
+                    "synadb",
+                    rate / single["synadb"],
+                    "x",
+                    ref=None,
+                    note="no group commit in synadb",
+                )
+            )
 
     # sqlite ------------------------------------------------------------------
     with ctx.guard(ISSUE, b, fig1, "sqlite", "ops/s"):
@@ -415,28 +583,58 @@ def bench_durable(ctx: Ctx) -> list[Row]:
             con.close()
             dt = perf() - t0
         single["sqlite"] = n / dt
-        ctx.add(Row(ISSUE, b, fig1, "sqlite", n / dt, "ops/s",
-                    note="autocommit INSERT, WAL, synchronous=FULL; " + note1))
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig1,
+                "sqlite",
+                n / dt,
+                "ops/s",
+                note="autocommit INSERT, WAL, synchronous=FULL; " + note1,
+            )
+        )
     with ctx.guard(ISSUE, b, fig4, "sqlite", "ops/s"):
         with ctx.tmpdir("sqlite") as d:
             p = os.path.join(d, "s.sqlite")
             sqlite_open(p, durable=True).close()
             cons = [sqlite_open(p, durable=True, check_same_thread=False) for _ in range(nthr)]
             try:
+
                 def w(tid, cnt):
                     ex = cons[tid].execute
                     q = "INSERT INTO h VALUES (?,?,?)"
                     for i in range(cnt):
                         ex(q, (f"t{tid}/sensor/{i % 25:02d}", time.time_ns() // 1000, float(i)))
+
                 rate = _threaded_rate(nthr, per, w)
             finally:
                 for c in cons:
                     c.close()
-        ctx.add(Row(ISSUE, b, fig4, "sqlite", rate, "ops/s",
-                    note=f"{nthr} threads x {per}, one connection each, WAL, FULL"))
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig4,
+                "sqlite",
+                rate,
+                "ops/s",
+                note=f"{nthr} threads x {per}, one connection each, WAL, FULL",
+            )
+        )
         if "sqlite" in single:
-            ctx.add(Row(ISSUE, b, figr, "sqlite", rate / single["sqlite"], "x", ref=None,
-                        note="WAL commits serialize on the write lock"))
+            ctx.add(
+                Row(
+                    ISSUE,
+                    b,
+                    figr,
+                    "sqlite",
+                    rate / single["sqlite"],
+                    "x",
+                    ref=None,
+                    note="WAL commits serialize on the write lock",
+                )
+            )
 
     # synarrow ----------------------------------------------------------------
     tgt1 = dict(target=("ratio", 1.0), target_text="≥ synadb durable")
@@ -453,36 +651,71 @@ def bench_durable(ctx: Ctx) -> list[Row]:
             finally:
                 _safe_close(db)
         single["synarrow"] = n / dt
-        ctx.add(Row(ISSUE, b, fig1, "synarrow", n / dt, "ops/s",
-                    note="DbConfig(sync_on_write=True); " + note1, **tgt1))
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig1,
+                "synarrow",
+                n / dt,
+                "ops/s",
+                note="DbConfig(sync_on_write=True); " + note1,
+                **tgt1,
+            )
+        )
     for nt, pt in ((nthr, per), (16, ctx.n(250, 100))):
         figt = fig4 if nt == nthr else f"durable append, {nt} threads, total"
         with ctx.guard(ISSUE, b, figt, "synarrow", "ops/s"):
             with ctx.tmpdir("synarrow") as d:
                 db = sa_open(os.path.join(d, "sa.db"), sync_on_write=True)
                 try:
-                    def w(tid, cnt):
+
+                    def w(tid, cnt, db=db):
                         app = db.append
                         for i in range(cnt):
                             app(f"t{tid}/sensor/{i % 25:02d}", float(i))
+
                     rate = _threaded_rate(nt, pt, w)
-                    ok = all(db.get(f"t{t}/sensor/{(pt - 1) % 25:02d}") == float(pt - 1)
-                             for t in range(nt))
+                    ok = all(
+                        db.get(f"t{t}/sensor/{(pt - 1) % 25:02d}") == float(pt - 1)
+                        for t in range(nt)
+                    )
                 finally:
                     _safe_close(db)
-            ctx.add(Row(ISSUE, b, figt, "synarrow", rate, "ops/s",
-                        note=f"{nt} threads x {pt} appends on one shared SynaDB; last values ok: {ok}"))
+            ctx.add(
+                Row(
+                    ISSUE,
+                    b,
+                    figt,
+                    "synarrow",
+                    rate,
+                    "ops/s",
+                    note=f"{nt} threads x {pt} appends on one shared SynaDB; last values ok: {ok}",
+                )
+            )
             if "synarrow" in single:
                 figx = figr if nt == nthr else f"group commit: {nt}-thread total / 1-thread"
                 kw = dict(target=("min", 5.0), target_text="≥ 5x") if nt == nthr else {}
-                ctx.add(Row(ISSUE, b, figx, "synarrow", rate / single["synarrow"], "x",
-                            ref=None, note="total ops/s over 1-thread fsync-per-write ops/s", **kw))
+                ctx.add(
+                    Row(
+                        ISSUE,
+                        b,
+                        figx,
+                        "synarrow",
+                        rate / single["synarrow"],
+                        "x",
+                        ref=None,
+                        note="total ops/s over 1-thread fsync-per-write ops/s",
+                        **kw,
+                    )
+                )
     return _rows_since(ctx, start)
 
 
 # --------------------------------------------------------------------------
 # reopen
 # --------------------------------------------------------------------------
+
 
 def bench_reopen(ctx: Ctx) -> list[Row]:
     """Reopen of 1M entries over 10k keys: SynaDB(path) + len(db); log bytes per entry."""
@@ -515,18 +748,40 @@ def bench_reopen(ctx: Ctx) -> list[Row]:
                 db2 = synadb_open(p, sync_on_write=False)
                 nk.append(len(db2.keys()))
                 holder.append(db2)
+
             holder: list = []
 
             def close_all():
                 while holder:
                     holder.pop().close()
+
             dt = best_time(reopen, 3, budget_s=6, setup=close_all)
             close_all()
-        ctx.add(Row(ISSUE, b, fig, "synadb", dt, "s", False,
-                    note=f"SynaDB(path) + len(keys()) = {nk[-1]:,}; best of {len(nk)}; page cache warm; "
-                         f"same log entries as put_float"))
-        ctx.add(Row(ISSUE, b, bfig, "synadb", size / total, "B/entry", False,
-                    note="put_floats_batch writes one entry per value; 12 B keys"))
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig,
+                "synadb",
+                dt,
+                "s",
+                False,
+                note=f"SynaDB(path) + len(keys()) = {nk[-1]:,}; best of {len(nk)}; page cache warm; "
+                f"same log entries as put_float",
+            )
+        )
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                bfig,
+                "synadb",
+                size / total,
+                "B/entry",
+                False,
+                note="put_floats_batch writes one entry per value; 12 B keys",
+            )
+        )
 
     # synarrow, batch-written ---------------------------------------------------
     with ctx.guard(ISSUE, b, fig, "synarrow", "s", higher_better=False, **tgt):
@@ -540,11 +795,31 @@ def bench_reopen(ctx: Ctx) -> list[Row]:
                 _safe_close(db)
             size = disk_bytes(p)
             dt, n_len, nrep = _time_sa_reopen(p)
-        ctx.add(Row(ISSUE, b, fig, "synarrow", dt, "s", False,
-                    note=f"SynaDB(path) + len(db) = {n_len:,}; best of {nrep}; page cache warm",
-                    **tgt))
-        ctx.add(Row(ISSUE, b, bfig, "synarrow", size / total, "B/entry", False,
-                    note="append_batch of 100 per key; all files in the db dir"))
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig,
+                "synarrow",
+                dt,
+                "s",
+                False,
+                note=f"SynaDB(path) + len(db) = {n_len:,}; best of {nrep}; page cache warm",
+                **tgt,
+            )
+        )
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                bfig,
+                "synarrow",
+                size / total,
+                "B/entry",
+                False,
+                note="append_batch of 100 per key; all files in the db dir",
+            )
+        )
 
     # synarrow, single appends (time-boxed) --------------------------------------
     with ctx.guard(ISSUE, b, figs, "synarrow", "s", higher_better=False, **tgt):
@@ -567,9 +842,19 @@ def bench_reopen(ctx: Ctx) -> list[Row]:
                 _safe_close(db)
             dt, n_len, nrep = _time_sa_reopen(p)
         cut = "" if written == total else f" (time-boxed: only {written:,} of {total:,} written)"
-        ctx.add(Row(ISSUE, b, figs, "synarrow", dt, "s", False,
-                    note=f"{written:,} single appends; len(db) = {n_len:,}; best of {nrep}{cut}",
-                    **tgt))
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                figs,
+                "synarrow",
+                dt,
+                "s",
+                False,
+                note=f"{written:,} single appends; len(db) = {n_len:,}; best of {nrep}{cut}",
+                **tgt,
+            )
+        )
     return _rows_since(ctx, start)
 
 
@@ -585,6 +870,7 @@ def _time_sa_reopen(p: str) -> tuple[float, int, int]:
     def close_all():
         while holder:
             _safe_close(holder.pop())
+
     try:
         dt = best_time(reopen, 3, budget_s=6, setup=close_all)
     finally:

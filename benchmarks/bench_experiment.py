@@ -329,8 +329,10 @@ def bench_model_io(ctx: Ctx) -> list[Row]:
             ok = back == ref_data
             del back
             reg.close()
-        note = (f"synadb ModelRegistry.save/load of {ref_size >> 20} MiB raw bytes, "
-                "sync_on_write=True (its default); load with the page cache warm")
+        note = (
+            f"synadb ModelRegistry.save/load of {ref_size >> 20} MiB raw bytes, "
+            "sync_on_write=True (its default); load with the page cache warm"
+        )
         ctx.add(Row(ISSUE, b, f_save_cmp, "synadb", ref_size / t_save / MB, "MB/s", note=note))
         ctx.add(
             Row(
@@ -453,11 +455,22 @@ def bench_model_io(ctx: Ctx) -> list[Row]:
                     t_load = perf() - t0
                 ok = back == cmp_data
                 del back
-        note = (f"the same {ref_size >> 20} MiB, save_model (fsynced) then load_model "
-                "(SHA-256 verified) with the page cache warm; 1 run")
+        note = (
+            f"the same {ref_size >> 20} MiB, save_model (fsynced) then load_model "
+            "(SHA-256 verified) with the page cache warm; 1 run"
+        )
         ctx.add(Row(ISSUE, b, f_save_cmp, "synarrow", ref_size / t_save / MB, "MB/s", note=note))
-        ctx.add(Row(ISSUE, b, f_load_cmp, "synarrow", ref_size / t_load / MB, "MB/s",
-                    note=note + f"; equal: {ok}"))
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                f_load_cmp,
+                "synarrow",
+                ref_size / t_load / MB,
+                "MB/s",
+                note=note + f"; equal: {ok}",
+            )
+        )
     return ctx.rows[start:]
 
 

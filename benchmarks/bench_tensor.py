@@ -342,20 +342,43 @@ def bench_loader(ctx: Ctx) -> list[Row]:
         )
         dt0, got0, _ = _epoch(DataLoader(ds, batch_size=batch, num_workers=0))
         ctx.add(
-            Row(ISSUE, b, fig0, "numpy array", got0 / dt0, "samples/s", ref=None,
-                note="num_workers=0; batch per call")
+            Row(
+                ISSUE,
+                b,
+                fig0,
+                "numpy array",
+                got0 / dt0,
+                "samples/s",
+                ref=None,
+                note="num_workers=0; batch per call",
+            )
         )
         dtf, gotf, _ = _epoch(batch_loader(ds, batch, num_workers=workers))
         ctx.add(
-            Row(ISSUE, b, fig_fast, "numpy array", gotf / dtf, "samples/s", ref=None,
-                note="the same batch_loader (one dataset[list] per batch)")
+            Row(
+                ISSUE,
+                b,
+                fig_fast,
+                "numpy array",
+                gotf / dtf,
+                "samples/s",
+                ref=None,
+                note="the same batch_loader (one dataset[list] per batch)",
+            )
         )
         per_sample = _numpy_windows(series.copy(), window, horizon, batched=False)
         dts, gots, _ = _epoch(DataLoader(per_sample, batch_size=batch, num_workers=workers))
         ctx.add(
-            Row(ISSUE, b, fig, "numpy array, per sample", gots / dts, "samples/s",
+            Row(
+                ISSUE,
+                b,
+                fig,
+                "numpy array, per sample",
+                gots / dts,
+                "samples/s",
                 ref="numpy array",
-                note="context: the plain Dataset fetching one sample per call")
+                note="context: the plain Dataset fetching one sample per call",
+            )
         )
 
     with ctx.guard(

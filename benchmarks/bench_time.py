@@ -33,6 +33,7 @@ def _median_time(fn, repeats: int) -> float:
 
 
 def bench_out_of_order(ctx: Ctx) -> list[Row]:
+    """1M single appends with 10% up to a minute late vs in order; late key reads; compaction."""
     import synarrow
 
     start_rows = len(ctx.rows)

@@ -23,7 +23,8 @@ import sys
 import tempfile
 import time
 import traceback
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -63,9 +64,9 @@ class Row:
     """
 
     issue: int
-    bench: str          # benchmark name (the --only name)
-    figure: str         # what is measured, e.g. "append (no sync)"
-    system: str         # "synarrow", "synadb", "sqlite", "duckdb table", ...
+    bench: str  # benchmark name (the --only name)
+    figure: str  # what is measured, e.g. "append (no sync)"
+    system: str  # "synarrow", "synadb", "sqlite", "duckdb table", ...
     value: float | None
     unit: str
     higher_better: bool = True
@@ -86,7 +87,7 @@ class Row:
         return json.dumps(dataclasses.asdict(self))
 
     @classmethod
-    def from_json(cls, line: str) -> "Row":
+    def from_json(cls, line: str) -> Row:
         d = json.loads(line)
         if d.get("target") is not None:
             d["target"] = tuple(d["target"])
@@ -97,8 +98,9 @@ class Ctx:
     """Carries run options and collects rows (optionally streaming them to a
     JSON-lines file so a worker killed by the timeout keeps what it measured)."""
 
-    def __init__(self, quick: bool = False, rows_file: str | None = None,
-                 tmp_root: str | None = None):
+    def __init__(
+        self, quick: bool = False, rows_file: str | None = None, tmp_root: str | None = None
+    ):
         self.quick = quick
         self.rows: list[Row] = []
         self._rows_file = rows_file
@@ -114,20 +116,23 @@ class Ctx:
         if self._rows_file:
             with open(self._rows_file, "a") as f:
                 f.write(row.to_json() + "\n")
-        log(f"  {row.system:<14} {row.figure:<44} {fmt_value(row.value, row.unit):>18}"
-            + (f"   ({row.note})" if row.note else ""))
+        log(
+            f"  {row.system:<14} {row.figure:<44} {fmt_value(row.value, row.unit):>18}"
+            + (f"   ({row.note})" if row.note else "")
+        )
         return row
 
     @contextlib.contextmanager
-    def guard(self, issue: int, bench: str, figure: str, system: str, unit: str = "",
-              **row_kw) -> Iterator[None]:
+    def guard(
+        self, issue: int, bench: str, figure: str, system: str, unit: str = "", **row_kw
+    ) -> Iterator[None]:
         """Run one side of a benchmark; on any exception record an error row
         instead of propagating, so the other systems are still measured."""
         try:
             yield
         except KeyboardInterrupt:
             raise
-        except BaseException as e:  # noqa: BLE001 - we report everything
+        except BaseException as e:
             if isinstance(e, SystemExit):
                 raise
             tb = traceback.format_exc()
@@ -135,8 +140,7 @@ class Ctx:
             msg = f"{type(e).__name__}: {e}".replace("\n", " ").replace("|", "/")
             if len(msg) > 160:
                 msg = msg[:157] + "..."
-            self.add(Row(issue, bench, figure, system, None, unit,
-                         note=f"ERROR {msg}", **row_kw))
+            self.add(Row(issue, bench, figure, system, None, unit, note=f"ERROR {msg}", **row_kw))
 
     @contextlib.contextmanager
     def tmpdir(self, tag: str) -> Iterator[str]:
@@ -154,6 +158,7 @@ def log(msg: str) -> None:
 # --------------------------------------------------------------------------
 # Formatting
 # --------------------------------------------------------------------------
+
 
 def _si(x: float) -> str:
     ax = abs(x)
@@ -179,6 +184,7 @@ def fmt_value(v: float | None, unit: str) -> str:
 # Timing
 # --------------------------------------------------------------------------
 
+
 @contextlib.contextmanager
 def no_gc() -> Iterator[None]:
     gc.collect()
@@ -191,8 +197,12 @@ def no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def best_time(fn: Callable[[], Any], repeats: int = 3, budget_s: float = 5.0,
-              setup: Callable[[], Any] | None = None) -> float:
+def best_time(
+    fn: Callable[[], Any],
+    repeats: int = 3,
+    budget_s: float = 5.0,
+    setup: Callable[[], Any] | None = None,
+) -> float:
     """Best wall time of ``fn()`` over up to ``repeats`` runs; stops early once
     ``budget_s`` has been spent (at least one run always happens).  ``setup``
     (untimed) runs before each repeat."""
@@ -216,6 +226,7 @@ def best_time(fn: Callable[[], Any], repeats: int = 3, budget_s: float = 5.0,
 # Files
 # --------------------------------------------------------------------------
 
+
 def disk_bytes(path: str) -> int:
     """Sum of file sizes at ``path`` (a file, or every file below a directory)."""
     if os.path.isfile(path):
@@ -233,13 +244,13 @@ def disk_bytes(path: str) -> int:
 def files_with_prefix_bytes(path: str) -> int:
     """Size of ``path`` plus siblings such as ``path-wal`` / ``path-shm``."""
     d, base = os.path.split(path)
-    return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d)
-               if f.startswith(base))
+    return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d) if f.startswith(base))
 
 
 # --------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------
+
 
 def sensor_keys(n: int, width: int = 4, prefix: str = "sensor/") -> list[str]:
     return [f"{prefix}{i:0{width}d}" for i in range(n)]
@@ -260,17 +271,18 @@ def sensor_series(n: int, seed: int = 0) -> np.ndarray:
     """A realistic regular sensor signal with 0.1 resolution (daily cycle + noise)."""
     rng = np.random.default_rng(seed)
     t = np.arange(n, dtype=np.float64)
-    return np.round(20.0 + 5.0 * np.sin(2 * np.pi * t / 86400.0)
-                    + rng.normal(0, 0.3, n), 1)
+    return np.round(20.0 + 5.0 * np.sin(2 * np.pi * t / 86400.0) + rng.normal(0, 0.3, n), 1)
 
 
 # --------------------------------------------------------------------------
 # System adapters
 # --------------------------------------------------------------------------
 
+
 def sa_open(path: str, **config: Any):
     """Open a synarrow database through the public API only."""
     import synarrow
+
     if config:
         return synarrow.SynaDB(path, config=synarrow.DbConfig(**config))
     return synarrow.SynaDB(path)
@@ -281,6 +293,7 @@ _TS_FORM: list[str] = []  # which timestamp form synarrow accepted (cached)
 
 def _ts_forms(ts_us: np.ndarray):
     import pyarrow as pa
+
     return {
         "datetime64[us]": lambda: ts_us.astype("datetime64[us]"),
         "pa.timestamp(us,UTC)": lambda: pa.array(ts_us, pa.timestamp("us", tz="UTC")),
@@ -319,6 +332,7 @@ def ts_form_used() -> str:
 
 def synadb_open(path: str, sync_on_write: bool):
     import synadb
+
     return synadb.SynaDB(path, sync_on_write=sync_on_write)
 
 
@@ -330,8 +344,9 @@ SQLITE_SCHEMA = (
 
 def sqlite_open(path: str, durable: bool, check_same_thread: bool = True) -> sqlite3.Connection:
     """sqlite3 in autocommit mode, WAL, synchronous=FULL (durable) or OFF."""
-    con = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread,
-                          timeout=60.0)
+    con = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=check_same_thread, timeout=60.0
+    )
     con.execute("PRAGMA journal_mode=WAL")
     con.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
     con.executescript(SQLITE_SCHEMA)
@@ -341,6 +356,7 @@ def sqlite_open(path: str, durable: bool, check_same_thread: bool = True) -> sql
 # --------------------------------------------------------------------------
 # Machine description
 # --------------------------------------------------------------------------
+
 
 def _cpu_model() -> str:
     try:
@@ -384,9 +400,10 @@ def _ver(mod: str) -> str:
         v = getattr(m, "__version__", None)
         if v is None:
             from importlib.metadata import version
+
             v = version(mod)
         return str(v)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return f"not importable ({type(e).__name__}: {str(e)[:80]})"
 
 
