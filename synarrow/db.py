@@ -617,7 +617,9 @@ class SynaDB(Handle):
         :meth:`get_history` gives them, restricted to ``[start, end)`` and then to each key's
         final ``last`` rows, all from one snapshot. ``value`` keeps the type the keys share;
         keys of different types give the struct column a mixed-type history has (one field
-        per type). ``append_table(db.read_table(...))`` writes the same histories again.
+        per type). For keys of one value type without ``None`` values,
+        ``append_table(db.read_table(...))`` writes the same histories again; a struct
+        column or nulls are refused by ``append_table`` (append those one by one).
 
         >>> db.read_table(["b", "a"]).to_pydict()["key"]
         ['a', 'a', 'b']

@@ -153,13 +153,17 @@ def _factorize(col: Column, name: Any) -> tuple[np.ndarray, list[str]]:
             arr = arr.dictionary
         else:
             indices = None
+        if pa.types.is_string_view(arr.type):  # no filter / take kernels for views
+            arr = arr.cast(pa.large_string())
         if not (
             pa.types.is_string(arr.type)
             or pa.types.is_large_string(arr.type)
             or pa.types.is_string_view(arr.type)
         ):
             raise InvalidKeyError(f"key column {name!r} must hold text, it is {arr.type}")
-        encoded = arr.dictionary_encode()
+        # A categorical's dictionary may hold a null no row uses: it gets a code of its own
+        # (and is dropped below with the other unused entries).
+        encoded = arr.dictionary_encode(null_encoding="encode")
         codes = encoded.indices.to_numpy(zero_copy_only=False)
         names = encoded.dictionary
         if indices is not None:
@@ -219,15 +223,17 @@ def _timestamps(col: Column, name: Any) -> np.ndarray:
             f"ts column {name!r} holds {arr.null_count} null times", hint="every row needs a ts"
         )
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
-        try:
-            arr = arr.cast(pa.timestamp("us", tz="UTC"))
-        except pa.ArrowException as exc:
-            raise InvalidValueError(f"ts column {name!r} holds text that is not ISO times") from exc
-        t = arr.type
+        arr, t = _text_times(arr, name), pa.timestamp("us", tz="UTC")
     if pa.types.is_date(t):
         arr, t = arr.cast(pa.timestamp("us")), pa.timestamp("us")
     if pa.types.is_timestamp(t):
-        us = pc.cast(arr, pa.timestamp("us", tz=t.tz), safe=False)
+        # Finer units are truncated to microseconds; coarser ones must not overflow them.
+        try:
+            us = pc.cast(arr, pa.timestamp("us", tz=t.tz), safe=t.unit in ("s", "ms"))
+        except pa.ArrowInvalid as exc:
+            raise InvalidValueError(
+                f"ts column {name!r} holds times beyond the int64 microsecond range: {exc}"
+            ) from None
         return us.cast(pa.int64()).to_numpy(zero_copy_only=False)
     if pa.types.is_integer(t):
         out = arr.to_numpy(zero_copy_only=False)
@@ -236,6 +242,24 @@ def _timestamps(col: Column, name: Any) -> np.ndarray:
         f"ts column {name!r} must hold times or int microseconds, it is {t}",
         hint="convert it, e.g. pandas.to_datetime(df[ts])",
     )
+
+
+def _text_times(arr: pa.Array, name: Any) -> pa.Array:
+    """ISO 8601 text as ``timestamp[us, UTC]``: with a zone or offset, or without one
+    (then UTC), as :func:`synarrow.inputs.to_time_bound` reads a range bound."""
+    text = arr.cast(pa.large_string())
+    for target in (pa.timestamp("us", tz="UTC"), pa.timestamp("us")):
+        try:
+            return text.cast(target).cast(pa.timestamp("us", tz="UTC"))
+        except pa.ArrowException:
+            continue
+    # Mixed forms (some with an offset, some without, dates, "T" or " "): one at a time.
+    what = f"ts column {name!r}"
+    try:
+        us = [inputs.to_time_bound(v, what) for v in text.to_pylist()]
+    except SynaError as exc:
+        raise InvalidValueError(f"{what} holds text that is not ISO times: {exc.message}") from None
+    return pa.array(us, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
 
 
 def _values(col: Column, name: Any) -> BatchValues:

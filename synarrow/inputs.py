@@ -281,6 +281,8 @@ def to_timestamps(timestamps: Any, count: int) -> np.ndarray | None:
             raise InvalidArgumentError("timestamps contain NaT")
         arr = arr.astype("datetime64[us]").view(np.int64)
     elif arr.dtype.kind in "iu":
+        if arr.dtype.kind == "u" and arr.dtype.itemsize == 8 and len(arr) and arr.max() > INT64_MAX:
+            raise InvalidArgumentError("timestamps beyond the int64 range of microseconds")
         arr = arr.astype(np.int64, copy=False)
     else:
         raise InvalidArgumentError(

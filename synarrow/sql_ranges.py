@@ -138,7 +138,8 @@ def _quick(expr: dict[str, Any]) -> tuple[int, bool] | None:
         return None
     if expr.get("class") == "CAST":
         type_name = str(expr.get("type_expr", {}).get("type_name", "")).upper()
-        if type_name not in _TIME_TYPES:
+        if type_name not in _TIME_TYPES or type_name == "DATE":
+            # a DATE cast drops the time and the offset: only DuckDB can say which day
             return None
         expr = expr.get("child", {})
     literal = _literal(expr)
@@ -248,6 +249,8 @@ def key_range(
     tree = json.loads(rows[0][0])
     if tree.get("error"):
         return None
+    if any(n.get("sample") for n in _nodes(tree)):
+        return None  # TABLESAMPLE / USING SAMPLE draw from the rows before WHERE filters
     folded = key.lower()
     tables = [n for n in _nodes(tree) if _is_table(n, folded)]
     if len(tables) != 1:
@@ -263,7 +266,9 @@ def key_range(
     )
     if select is None:
         return None
-    names = {folded} | ({str(table["alias"]).lower()} if table.get("alias") else set())
+    # Once aliased, only the alias names the table (the key's own name may then be another
+    # table's alias, of an outer query for instance).
+    names = {str(table["alias"]).lower()} if table.get("alias") else {folded}
     lo: int | None = None
     hi: int | None = None
     bounds = list(_comparisons(select.get("where_clause"), names))
