@@ -55,6 +55,8 @@ _FLOAT = Atom.FLOAT
 _INT = Atom.INT
 _INT64_MIN = codec.INT64_MIN
 _INT64_MAX = codec.INT64_MAX
+_NP_FLOAT64 = np.float64
+_NP_INT64 = np.int64
 
 
 class SynaDB(Handle):
@@ -121,6 +123,10 @@ class SynaDB(Handle):
         t = type(value)
         if t is float or (t is int and _INT64_MIN <= value <= _INT64_MAX):
             return self._append_number(key, value, _FLOAT if t is float else _INT, ts)
+        if t is _NP_FLOAT64:  # numpy scalars, as numpy code hands them over, skip the codec
+            return self._append_number(key, float(value), _FLOAT, ts)
+        if t is _NP_INT64:
+            return self._append_number(key, int(value), _INT, ts)
         atom, payload, value = codec.encode_single(value)
         if atom == Atom.FLOAT or atom == Atom.INT:
             return self._append_number(key, value, atom, ts)
