@@ -37,7 +37,6 @@ from synarrow.engine.snapshot import ReadSnapshot
 from synarrow.errors import (
     InvalidArgumentError,
     InvalidValueError,
-    KeyNotFoundError,
     TypeMismatchError,
 )
 from synarrow.handle import Handle
@@ -45,6 +44,7 @@ from synarrow.inputs import check_key
 from synarrow.log import codec
 from synarrow.log.format import Atom
 from synarrow.log.memtable import UNLOADED
+from synarrow.reading import select_named
 
 if TYPE_CHECKING:
     import duckdb
@@ -632,20 +632,8 @@ class SynaDB(Handle):
         """
         lo, hi = inputs.time_range(start, end)
         last = _check_last(last)
-        if isinstance(keys_or_pattern, str):
-            if any(c in keys_or_pattern for c in "*?["):
-                keys = self.keys(keys_or_pattern)
-            else:
-                keys = [keys_or_pattern]
-        else:
-            keys = sorted(set(inputs.key_list(keys_or_pattern)))
-        for k in keys:
-            check_key(k)
-        snapshot = self.read_snapshot(keys)
-        for k in keys:
-            if k not in snapshot:
-                raise KeyNotFoundError(f"key {k!r:.60} not found")
-        return frames.long_table(snapshot, keys, lo, hi, last)
+        snapshot, keys = select_named(self, keys_or_pattern)
+        return frames.long_table(snapshot, sorted(keys), lo, hi, last)
 
     # -- life cycle ------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 from synarrow.columnar.schema import history_table
 from synarrow.engine.snapshot import KeyView, ReadSnapshot
 from synarrow.errors import KeyNotFoundError
+from synarrow.inputs import check_key, key_list
 
 __all__ = ["BatchSink", "SnapshotSource", "history", "select_snapshot"]
 
@@ -92,3 +93,20 @@ def select_snapshot(
     named = source.keys(pattern)
     snapshot = source.read_snapshot(named)
     return snapshot, [k for k in named if k in snapshot]  # deleted meanwhile: left out
+
+
+def select_named(
+    source: SnapshotSource, keys_or_pattern: Any, what: str = "keys_or_pattern"
+) -> tuple[ReadSnapshot, list[str]]:
+    """:func:`select_snapshot` for what a user names: one key, a glob pattern (any of
+    ``*?[``) or a list of keys. Named keys are validated (``InvalidKeyError``) and must
+    exist (``KeyNotFoundError``); anything else is ``InvalidArgumentError`` naming ``what``."""
+    if isinstance(keys_or_pattern, str) and any(c in keys_or_pattern for c in "*?["):
+        return select_snapshot(source, pattern=keys_or_pattern)
+    if isinstance(keys_or_pattern, str):
+        keys = [keys_or_pattern]
+    else:
+        keys = key_list(keys_or_pattern, what)
+    for k in keys:
+        check_key(k)
+    return select_snapshot(source, keys=keys)

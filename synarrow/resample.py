@@ -47,7 +47,7 @@ from synarrow.engine.snapshot import KeyView
 from synarrow.errors import InvalidArgumentError, TypeMismatchError
 from synarrow.layout import key_array
 from synarrow.log.memtable import TailChunk
-from synarrow.reading import SnapshotSource, select_snapshot
+from synarrow.reading import SnapshotSource, select_named
 
 __all__ = ["AGGREGATIONS", "FILLS", "MAX_BUCKETS", "resample"]
 
@@ -327,21 +327,7 @@ def resample(
     ``fill`` and the result. All keys are read from one snapshot of the database.
     """
     plan = _plan(every, agg, start, end, fill)
-    if isinstance(keys_or_pattern, str):
-        named = keys_or_pattern
-        snapshot, keys = select_snapshot(db, pattern=named)
-        if not keys and not any(ch in named for ch in "*?["):
-            snapshot, keys = select_snapshot(db, keys=[named])  # KeyNotFoundError names it
-    elif isinstance(keys_or_pattern, Iterable):
-        chosen = list(keys_or_pattern)
-        if not all(isinstance(k, str) for k in chosen):
-            raise InvalidArgumentError("keys_or_pattern must be a key, a pattern or a list of keys")
-        snapshot, keys = select_snapshot(db, keys=chosen)
-    else:
-        raise InvalidArgumentError(
-            f"keys_or_pattern must be a key, a pattern or a list of keys, got "
-            f"{type(keys_or_pattern).__name__}"
-        )
+    snapshot, keys = select_named(db, keys_or_pattern)
     parts = []
     for key in sorted(keys):
         view: KeyView = snapshot.keys[key]

@@ -619,12 +619,11 @@ class Engine:
         """The whole ordered timeline of a key (duplicates policy applied, no cutoff), kept
         on its state until the history changes (caller holds the lock)."""
         duplicates = self.config.duplicates
-        token = (len(st), st.version, duplicates)
-        cached = st.timeline_cache
-        if cached is not None and cached[0] == token:
-            return cached[1]
+        cached = _cached_timeline(st, duplicates)
+        if cached is not None:
+            return cached
         chunks = _timeline.ordered(st.parts(), duplicates=duplicates)
-        st.timeline_cache = (token, chunks)
+        st.timeline_cache = (_timeline_token(st, duplicates), chunks)
         return chunks
 
     def _visible(self, st: KeyState, not_before: int | None) -> list[TailChunk]:
@@ -651,7 +650,7 @@ class Engine:
                     tuple(st.tail_chunks()),
                     duplicates,
                     self.cutoff(st.key),
-                    _cached_timeline(st, duplicates),
+                    _kept_timeline(st, duplicates),
                 )
                 for st in states
                 if st.latest_atom is not None and not (self.has_retention and self._expired(st))
@@ -729,10 +728,21 @@ class Engine:
             self._opened.close()
 
 
-def _cached_timeline(st: KeyState, duplicates: str) -> tuple[TailChunk, ...] | None:
-    """The key's kept ordered timeline if it is still that of its history (after
-    ``tail_chunks()`` sealed the builder), else ``None``."""
+def _timeline_token(st: KeyState, duplicates: str) -> tuple[int, int, str]:
+    """What a kept ordered timeline was made from: entries, history version, policy."""
+    return (len(st), st.version, duplicates)
+
+
+def _cached_timeline(st: KeyState, duplicates: str) -> list[TailChunk] | None:
+    """The key's kept ordered timeline if it is still that of its history, else ``None``."""
     cached = st.timeline_cache
-    if cached is not None and cached[0] == (len(st), st.version, duplicates):
-        return tuple(cached[1])
+    if cached is not None and cached[0] == _timeline_token(st, duplicates):
+        return cached[1]
     return None
+
+
+def _kept_timeline(st: KeyState, duplicates: str) -> tuple[TailChunk, ...] | None:
+    """:func:`_cached_timeline` as a tuple, for a snapshot's ``KeyView`` (taken after
+    ``tail_chunks()`` sealed the builder)."""
+    cached = _cached_timeline(st, duplicates)
+    return None if cached is None else tuple(cached)
