@@ -41,6 +41,9 @@ from synarrow.errors import (
     NotFoundError,
     QueryTimeoutError,
     ReadOnlyError,
+    SnapshotExistsError,
+    SnapshotInUseError,
+    SnapshotNotFoundError,
     StorageFullError,
     SynaError,
     TypeMismatchError,
@@ -59,6 +62,9 @@ _LAZY = {
     "ModelRegistry": "synarrow.registry",
     "ModelVersion": "synarrow.registry",
     "SQLError": "synarrow.sql",
+    "SnapshotInfo": "synarrow.snapshots",
+    "SnapshotDiff": "synarrow.snapshots",
+    "KeyChange": "synarrow.snapshots",
 }
 
 
@@ -100,6 +106,9 @@ __all__ = [  # noqa: RUF022 - grouped: core names, then the lazily loaded ones
     "NotFoundError",
     "QueryTimeoutError",
     "ReadOnlyError",
+    "SnapshotExistsError",
+    "SnapshotInUseError",
+    "SnapshotNotFoundError",
     "StorageFullError",
     "SynaDB",
     "SynaError",
@@ -115,4 +124,7 @@ __all__ = [  # noqa: RUF022 - grouped: core names, then the lazily loaded ones
     "SearchResult",
     "TensorEngine",
     "VectorStore",
+    "SnapshotInfo",
+    "SnapshotDiff",
+    "KeyChange",
 ]

@@ -21,6 +21,7 @@ import datetime as dt
 import fnmatch
 import os
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -31,6 +32,7 @@ import pyarrow as pa
 from synarrow import config as _config
 from synarrow import frames, inputs, interop
 from synarrow.columnar.schema import history_table
+from synarrow.columnar.tags import check_tag
 from synarrow.config import DbConfig
 from synarrow.engine.engine import Engine
 from synarrow.engine.snapshot import ReadSnapshot
@@ -48,6 +50,8 @@ from synarrow.reading import select_named
 
 if TYPE_CHECKING:
     import duckdb
+
+    from synarrow.snapshots import SnapshotDiff, SnapshotInfo
 
 __all__ = ["SynaDB", "check_key", "open"]
 
@@ -73,6 +77,10 @@ class SynaDB(Handle):
         config: settings; ``None`` uses the ones stored in the database (or the defaults).
         readonly: open without the writer lock, so other processes can read while one writes.
             The handle sees the data as it was when opened.
+        snapshot: read the database exactly as it was when :meth:`snapshot` made this tag
+            (read-only: ``readonly`` may be left out, and ``readonly=False`` is refused);
+            writers may go on, and compaction, deletes and retention never change what it
+            reads. :class:`~synarrow.errors.SnapshotNotFoundError` if there is no such tag.
         repair: skip entries that fail their checksum in the middle of the log instead of
             raising :class:`~synarrow.errors.CorruptionError` (the skipped ranges are listed
             in ``stats()["repaired_ranges"]``).
@@ -90,15 +98,33 @@ class SynaDB(Handle):
         path: str | os.PathLike[str],
         config: DbConfig | None = None,
         *,
-        readonly: bool = False,
+        readonly: bool | None = None,
         repair: bool = False,
         sync_on_write: bool | None = None,
+        snapshot: str | None = None,
     ) -> None:
+        if snapshot is not None:
+            check_tag(snapshot)
+            if readonly is False:
+                raise InvalidArgumentError(
+                    f"snapshot {snapshot!r} is read-only: open it with readonly=True"
+                )
+            if repair:
+                raise InvalidArgumentError("repair= does not apply to a snapshot (no log)")
+            readonly = True
+        readonly = bool(readonly)
         super().__init__(Path(path), readonly=readonly)
         _config.check_request(config, sync_on_write=sync_on_write)  # before anything exists
         engine = self._engine = Engine(
-            self.path, config, readonly=readonly, repair=repair, sync_on_write=sync_on_write
+            self.path,
+            config,
+            readonly=readonly,
+            repair=repair,
+            sync_on_write=sync_on_write,
+            snapshot=snapshot,
         )
+        self._tag_handles: dict[str, SynaDB] = {}  # snapshots opened for sql(snapshot=)
+        self._tag_lock = threading.Lock()
         self.config: DbConfig = engine.config
         """The settings this handle uses (the stored ones, with this handle's overrides)."""
         self._states = engine.states  # the engine's own dict, read by the lock-free get()
@@ -412,8 +438,13 @@ class SynaDB(Handle):
         """
         return self._engine.compact(full=full)
 
-    def sql(self, query: str, params: Iterable[Any] | None = None) -> pa.Table:
+    def sql(
+        self, query: str, params: Iterable[Any] | None = None, *, snapshot: str | None = None
+    ) -> pa.Table:
         """Run a DuckDB query over the views ``history`` (every key) and ``latest``.
+
+        ``snapshot``: query that tag instead of the current state (the tag is opened once
+        and kept open by this handle until it closes or drops the tag).
 
         >>> db.sql("SELECT time_bucket(INTERVAL '1 hour', ts) AS h, avg(value) AS v "
         ...        "FROM history WHERE key = 'temperature' GROUP BY h ORDER BY h"
@@ -422,6 +453,8 @@ class SynaDB(Handle):
         """
         from synarrow.sql import run_sql
 
+        if snapshot is not None:
+            return run_sql(self._tag_handle(snapshot), query, params)
         return run_sql(self, query, params)
 
     def duckdb(self, *, external_access: bool = False) -> duckdb.DuckDBPyConnection:
@@ -660,9 +693,93 @@ class SynaDB(Handle):
         """
         return self._engine.read_snapshot(keys)
 
+    # -- snapshots -----------------------------------------------------------------------
+
+    @property
+    def tag(self) -> str | None:
+        """The snapshot this handle reads (``SynaDB(path, snapshot=...)``), or ``None``."""
+        return self._engine.tag
+
+    def snapshot(self, tag: str, *, note: str | None = None) -> SnapshotInfo:
+        """Make ``tag`` a named, immutable version of the whole database as of now.
+
+        The log is folded into columnar files first (only when it holds something since the
+        last compaction), then the committed files are pinned: no data is copied, so it costs
+        about the metadata. Every key's history, vectors and tensors included, reads the
+        same at that tag forever (``SynaDB(path, snapshot=tag)``), whatever is written,
+        deleted, compacted or expires later. A crash leaves the tag whole or absent.
+
+        ``tag``: 1 to 128 ASCII letters, digits, ``.``, ``_``, ``-`` (starting with a letter or
+        digit); :class:`~synarrow.errors.SnapshotExistsError` if it exists (also when it
+        differs only in case). ``note``: free text kept with it.
+        """
+        record = self._engine.snapshot(tag, note)
+        return next(i for i in self.snapshots() if i.tag == record.tag)
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        """Every snapshot, oldest first: tag, time, note, keys, entries and sizes."""
+        from synarrow.snapshots import infos
+
+        return infos(self._engine.snapshots(), self._engine.current_manifest())
+
+    def drop_snapshot(self, tag: str) -> None:
+        """Remove ``tag``; the files only it kept are deleted at once.
+
+        :class:`~synarrow.errors.SnapshotInUseError` while any handle (in this or another
+        process) reads the tag; :class:`~synarrow.errors.SnapshotNotFoundError` if there is
+        no such tag. A crash leaves the tag whole or gone (files it alone kept are then
+        removed by the next writable open).
+        """
+        with self._tag_lock:
+            mine = self._tag_handles.pop(tag, None) if isinstance(tag, str) else None
+        if mine is not None:
+            mine.close()
+        self._engine.drop_snapshot(tag)
+
+    def diff_snapshots(self, a: str | None, b: str | None = None) -> SnapshotDiff:
+        """What changed from tag ``a`` to tag ``b`` (``None``: this handle's current
+        state): keys added, removed and changed, with their entry counts. Keys whose stored
+        slices are the same in both are compared without reading their data."""
+        from synarrow.snapshots import diff_reads
+
+        opened: list[SynaDB] = []
+        try:
+            reads = []
+            for tag in (a, b):
+                if tag is None:
+                    reads.append(self.read_snapshot())
+                else:
+                    other = SynaDB(self.path, snapshot=tag)
+                    opened.append(other)
+                    reads.append(other.read_snapshot())
+            return diff_reads(reads[0], reads[1], a, b)
+        finally:
+            for other in opened:
+                other.close()
+
+    def _tag_handle(self, tag: str) -> SynaDB:
+        """A handle on ``tag`` kept open by this one (for ``sql(snapshot=)``)."""
+        self.require_open()
+        check_tag(tag)
+        with self._tag_lock:
+            handle = self._tag_handles.get(tag)
+            if handle is None or handle.closed:
+                handle = self._tag_handles[tag] = SynaDB(self.path, snapshot=tag)
+            return handle
+
+    def describe(self) -> str:
+        """``database PATH``, and the tag it reads."""
+        tag = self._engine.tag if hasattr(self, "_engine") else None
+        return super().describe() + ("" if tag is None else f" at snapshot {tag!r}")
+
     def release(self) -> None:
         """Wait for a background compaction, close the log writer (durably) and release the
         lock and the mapped files."""
+        with self._tag_lock:
+            handles = list(self._tag_handles.values())
+            self._tag_handles.clear()
+        for handle in handles:
+            handle.close()
         self._engine.close()
 
 
@@ -694,7 +811,12 @@ def _check_last(last: Any) -> int | None:
 
 
 def open(
-    path: str | os.PathLike[str], *, readonly: bool = False, repair: bool = False, **config: Any
+    path: str | os.PathLike[str],
+    *,
+    readonly: bool = False,
+    repair: bool = False,
+    snapshot: str | None = None,
+    **config: Any,
 ) -> SynaDB:
     """Open (or create) a database; keyword arguments other than the flags are DbConfig fields.
 
@@ -708,4 +830,6 @@ def open(
     >>> db.close()
     """
     cfg = _config.stored_with(Path(path), **config) if config else None
+    if snapshot is not None:
+        return SynaDB(path, cfg, readonly=readonly or None, repair=repair, snapshot=snapshot)
     return SynaDB(path, cfg, readonly=readonly, repair=repair)

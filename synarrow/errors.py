@@ -111,6 +111,24 @@ class NotFoundError(KeyNotFoundError):
     default_hint = "list what exists first (list_versions, query)"
 
 
+class SnapshotNotFoundError(NotFoundError):
+    """No snapshot of that tag exists (never taken, or dropped)."""
+
+    default_hint = "db.snapshots() (or `synarrow snapshots PATH`) lists the tags"
+
+
+class SnapshotExistsError(SynaError, FileExistsError):
+    """A snapshot of that tag exists already: tags are immutable."""
+
+    default_hint = "pick another tag, or drop_snapshot() the old one first"
+
+
+class SnapshotInUseError(SynaError, BlockingIOError):
+    """A snapshot cannot be dropped while a handle (in any process) reads it."""
+
+    default_hint = "close the handles opened with snapshot=TAG, then drop it"
+
+
 class CompactionError(SynaError, RuntimeError):
     """An automatic (background) compaction failed; the log still holds every entry.
 
@@ -171,6 +189,9 @@ __all__ = [
     "QueryTimeoutError",
     "ReadOnlyError",
     "SQLError",
+    "SnapshotExistsError",
+    "SnapshotInUseError",
+    "SnapshotNotFoundError",
     "StorageFullError",
     "SynaError",
     "TypeMismatchError",

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from synarrow.columnar import tags
 from synarrow.columnar.index import INDEX_SCHEMA, read_index
 from synarrow.columnar.ipc import VERIFY_POLICIES, MappedFile, Span, data_schema, key_column
 from synarrow.columnar.manifest import (
@@ -103,6 +104,18 @@ class BaseRef:
                 )
             c = self._chunk = TailChunk(self.atom, ts_np, values)
         return c
+
+    @property
+    def identity(self) -> tuple[object, ...]:
+        """File name, record batch, first row, rows and the batch's checksum: equal
+        identities hold equal data (a data file is never changed once written)."""
+        return (
+            self.file.path.name,
+            self.batch,
+            self.row,
+            self.count,
+            None if self.span is None else self.span.xxh3,
+        )
 
     def verify(self) -> None:
         """Hash the slice's record batch now, whatever the policy (compaction, ``check``)."""
@@ -198,7 +211,21 @@ def _check_bounds(cols: dict[str, np.ndarray], files: list[MappedFile]) -> None:
 class ColumnarStore:
     """Manifest plus open data files of one database's ``columnar/`` directory."""
 
-    def __init__(self, directory: Path, *, readonly: bool, verify: str = "first-read") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        readonly: bool,
+        verify: str = "first-read",
+        pins: Path | None = None,
+        manifest: Manifest | None = None,
+    ) -> None:
+        """Open ``directory`` (a writer: create it and remove leftovers).
+
+        ``pins``: the snapshots directory, whose records keep their files from removal
+        (:mod:`synarrow.columnar.tags`). ``manifest``: read this committed state (a snapshot's)
+        instead of the directory's own manifest; read-only.
+        """
         if verify not in VERIFY_POLICIES:
             raise InvalidArgumentError(f"verify must be one of {VERIFY_POLICIES}, got {verify!r}")
         self.directory = directory
@@ -209,9 +236,15 @@ class ColumnarStore:
                 f"{directory} is a symbolic link; synarrow only reads its own directory",
                 hint="replace the link with the real directory, or run `synarrow check PATH`",
             )
+        if manifest is not None and not readonly:
+            raise InvalidArgumentError("a columnar store opened at a snapshot is read-only")
+        self.pins = pins
         if not readonly:
             directory.mkdir(exist_ok=True)
-        self.manifest = read_manifest(directory) if directory.exists() else Manifest()
+        if manifest is not None:
+            self.manifest = manifest
+        else:
+            self.manifest = read_manifest(directory) if directory.exists() else Manifest()
         if self.manifest.format < 2 and self.manifest.files:
             _log.warning(
                 "%s holds columnar format %d files without checksums: their values are "
@@ -233,20 +266,27 @@ class ColumnarStore:
     def remove_unreferenced(self) -> list[str]:
         """Delete leftovers of interrupted or superseded compactions; returns their names.
 
-        Only names synarrow generates are removed; anything else is left for
-        ``synarrow check`` to report.
+        Only names synarrow generates are removed, and never a file a snapshot pins (when
+        a snapshot record cannot be read, no data file is removed); anything else is left
+        for ``synarrow check`` to report.
         """
         live = self.live_names()
+        pinned = tags.pinned_names(self.pins) if self.pins is not None else set()
+        if pinned is None:
+            _log.warning(
+                "a snapshot record in %s cannot be read: no columnar file is removed until "
+                "`synarrow check` passes",
+                self.pins,
+            )
+        else:
+            live |= pinned
         removed = []
         for f in sorted(self.directory.iterdir()):
             name = f.name
             if name in live:
                 continue
-            if (
-                DATA_NAME.fullmatch(name)
-                or INDEX_NAME.fullmatch(name)
-                or _TEMP_NAME.fullmatch(name)
-            ):
+            data = DATA_NAME.fullmatch(name) or INDEX_NAME.fullmatch(name)
+            if (data and pinned is not None) or _TEMP_NAME.fullmatch(name):
                 remove_file(f)
                 removed.append(name)
                 self.files.pop(name, None)

@@ -11,12 +11,16 @@ shown in ``stats()`` and raised (once) by the next explicit ``compact()`` or
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
+from synarrow.columnar.manifest import Manifest
 from synarrow.columnar.store import BaseRef, ColumnarStore
 from synarrow.config import DbConfig
 from synarrow.errors import CompactionError, DatabaseClosedError
@@ -29,6 +33,7 @@ from synarrow.log.writer import LogWriter
 __all__ = ["CompactionHost", "Compactor"]
 
 _logger = logging.getLogger("synarrow")
+T = TypeVar("T")
 
 
 class CompactionHost(Protocol):
@@ -140,51 +145,77 @@ class Compactor:
 
     def run(self, *, full: bool) -> dict[str, Any]:
         """Fold the log into a new columnar generation; returns what was done."""
+        with self.exclusive():
+            return self._run(full=full)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold off every compaction (waiting for a running one) while the block runs:
+        for work on the committed files (a snapshot, a drop that removes files)."""
+        with self._running:
+            if self._stopped:
+                raise DatabaseClosedError(f"database {self._host.path} is closed")
+            yield
+
+    def pin(self, write: Callable[[Manifest, int], T]) -> T:
+        """Fold what the log holds since the last compaction (nothing when it holds
+        nothing), then call ``write(manifest, now_us)`` with the committed manifest, while no
+        other compaction can run. ``now_us`` (taken after the fold, so at or after every
+        retention cutoff the fold applied) is the moment the snapshot's cutoffs are frozen at.
+        """
+        self.raise_pending()
+        host = self._host
+        with self.exclusive():
+            with host.lock:
+                folded = host.next_seq == host.columnar.manifest.next_seq
+            if not folded:
+                self._run(full=False)
+            return write(host.columnar.manifest, time.time_ns() // 1000)
+
+    def _run(self, *, full: bool) -> dict[str, Any]:
+        """The compaction itself (the caller holds :meth:`exclusive`)."""
         # Imported here: most handles never compact, and opening one stays a little faster.
         from synarrow.columnar import compact as columnar_compact
 
         host = self._host
-        with self._running:
-            if self._stopped:
-                raise DatabaseClosedError(f"database {host.path} is closed")
-            with host.lock:
-                writer = host.rotate()
-                first_segment, next_seq = writer.segment, host.next_seq
-                clock = host.last_ts
-                snaps: list[columnar_compact.KeySnapshot] = []
-                seen: dict[str, tuple[KeyState, int, int]] = {}
-                for key, st in list(host.states.items()):
-                    if st.latest_atom is None:
-                        if not st.tail_count:
-                            del host.states[key]  # deleted key, nothing left to fold
-                        continue
-                    base = cast(list[BaseRef], list(st.base))
-                    snap = columnar_compact.KeySnapshot(
-                        key, base, st.tail_chunks(), st.tail_count, host.cutoff(key)
-                    )
-                    snaps.append(snap)
-                    seen[key] = (st, st.epoch, snap.tail_count)
-            result = columnar_compact.write_generation(
-                host.columnar,
-                snaps,
-                first_segment=first_segment,
-                next_seq=next_seq,
-                compression=host.config.columnar_compression,
-                full=full,
-                duplicates=host.config.duplicates,
-                clock=clock,
-            )
-            with host.lock:
-                for key, refs in result.refs.items():
-                    st, epoch, folded = seen[key]
-                    if st.epoch == epoch:  # not deleted while we were writing
-                        st.drop_tail_prefix(folded)
-                        st.set_base(cast(list[BaseChunk], refs))
-                removed = _remove_folded(host.path / "log", first_segment)
-                active = host.writer.segment if host.writer is not None else first_segment
-                host.compaction_done(_closed_bytes(host.path / "log", first_segment, active))
-                self._error = None
-                self._pending = False
+        with host.lock:
+            writer = host.rotate()
+            first_segment, next_seq = writer.segment, host.next_seq
+            clock = host.last_ts
+            snaps: list[columnar_compact.KeySnapshot] = []
+            seen: dict[str, tuple[KeyState, int, int]] = {}
+            for key, st in list(host.states.items()):
+                if st.latest_atom is None:
+                    if not st.tail_count:
+                        del host.states[key]  # deleted key, nothing left to fold
+                    continue
+                base = cast(list[BaseRef], list(st.base))
+                snap = columnar_compact.KeySnapshot(
+                    key, base, st.tail_chunks(), st.tail_count, host.cutoff(key)
+                )
+                snaps.append(snap)
+                seen[key] = (st, st.epoch, snap.tail_count)
+        result = columnar_compact.write_generation(
+            host.columnar,
+            snaps,
+            first_segment=first_segment,
+            next_seq=next_seq,
+            compression=host.config.columnar_compression,
+            full=full,
+            duplicates=host.config.duplicates,
+            clock=clock,
+        )
+        with host.lock:
+            for key, refs in result.refs.items():
+                st, epoch, folded = seen[key]
+                if st.epoch == epoch:  # not deleted while we were writing
+                    st.drop_tail_prefix(folded)
+                    st.set_base(cast(list[BaseChunk], refs))
+            removed = _remove_folded(host.path / "log", first_segment)
+            active = host.writer.segment if host.writer is not None else first_segment
+            host.compaction_done(_closed_bytes(host.path / "log", first_segment, active))
+            self._error = None
+            self._pending = False
         return {
             "generation": result.manifest.generation,
             "keys": len(result.refs),

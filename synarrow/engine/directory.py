@@ -1,7 +1,7 @@
 """The database directory: its marker, the files it owns, and preparing it for a handle.
 
 A database is a directory holding a marker file (:data:`MARKER_NAME`), the writer lock, the
-``log`` and ``columnar`` directories and ``config.json``. This module is the one place that
+``log``, ``columnar`` and ``snapshots`` directories and ``config.json``. This module is the one place that
 knows those names; the CLI, ``check`` and the export's target checks ask it.
 """
 
@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from synarrow import config as _config
+from synarrow.columnar.tags import SNAPSHOTS_DIR
 from synarrow.engine.retention import RETENTION_NAME
 from synarrow.errors import InvalidPathError, ReadOnlyError
 from synarrow.fileio import (
@@ -29,6 +30,7 @@ __all__ = [
     "MARKER_NAME",
     "MARKER_TEXT",
     "OWN_FILES",
+    "SNAPSHOTS_DIR",
     "is_database",
     "prepare_directory",
     "require_own_directories",
@@ -51,6 +53,7 @@ OWN_FILES = frozenset(
         _config.CONFIG_NAME,
         _config.CONFIG_NAME + ".tmp",
         RETENTION_NAME,
+        SNAPSHOTS_DIR,
     }
 )
 _CONFIG_TEMPORARY = temporary_pattern(_config.CONFIG_NAME)
@@ -77,10 +80,11 @@ def is_database(path: str | os.PathLike[str]) -> bool:
 
 
 def require_own_directories(path: Path) -> None:
-    """Refuse a database whose ``log`` or ``columnar`` is a symlink (or not a directory):
-    following it would read or write another database's files."""
+    """Refuse a database whose ``log``, ``columnar`` or ``snapshots`` is a symlink (or not a
+    directory): following it would read or write another database's files."""
     require_directory(path / LOG_DIR, what="log directory")
     require_directory(path / COLUMNAR_DIR, what="columnar directory")
+    require_directory(path / SNAPSHOTS_DIR, what="snapshots directory")
 
 
 def prepare_directory(path: Path, *, readonly: bool) -> WriterLock | None:

@@ -26,6 +26,7 @@ Readers take a :class:`~synarrow.engine.snapshot.ReadSnapshot` (:meth:`Engine.re
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import threading
 import time
@@ -37,19 +38,24 @@ from typing import Any
 import numpy as np
 
 from synarrow import config as _config
+from synarrow.columnar import tags
+from synarrow.columnar.index import read_index
+from synarrow.columnar.manifest import Manifest, read_manifest
 from synarrow.columnar.store import ColumnarStore
 from synarrow.config import DbConfig
 from synarrow.engine import batches, ranges, retention
 from synarrow.engine import timeline as _timeline
 from synarrow.engine.compaction import Compactor
-from synarrow.engine.directory import COLUMNAR_DIR, LOG_DIR, prepare_directory
+from synarrow.engine.directory import COLUMNAR_DIR, LOG_DIR, SNAPSHOTS_DIR, prepare_directory
 from synarrow.engine.recovery import recover
 from synarrow.engine.snapshot import KeyView, ReadSnapshot
 from synarrow.errors import (
     DatabaseClosedError,
+    InvalidArgumentError,
     InvalidValueError,
     KeyNotFoundError,
     ReadOnlyError,
+    SnapshotExistsError,
     TypeMismatchError,
 )
 from synarrow.log import codec
@@ -107,27 +113,60 @@ class Engine:
         readonly: bool,
         repair: bool,
         sync_on_write: bool | None = None,
+        snapshot: str | None = None,
     ) -> None:
         """Open (a writer: create) the database at ``path``; see :func:`synarrow.config.choose`
-        for ``config`` and ``sync_on_write``."""
+        for ``config`` and ``sync_on_write``. ``snapshot``: read that tag (read-only) instead
+        of the current state."""
+        if snapshot is not None and not readonly:
+            raise ReadOnlyError(f"snapshot {snapshot!r} of {path} can only be opened read-only")
         self.path = path
         self.readonly = readonly
         self.lock = threading.RLock()
         self.closed = True
         self.writer: LogWriter | None = None
+        self.tag = snapshot
+        """The snapshot this engine reads (``None``: the current state)."""
+        self.frozen_now: int | None = None
+        """For a snapshot: the moment its retention cutoffs are computed at."""
+        self.pins = path / SNAPSHOTS_DIR
         self._opened: ColumnarStore | None = None  # closed by _release_files
+        self._tag_reader: tags.TagReader | None = None
         self._lock_file: WriterLock | None = prepare_directory(path, readonly=readonly)
         try:
             self.config = _config.choose(
                 path, config, readonly=readonly, sync_on_write=sync_on_write
             )
+            record = None
+            if snapshot is not None:
+                reader = self._tag_reader = tags.TagReader(self.pins, tags.check_tag(snapshot))
+                reader.share()
+                record = tags.read_record(self.pins, snapshot)
+                self.config = dataclasses.replace(self.config, duplicates=record.duplicates)
+                self.frozen_now = record.created_us
             self.sync_on_write = self.config.sync_on_write
             self.delta = self.config.delta
             columnar = self._opened = ColumnarStore(
-                path / COLUMNAR_DIR, readonly=readonly, verify=self.config.verify
+                path / COLUMNAR_DIR,
+                readonly=readonly,
+                verify=self.config.verify,
+                pins=self.pins,
+                manifest=None if record is None else record.manifest,
             )
-            found = recover(path, columnar, self.config, readonly=readonly, repair=repair)
-            rules = retention.load_rules(path)
+            found = recover(
+                path,
+                columnar,
+                self.config,
+                readonly=readonly,
+                repair=repair,
+                replay_log=record is None,
+            )
+            if record is None:
+                rules = retention.load_rules(path)
+                if not readonly:
+                    tags.remove_leftovers(self.pins)
+            else:
+                rules = retention.RetentionRules(record.retention)
         except BaseException:
             self._release_files()
             raise
@@ -162,6 +201,11 @@ class Engine:
         if self.closed:
             raise DatabaseClosedError(f"database {self.path} is closed")
         if self.writer is None:
+            if self.tag is not None:
+                raise ReadOnlyError(
+                    f"database {self.path} is open at snapshot {self.tag!r}, which is read-only",
+                    hint="write through a handle opened without snapshot=",
+                )
             raise ReadOnlyError(f"database {self.path} was opened read-only")
         return self.writer
 
@@ -596,7 +640,8 @@ class Engine:
         no rule matches; see :mod:`synarrow.engine.retention`)."""
         if not self.has_retention:
             return None
-        return self.retention.cutoff(key, _time_ns() // 1000)
+        now = self.frozen_now
+        return self.retention.cutoff(key, _time_ns() // 1000 if now is None else now)
 
     def timeline(
         self,
@@ -672,8 +717,9 @@ class Engine:
             if self.has_retention:  # keys whose every point expired are not counted
                 live = [st for st in live if not self._expired(st)]
             log_dir = self.path / LOG_DIR
+            segments = [] if self.tag is not None else list(log_dir.glob("*.log"))
             if self.writer is None:
-                log_bytes = sum(f.stat().st_size for f in log_dir.glob("*.log"))
+                log_bytes = sum(f.stat().st_size for f in segments)
             else:
                 log_bytes = self.log_bytes_closed + self.writer.size
             error = self.compactor.last_error
@@ -683,7 +729,7 @@ class Engine:
                 "entries": sum(len(st) for st in live),
                 "tail_entries": sum(st.tail_count for st in live),
                 "log_bytes": log_bytes,
-                "log_segments": len(list(log_dir.glob("*.log"))),
+                "log_segments": len(segments),
                 "columnar_bytes": store.total_bytes(),
                 "columnar_files": len(store.manifest.files),
                 "last_compaction": store.manifest.created,
@@ -691,6 +737,7 @@ class Engine:
                 **store.describe(),
                 "next_sequence": self.next_seq,
                 "readonly": self.readonly,
+                "snapshot": self.tag,
                 "torn_bytes_cut_on_open": self.torn_bytes,
                 "repaired_ranges": list(self.repaired),
                 "entries_dropped_in_repair": self.dropped_in_repair,
@@ -726,6 +773,91 @@ class Engine:
             self._lock_file = None
         if self._opened is not None:
             self._opened.close()
+        if self._tag_reader is not None:
+            self._tag_reader.release()
+            self._tag_reader = None
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+    def snapshot(self, tag: str, note: str | None) -> tags.TagRecord:
+        """Fold the log, then pin the committed columnar state under ``tag`` durably."""
+        tags.check_tag(tag)
+        if note is not None and not isinstance(note, str):
+            raise InvalidArgumentError(f"a snapshot note is a str, not {type(note).__name__}")
+        if note is not None and len(note) > tags.MAX_NOTE_CHARS:
+            raise InvalidArgumentError(
+                f"a snapshot note holds at most {tags.MAX_NOTE_CHARS:,} characters"
+            )
+        self.writable()
+        for other in tags.tag_names(self.pins):  # before any work; again when writing
+            if other.lower() == tag.lower():
+                raise SnapshotExistsError(f"snapshot {other!r} already exists in {self.path}")
+        with self.lock:
+            duplicates = self.config.duplicates
+            rules = dict(self.retention.rules)
+
+        def write(manifest: Manifest, now_us: int) -> tags.TagRecord:
+            keys, entries = _index_counts(self.columnar.directory, manifest)
+            pinned = sum(f.bytes for f in manifest.files) + (manifest.index_bytes or 0)
+            record = tags.TagRecord(
+                tag=tag,
+                created_us=now_us,
+                manifest=manifest,
+                duplicates=duplicates,
+                retention=rules,
+                note=note,
+                keys=keys,
+                entries=entries,
+                data_bytes=pinned,
+            )
+            tags.write_record(self.pins, record)
+            return record
+
+        return self.compactor.pin(write)
+
+    def current_manifest(self) -> Manifest:
+        """The database's committed manifest now (for a snapshot or read-only handle, read
+        from disk: the writer may have compacted since)."""
+        if self.writer is not None:
+            return self.columnar.manifest
+        directory = self.path / COLUMNAR_DIR
+        return read_manifest(directory) if directory.exists() else Manifest()
+
+    def snapshots(self) -> list[tags.TagRecord]:
+        """Every snapshot's record, oldest first."""
+        self.require_open()
+        return tags.list_records(self.pins)
+
+    def snapshot_record(self, tag: str) -> tags.TagRecord:
+        """The record of ``tag`` (:class:`SnapshotNotFoundError` if there is none)."""
+        self.require_open()
+        return tags.read_record(self.pins, tags.check_tag(tag))
+
+    def drop_snapshot(self, tag: str) -> list[str]:
+        """Remove ``tag`` and the columnar files only it kept; returns their names.
+
+        Refused with :class:`SnapshotInUseError` while a handle (of any process) reads it.
+        """
+        tags.check_tag(tag)
+        self.writable()
+        reader = tags.TagReader(self.pins, tag)
+        reader.exclusive()
+        try:
+            tags.read_record(self.pins, tag)  # a damaged record is reported, not dropped blind
+            with self.compactor.exclusive():
+                tags.remove_record(self.pins, tag)
+                return self.columnar.remove_unreferenced()
+        finally:
+            reader.release()
+
+
+def _index_counts(directory: Path, manifest: Manifest) -> tuple[int, int]:
+    """Keys and stored entries of the index ``manifest`` names."""
+    if not manifest.index:
+        return 0, 0
+    rows = read_index(directory / manifest.index, manifest)
+    counts = rows.arrays["count"]
+    return len(set(rows.keys)), int(counts.sum()) if len(counts) else 0
 
 
 def _timeline_token(st: KeyState, duplicates: str) -> tuple[int, int, str]:

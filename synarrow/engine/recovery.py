@@ -51,9 +51,18 @@ class Recovered:
 
 
 def recover(
-    path: Path, columnar: ColumnarStore, config: DbConfig, *, readonly: bool, repair: bool
+    path: Path,
+    columnar: ColumnarStore,
+    config: DbConfig,
+    *,
+    readonly: bool,
+    repair: bool,
+    replay_log: bool = True,
 ) -> Recovered:
-    """Rebuild the key states of the database at ``path`` (its columnar store is open)."""
+    """Rebuild the key states of the database at ``path`` (its columnar store is open).
+
+    ``replay_log=False`` (a snapshot, read-only) loads the columnar keys only.
+    """
     states: dict[str, KeyState] = {}
     ties_first = config.duplicates == "keep_first"
 
@@ -70,6 +79,8 @@ def recover(
     manifest = columnar.manifest
     for key, refs in columnar.load_keys():
         state_for(key.encode("utf-8")).set_base(list(refs))
+    if not replay_log:
+        return Recovered(states, manifest.next_seq, None, clock=manifest.clock)
     log_dir = path / LOG_DIR
     listing = list_log_dir(log_dir)  # refuses links and names synarrow does not write
     segments = listing.segments

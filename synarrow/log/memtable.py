@@ -69,12 +69,20 @@ class BaseChunk(Protocol):
 
     count: int
     last_atom: Atom
+    first_ts: int | None
+    """The smallest timestamp of the slice when the index knows it, else ``None``."""
     last_ts: int | None
     """The greatest timestamp of the slice when known without reading it (the key index
     stores it), else ``None``; a slice written with it known is sorted by timestamp."""
 
     def chunk(self) -> TailChunk:
         """The chunk's data (zero-copy views of the file where possible)."""
+        ...
+
+    @property
+    def identity(self) -> tuple[object, ...]:
+        """What names the stored slice: equal identities hold equal data (files are never
+        changed once written)."""
         ...
 
 
