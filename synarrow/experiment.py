@@ -189,6 +189,7 @@ class Run:
         status: ``"running"``, ``"completed"``, ``"failed"`` or ``"killed"``.
         start_time, end_time: UTC datetimes (``end_time`` is ``None`` while running).
         params: the logged parameters (a copy; latest value per name).
+        inputs: the data snapshots it read (:meth:`log_input`), checked on each access.
 
     Logging to a run that has ended raises :class:`~synarrow.InvalidStateError`.
     """
@@ -580,7 +581,8 @@ at_exit(_end_runs_at_exit)
 
 _VIEWS_HINT = (
     "views: metrics(run_id, metric, step, ts, value), runs(run_id, name, status, "
-    "start_time, end_time, tags), params(run_id, param, value)"
+    "start_time, end_time, tags), params(run_id, param, value), inputs(run_id, name, "
+    "path, tag, created, keys, entries, fingerprint)"
 )
 
 
@@ -707,6 +709,18 @@ class Experiment(Handle):
 
     def _inputs_of(self, run_id: str) -> list[DataInput]:
         return _inputs_in(self._exp_db, self._prefix, run_id)
+
+    def _all_inputs(self) -> list[tuple[str, DataInput]]:
+        """(run id, input) of every run, from one pass over the keys."""
+        out = []
+        start = len(self._prefix) + _RUN_ID_LEN
+        for key in self._exp_db.keys(self._prefix + "*/inputs/*"):
+            if key[start : start + 8] == "/inputs/":
+                run_id = key[len(self._prefix) : start]
+                found = _parse_input(self._exp_db, key, run_id)
+                if found is not None:
+                    out.append((run_id, found))
+        return out
 
     def _params_of(self, run_id: str) -> dict[str, Any]:
         prefix = f"{self._prefix}{run_id}/params/"
@@ -1050,12 +1064,15 @@ class Experiment(Handle):
     # -- SQL --------------------------------------------------------------------------------
 
     def duckdb(self) -> DuckDBPyConnection:
-        """A new DuckDB connection with the views ``metrics``, ``runs`` and ``params`` of
-        this experiment (and the store's ``history`` and ``latest``), as of this call.
+        """A new DuckDB connection with the views ``metrics``, ``runs``, ``params`` and
+        ``inputs`` of this experiment (and the store's ``history`` and ``latest``), as of
+        this call.
 
         ``metrics(run_id, metric, step, ts, value)``: every logged point;
         ``runs(run_id, name, status, start_time, end_time, tags)``;
-        ``params(run_id, param, value)``: value as text (JSON for non-strings).
+        ``params(run_id, param, value)``: value as text (JSON for non-strings);
+        ``inputs(run_id, name, path, tag, created, keys, entries, fingerprint)``: the data
+        snapshots runs read (:meth:`Run.log_input`), as recorded (not checked).
         """
         from synarrow.sandbox import new_connection
 
@@ -1093,11 +1110,26 @@ class Experiment(Handle):
                 "value": pa.array([r[2] for r in rows], pa.string()),
             }
         )
+        found = self._all_inputs()
+        inputs = pa.table(
+            {
+                "run_id": pa.array([rid for rid, _ in found], pa.string()),
+                "name": pa.array([i.name for _, i in found], pa.string()),
+                "path": pa.array([i.path for _, i in found], pa.string()),
+                "tag": pa.array([i.tag for _, i in found], pa.string()),
+                "created": pa.array([i.created for _, i in found], utc),
+                "keys": pa.array([i.keys for _, i in found], pa.int64()),
+                "entries": pa.array([i.entries for _, i in found], pa.int64()),
+                "fingerprint": pa.array([i.fingerprint for _, i in found], pa.string()),
+            }
+        )
         con.register("_synarrow_exp_runs", runs)
         con.register("_synarrow_exp_params", params)
+        con.register("_synarrow_exp_inputs", inputs)
         con.execute(
             "CREATE OR REPLACE TEMP VIEW runs AS SELECT * FROM _synarrow_exp_runs;"
             "CREATE OR REPLACE TEMP VIEW params AS SELECT * FROM _synarrow_exp_params;"
+            "CREATE OR REPLACE TEMP VIEW inputs AS SELECT * FROM _synarrow_exp_inputs;"
             + metrics_view_sql(self._prefix)
         )
 
@@ -1180,17 +1212,24 @@ class Experiment(Handle):
         return f"<synarrow.Experiment {self.name!r} {str(self.path)!r} {self.state}>"
 
 
+def _parse_input(db: SynaDB, key: str, run_id: str) -> DataInput | None:
+    text = db.get(key)
+    if not isinstance(text, str):
+        return None
+    try:
+        d = json.loads(text)
+    except ValueError as exc:
+        raise CorruptionError(f"data input {key!r} is damaged: {exc}") from exc
+    return DataInput.from_dict(d, f"run {run_id} ({key})")
+
+
 def _inputs_in(db: SynaDB, prefix: str, run_id: str) -> list[DataInput]:
     """The inputs stored for a run under ``prefix`` (``exp/<name>/runs/``), first logged first."""
     out = []
     for key in db.keys(f"{prefix}{run_id}/inputs/*"):
-        text = db.get(key)
-        if isinstance(text, str):
-            try:
-                d = json.loads(text)
-            except ValueError as exc:
-                raise CorruptionError(f"data input {key!r} is damaged: {exc}") from exc
-            out.append(DataInput.from_dict(d, f"run {run_id} ({key})"))
+        found = _parse_input(db, key, run_id)
+        if found is not None:
+            out.append(found)
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
     out.sort(key=lambda i: (i.logged_at or epoch, i.path, i.tag))
     return out

@@ -218,3 +218,24 @@ def test_find_run_looks_in_open_experiments_or_a_given_store(data, tmp_path: Pat
         find_run("*")
     with pytest.raises(NotFoundError):
         find_run("0" * 32, store)
+
+
+def test_inputs_view_in_sql(data, exp) -> None:
+    with exp.start_run("a") as a:
+        a.log_input(data, "v1", name="train")
+    with exp.start_run("b"):
+        pass
+    rows = exp.sql(
+        "SELECT r.name AS run, i.name, i.tag, i.entries, i.fingerprint "
+        "FROM runs r LEFT JOIN inputs i USING (run_id) ORDER BY r.name"
+    ).to_pylist()
+    assert rows == [
+        {
+            "run": "a",
+            "name": "train",
+            "tag": "v1",
+            "entries": 4,
+            "fingerprint": a.inputs[0].fingerprint,
+        },
+        {"run": "b", "name": None, "tag": None, "entries": None, "fingerprint": None},
+    ]

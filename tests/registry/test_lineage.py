@@ -196,3 +196,13 @@ def test_damaged_lineage_in_a_version_record_is_corruption(world) -> None:
         reg.db.append("models/clf/versions/1", json.dumps(record))
         with pytest.raises(CorruptionError, match=r"damaged|wrong types"):
             reg.lineage("clf", 1)
+
+
+def test_a_run_object_of_a_closed_experiment_is_found_by_its_path(world) -> None:
+    db, exp, reg = world
+    with exp.start_run("r") as run:
+        run.log_input(db, "v1")
+    exp.close()
+    v = reg.save_model("clf", b"w", run_id=run)
+    assert v.run == synarrow.RunInfo(run.id, "fit", str(exp.path.resolve()), "r")
+    assert [i.tag for i in v.inputs] == ["v1"]
