@@ -61,6 +61,9 @@ _LAZY = {
     "Run": "synarrow.experiment",
     "ModelRegistry": "synarrow.registry",
     "ModelVersion": "synarrow.registry",
+    "Lineage": "synarrow.registry",
+    "DataInput": "synarrow.lineage",
+    "RunInfo": "synarrow.lineage",
     "SQLError": "synarrow.sql",
     "SnapshotInfo": "synarrow.snapshots",
     "SnapshotDiff": "synarrow.snapshots",
@@ -127,4 +130,7 @@ __all__ = [  # noqa: RUF022 - grouped: core names, then the lazily loaded ones
     "SnapshotInfo",
     "SnapshotDiff",
     "KeyChange",
+    "Lineage",
+    "DataInput",
+    "RunInfo",
 ]

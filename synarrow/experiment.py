@@ -19,6 +19,7 @@ Storage (keys of the SynaDB at ``path``; ``<id>`` is a 32-character hex run id):
     exp/<name>/runs/<id>/metrics/<m>      float64 time series: the metric's values
     exp/<name>/runs/<id>/steps/<m>        int64 time series: the step of each value
     exp/<name>/runs/<id>/artifacts/<a>    JSON: SHA-256 and size of the bytes in artifacts/
+    exp/<name>/runs/<id>/inputs/<d>       JSON: a data snapshot the run read (Run.log_input)
 
 A metric value and its step are written with the same timestamp, and timestamps of one
 metric strictly increase (a value logged within the same microsecond as the previous one gets
@@ -26,6 +27,12 @@ the next microsecond), so ``(metric, ts)`` identifies a point and the two series
 :meth:`Experiment.get_metric_tensor` is ``db.get_history_floats`` of the values key: a
 read-only zero-copy view of the memory-mapped file after :meth:`Experiment.compact`, a
 copy before.
+
+Lineage. :meth:`Run.log_input` records which tagged snapshot of which database a run read
+(``db.snapshot(tag)`` first: the current state of a database is never recorded, since it
+changes with every write); :attr:`Run.inputs` reads them back, checked against the databases
+as they are now. :func:`find_run` finds a run by id in the experiments open in this process
+or in a store given by path, for ``ModelRegistry.save_model(..., run_id=...)``.
 
 Non-finite metric values (NaN, ±inf: a diverged loss) are stored as they are. Sorting in
 :meth:`Experiment.query` skips NaN (such runs sort last); in SQL, DuckDB orders NaN above
@@ -54,6 +61,7 @@ open when the interpreter exits are ended as ``killed`` and their metrics writte
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -74,12 +82,14 @@ from synarrow.blobs import ARTIFACTS_DIR, BlobStore, Source, parse_blob_ref
 from synarrow.columnar.schema import TS_TYPE
 from synarrow.db import SynaDB
 from synarrow.errors import (
+    CorruptionError,
     InvalidArgumentError,
     InvalidStateError,
     InvalidValueError,
     NotFoundError,
 )
 from synarrow.handle import Handle
+from synarrow.lineage import RUN_ID_PATTERN, DataInput, RunInfo, snapshot_input
 from synarrow.records import check_name, to_json, us_to_datetime
 from synarrow.shared_writer import SharedWriter, at_exit, open_shared, release_shared
 
@@ -179,6 +189,7 @@ class Run:
         status: ``"running"``, ``"completed"``, ``"failed"`` or ``"killed"``.
         start_time, end_time: UTC datetimes (``end_time`` is ``None`` while running).
         params: the logged parameters (a copy; latest value per name).
+        inputs: the data snapshots it read (:meth:`log_input`), checked on each access.
 
     Logging to a run that has ended raises :class:`~synarrow.InvalidStateError`.
     """
@@ -241,6 +252,22 @@ class Run:
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self._exp._prefix}{self.id}/{kind}/{name}"
+
+    @property
+    def path(self) -> Path:
+        """The experiment store's directory."""
+        return self._exp.path
+
+    @property
+    def inputs(self) -> tuple[DataInput, ...]:
+        """The data snapshots the run read (:meth:`log_input`), in the order first logged,
+        each checked now: :attr:`DataInput.verified <synarrow.lineage.DataInput.verified>`
+        is false for a snapshot that has been dropped (or taken again) since."""
+        return tuple(i.checked() for i in self._exp._inputs_of(self.id))
+
+    def info(self) -> RunInfo:
+        """The run as lineage names it: id, experiment, store path, name and status."""
+        return RunInfo(self.id, self.experiment, str(self.path.resolve()), self.name, self.status)
 
     def _writable(self) -> SynaDB:
         if not self._live:
@@ -350,6 +377,55 @@ class Run:
             db.sync()
         return art
 
+    def log_input(
+        self,
+        db_or_path: SynaDB | str | os.PathLike[str],
+        snapshot: str | None = None,
+        *,
+        name: str | None = None,
+    ) -> DataInput:
+        """Record that the run read snapshot ``snapshot`` of a database; durable on return.
+
+        ``db_or_path``: a :class:`~synarrow.SynaDB` (writer, read-only or snapshot handle) or
+        the database's directory. ``snapshot``: the tag (``db.snapshot(tag)``); it may be left
+        out only for a handle opened with ``SynaDB(path, snapshot=tag)``, whose tag is used.
+        The current state of a database is never recorded (every later write would change
+        what the lineage points at): :class:`~synarrow.InvalidArgumentError`.
+        :class:`~synarrow.SnapshotNotFoundError` for an unknown tag. ``name``: a label
+        (``"train"``, ``"eval"``).
+
+        Stored: the absolute path, the tag, the snapshot's time, keys, entries and
+        fingerprint. The same snapshot logged twice is recorded once (a new ``name``
+        replaces the old); a tag dropped and taken again in between is another snapshot and
+        is recorded as well. Returns the :class:`~synarrow.lineage.DataInput`.
+
+        >>> _ = db.snapshot("train-v1")
+        >>> with exp.start_run("fit") as run:
+        ...     inp = run.log_input(db, snapshot="train-v1", name="train")
+        >>> [(i.tag, i.name, i.entries, i.verified) for i in run.inputs]
+        [('train-v1', 'train', 4, True)]
+        """
+        with self._lock:
+            self._writable()
+            if name is not None:
+                _check_label("input", name)
+        found = snapshot_input(db_or_path, snapshot, name=name)
+        with self._lock:
+            db = self._writable()
+            key = self._key("inputs", found.digest)
+            old_text = db.get(key)
+            if isinstance(old_text, str):
+                old = DataInput.from_dict(json.loads(old_text), f"run {self.id}")
+                if old.name == found.name:
+                    return dataclasses.replace(old, verified=True)
+                logged = old.logged_at
+            else:
+                logged = us_to_datetime(_time_ns() // 1000)
+            found = dataclasses.replace(found, logged_at=logged)
+            db.append(key, json.dumps(found.to_dict(), sort_keys=True))
+            db.sync()
+        return found
+
     def add_tags(self, *tags: str) -> None:
         """Add tags to the run (durable on return)."""
         with self._lock:
@@ -448,6 +524,8 @@ class Run:
 # -- a background thread that flushes metric buffers -------------------------------------------
 
 _LIVE_EXPERIMENTS: weakref.WeakSet[Experiment] = weakref.WeakSet()
+# Every open experiment of this process, read-only ones too: where find_run looks.
+_OPEN_EXPERIMENTS: weakref.WeakSet[Experiment] = weakref.WeakSet()
 _FLUSHER: dict[str, Any] = {"thread": None, "pid": None, "stop": threading.Event()}
 _FLUSHER_LOCK = threading.Lock()
 
@@ -503,7 +581,8 @@ at_exit(_end_runs_at_exit)
 
 _VIEWS_HINT = (
     "views: metrics(run_id, metric, step, ts, value), runs(run_id, name, status, "
-    "start_time, end_time, tags), params(run_id, param, value)"
+    "start_time, end_time, tags), params(run_id, param, value), inputs(run_id, name, "
+    "path, tag, created, keys, entries, fingerprint)"
 )
 
 
@@ -565,6 +644,8 @@ class Experiment(Handle):
                 raise
             with _FLUSHER_LOCK:
                 _LIVE_EXPERIMENTS.add(self)
+        with _FLUSHER_LOCK:
+            _OPEN_EXPERIMENTS.add(self)
         self.mark_open()
 
     # -- internals --------------------------------------------------------------------------
@@ -624,6 +705,21 @@ class Experiment(Handle):
                 if isinstance(text, str):
                     out.append(json.loads(text))
         out.sort(key=lambda m: (m["start_us"], m["id"]))
+        return out
+
+    def _inputs_of(self, run_id: str) -> list[DataInput]:
+        return _inputs_in(self._exp_db, self._prefix, run_id)
+
+    def _all_inputs(self) -> list[tuple[str, DataInput]]:
+        """(run id, input) of every run, from one pass over the keys."""
+        out = []
+        start = len(self._prefix) + _RUN_ID_LEN
+        for key in self._exp_db.keys(self._prefix + "*/inputs/*"):
+            if key[start : start + 8] == "/inputs/":
+                run_id = key[len(self._prefix) : start]
+                found = _parse_input(self._exp_db, key, run_id)
+                if found is not None:
+                    out.append((run_id, found))
         return out
 
     def _params_of(self, run_id: str) -> dict[str, Any]:
@@ -968,12 +1064,15 @@ class Experiment(Handle):
     # -- SQL --------------------------------------------------------------------------------
 
     def duckdb(self) -> DuckDBPyConnection:
-        """A new DuckDB connection with the views ``metrics``, ``runs`` and ``params`` of
-        this experiment (and the store's ``history`` and ``latest``), as of this call.
+        """A new DuckDB connection with the views ``metrics``, ``runs``, ``params`` and
+        ``inputs`` of this experiment (and the store's ``history`` and ``latest``), as of
+        this call.
 
         ``metrics(run_id, metric, step, ts, value)``: every logged point;
         ``runs(run_id, name, status, start_time, end_time, tags)``;
-        ``params(run_id, param, value)``: value as text (JSON for non-strings).
+        ``params(run_id, param, value)``: value as text (JSON for non-strings);
+        ``inputs(run_id, name, path, tag, created, keys, entries, fingerprint)``: the data
+        snapshots runs read (:meth:`Run.log_input`), as recorded (not checked).
         """
         from synarrow.sandbox import new_connection
 
@@ -1011,11 +1110,26 @@ class Experiment(Handle):
                 "value": pa.array([r[2] for r in rows], pa.string()),
             }
         )
+        found = self._all_inputs()
+        inputs = pa.table(
+            {
+                "run_id": pa.array([rid for rid, _ in found], pa.string()),
+                "name": pa.array([i.name for _, i in found], pa.string()),
+                "path": pa.array([i.path for _, i in found], pa.string()),
+                "tag": pa.array([i.tag for _, i in found], pa.string()),
+                "created": pa.array([i.created for _, i in found], utc),
+                "keys": pa.array([i.keys for _, i in found], pa.int64()),
+                "entries": pa.array([i.entries for _, i in found], pa.int64()),
+                "fingerprint": pa.array([i.fingerprint for _, i in found], pa.string()),
+            }
+        )
         con.register("_synarrow_exp_runs", runs)
         con.register("_synarrow_exp_params", params)
+        con.register("_synarrow_exp_inputs", inputs)
         con.execute(
             "CREATE OR REPLACE TEMP VIEW runs AS SELECT * FROM _synarrow_exp_runs;"
             "CREATE OR REPLACE TEMP VIEW params AS SELECT * FROM _synarrow_exp_params;"
+            "CREATE OR REPLACE TEMP VIEW inputs AS SELECT * FROM _synarrow_exp_inputs;"
             + metrics_view_sql(self._prefix)
         )
 
@@ -1088,6 +1202,7 @@ class Experiment(Handle):
         """Release the store: the shared writer closes with its last user in the process."""
         with _FLUSHER_LOCK:
             _LIVE_EXPERIMENTS.discard(self)
+            _OPEN_EXPERIMENTS.discard(self)
         if self._shared_writer is not None:
             release_shared(self._shared_writer)
         else:
@@ -1095,6 +1210,106 @@ class Experiment(Handle):
 
     def __repr__(self) -> str:
         return f"<synarrow.Experiment {self.name!r} {str(self.path)!r} {self.state}>"
+
+
+def _parse_input(db: SynaDB, key: str, run_id: str) -> DataInput | None:
+    text = db.get(key)
+    if not isinstance(text, str):
+        return None
+    try:
+        d = json.loads(text)
+    except ValueError as exc:
+        raise CorruptionError(f"data input {key!r} is damaged: {exc}") from exc
+    return DataInput.from_dict(d, f"run {run_id} ({key})")
+
+
+def _inputs_in(db: SynaDB, prefix: str, run_id: str) -> list[DataInput]:
+    """The inputs stored for a run under ``prefix`` (``exp/<name>/runs/``), first logged first."""
+    out = []
+    for key in db.keys(f"{prefix}{run_id}/inputs/*"):
+        found = _parse_input(db, key, run_id)
+        if found is not None:
+            out.append(found)
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    out.sort(key=lambda i: (i.logged_at or epoch, i.path, i.tag))
+    return out
+
+
+def _lookup(db: SynaDB, run_id: str, path: Path) -> tuple[RunInfo, tuple[DataInput, ...]] | None:
+    """The run ``run_id`` in the store ``db`` (any experiment of it), or ``None``."""
+    suffix = f"/runs/{run_id}/meta"
+    for key in db.keys(f"exp/*{suffix}"):
+        text = db.get(key)
+        if not isinstance(text, str):
+            continue
+        name = key[len("exp/") : -len(suffix)]
+        try:
+            meta = json.loads(text)
+            info = RunInfo(run_id, name, str(path.resolve()), meta.get("name"), meta["status"])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CorruptionError(f"run record {key!r} in {path} is damaged: {exc}") from exc
+        return info, tuple(_inputs_in(db, f"exp/{name}/runs/", run_id))
+    return None
+
+
+def find_run(
+    run: str | Run, experiments: Experiment | str | os.PathLike[str] | None = None
+) -> tuple[RunInfo, tuple[DataInput, ...]]:
+    """Find a run by id: its :class:`~synarrow.lineage.RunInfo` (status as stored now) and
+    the data inputs it recorded (as stored, not checked).
+
+    ``run``: a run id or a :class:`Run`. ``experiments``: where to look: an
+    :class:`Experiment` (its whole store: every experiment in it), or a store's path; by
+    default every experiment open in this process (read-only ones too), which finds the
+    runs of ``with exp.start_run() as run:`` blocks that have ended.
+    :class:`~synarrow.NotFoundError` if the run is not there.
+    """
+    if isinstance(run, Run):
+        if experiments is None:
+            experiments = run._exp if not run._exp.closed else run.path
+        run = run.id
+    if not isinstance(run, str) or RUN_ID_PATTERN.fullmatch(run) is None:
+        raise InvalidArgumentError(
+            f"a run id is 32 lowercase hex digits (Run.id), got {run!r:.80}",
+        )
+    if isinstance(experiments, Experiment):
+        experiments.require_open()
+        found = _lookup(experiments._exp_db, run, experiments.path)
+        where = f"experiment store {experiments.path}"
+    elif experiments is None:
+        with _FLUSHER_LOCK:
+            open_now = [e for e in _OPEN_EXPERIMENTS if not e.closed]
+        found, seen = None, set()
+        for exp in open_now:
+            if id(exp._exp_db) in seen:
+                continue
+            seen.add(id(exp._exp_db))
+            found = _lookup(exp._exp_db, run, exp.path)
+            if found is not None:
+                break
+        where = "any experiment open in this process"
+    elif isinstance(experiments, (str, os.PathLike)):
+        path = Path(experiments)
+        where = f"experiment store {path}"
+        with _FLUSHER_LOCK:
+            mine = [
+                e for e in _OPEN_EXPERIMENTS if not e.closed and e.path.resolve() == path.resolve()
+            ]
+        if mine:
+            found = _lookup(mine[0]._exp_db, run, path)
+        else:
+            with SynaDB(path, readonly=True) as db:
+                found = _lookup(db, run, path)
+    else:
+        raise InvalidArgumentError(
+            f"experiments must be an Experiment or a store path, got {type(experiments).__name__}"
+        )
+    if found is None:
+        raise NotFoundError(
+            f"run {run} not found in {where}",
+            hint="pass the Run object itself, or experiments=<the Experiment or its store path>",
+        )
+    return found
 
 
 def metrics_view_sql(prefix: str) -> str:
@@ -1127,4 +1342,4 @@ FROM m LEFT JOIN s
 """
 
 
-__all__ = ["RUN_STATUSES", "Artifact", "Experiment", "Run"]
+__all__ = ["RUN_STATUSES", "Artifact", "Experiment", "Run", "find_run"]

@@ -139,6 +139,14 @@ class TagRecord:
             microseconds=self.created_us
         )
 
+    @property
+    def fingerprint(self) -> str:
+        """16 hex digits (XXH3-64 of the record's canonical body) identifying this exact
+        snapshot: the pinned manifest with its generation and the checksums of its index and
+        data files, the moment, the duplicates policy and the retention rules. A tag dropped
+        and taken again gets another fingerprint, even over the same data."""
+        return to_hex(xxh3(_canonical(self._body())))
+
     def file_names(self) -> set[str]:
         """The columnar files this record keeps on disk."""
         names = {f.name for f in self.manifest.files}
