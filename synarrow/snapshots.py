@@ -54,6 +54,9 @@ class SnapshotInfo:
     """Bytes only it keeps on disk: what :meth:`SynaDB.drop_snapshot` would free now."""
     generation: int
     """The columnar generation it pins."""
+    fingerprint: str
+    """16 hex digits naming this exact snapshot (what ``run.log_input`` records, so a
+    lineage can tell the tag it names from one dropped and taken again)."""
 
 
 def infos(records: Iterable[TagRecord], current: Manifest) -> list[SnapshotInfo]:
@@ -81,6 +84,7 @@ def infos(records: Iterable[TagRecord], current: Manifest) -> list[SnapshotInfo]
                 bytes=r.data_bytes,
                 exclusive_bytes=exclusive,
                 generation=r.manifest.generation,
+                fingerprint=r.fingerprint,
             )
         )
     return out
