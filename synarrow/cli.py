@@ -578,6 +578,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"({report.log_entries:,} entries) and {report.columnar_files} columnar "
         f"file{'s' * (report.columnar_files != 1)} ({report.columnar_rows:,} rows) checked"
     )
+    if report.snapshots:
+        summary += (
+            f"; {report.snapshots} snapshot{'s' * (report.snapshots != 1)} "
+            f"({report.snapshot_files} file{'s' * (report.snapshot_files != 1)} only they pin)"
+        )
     if report.columnar_unverified_files:
         summary += (
             f"; {report.columnar_unverified_files} columnar file"
