@@ -293,9 +293,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     with _read_db(args) as db:
         stats = db.stats()
         rules = db.retention()
+        try:
+            tags: list[str] | None = [i.tag for i in db.snapshots()]
+        except SynaError:  # a damaged record: `synarrow check` names it
+            tags = None
     if args.json:
         stats["config"] = dataclasses.asdict(stats["config"])
         stats["retention"] = {p: age.total_seconds() for p, age in rules.items()}
+        stats["snapshots"] = tags
         _say(json.dumps(stats, indent=2, default=str))
         return EXIT_OK
     cfg = stats["config"]
@@ -320,6 +325,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         rows.append(("retention", "; ".join(f"{p} {age}" for p, age in rules.items())))
     if stats.get("snapshot") is not None:
         rows.insert(1, ("snapshot", f"{stats['snapshot']} (read-only)"))
+    if tags is None:
+        rows.append(("snapshots", "a snapshot record is damaged (see `synarrow check`)"))
+    elif tags:
+        shown = ", ".join(tags[:10]) + (f", … ({len(tags) - 10} more)" if len(tags) > 10 else "")
+        rows.append(("snapshots", f"{len(tags)}: {shown}"))
     if stats["repaired_ranges"]:
         rows.append(
             ("skipped damage", ", ".join(f"{p} {a}..{b}" for p, a, b in stats["repaired_ranges"]))

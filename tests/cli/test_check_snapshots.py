@@ -59,6 +59,12 @@ def test_healthy_snapshots_pass(tagged: tuple[Path, set[str]]) -> None:
     proc = _cli(path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 snapshots" in proc.stdout
+    # A tag of the same state shares every batch: verified once, not again.
+    with synarrow.SynaDB(path, CONFIG) as db:
+        db.snapshot("again")
+    again = check_database(path)
+    assert again.ok and again.snapshots == 3
+    assert again.bytes_checked == report.bytes_checked
 
 
 def test_flipped_byte_in_a_file_only_a_snapshot_pins(tagged: tuple[Path, set[str]]) -> None:

@@ -118,6 +118,9 @@ def test_reading_commands_read_the_tag(
     assert stats["keys"] == 3 and stats["entries"] == 5 and stats["snapshot"] == "v1"
     code, out, _ = run(capsys, "info", tagged, *snap)
     assert "snapshot         v1 (read-only)" in out
+    code, out, _ = run(capsys, "info", tagged)
+    assert "snapshots        1: v1" in out and "(read-only)" not in out
+    assert json.loads(run(capsys, "info", tagged, "--json")[1])["snapshots"] == ["v1"]
     code, out, _ = run(capsys, "resample", tagged, "a", "1h", *snap, "--agg", "count", "-f", "json")
     assert json.loads(out)["value"] == 3
     target = tmp_path / "old.parquet"
