@@ -507,13 +507,17 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         raise CliError("--note is for making a snapshot, not for --drop")
     with open_db(args.path, write=True) as db:
         if args.drop:
-            before = {i.tag: i for i in db.snapshots()}
+            try:
+                before: dict[str, Any] | None = {i.tag: i for i in db.snapshots()}
+            except SynaError:  # another tag's record is damaged: this one may still go
+                before = None
             db.drop_snapshot(args.tag)
-            freed = before[args.tag].exclusive_bytes if args.tag in before else 0
+            freed = None if before is None else before[args.tag].exclusive_bytes
             if args.json:
                 _say(json.dumps({"dropped": args.tag, "freed_bytes": freed}))
             else:
-                _say(f"dropped snapshot {args.tag} of {args.path} ({human_bytes(freed)} freed)")
+                how = "" if freed is None else f" ({human_bytes(freed)} freed)"
+                _say(f"dropped snapshot {args.tag} of {args.path}{how}")
             return EXIT_OK
         info = db.snapshot(args.tag, note=args.note)
     if args.json:

@@ -168,3 +168,15 @@ def test_drop_refused_while_the_tag_is_read(
         assert reader.get("b") == "before"
     code, _, _ = run(capsys, "snapshot", tagged, "v1", "--drop")
     assert code == 0
+
+
+def test_drop_next_to_a_damaged_record(capsys: pytest.CaptureFixture[str], tagged: Path) -> None:
+    run(capsys, "snapshot", tagged, "v2")
+    (tagged / "snapshots" / "v2.json").write_text("{damaged")
+    code, out, err = run(capsys, "snapshots", tagged)
+    assert code == 1 and "v2.json" in err and "damaged" in err
+    code, out, _ = run(capsys, "info", tagged)
+    assert code == 0 and "a snapshot record is damaged" in out
+    code, out, _ = run(capsys, "snapshot", tagged, "v1", "--drop", "--json")
+    assert code == 0 and json.loads(out) == {"dropped": "v1", "freed_bytes": None}
+    assert not (tagged / "snapshots" / "v1.json").exists()
