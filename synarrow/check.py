@@ -5,6 +5,11 @@
   own replay code, one segment at a time;
 * the columnar files (:mod:`synarrow.columnar.verify`): manifest, key index, footers and
   every record batch a key refers to, by checksum and by pyarrow's full validation;
+* every snapshot (``snapshots/<tag>.json``): its record's checksum, then the same columnar
+  verification of every file its manifest names (a record batch shared with the current
+  state or another tag is verified once); a damaged record, or a pinned file that is
+  missing or damaged, is reported naming the tag. Files in ``columnar/`` that neither the
+  manifest nor any snapshot names are leftovers (a warning);
 * model blobs (``blobs/``) and run artifacts (``artifacts/``), named by the SHA-256 of their
   bytes;
 * the directory itself: symbolic links anywhere and names synarrow does not write in
@@ -22,12 +27,14 @@ import os
 import stat
 from pathlib import Path
 
-from synarrow.columnar.verify import verify_columnar
+from synarrow.columnar import tags
+from synarrow.columnar.manifest import Manifest
+from synarrow.columnar.verify import Verified, verify_columnar, verify_manifest
 from synarrow.config import DbConfig
 from synarrow.engine.directory import is_database
 from synarrow.engine.retention import RETENTION_NAME, load_rules
 from synarrow.errors import CorruptionError, InvalidPathError, SynaError
-from synarrow.fileio import entry_problem, open_fd, read_bytes
+from synarrow.fileio import entry_problem, open_fd, read_bytes, require_directory
 from synarrow.log.names import log_name_kind
 from synarrow.text_format import human_bytes
 
@@ -48,6 +55,10 @@ class CheckReport:
     columnar_files: int = 0
     columnar_unverified_files: int = 0
     bytes_checked: int = 0
+    snapshots: int = 0
+    """Snapshots whose record was read (damaged or not in their files)."""
+    snapshot_files: int = 0
+    """Files pinned only by snapshots (not by the current manifest) that verified."""
 
     @property
     def ok(self) -> bool:
@@ -88,7 +99,16 @@ def check_database(path: str | os.PathLike[str], *, progress: bool | None = None
         for i, (_, f) in enumerate(live):
             _check_segment(f, report, last=i == len(live) - 1)
             bar.update(f.stat().st_size)
-        col = verify_columnar(root / "columnar", progress=bar.update)
+        records, pins_unknown = _read_records(root, report)
+        pinned = set().union(*(r.file_names() for r in records)) if records else set()
+        verified: Verified = set()
+        col = verify_columnar(
+            root / "columnar",
+            progress=bar.update,
+            pinned=pinned,
+            pins_unknown=pins_unknown,
+            verified=verified,
+        )
         report.lines += col.lines
         report.warnings += col.warnings
         report.damage += col.damage
@@ -96,10 +116,81 @@ def check_database(path: str | os.PathLike[str], *, progress: bool | None = None
         report.columnar_rows = col.rows
         report.columnar_unverified_files = col.unverified_files
         report.bytes_checked += col.bytes_verified
+        live = set() if col.manifest is None else _names(col.manifest)
+        for record in records:
+            _check_snapshot(root, record, live, verified, report)
         _check_content_addressed(root, report)
     finally:
         bar.close()
     return report
+
+
+def _names(manifest: Manifest) -> set[str]:
+    names = {f.name for f in manifest.files}
+    if manifest.index:
+        names.add(manifest.index)
+    return names
+
+
+def _read_records(root: Path, report: CheckReport) -> tuple[list[tags.TagRecord], bool]:
+    """The readable snapshot records, and whether some record could not be read (damage,
+    reported here, naming the tag)."""
+    directory = root / tags.SNAPSHOTS_DIR
+    try:
+        if not require_directory(directory, what="snapshots directory"):
+            return [], False
+    except CorruptionError as exc:
+        report.damage.append(f"{tags.SNAPSHOTS_DIR}: {exc.message}")
+        return [], True
+    records: list[tags.TagRecord] = []
+    unknown = False
+    for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+        name = entry.name
+        rel = f"{tags.SNAPSHOTS_DIR}/{name}"
+        problem = entry_problem(entry)
+        stem = name[:-5] if name.endswith(".json") else None
+        if problem is not None:
+            report.damage.append(f"{rel}: {problem}")
+            unknown = unknown or stem is not None
+            continue
+        if stem is None or tags.TAG_PATTERN.fullmatch(stem) is None:
+            if name.startswith(".") and ".json.tmp-" in name:
+                report.warnings.append(
+                    f"{rel}: left by an interrupted snapshot (removed on the next writable open)"
+                )
+            else:
+                report.damage.append(f"{rel}: not a file synarrow writes")
+            continue
+        try:
+            records.append(tags.read_record(directory, stem))
+        except (CorruptionError, OSError) as exc:
+            msg = exc.message if isinstance(exc, SynaError) else str(exc)
+            report.damage.append(f"snapshot {stem!r}: {rel}: {msg}")
+            unknown = True
+    report.snapshots = len(records)
+    return sorted(records, key=lambda r: (r.created_us, r.tag)), unknown
+
+
+def _check_snapshot(
+    root: Path, record: tags.TagRecord, live: set[str], verified: Verified, report: CheckReport
+) -> None:
+    """Verify the files ``record`` pins (batches the live check did are not redone)."""
+    col = verify_manifest(root / "columnar", record.manifest, verified=verified)
+    who = f"snapshot {record.tag!r}"
+    report.damage += [f"{who}: {d}" for d in col.damage]
+    report.warnings += [f"{who}: {w}" for w in col.warnings]
+    own = record.file_names() - live
+    own_data = sum(1 for f in record.manifest.files if f.name in own)
+    report.snapshot_files += own_data
+    report.bytes_checked += col.bytes_verified
+    report.lines += [f"{who}: {ln}" for ln in col.lines if ln.split(":")[0].split("/")[-1] in own]
+    state = "OK" if not col.damage else "DAMAGED"
+    report.lines.append(
+        f"{tags.SNAPSHOTS_DIR}/{record.tag}.json: {record.keys:,} keys, {record.entries:,} "
+        f"entries, {len(record.manifest.files)} data files ({own_data} not in the manifest), "
+        f"checksum OK, "
+        f"{state}"
+    )
 
 
 def _check_config(root: Path, report: CheckReport) -> None:

@@ -14,8 +14,14 @@
     synarrow export data.db all.csv                # one file: key, ts, value
     synarrow import data.db all.csv
     synarrow serve data.db --port 8815             # Arrow Flight (SQL) on 127.0.0.1
+    synarrow snapshot data.db v1 --note "train set"   # a named, immutable version
+    synarrow snapshots data.db                     # the tags, with time, sizes and note
+    synarrow diff data.db v1                       # keys added/removed/changed since v1
+    synarrow sql data.db "SELECT count(*) FROM history" --snapshot v1
+    synarrow snapshot data.db v1 --drop
 
-Reading commands open the database read-only, so they work while another process writes.
+Reading commands open the database read-only, so they work while another process writes;
+``--snapshot TAG`` makes them read that tag instead (writing commands refuse it).
 Exit status: 0 success, 1 error (one line on stderr), 2 bad usage, 3 ``check`` found damage,
 130 interrupted. Set ``SYNARROW_DEBUG=1`` to get a traceback instead of the one-line error.
 """
@@ -239,14 +245,44 @@ def _existing(path: str) -> Path:
 
 
 def open_db(
-    path: str, *, write: bool = False, create: bool = False, repair: bool = False
+    path: str,
+    *,
+    write: bool = False,
+    create: bool = False,
+    repair: bool = False,
+    snapshot: str | None = None,
 ) -> SynaDB:
-    """Open for a command: read-only unless ``write``; only ``create`` makes a new database."""
+    """Open for a command: read-only unless ``write``; only ``create`` makes a new database;
+    ``snapshot``: read that tag (read-only; refused with ``write``)."""
     from synarrow.db import SynaDB
 
+    if snapshot is not None:
+        if write:
+            raise CliError(f"--snapshot {snapshot}: a snapshot is read-only; this command writes")
+        if repair:
+            raise CliError("--repair does not apply to --snapshot (a snapshot has no log)")
+        _existing(path)
+        return SynaDB(path, snapshot=snapshot)
     if not (write and create):
         _existing(path)
     return SynaDB(path, readonly=not write, repair=repair)
+
+
+def _read_db(args: argparse.Namespace) -> SynaDB:
+    """The database a reading command opens: at ``--snapshot TAG`` when given."""
+    return open_db(
+        args.path, repair=getattr(args, "repair", False), snapshot=getattr(args, "snapshot", None)
+    )
+
+
+def _refuse_snapshot(args: argparse.Namespace, command: str) -> None:
+    """Writing commands take ``--snapshot`` only to refuse it clearly."""
+    tag = getattr(args, "snapshot", None)
+    if tag is not None:
+        raise CliError(
+            f"`synarrow {command}` writes, and snapshot {tag!r} is read-only; "
+            "run it without --snapshot"
+        )
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -254,12 +290,17 @@ def open_db(
 
 def cmd_info(args: argparse.Namespace) -> int:
     """``synarrow info PATH``: keys, entries, sizes, last compaction."""
-    with open_db(args.path, repair=args.repair) as db:
+    with _read_db(args) as db:
         stats = db.stats()
         rules = db.retention()
+        try:
+            tags: list[str] | None = [i.tag for i in db.snapshots()]
+        except SynaError:  # a damaged record: `synarrow check` names it
+            tags = None
     if args.json:
         stats["config"] = dataclasses.asdict(stats["config"])
         stats["retention"] = {p: age.total_seconds() for p, age in rules.items()}
+        stats["snapshots"] = tags
         _say(json.dumps(stats, indent=2, default=str))
         return EXIT_OK
     cfg = stats["config"]
@@ -282,6 +323,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     ]
     if rules:
         rows.append(("retention", "; ".join(f"{p} {age}" for p, age in rules.items())))
+    if stats.get("snapshot") is not None:
+        rows.insert(1, ("snapshot", f"{stats['snapshot']} (read-only)"))
+    if tags is None:
+        rows.append(("snapshots", "a snapshot record is damaged (see `synarrow check`)"))
+    elif tags:
+        shown = ", ".join(tags[:10]) + (f", … ({len(tags) - 10} more)" if len(tags) > 10 else "")
+        rows.append(("snapshots", f"{len(tags)}: {shown}"))
     if stats["repaired_ranges"]:
         rows.append(
             ("skipped damage", ", ".join(f"{p} {a}..{b}" for p, a, b in stats["repaired_ranges"]))
@@ -295,7 +343,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_keys(args: argparse.Namespace) -> int:
     """``synarrow keys PATH [PATTERN]``: live keys, one per line."""
     pattern = args.pattern or args.glob
-    with open_db(args.path, repair=args.repair) as db:
+    with _read_db(args) as db:
         keys = db.keys(pattern)
     if args.count:
         _say(str(len(keys)))
@@ -320,7 +368,7 @@ def _plain(value: Any) -> str:
 
 def cmd_get(args: argparse.Namespace) -> int:
     """``synarrow get PATH KEY``: the latest value."""
-    with open_db(args.path, repair=args.repair) as db:
+    with _read_db(args) as db:
         if not db.exists(args.key):
             raise KeyNotFoundError(f"key {args.key!r} not found in {args.path}", hint="")
         value = db.get(args.key)
@@ -349,7 +397,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     last = args.last if args.last is not None else args.tail
     if last is not None and last < 0:
         raise CliError("--last must be >= 0")
-    with open_db(args.path, repair=args.repair) as db:
+    with _read_db(args) as db:
         start, end = _time_arg(args.start), _time_arg(args.end)
         table = db.get_history(args.key, start, end, last=last)
         write_table(table, args.format, args.output, max_rows=args.max_rows)
@@ -359,7 +407,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_sql(args: argparse.Namespace) -> int:
     """``synarrow sql PATH QUERY``: run DuckDB SQL over the ``history`` / ``latest`` views."""
     query = sys.stdin.read() if args.query == "-" else args.query
-    with open_db(args.path, repair=args.repair) as db:
+    with _read_db(args) as db:
         started = time.perf_counter()
         table = db.sql(query)
         elapsed = time.perf_counter() - started
@@ -380,7 +428,7 @@ def cmd_resample(args: argparse.Namespace) -> int:
         except ValueError:
             raise CliError(f"--fill must be ffill, linear or a number, got {fill!r}") from None
     start, end = (int(t) if t and t.lstrip("-").isdigit() else t for t in (args.start, args.end))
-    with open_db(args.path, repair=args.repair) as db:
+    with _read_db(args) as db:
         table = db.resample(args.key, args.every, agg, start=start, end=end, fill=fill)
         write_table(table, args.format, args.output, max_rows=args.max_rows)
     return EXIT_OK
@@ -388,6 +436,7 @@ def cmd_resample(args: argparse.Namespace) -> int:
 
 def cmd_compact(args: argparse.Namespace) -> int:
     """``synarrow compact PATH``: fold the log into columnar Arrow files."""
+    _refuse_snapshot(args, "compact")
     with open_db(args.path, write=True) as db:
         before = db.stats()
         started = time.perf_counter()
@@ -407,6 +456,116 @@ def cmd_compact(args: argparse.Namespace) -> int:
         f"log {human_bytes(before['log_bytes'])} -> {human_bytes(after['log_bytes'])}, "
         f"columnar {human_bytes(before['columnar_bytes'])} -> "
         f"{human_bytes(after['columnar_bytes'])}"
+    )
+    return EXIT_OK
+
+
+# -- snapshots -----------------------------------------------------------------------------
+
+
+def _snapshot_row(info: Any) -> dict[str, Any]:
+    return {
+        "tag": info.tag,
+        "created": info.created.isoformat(),
+        "keys": info.keys,
+        "entries": info.entries,
+        "bytes": info.bytes,
+        "exclusive_bytes": info.exclusive_bytes,
+        "generation": info.generation,
+        "note": info.note,
+    }
+
+
+def cmd_snapshots(args: argparse.Namespace) -> int:
+    """``synarrow snapshots PATH``: the tags, oldest first, with time, sizes and note."""
+    with open_db(args.path) as db:
+        found = db.snapshots()
+    if args.json:
+        _say(json.dumps([_snapshot_row(i) for i in found], indent=2))
+        return EXIT_OK
+    if not found:
+        _say(f"no snapshots in {args.path}")
+        return EXIT_OK
+    table = pa.table(
+        {
+            "tag": [i.tag for i in found],
+            "created": [i.created.isoformat(sep=" ", timespec="seconds") for i in found],
+            "keys": pa.array([i.keys for i in found], pa.int64()),
+            "entries": pa.array([i.entries for i in found], pa.int64()),
+            "bytes": [human_bytes(i.bytes) for i in found],
+            "exclusive": [human_bytes(i.exclusive_bytes) for i in found],
+            "note": [i.note or "" for i in found],
+        }
+    )
+    _say(render_table(table, max_rows=max(40, len(found))))
+    return EXIT_OK
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    """``synarrow snapshot PATH TAG [--note TEXT]`` makes a tag; ``--drop`` removes one."""
+    if args.drop and args.note is not None:
+        raise CliError("--note is for making a snapshot, not for --drop")
+    with open_db(args.path, write=True) as db:
+        if args.drop:
+            try:
+                before: dict[str, Any] | None = {i.tag: i for i in db.snapshots()}
+            except SynaError:  # another tag's record is damaged: this one may still go
+                before = None
+            db.drop_snapshot(args.tag)
+            freed = None if before is None else before[args.tag].exclusive_bytes
+            if args.json:
+                _say(json.dumps({"dropped": args.tag, "freed_bytes": freed}))
+            else:
+                how = "" if freed is None else f" ({human_bytes(freed)} freed)"
+                _say(f"dropped snapshot {args.tag} of {args.path}{how}")
+            return EXIT_OK
+        info = db.snapshot(args.tag, note=args.note)
+    if args.json:
+        _say(json.dumps(_snapshot_row(info)))
+    else:
+        _say(
+            f"snapshot {info.tag} of {args.path}: {info.keys:,} keys, {info.entries:,} entries, "
+            f"{human_bytes(info.bytes)} pinned (generation {info.generation})"
+        )
+    return EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """``synarrow diff PATH A [B]``: keys added, removed and changed from tag A to tag B
+    (B left out: the current state). Exit status 0 whether or not they differ."""
+    with open_db(args.path) as db:
+        diff = db.diff_snapshots(args.a, args.b)
+    b_name = args.b if args.b is not None else "current"
+    if args.json:
+        body = {
+            "a": args.a,
+            "b": args.b,
+            "added": list(diff.added),
+            "removed": list(diff.removed),
+            "changed": list(diff.changed),
+            "unchanged": diff.unchanged,
+            "entries_before": diff.entries_before,
+            "entries_after": diff.entries_after,
+            "changes": {
+                k: {
+                    "kind": c.kind,
+                    "entries_before": c.entries_before,
+                    "entries_after": c.entries_after,
+                }
+                for k, c in diff.changes.items()
+            },
+        }
+        _say(json.dumps(body, indent=2))
+        return EXIT_OK
+    mark = {"added": "+", "removed": "-", "changed": "~"}
+    if not args.quiet:
+        for key in sorted(diff.changes):
+            c = diff.changes[key]
+            _say(f"{mark[c.kind]} {key}  ({c.entries_before:,} -> {c.entries_after:,} entries)")
+    _say(
+        f"{args.a} -> {b_name}: {len(diff.added):,} added, {len(diff.removed):,} removed, "
+        f"{len(diff.changed):,} changed, {diff.unchanged:,} unchanged; entries of those keys "
+        f"{diff.entries_before:,} -> {diff.entries_after:,}"
     )
     return EXIT_OK
 
@@ -433,6 +592,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"({report.log_entries:,} entries) and {report.columnar_files} columnar "
         f"file{'s' * (report.columnar_files != 1)} ({report.columnar_rows:,} rows) checked"
     )
+    if report.snapshots:
+        summary += (
+            f"; {report.snapshots} snapshot{'s' * (report.snapshots != 1)} "
+            f"({report.snapshot_files} file{'s' * (report.snapshot_files != 1)} only they pin)"
+        )
     if report.columnar_unverified_files:
         summary += (
             f"; {report.columnar_unverified_files} columnar file"
@@ -469,7 +633,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if partition is None:
         partition = "none" if suffix_fmt is not None else "key"
     compression = None if args.compression == "none" else args.compression
-    with open_db(args.path, repair=args.repair) as db:
+    with _read_db(args) as db:
         if partition == "key":
             if fmt not in DATASET_FORMATS:
                 raise CliError(
@@ -508,6 +672,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     """``synarrow import PATH SOURCE``: append rows of a file or dataset (creates PATH)."""
     from synarrow.export import import_dataset
 
+    _refuse_snapshot(args, "import")
     if _frame_import(args):
         return _import_frame(args)
     if args.prefix is not None:
@@ -606,7 +771,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Checked before the database is opened or created: a refused server leaves no trace.
     token = read_token(token=args.token, token_file=args.token_file)
     check_exposure(args.host, token=token, insecure=args.insecure)
-    db = open_db(args.path, write=not args.readonly, create=not args.readonly)
+    if args.snapshot is not None:
+        db = open_db(args.path, snapshot=args.snapshot)  # read-only, whatever --readonly says
+    else:
+        db = open_db(args.path, write=not args.readonly, create=not args.readonly)
     stop = threading.Event()
     started = time.monotonic()
     previous: dict[int, Any] = {}
@@ -617,7 +785,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             db,
             host=args.host,
             port=args.port,
-            readonly=args.readonly,
+            readonly=args.readonly or db.readonly,
             token=token,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
@@ -629,6 +797,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 previous[signum] = signal.signal(signum, lambda *_: stop.set())
         mode = "read-only" if server.readonly else "read-write"
+        if db.tag is not None:
+            mode += f" at snapshot {db.tag!r}"
         auth = "token" if token else "no authentication"
         print(
             f"synarrow: serving {args.path} ({mode}, {auth}) on {server.location}; Ctrl-C stops",
@@ -836,6 +1006,14 @@ def build_parser() -> argparse.ArgumentParser:
                 help="skip log entries that fail their checksum instead of refusing to open",
             )
 
+    def snapshot_arg(p: argparse.ArgumentParser, *, refused: bool = False) -> None:
+        help_ = (
+            "refused: a snapshot is read-only and this command writes"
+            if refused
+            else "read the database as it was at snapshot TAG (read-only)"
+        )
+        p.add_argument("--snapshot", metavar="TAG", help=help_)
+
     def progress_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
 
@@ -855,21 +1033,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("info", cmd_info, "keys, entries, sizes and last compaction")
     db_arg(p)
+    snapshot_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = add("keys", cmd_keys, "list live keys, optionally matching a glob")
     db_arg(p)
+    snapshot_arg(p)
     p.add_argument("glob", nargs="?", metavar="PATTERN", help="a glob such as 'sensor/*'")
     p.add_argument("--pattern", help="same as PATTERN")
     p.add_argument("--count", action="store_true", help="print only how many")
 
     p = add("get", cmd_get, "the latest value of a key")
     db_arg(p)
+    snapshot_arg(p)
     p.add_argument("key", metavar="KEY")
     p.add_argument("--json", action="store_true", help="print the value as JSON")
 
     p = add("history", cmd_history, "the history of a key")
     db_arg(p)
+    snapshot_arg(p)
     p.add_argument("key", metavar="KEY")
     p.add_argument("--start", metavar="TIME", help="from TIME on (ISO 8601 or int us)")
     p.add_argument("--end", metavar="TIME", help="before TIME (ISO 8601 or int us)")
@@ -879,12 +1061,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("sql", cmd_sql, "run a DuckDB query over the views history and latest")
     db_arg(p)
+    snapshot_arg(p)
     p.add_argument("query", metavar="QUERY", help="the SQL text, or - to read it from stdin")
     output_args(p, ("table", "csv", "json", "parquet"))
     p.add_argument("--timer", action="store_true", help="print the query time on stderr")
 
     p = add("resample", cmd_resample, "numeric keys aggregated into time buckets")
     db_arg(p)
+    snapshot_arg(p)
     p.add_argument("key", metavar="KEY_OR_PATTERN", help="a key or a glob such as 'sensor/*'")
     p.add_argument("every", metavar="EVERY", help="the bucket width: 10s, 1min, 1h, 1d ...")
     p.add_argument(
@@ -899,6 +1083,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("compact", cmd_compact, "fold the log into columnar Arrow files")
     db_arg(p, repair=False)
+    snapshot_arg(p, refused=True)
     p.add_argument("--full", action="store_true", help="rewrite every key, not just changed ones")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -908,8 +1093,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     progress_arg(p)
 
+    p = add("snapshots", cmd_snapshots, "list the snapshots: tag, time, keys, entries, sizes, note")
+    db_arg(p, repair=False)
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+
+    p = add("snapshot", cmd_snapshot, "make a named, immutable snapshot (or --drop one)")
+    db_arg(p, repair=False)
+    p.add_argument("tag", metavar="TAG", help="letters, digits, '.', '_', '-' (up to 128)")
+    p.add_argument("--note", metavar="TEXT", help="free text kept with the snapshot")
+    p.add_argument("--drop", action="store_true", help="remove snapshot TAG instead")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = add("diff", cmd_diff, "keys added, removed and changed from snapshot A to B (or now)")
+    db_arg(p, repair=False)
+    p.add_argument("a", metavar="A", help="the first snapshot tag")
+    p.add_argument("b", metavar="B", nargs="?", help="the second tag (default: the current state)")
+    p.add_argument("--quiet", "-q", action="store_true", help="print only the summary line")
+    p.add_argument("--json", action="store_true", help="print the differences as JSON")
+
     p = add("export", cmd_export, "write a Parquet/Arrow dataset or a Parquet/Arrow/CSV/JSON file")
     db_arg(p)
+    snapshot_arg(p)
     p.add_argument(
         "out",
         metavar="OUT",
@@ -937,6 +1141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("import", cmd_import, "append rows from a Parquet/Arrow/CSV/JSON-lines file or dataset")
     p.add_argument("path", metavar="PATH", help="the database directory (created if missing)")
     p.add_argument("source", metavar="SOURCE", help="a file, or a directory of key=... parts")
+    snapshot_arg(p, refused=True)
     p.add_argument("--format", choices=("parquet", "arrow", "feather", "csv", "jsonl", "json"))
     p.add_argument("--key", help="the key of every row, for sources without a key column")
     p.add_argument(
@@ -963,6 +1168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--readonly", action="store_true", help="open read-only (no lock) and refuse writes"
     )
+    snapshot_arg(p)
     p.add_argument(
         "--query-timeout",
         type=float,
@@ -1042,6 +1248,7 @@ __all__ = [
     "cmd_check",
     "cmd_compact",
     "cmd_demo",
+    "cmd_diff",
     "cmd_export",
     "cmd_get",
     "cmd_history",
@@ -1050,6 +1257,8 @@ __all__ = [
     "cmd_keys",
     "cmd_resample",
     "cmd_serve",
+    "cmd_snapshot",
+    "cmd_snapshots",
     "cmd_sql",
     "format_cell",
     "main",

@@ -126,6 +126,8 @@ class FlightServer(flight.FlightServerBase):  # type: ignore[misc]
 
     Args:
         db: the database; the caller keeps it open while the server runs and closes it after.
+            A handle opened with ``SynaDB(path, snapshot=tag)`` serves that tag, read-only
+            (``synarrow serve PATH --snapshot TAG``); the tag cannot be dropped meanwhile.
         host: the interface to listen on: loopback by default, so nothing outside this
             machine can connect. Any other host needs ``token`` (or ``insecure=True``).
         port: the TCP port; 0 picks a free one (see :attr:`port`).

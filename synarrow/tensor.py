@@ -344,6 +344,9 @@ class TensorEngine(Handle):
         db: an open :class:`~synarrow.SynaDB` (shared, not closed by this engine) or the path
             of a database (opened here, closed by :meth:`close`).
         readonly: with a path, open the database read-only.
+        snapshot: with a path, read the tensors as they were when ``db.snapshot(tag)`` made
+            this tag (read-only; see :class:`~synarrow.SynaDB`). To share one snapshot
+            handle, pass ``SynaDB(path, snapshot=tag)`` as ``db`` instead.
 
     Reads after ``db.compact()`` are zero-copy views of the memory-mapped columnar files;
     those views are read-only (numpy enforces it; see :meth:`get_tensor_torch` for torch).
@@ -356,9 +359,18 @@ class TensorEngine(Handle):
 
     kind: ClassVar[str] = "tensor engine"
 
-    def __init__(self, db: SynaDB | Any, *, readonly: bool = False) -> None:
+    def __init__(
+        self, db: SynaDB | Any, *, readonly: bool = False, snapshot: str | None = None
+    ) -> None:
         if isinstance(db, SynaDB):
+            if snapshot is not None:
+                raise InvalidArgumentError(
+                    "snapshot= needs a path; a SynaDB reads its own version",
+                    hint="pass SynaDB(path, snapshot=tag), or the path with snapshot=tag",
+                )
             owned, database = False, db
+        elif snapshot is not None:
+            owned, database = True, SynaDB(db, snapshot=snapshot)
         else:
             owned, database = True, SynaDB(db, readonly=readonly)
         super().__init__(database.path, readonly=database.readonly)
@@ -372,6 +384,17 @@ class TensorEngine(Handle):
     def db(self) -> SynaDB:
         """The database this engine reads and writes."""
         return self._db
+
+    @property
+    def tag(self) -> str | None:
+        """The snapshot this engine reads (``snapshot=``), or ``None``."""
+        return self._db.tag
+
+    def describe(self) -> str:
+        """``tensor engine PATH``, and the tag it reads."""
+        db = getattr(self, "_db", None)
+        tag = None if db is None else db.tag
+        return super().describe() + ("" if tag is None else f" at snapshot {tag!r}")
 
     @property  # type: ignore[override]
     def path(self) -> str:

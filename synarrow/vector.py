@@ -118,6 +118,15 @@ class VectorStore(Handle):
             gets the defaults without LZ4 compression, which float vectors do not repay.
         readonly: open without the writer lock (other processes may read the same store);
             the saved index is memory-mapped when it is up to date with the log.
+        snapshot: read the vectors as they were when ``db.snapshot(tag)`` made this tag
+            (read-only, whatever ``readonly`` says; see :class:`~synarrow.SynaDB`):
+            ``search``, ``get``, ``len``, ``keys`` answer for the tag while writers go on.
+            Cost of the open: the saved index (a cache of the current state) is loaded
+            into memory when usable and caught up *in memory* against the tag, by
+            comparing the fingerprint of every vector the tag holds (one read of each) and
+            re-adding only those that differ (removing those the tag lacks); without a
+            usable saved index it is built in memory from the tag's vectors. Nothing is
+            written. :class:`~synarrow.errors.SnapshotNotFoundError` for an unknown tag.
         threads: usearch worker threads for adds and batch searches (0: every core).
 
     Settings other than ``expansion_search`` are fixed at creation: passing a different
@@ -139,8 +148,11 @@ class VectorStore(Handle):
         config: DbConfig | None = None,
         readonly: bool = False,
         threads: int = 0,
+        snapshot: str | None = None,
     ) -> None:
+        readonly = readonly or snapshot is not None
         super().__init__(Path(path), readonly=readonly)
+        self._tag = snapshot
         self._threads = _check_threads(threads)
         self._lock = threading.RLock()
         self._dir = self.path / files.DIRNAME
@@ -164,9 +176,12 @@ class VectorStore(Handle):
             config = DbConfig(compression=None)
         # The store syncs once per call itself; a per-vector fsync inside a batch would cost
         # 100x. The override is this handle's only: config.json keeps the user's setting.
-        self._db = SynaDB(
-            self.path, config, readonly=readonly, sync_on_write=None if readonly else False
-        )
+        if snapshot is not None:
+            self._db = SynaDB(self.path, config, snapshot=snapshot)
+        else:
+            self._db = SynaDB(
+                self.path, config, readonly=readonly, sync_on_write=None if readonly else False
+            )
         try:
             self._durable = (read_stored(self.path) or self._db.config).sync_on_write
             self._config, created = self._resolve_config(requested)
@@ -223,7 +238,9 @@ class VectorStore(Handle):
         else:
             self._index, self._keys, self._checkpoint = loaded
         self._saved_position = -1 if self._checkpoint is None else self._checkpoint.position
-        if self._saved_position != position:
+        if self._saved_position != position or self._tag is not None:
+            # A tag is always caught up: the saved index is of the current state, and the
+            # log position says nothing about which version a tag holds.
             self._catch_up(strict=created)
         # The log position the index reflects; it moves with every entry this store writes,
         # so a save can tell whether someone else wrote through store.db meanwhile.
@@ -244,7 +261,7 @@ class VectorStore(Handle):
             state = files.read_checkpoint(self._dir)
             keys = files.read_keymap(self._dir, state)
             # A mapped index cannot take adds: map it only when nothing needs catching up.
-            view = self.readonly and state.position == position
+            view = self.readonly and self._tag is None and state.position == position
             path = self._dir / state.index_file
             with files.checked_file(
                 self._dir, state.index_file, state.index_bytes, state.index_crc
@@ -750,6 +767,16 @@ class VectorStore(Handle):
                     self._save()
             finally:
                 self._db.close()
+
+    @property
+    def tag(self) -> str | None:
+        """The snapshot this store reads (``VectorStore(path, snapshot=...)``), or ``None``."""
+        return self._tag
+
+    def describe(self) -> str:
+        """``vector store PATH``, and the tag it reads."""
+        tag = getattr(self, "_tag", None)
+        return super().describe() + ("" if tag is None else f" at snapshot {tag!r}")
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self._keys)} vectors"

@@ -6,6 +6,10 @@ file's size and footer checksum, the checksum of every record batch an index ent
 (with its byte range), pyarrow's full validation of each of those batches (UTF-8 included),
 that each slice fits its batch and matches its key and atom types, and that the directory
 holds only plain files with names synarrow writes. Nothing is opened for writing.
+
+:func:`verify_manifest` runs the same checks on the files another manifest names (a
+snapshot's); a ``verified`` set shared between the calls lets a record batch that several
+manifests refer to be verified once.
 """
 
 from __future__ import annotations
@@ -33,7 +37,12 @@ from synarrow.errors import CorruptionError
 from synarrow.fileio import entry_problem
 from synarrow.log.format import Atom
 
-__all__ = ["ColumnarCheck", "verify_columnar"]
+__all__ = ["ColumnarCheck", "Verified", "verify_columnar", "verify_manifest"]
+
+#: Record batches already verified by checksum and full validation: ``(file name, batch,
+#: offset, length, xxh3)``. Files are immutable, so one verification holds for every
+#: manifest that names the same batch with the same checksum.
+Verified = set[tuple[str, int, int, int, int]]
 
 
 @dataclass
@@ -62,9 +71,20 @@ class _Entry:
 
 
 def verify_columnar(
-    directory: Path, *, rel: str = "columnar", progress: Callable[[int], None] | None = None
+    directory: Path,
+    *,
+    rel: str = "columnar",
+    progress: Callable[[int], None] | None = None,
+    pinned: frozenset[str] | set[str] = frozenset(),
+    pins_unknown: bool = False,
+    verified: Verified | None = None,
 ) -> ColumnarCheck:
-    """Verify ``directory`` (a database's ``columnar/``); ``progress(n)`` gets bytes done."""
+    """Verify ``directory`` (a database's ``columnar/``); ``progress(n)`` gets bytes done.
+
+    ``pinned``: names of files snapshots keep (verified by :func:`verify_manifest`, not
+    reported as leftovers here); ``pins_unknown``: a snapshot record could not be read, so
+    files outside the manifest may be pinned by it. ``verified`` collects the batches done.
+    """
     out = ColumnarCheck()
     done = progress or (lambda n: None)
     try:
@@ -78,10 +98,38 @@ def verify_columnar(
         manifest = read_manifest(directory)
     except CorruptionError as exc:
         out.damage.append(f"{rel}/{MANIFEST_NAME}: {exc.message}")
-        _check_names(directory, None, rel, out)
+        _check_names(directory, None, rel, out, pinned, pins_unknown)
         return out
     out.manifest = manifest
-    _check_names(directory, manifest, rel, out)
+    _check_names(directory, manifest, rel, out, pinned, pins_unknown)
+    _verify_manifest(directory, manifest, rel, out, done, verified)
+    return out
+
+
+def verify_manifest(
+    directory: Path,
+    manifest: Manifest,
+    *,
+    rel: str = "columnar",
+    verified: Verified | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ColumnarCheck:
+    """Verify the key index and data files ``manifest`` names in ``directory`` (a snapshot's
+    pinned files), as :func:`verify_columnar` does for the live manifest; batches already in
+    ``verified`` are not verified again (their slices are still checked)."""
+    out = ColumnarCheck(manifest=manifest)
+    _verify_manifest(directory, manifest, rel, out, progress or (lambda n: None), verified)
+    return out
+
+
+def _verify_manifest(
+    directory: Path,
+    manifest: Manifest,
+    rel: str,
+    out: ColumnarCheck,
+    done: Callable[[int], None],
+    verified: Verified | None,
+) -> None:
     if manifest.format < 2 and manifest.files:
         out.warnings.append(
             f"{rel}/: format {manifest.format} files carry no checksums: their structure is "
@@ -116,9 +164,8 @@ def verify_columnar(
             )
             by_file[c["file"][i]][e.batch].append(e)
     for fi, df in enumerate(manifest.files):
-        _verify_file(directory, rel, df, by_file.get(fi, {}), rows is not None, out)
+        _verify_file(directory, rel, df, by_file.get(fi, {}), rows is not None, out, verified)
         done(df.bytes)
-    return out
 
 
 def _verify_file(
@@ -128,6 +175,7 @@ def _verify_file(
     batches: dict[int, list[_Entry]],
     have_index: bool,
     out: ColumnarCheck,
+    verified: Verified | None = None,
 ) -> None:
     name = f"{rel}/{df.name}"
     try:
@@ -150,13 +198,18 @@ def _verify_file(
         span = entries[0].span if entries else None
         where = f"bytes {span.offset}..{span.offset + span.length}" if span else f"record batch {i}"
         try:
+            done_key = None
             if span is not None:
                 if any(e.span != span for e in entries) or len(entries) > 1:
                     raise CorruptionError("several index entries refer to this record batch")
-                mf.verify_batch(i, span)
-                out.bytes_verified += span.length
+                done_key = (df.name, i, int(span.offset), int(span.length), int(span.xxh3))
+                if verified is None or done_key not in verified:
+                    mf.verify_batch(i, span)
+                    out.bytes_verified += span.length
+                else:
+                    done_key = None  # verified before: not again
             b = mf.batch(i, span)
-            if span is not None:
+            if done_key is not None:
                 check_batch(b, f"record batch {i}", within=None, full=True)
                 key = mf.key_of(i)
                 if key != entries[0].key:
@@ -166,6 +219,8 @@ def _verify_file(
             for e in entries:
                 atom = None if e.atom < 0 else Atom(e.atom)
                 BaseRef(mf, e.batch, e.row, e.count, atom, Atom(e.last_atom), e.span).chunk()
+            if done_key is not None and verified is not None:
+                verified.add(done_key)
             total_rows += b.num_rows
         except CorruptionError as exc:
             out.damage.append(f"{name}: {where} (record batch {i}): {exc.message}")
@@ -193,8 +248,15 @@ def _verify_file(
     mf.close()
 
 
-def _check_names(directory: Path, manifest: Manifest | None, rel: str, out: ColumnarCheck) -> None:
-    live = {MANIFEST_NAME}
+def _check_names(
+    directory: Path,
+    manifest: Manifest | None,
+    rel: str,
+    out: ColumnarCheck,
+    pinned: frozenset[str] | set[str] = frozenset(),
+    pins_unknown: bool = False,
+) -> None:
+    live = {MANIFEST_NAME} | set(pinned)
     if manifest is not None:
         live |= {f.name for f in manifest.files}
         if manifest.index:
@@ -206,6 +268,11 @@ def _check_names(directory: Path, manifest: Manifest | None, rel: str, out: Colu
             out.damage.append(f"{rel}/{name}: {problem}")
         elif name in live:
             continue
+        elif pins_unknown and (DATA_NAME.fullmatch(name) or INDEX_NAME.fullmatch(name)):
+            out.warnings.append(
+                f"{rel}/{name}: not in the manifest nor in a readable snapshot record (kept "
+                "while a snapshot record is damaged: it may be that snapshot's)"
+            )
         elif DATA_NAME.fullmatch(name) or INDEX_NAME.fullmatch(name) or ".tmp" in name:
             out.warnings.append(
                 f"{rel}/{name}: not in the manifest (left by an interrupted compaction; "
