@@ -276,8 +276,9 @@ def export_dataset(
     ``format="delta"`` (see :mod:`synarrow.export_delta`) commits the tag as one new version
     of the Delta table at ``uri`` (a local directory): only the keys changed since the tag
     exported last, or a full overwrite when that cannot be told (the result's ``mode`` and
-    ``reason`` say which). It needs a tag and takes ``partition_by`` and ``compression``
-    only; ``keys``, ``pattern``, ``overwrite`` and ``filesystem`` are refused.
+    ``reason`` say which). It needs a tag and takes ``partition_by``, ``compression`` (the
+    Parquet codec) and ``progress`` only; ``keys``, ``pattern``, ``overwrite`` and
+    ``filesystem`` are refused.
 
     Raises:
         ExportError: the target is refused (a database, inside one, not empty, not an
@@ -301,7 +302,7 @@ def export_dataset(
                 f"{', '.join(named)} do not apply to a Delta export",
                 hint="a table version holds a whole tag, and every export commits a version",
             )
-        return _export_delta(db, uri, partition_by, compression, tag)
+        return _export_delta(db, uri, partition_by, compression, tag, progress)
     started = time.perf_counter()
     fs, base = resolve_filesystem(uri, filesystem)
     # Every key as of one moment: a write during the export is not in it.
@@ -353,7 +354,12 @@ def _export_tag(db: SnapshotSource, snapshot: str | None) -> str | None:
 
 
 def _export_delta(
-    db: SnapshotSource, uri: Any, partition_by: str | None, compression: str | None, tag: Any
+    db: SnapshotSource,
+    uri: Any,
+    partition_by: str | None,
+    compression: str | None,
+    tag: Any,
+    progress: bool | None,
 ) -> ExportResult:
     started = time.perf_counter()
     if tag is None:
@@ -362,7 +368,9 @@ def _export_delta(
             hint="db.snapshot('v1'), then db.export_dataset(uri, format='delta', snapshot='v1')",
         )
     source: Any = db  # a snapshot handle: it has tag, snapshots() and diff_snapshots()
-    commit = export_delta(source, uri, partition_by=partition_by, compression=compression)
+    commit = export_delta(
+        source, uri, partition_by=partition_by, compression=compression, show_progress=progress
+    )
     return ExportResult(
         os.fspath(uri),
         "delta",

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import shutil
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
@@ -54,8 +55,9 @@ import pyarrow as pa
 
 from synarrow.engine.snapshot import ReadSnapshot
 from synarrow.errors import ExportError, InvalidArgumentError, SnapshotNotFoundError, SynaError
+from synarrow.fileio import fsync_directory
 from synarrow.layout import EXPORT_LAYOUT_VERSION, TYPE_TYPE, Layout, conform, key_array
-from synarrow.optional import require
+from synarrow.optional import progress, require
 from synarrow.reading import history
 
 __all__ = [
@@ -77,6 +79,8 @@ MODE_KEY = "synarrow.mode"
 # Operations of other writers that keep the table's rows as they are.
 _PRESERVING = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES"})
 _HISTORY_LOOKBACK = 64
+#: In the name of the hidden directory a new table is written in before it is renamed.
+STAGING_MARK = ".synarrow-staging-"
 # A directory name is at most 255 bytes; Delta percent-escapes every byte but A-Z a-z 0-9 -._~
 _MAX_SEGMENT_BYTES = 255
 _SLICE_ROWS = 1 << 20
@@ -312,10 +316,13 @@ def _check_partition_key(key: str) -> None:
 # -- writing -------------------------------------------------------------------------------
 
 
-def _batches(snapshot: ReadSnapshot, keys: Sequence[str], counts: list[int]) -> Iterator[Any]:
+def _batches(
+    snapshot: ReadSnapshot, keys: Sequence[str], counts: list[int], bar: Any
+) -> Iterator[Any]:
     """Each key's history as record batches of :data:`DELTA_SCHEMA` (rows added to counts)."""
     layout = Layout()  # the variable-size vector: Delta has no fixed-size list
     for key in keys:
+        bar.update(1)
         table = history(snapshot.keys[key])
         for lo in range(0, max(table.num_rows, 1), _SLICE_ROWS):
             part = conform(table.slice(lo, _SLICE_ROWS), layout)
@@ -351,6 +358,7 @@ def export_delta(
     *,
     partition_by: str | None = "key",
     compression: str | None = "snappy",
+    show_progress: bool | None = None,
 ) -> DeltaCommit:
     """Commit the tag ``db`` reads as one new version of the Delta table at ``uri``.
 
@@ -390,9 +398,7 @@ def export_delta(
         for key in keys:
             _check_partition_key(key)
 
-    had_dir = os.path.isdir(path)
-    existed = _check_target(path, db.path)
-    table = _open_table(path) if existed else None
+    table = _open_table(path) if _check_target(path, db.path) else None
     last: _Last | None = None
     reason: str | None = None
     touched: list[str] = []
@@ -420,7 +426,6 @@ def export_delta(
         MODE_KEY: mode,
     }
     counts = [0]
-    reader = pa.RecordBatchReader.from_batches(DELTA_SCHEMA, _batches(snapshot, write_keys, counts))
     options: dict[str, Any] = {
         "mode": "overwrite",
         "partition_by": ["key"] if partition_by == "key" else None,
@@ -429,21 +434,28 @@ def export_delta(
     }
     if incremental:
         options["predicate"] = _predicate(touched) if touched else "false"
+    bar = progress(total=len(write_keys), desc="export", enabled=show_progress)
+    reader = pa.RecordBatchReader.from_batches(
+        DELTA_SCHEMA, _batches(snapshot, write_keys, counts, bar)
+    )
     try:
-        deltalake.write_deltalake(table if table is not None else path, reader, **options)
-    except (SynaError, KeyboardInterrupt):
-        _forget_new(path, existed, had_dir)
+        if table is not None:
+            deltalake.write_deltalake(table, reader, **options)
+        else:
+            _create(path, reader, options)
+    except SynaError:
         raise
     except Exception as exc:
-        _forget_new(path, existed, had_dir)
         raise ExportError(
             f"exporting {tag!r} to the Delta table {path} failed; the table is as it was: {exc}"
         ) from exc
+    finally:
+        bar.close()
     version = _open_table(path).version()
     return DeltaCommit(
         version=version,
         mode=mode,
-        reason=reason if existed else None,
+        reason=reason if table is not None else None,
         keys=len(keys),
         keys_written=len(write_keys),
         keys_removed=len(set(touched) - set(write_keys)) if incremental else 0,
@@ -453,17 +465,18 @@ def export_delta(
     )
 
 
-def _forget_new(path: str, existed: bool, had_dir: bool) -> None:
-    """After a failed first export: remove what it wrote, so the directory is as it was
-    (a failed commit to an existing table leaves only invisible, uncommitted files)."""
-    if existed or not os.path.isdir(path):
-        return
-    if not had_dir:
-        shutil.rmtree(path, ignore_errors=True)
-        return
-    for name in os.listdir(path):
-        full = os.path.join(path, name)
-        if os.path.isdir(full) and not os.path.islink(full):
-            shutil.rmtree(full, ignore_errors=True)
-        else:
-            os.unlink(full)
+def _create(path: str, reader: Any, options: dict[str, Any]) -> None:
+    """Write a new table beside ``path`` and rename it into place, so that a failed or
+    killed first export leaves no directory at ``path`` (only a hidden staging one beside
+    it). A Delta table holds relative paths only: it can be renamed."""
+    deltalake = require("deltalake")
+    parent, name = os.path.split(path)
+    os.makedirs(parent, exist_ok=True)
+    staging = os.path.join(parent, f".{name}{STAGING_MARK}{secrets.token_hex(8)}")
+    try:
+        deltalake.write_deltalake(staging, reader, **options)
+        os.rename(staging, path)  # over an empty directory too; refused if it filled up
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    fsync_directory(parent)

@@ -277,6 +277,36 @@ def test_another_database_means_a_full_overwrite(
     check_version(lake, 1, {"only": [(T0, "float", 1.0)]})
 
 
+def test_most_keys_changed_means_a_full_overwrite(
+    db: synarrow.SynaDB, written: Rows, tmp_path: Path
+) -> None:
+    lake = tmp_path / "lake"
+    db.export_dataset(lake, format="delta", snapshot="v1")
+    for key in list(written)[: len(written) // 2 + 1]:
+        db.append(key, 0.5, timestamp=T0 + 10**9)
+    db.snapshot("v2")
+    res = db.export_dataset(lake, format="delta", snapshot="v2", compression="zstd")
+    assert (res.mode, res.keys_written) == ("full", len(written))
+    assert "more than half" in (res.reason or "")
+    check_version(lake, 1, hive_rows(db, "v2", tmp_path / "hive2"))
+    assert all(
+        a["add"]["path"].endswith(".zstd.parquet") for a in commit_log(lake, 1) if "add" in a
+    )
+
+
+def test_an_empty_database(tmp_path: Path) -> None:
+    with synarrow.SynaDB(tmp_path / "e.db", config=CFG) as db:
+        db.snapshot("empty")
+        lake = tmp_path / "lake"
+        assert db.export_dataset(lake, format="delta", snapshot="empty").version == 0
+        check_version(lake, 0, {})
+        db.append("a", 1.0, timestamp=T0)
+        db.snapshot("one")
+        res = db.export_dataset(lake, format="delta", snapshot="one")
+        assert (res.mode, res.keys_written) == ("incremental", 1)
+        check_version(lake, 1, {"a": [(T0, "float", 1.0)]})
+
+
 # -- bad input -----------------------------------------------------------------------------
 
 
@@ -403,3 +433,81 @@ def test_hive_export_of_a_tag(db: synarrow.SynaDB, written: Rows, tmp_path: Path
         db.export_dataset(tmp_path / "none", format=fmt, snapshot="nope")
     with pytest.raises(InvalidArgumentError, match="reads the current state"):
         export_dataset(db, tmp_path / "x", format=fmt, snapshot="v1")
+
+
+# -- crashes -------------------------------------------------------------------------------
+
+CHILD = """
+import sys, synarrow
+from synarrow.export import export_dataset
+with synarrow.SynaDB(sys.argv[1], snapshot=sys.argv[2]) as at:
+    print("exporting", flush=True)
+    export_dataset(at, sys.argv[3], format="delta")
+"""
+
+
+def kill_export(db_path: Path, tag: str, lake: Path, delay: float) -> None:
+    """Run an export of ``tag`` in another process and kill -9 it ``delay`` s after it starts."""
+    import signal
+    import time
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(db_path), tag, str(lake)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdout.readline() == "exporting\n"
+    time.sleep(delay)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+
+
+def big_db(path: Path) -> synarrow.SynaDB:
+    import numpy as np
+
+    db = synarrow.SynaDB(path, config=CFG)
+    n = 400_000
+    for i in range(8):
+        db.append_batch(f"big/{i}", np.arange(n, dtype=np.float64), timestamps=T0 + np.arange(n))
+    db.snapshot("v1")
+    for i in range(4):
+        db.append(f"big/{i}", -1.0, timestamp=T0 + n)
+    db.snapshot("v2")
+    return db
+
+
+def summary(frame: Any) -> list[tuple[Any, ...]]:
+    """Rows, value sum and last time per key (a big table is compared by these)."""
+    agg = frame.group_by("key").agg(pl.len(), pl.col("value").sum(), pl.col("ts").max())
+    return agg.sort("key").rows()
+
+
+def hive_summary(db: synarrow.SynaDB, tag: str, out: Path) -> list[tuple[Any, ...]]:
+    db.export_dataset(out, snapshot=tag)
+    return summary(pl.read_parquet(f"{out}/**/*.parquet", hive_partitioning=True))
+
+
+def delta_summary(uri: Path, version: int) -> list[tuple[Any, ...]]:
+    return summary(pl.read_delta(str(uri), version=version))
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.2, 0.5])
+def test_killed_exports_leave_a_whole_version_or_none(tmp_path: Path, delay: float) -> None:
+    with big_db(tmp_path / "big.db") as db:
+        v1 = hive_summary(db, "v1", tmp_path / "hive1")
+        v2 = hive_summary(db, "v2", tmp_path / "hive2")
+        assert v1 != v2
+        lake = tmp_path / "lake"
+        kill_export(db.path, "v1", lake, delay)
+        assert [n for n in os.listdir(tmp_path) if n.startswith("lake")] in ([], ["lake"])
+        if lake.exists():  # the rename happened: a whole first version
+            assert delta_summary(lake, 0) == v1
+        db.export_dataset(lake, format="delta", snapshot="v1")
+        kill_export(db.path, "v2", lake, delay)
+        version = deltalake.DeltaTable(str(lake)).version()
+        assert version in (0, 1)
+        assert delta_summary(lake, version) == (v1 if version == 0 else v2)
+        res = db.export_dataset(lake, format="delta", snapshot="v2")
+        assert res.mode == ("incremental" if version == 0 else "unchanged")
+        assert delta_summary(lake, res.version) == v2
+        assert delta_summary(lake, 0) == v1
