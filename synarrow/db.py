@@ -756,7 +756,7 @@ class SynaDB(Handle):
         try:
             reads = []
             for tag in (a, b):
-                if tag is None:
+                if tag is None or tag == self.tag:  # what this handle reads: not reopened
                     reads.append(self.read_snapshot())
                 else:
                     other = SynaDB(self.path, snapshot=tag)

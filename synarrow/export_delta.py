@@ -394,10 +394,6 @@ def export_delta(
         raise SnapshotNotFoundError(f"no snapshot {tag!r} in {db.path}")
     snapshot = db.read_snapshot()
     keys = sorted(snapshot.keys)
-    if partition_by == "key":
-        for key in keys:
-            _check_partition_key(key)
-
     table = _open_table(path) if _check_target(path, db.path) else None
     last: _Last | None = None
     reason: str | None = None
@@ -417,6 +413,9 @@ def export_delta(
             else:
                 write_keys = sorted(set(diff.added) | set(diff.changed))
     incremental = table is not None and reason is None
+    if partition_by == "key":
+        for key in write_keys:  # the others are in the table already
+            _check_partition_key(key)
     mode = "incremental" if incremental else "full"
     metadata = {
         TAG_KEY: tag,
@@ -451,7 +450,8 @@ def export_delta(
         ) from exc
     finally:
         bar.close()
-    version = _open_table(path).version()
+    # write_deltalake moves the table it was given to the new version.
+    version = table.version() if table is not None else 0
     return DeltaCommit(
         version=version,
         mode=mode,
