@@ -27,12 +27,14 @@ tag's creation moment, generation and sizes). The next export finds the last exp
 there, asks :meth:`SynaDB.diff_snapshots` which keys were added, changed or removed (keys
 whose stored slices are the same are compared without reading their data) and commits one
 version that replaces exactly those keys (an overwrite with a ``key IN (...)`` predicate:
-with ``partition_by="key"`` only those keys' partitions are removed and written). It falls back
-to a full overwrite commit, saying why in the result, when the previous tag was dropped (or
-re-made), the last data commit came from another writer or another database, or more than
-half of the keys changed. Data-preserving commits of other writers (``OPTIMIZE``, ``VACUUM``,
-table properties) are looked through. Exporting the tag the table already holds commits
-nothing.
+with ``partition_by="key"`` only those keys' partitions are removed and written; without
+partitions, delta-rs rewrites the files that hold any of them). It falls back to a full
+overwrite commit, saying why in the result, when the previous tag was dropped (or made
+again), the last data commit came from another writer or another database, or more than
+half of the keys (or more than :data:`MAX_INCREMENTAL_KEYS`) changed. Data-preserving
+commits of other writers (``OPTIMIZE``, ``VACUUM``, table properties) are looked through.
+Exporting the tag the table already holds commits nothing. A new table is written in a
+hidden directory beside ``uri`` and renamed into place.
 
 A commit is atomic: a failed or killed export leaves the table at its previous version
 (uncommitted data files are invisible; ``DeltaTable.vacuum`` removes them). Only local
@@ -62,6 +64,7 @@ from synarrow.reading import history
 
 __all__ = [
     "DELTA_SCHEMA",
+    "MAX_INCREMENTAL_KEYS",
     "DeltaCommit",
     "TaggedSource",
     "delta_schema",
@@ -79,6 +82,9 @@ MODE_KEY = "synarrow.mode"
 # Operations of other writers that keep the table's rows as they are.
 _PRESERVING = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES"})
 _HISTORY_LOOKBACK = 64
+#: Most keys an incremental commit replaces: its predicate names each (delta-rs was checked
+#: with 10,000); beyond, a full overwrite is committed.
+MAX_INCREMENTAL_KEYS = 10_000
 #: In the name of the hidden directory a new table is written in before it is renamed.
 STAGING_MARK = ".synarrow-staging-"
 # A directory name is at most 255 bytes; Delta percent-escapes every byte but A-Z a-z 0-9 -._~
@@ -410,6 +416,8 @@ def export_delta(
             touched = sorted(set(diff.added) | set(diff.changed) | set(diff.removed))
             if len(touched) > max(1, len(set(keys) | set(diff.removed)) // 2):
                 reason = f"{len(touched)} keys changed, more than half"
+            elif len(touched) > MAX_INCREMENTAL_KEYS:
+                reason = f"{len(touched)} keys changed, more than {MAX_INCREMENTAL_KEYS}"
             else:
                 write_keys = sorted(set(diff.added) | set(diff.changed))
     incremental = table is not None and reason is None
