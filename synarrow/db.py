@@ -492,6 +492,7 @@ class SynaDB(Handle):
         from synarrow.export import export_dataset
 
         if snapshot is not None and snapshot != self.tag:
+            self.require_open()
             check_tag(snapshot)
             with SynaDB(self.path, snapshot=snapshot) as at:
                 return export_dataset(at, uri, format, partition_by, snapshot=snapshot, **options)

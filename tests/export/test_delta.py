@@ -318,6 +318,8 @@ def test_no_tag_is_refused(db: synarrow.SynaDB, written: Rows, tmp_path: Path) -
     with pytest.raises(InvalidArgumentError, match="not a safe name"):
         db.export_dataset(tmp_path / "lake", format="delta", snapshot="../v1")
     assert not (tmp_path / "lake").exists()
+    with pytest.raises(ExportError, match="cannot read the Delta table"):
+        delta_versions(tmp_path / "lake")
 
 
 @pytest.mark.parametrize(
