@@ -30,7 +30,9 @@ version that replaces exactly those keys (an overwrite with a ``key IN (...)`` p
 with ``partition_by="key"`` only those keys' partitions are removed and written; without
 partitions, delta-rs rewrites the files that hold any of them). It falls back to a full
 overwrite commit, saying why in the result, when the previous tag was dropped (or made
-again), the last data commit came from another writer or another database, or more than
+again), the last data commit came from another writer or another database (or another
+writer committed while it was written: ``synarrow.base`` records the version each commit
+read), or more than
 half of the keys (or more than :data:`MAX_INCREMENTAL_KEYS`) changed. Data-preserving
 commits of other writers (``OPTIMIZE``, ``VACUUM``, table properties) are looked through.
 Exporting the tag the table already holds commits nothing. A new table is written in a
@@ -79,6 +81,8 @@ DATABASE_KEY = "synarrow.database"
 FINGERPRINT_KEY = "synarrow.fingerprint"
 LAYOUT_KEY = "synarrow.layout"
 MODE_KEY = "synarrow.mode"
+#: The table version a commit was based on (``-1``: a new table).
+BASE_KEY = "synarrow.base"
 # Operations of other writers that keep the table's rows as they are.
 _PRESERVING = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES"})
 _HISTORY_LOOKBACK = 64
@@ -218,21 +222,31 @@ class _Last:
     fingerprint: str | None
     layout: str | None
     version: int
+    interleaved: bool = False
+    """Whether another writer changed rows between the version this commit was based on
+    and the commit itself (a concurrent writer's append survives a predicate overwrite)."""
 
 
 def _last_commit(table: Any) -> _Last | None:
     """The newest commit that changed rows (others' data-preserving commits skipped)."""
-    for commit in sorted(
-        table.history(_HISTORY_LOOKBACK), key=lambda c: -int(c.get("version", -1))
-    ):
+    commits = sorted(table.history(_HISTORY_LOOKBACK), key=lambda c: -int(c.get("version", -1)))
+    for i, commit in enumerate(commits):
         if commit.get(TAG_KEY) is None and commit.get("operation") in _PRESERVING:
             continue
+        version = int(commit.get("version", table.version()))
+        base = commit.get(BASE_KEY)
+        older = {int(c.get("version", -1)): c for c in commits[i + 1 :]}
+        interleaved = isinstance(base, str) and any(
+            older.get(v) is None or older[v].get("operation") not in _PRESERVING
+            for v in range(int(base) + 1, version)
+        )
         return _Last(
             commit.get(TAG_KEY),
             commit.get(DATABASE_KEY),
             commit.get(FINGERPRINT_KEY),
             commit.get(LAYOUT_KEY),
-            int(commit.get("version", table.version())),
+            version,
+            interleaved,
         )
     return None
 
@@ -245,6 +259,8 @@ def full_rewrite_reason(last: Any, tags: Mapping[str, str], database: str) -> st
     """
     if last is None or last.tag is None:
         return "the last commit was not written by synarrow"
+    if last.interleaved:
+        return "another writer committed while the last export was written"
     if last.database != database:
         return f"the last commit came from another database ({last.database})"
     if last.layout != str(EXPORT_LAYOUT_VERSION):
@@ -431,6 +447,7 @@ def export_delta(
         FINGERPRINT_KEY: infos[tag],
         LAYOUT_KEY: str(EXPORT_LAYOUT_VERSION),
         MODE_KEY: mode,
+        BASE_KEY: str(table.version() if table is not None else -1),
     }
     counts = [0]
     options: dict[str, Any] = {

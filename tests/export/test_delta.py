@@ -30,6 +30,7 @@ from synarrow.errors import (
     SnapshotNotFoundError,
 )
 from synarrow.export import delta_versions, export_dataset
+from synarrow.export_delta import DELTA_SCHEMA
 
 deltalake = pytest.importorskip("deltalake")
 pl = pytest.importorskip("polars")
@@ -262,6 +263,46 @@ def test_another_writer_means_a_full_overwrite(
     assert (res.mode, res.version) == ("full", 7)
     assert "not written by synarrow" in (res.reason or "")
     check_version(lake, 7, hive_rows(db, "v4", tmp_path / "hive4"))
+
+
+@pytest.mark.parametrize("their_key", ["Zürich", "007"])
+def test_a_writer_between_read_and_commit(
+    db: synarrow.SynaDB,
+    written: Rows,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    their_key: str,
+) -> None:
+    """Someone appends once the export has read the table, before it commits: to a key the
+    export replaces (delta-rs refuses the commit), or to another one (delta-rs commits both,
+    so the table holds more than v2: the next export must not build on it)."""
+    lake = tmp_path / "lake"
+    db.export_dataset(lake, format="delta", snapshot="v1")
+    next_version(db)
+    real = deltalake.write_deltalake
+    theirs = pa.Table.from_pylist(
+        [{"key": their_key, "ts": 0, "value": 1.0, "type": "float"}], schema=DELTA_SCHEMA
+    )
+
+    def another_writer_first(table: Any, data: Any, **options: Any) -> Any:
+        real(str(lake), theirs, mode="append")
+        return real(table, data, **options)
+
+    monkeypatch.setattr(deltalake, "write_deltalake", another_writer_first)
+    if their_key == "Zürich":
+        with pytest.raises(ExportError, match="the table is as it was"):
+            db.export_dataset(lake, format="delta", snapshot="v2")
+        expected_reason = "not written by synarrow"
+    else:
+        res = db.export_dataset(lake, format="delta", snapshot="v2")
+        assert (res.mode, res.version) == ("incremental", 2)
+        expected_reason = "another writer committed while the last export was written"
+    monkeypatch.setattr(deltalake, "write_deltalake", real)
+    db.append("007", 1.0, timestamp=T0 + 10**9)
+    db.snapshot("v3")
+    res = db.export_dataset(lake, format="delta", snapshot="v3")
+    assert res.mode == "full" and expected_reason in (res.reason or "")
+    check_version(lake, res.version, hive_rows(db, "v3", tmp_path / "hive3"))
 
 
 def test_another_database_means_a_full_overwrite(
