@@ -22,18 +22,17 @@ with no catalog service, and a commit carries free-form metadata, which is where
     type       string      the row's atom type (Arrow: dictionary-encoded when written)
 
 **Incremental**: every commit records, in its commit metadata, ``synarrow.tag``,
-``synarrow.database`` (the database's absolute path) and ``synarrow.fingerprint`` (the
-tag's creation moment, generation and sizes). The next export finds the last exported tag
-there, asks :meth:`SynaDB.diff_snapshots` which keys were added, changed or removed (keys
-whose stored slices are the same are compared without reading their data) and commits one
-version that replaces exactly those keys (an overwrite with a ``key IN (...)`` predicate:
-with ``partition_by="key"`` only those keys' partitions are removed and written; without
-partitions, delta-rs rewrites the files that hold any of them). It falls back to a full
-overwrite commit, saying why in the result, when the previous tag was dropped (or made
-again), the last data commit came from another writer or another database (or another
-writer committed while it was written: ``synarrow.base`` records the version each commit
-read), or more than
-half of the keys (or more than :data:`MAX_INCREMENTAL_KEYS`) changed. Data-preserving
+``synarrow.database`` (the database's absolute path), ``synarrow.fingerprint`` (the tag's
+creation moment, generation and sizes) and ``synarrow.base`` (the table version it read).
+The next export finds the last exported tag there, asks :meth:`SynaDB.diff_snapshots` which
+keys were added, changed or removed (keys whose stored slices are the same are compared
+without reading their data) and commits one version that replaces exactly those keys (an
+overwrite with a ``key IN (...)`` predicate: with ``partition_by="key"`` only those keys'
+partitions are removed and written; without partitions, delta-rs rewrites the files that
+hold any of them). It falls back to a full overwrite commit, saying why in the result, when
+the previous tag was dropped (or made again), the last data commit came from another writer
+or another database, another writer committed while the last export was written, or more
+than half of the keys (or more than :data:`MAX_INCREMENTAL_KEYS`) changed. Data-preserving
 commits of other writers (``OPTIMIZE``, ``VACUUM``, table properties) are looked through.
 Exporting the tag the table already holds commits nothing. A new table is written in a
 hidden directory beside ``uri`` and renamed into place.
