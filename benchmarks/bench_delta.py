@@ -2,12 +2,12 @@
 
 * ``delta_export``: 10M points over 1k keys (200k / 100 with ``--quick``), compacted and
   tagged ``v1``, exported with ``db.export_dataset(uri, format="delta", snapshot="v1")`` (the
-  first table version: every key); then 1% of the keys get one more point, the tag ``v2`` is
-  taken and exported to the same table (the incremental next version: only those keys'
-  partitions are removed and written). Both times are stated, and their ratio, which must be
+  first table version: every key); then, three times, 1% of the keys get one more point, a
+  tag is taken and exported to the same table (the incremental next version: only those
+  keys' partitions are removed and written; the best of the three is stated). Both times are stated, and their ratio, which must be
   about the changed fraction. Reference for the first version: ``deltalake.write_deltalake``
   of the same rows as one in-memory table with a key column (what a user would write by
-  hand, without reading a database). Each version is read back with ``polars.read_delta`` and
+  hand, without reading a database). First versions: best of 2. Each version is read back with ``polars.read_delta`` and
   counted, and the second commit's add / remove actions are counted in the Delta log. The
   fixed part of every commit (open the tag, diff it against the last, load the table log,
   commit) is measured with tags that change nothing, and the next version's cost beyond it
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 
 import numpy as np
@@ -79,10 +80,14 @@ def bench_delta_export(ctx: Ctx) -> list[Row]:
                 }
             )
             out = os.path.join(d, "ref")
-            with no_gc():
-                t0 = perf()
-                deltalake.write_deltalake(out, table, partition_by=["key"])
-                dt_ref = perf() - t0
+            refs = []
+            for _ in range(2):
+                shutil.rmtree(out, ignore_errors=True)
+                with no_gc():
+                    t0 = perf()
+                    deltalake.write_deltalake(out, table, partition_by=["key"])
+                    refs.append(perf() - t0)
+            dt_ref = min(refs)
             del table
             rows = _count(out, 0)
             ctx.add(
@@ -95,7 +100,7 @@ def bench_delta_export(ctx: Ctx) -> list[Row]:
                     "s",
                     higher_better=False,
                     ref=None,
-                    note=f"one in-memory table (key, ts, value), partition_by key; rows: "
+                    note=f"best of 2; one in-memory table (key, ts, value), partition_by key; rows: "
                     f"{rows:,}; read back: {rows == n}",
                     correct=rows == n,
                 )
@@ -110,10 +115,14 @@ def bench_delta_export(ctx: Ctx) -> list[Row]:
                 for i, key in enumerate(keys):
                     db.append_batch(key, values[i * per : (i + 1) * per], timestamps=ts)
                 db.snapshot("v1")  # compacts first
-                with no_gc():
-                    t0 = perf()
-                    res = db.export_dataset(lake, format="delta", snapshot="v1")
-                    first = perf() - t0
+                firsts = []
+                for _ in range(2):
+                    shutil.rmtree(lake, ignore_errors=True)
+                    with no_gc():
+                        t0 = perf()
+                        res = db.export_dataset(lake, format="delta", snapshot="v1")
+                        firsts.append(perf() - t0)
+                first = min(firsts)
                 rows = _count(lake, res.version)
                 ok = rows == n and res.mode == "full" and res.version == 0
                 ctx.add(
@@ -127,7 +136,7 @@ def bench_delta_export(ctx: Ctx) -> list[Row]:
                         higher_better=False,
                         ref=ref,
                         note=(
-                            f"export_dataset(lake, format='delta', snapshot='v1') of a compacted "
+                            f"best of 2; export_dataset(lake, format='delta', snapshot='v1') of a compacted "
                             f"tag; 8 columns (the reference's 3); {res.files} files; rows: "
                             f"{rows:,}; read back: {ok}; {n / first / 1e6:.3g}M points/s"
                         ),
@@ -137,23 +146,27 @@ def bench_delta_export(ctx: Ctx) -> list[Row]:
 
             with ctx.guard(ISSUE, b, next_fig, "synarrow", "s", higher_better=False, ref=None):
                 step = np.linspace(0, nkeys - 1, changed).astype(int)
-                for i in step:
-                    db.append(keys[i], -1.0, timestamp=int(ts[-1]) + 1_000_000)
-                db.snapshot("v2")
-                with no_gc():
-                    t0 = perf()
-                    res = db.export_dataset(lake, format="delta", snapshot="v2")
-                    nxt = perf() - t0
-                adds, removes = _commit_actions(lake, res.version)
-                rows = _count(lake, res.version)
-                ok = (
-                    res.mode == "incremental"
-                    and res.keys_written == changed
-                    and adds == changed
-                    and removes == changed
-                    and rows == n + changed
-                    and _count(lake, 0) == n
-                )
+                times, ok = [], True
+                for r in range(3):  # three next versions, each with 1% of the keys changed
+                    for i in step + r:
+                        db.append(keys[i % nkeys], -1.0, timestamp=int(ts[-1]) + 1_000_000)
+                    db.snapshot(f"v{r + 2}")
+                    with no_gc():
+                        t0 = perf()
+                        res = db.export_dataset(lake, format="delta", snapshot=f"v{r + 2}")
+                        times.append(perf() - t0)
+                    adds, removes = _commit_actions(lake, res.version)
+                    rows = _count(lake, res.version)
+                    ok = ok and (
+                        res.mode == "incremental"
+                        and res.version == r + 1
+                        and res.keys_written == changed
+                        and adds == changed
+                        and removes == changed
+                        and rows == n + (r + 1) * changed
+                    )
+                ok = ok and _count(lake, 0) == n
+                nxt = min(times)
                 ctx.add(
                     Row(
                         ISSUE,
@@ -165,8 +178,9 @@ def bench_delta_export(ctx: Ctx) -> list[Row]:
                         higher_better=False,
                         ref=None,
                         note=(
-                            f"one commit: {adds} files added, {removes} removed "
-                            f"({res.rows:,} rows written); version 1 rows: {rows:,}; "
+                            f"best of 3 versions; each one commit: {adds} files added, "
+                            f"{removes} removed ({res.rows:,} rows written); version 3 rows: "
+                            f"{rows:,}; "
                             f"version 0 unchanged; ok: {ok}"
                         ),
                         correct=ok,
