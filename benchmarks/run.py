@@ -24,6 +24,7 @@ from pathlib import Path
 from . import (
     bench_columnar,
     bench_core,
+    bench_delta,
     bench_experiment,
     bench_flightsql,
     bench_frames,
@@ -51,6 +52,7 @@ ISSUES = {
         "Issue 14: time-native histories",
         {**bench_time.BENCHMARKS, **bench_timeseries.BENCHMARKS, **bench_frames.BENCHMARKS},
     ),
+    15: ("Issue 15: snapshots, lineage, Delta export", {**bench_delta.BENCHMARKS}),
 }
 GROUPS = {
     "core": list(bench_core.BENCHMARKS),
@@ -63,6 +65,7 @@ GROUPS = {
     "time": list(bench_time.BENCHMARKS),
     "timeseries": list(bench_timeseries.BENCHMARKS),
     "frames": list(bench_frames.BENCHMARKS),
+    "delta": list(bench_delta.BENCHMARKS),
 }
 ALL: dict[str, tuple[int, object]] = {}
 for _issue, (_title, _b) in ISSUES.items():

@@ -473,19 +473,30 @@ class SynaDB(Handle):
         uri: str | os.PathLike[str],
         format: str = "parquet",
         partition_by: str | None = "key",
+        *,
+        snapshot: str | None = None,
         **options: Any,
     ) -> Any:
-        """Write the store as a Hive-partitioned Parquet (or Arrow) dataset for other engines.
+        """Write the store as a Hive-partitioned Parquet (or Arrow) dataset for other engines,
+        or commit a tag as a version of a Delta Lake table (``format="delta"``).
 
-        ``uri`` is a local directory or any fsspec URI; DuckDB, pyarrow.dataset, Dask, Ray and
-        Spark read the result as is. Options: see :func:`synarrow.export.export_dataset`.
+        ``uri`` is a local directory or any fsspec URI (Delta: a local directory); DuckDB,
+        pyarrow.dataset, Dask, Ray and Spark read the result as is. ``snapshot``: export that
+        tag's state (a Delta export needs one, unless this handle reads a tag); exporting
+        the next tag to the same Delta table writes only the keys that changed.
+        Options: see :func:`synarrow.export.export_dataset`.
 
         >>> db.export_dataset("out/", partition_by="key").rows
         4
         """
         from synarrow.export import export_dataset
 
-        return export_dataset(self, uri, format, partition_by, **options)
+        if snapshot is not None and snapshot != self.tag:
+            self.require_open()
+            check_tag(snapshot)
+            with SynaDB(self.path, snapshot=snapshot) as at:
+                return export_dataset(at, uri, format, partition_by, snapshot=snapshot, **options)
+        return export_dataset(self, uri, format, partition_by, snapshot=snapshot, **options)
 
     def to_pandas(
         self, key: str, start: Any = None, end: Any = None, *, last: int | None = None
@@ -746,7 +757,7 @@ class SynaDB(Handle):
         try:
             reads = []
             for tag in (a, b):
-                if tag is None:
+                if tag is None or tag == self.tag:  # what this handle reads: not reopened
                     reads.append(self.read_snapshot())
                 else:
                     other = SynaDB(self.path, snapshot=tag)

@@ -20,6 +20,16 @@ base64 text and vectors as JSON arrays; only Parquet and Arrow round-trip them e
 
 An export is staged, then moved into place: a failed export leaves no partial target, and
 ``overwrite=True`` only ever replaces an earlier export (see :mod:`synarrow.export_target`).
+
+``snapshot=tag`` exports the state of that tag (``db.snapshot(tag)``) instead of the current
+one. ``format="delta"`` commits a tag as one version of a Delta Lake table, incrementally
+(only the keys that changed since the tag exported before; see :mod:`synarrow.export_delta`
+for the table schema and when a full overwrite is committed instead), and
+:func:`delta_versions` maps each tag to its table version, which Spark (``versionAsOf``),
+Trino, DuckDB (``delta_scan``), polars (``read_delta(uri, version=v)``), Ray and Dask read::
+
+    db.snapshot("v1"); db.export_dataset("lake/", format="delta", snapshot="v1")
+    polars.read_delta("lake/", version=delta_versions("lake/")["v1"])
 """
 
 from __future__ import annotations
@@ -38,8 +48,10 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from synarrow.columnar.schema import TS_TYPE
+from synarrow.columnar.tags import check_tag
 from synarrow.engine.snapshot import ReadSnapshot
 from synarrow.errors import ExportError, InvalidArgumentError, InvalidValueError, SynaError
+from synarrow.export_delta import delta_versions, export_delta
 from synarrow.export_target import DatasetTarget, FileTarget
 from synarrow.layout import (
     EXPORT_LAYOUT_VERSION,
@@ -58,6 +70,8 @@ from synarrow.reading import BatchSink, SnapshotSource, history, select_snapshot
 from synarrow.text_format import json_lines, json_value, text_schema, to_text_table
 
 DATASET_FORMATS = ("parquet", "arrow")
+#: What :func:`export_dataset` writes: the Hive dataset formats and a Delta Lake table.
+EXPORT_FORMATS = (*DATASET_FORMATS, "delta")
 FILE_FORMATS = ("parquet", "arrow", "csv", "jsonl")
 _SUFFIXES = {
     ".parquet": "parquet",
@@ -75,7 +89,12 @@ _FORMAT_ALIASES = {"feather": "arrow", "ipc": "arrow", "json": "jsonl", "ndjson"
 
 @dataclass(frozen=True)
 class ExportResult:
-    """What an export wrote."""
+    """What an export wrote.
+
+    For ``format="delta"``, :attr:`rows` and :attr:`files` count what the new commit wrote,
+    :attr:`keys` the keys the table holds at :attr:`version`, and the fields after
+    :attr:`seconds` say what the commit was.
+    """
 
     uri: str
     format: str
@@ -83,6 +102,22 @@ class ExportResult:
     rows: int
     files: int
     seconds: float
+    snapshot: str | None = None
+    """The tag exported (``None``: the current state)."""
+    version: int | None = None
+    """Delta only: the table version that holds the tag."""
+    mode: str | None = None
+    """Delta only: ``"full"``, ``"incremental"`` or ``"unchanged"`` (the table already held
+    the tag, nothing was committed)."""
+    reason: str | None = None
+    """Delta only: why a full overwrite replaced an existing table's rows."""
+    keys_written: int | None = None
+    """Delta only: keys whose rows the commit wrote (the added and changed ones when
+    incremental)."""
+    keys_removed: int | None = None
+    """Delta only: keys the commit removed without writing them again."""
+    previous: str | None = None
+    """Delta only: the tag the table held before the commit."""
 
 
 @dataclass(frozen=True)
@@ -205,8 +240,10 @@ def export_dataset(
     overwrite: bool = False,
     filesystem: Any = None,
     progress: bool | None = None,
+    snapshot: str | None = None,
 ) -> ExportResult:
-    """Write the database as a Hive-partitioned Parquet (or Arrow IPC) dataset.
+    """Write the database as a Hive-partitioned Parquet (or Arrow IPC) dataset, or commit a
+    tag as a version of a Delta Lake table.
 
     >>> export_dataset(db, "out/").rows
     4
@@ -232,14 +269,40 @@ def export_dataset(
             anything else is refused and nothing is deleted.
         filesystem: a pyarrow or fsspec file system for ``uri``.
         progress: show a progress bar (default: when stderr is a terminal).
+        snapshot: export this tag's state. Here it must be the tag ``db`` reads
+            (``SynaDB(path, snapshot=tag)``); ``db.export_dataset(..., snapshot=tag)`` opens
+            it for any tag.
+
+    ``format="delta"`` (see :mod:`synarrow.export_delta`) commits the tag as one new version
+    of the Delta table at ``uri`` (a local directory): only the keys changed since the tag
+    exported last, or a full overwrite when that cannot be told (the result's ``mode`` and
+    ``reason`` say which). It needs a tag and takes ``partition_by``, ``compression`` (the
+    Parquet codec) and ``progress`` only; ``keys``, ``pattern``, ``overwrite`` and
+    ``filesystem`` are refused.
 
     Raises:
         ExportError: the target is refused (a database, inside one, not empty, not an
             earlier export) or writing failed; the target is then left as it was.
+        SnapshotNotFoundError: no such tag.
     """
-    fmt = normalize_format(format, DATASET_FORMATS)
+    fmt = normalize_format(format, EXPORT_FORMATS)
     if partition_by not in ("key", None):
         raise InvalidArgumentError(f"partition_by must be 'key' or None, got {partition_by!r}")
+    tag = _export_tag(db, snapshot)
+    if fmt == "delta":
+        refused = {
+            "keys": keys is not None,
+            "pattern": pattern is not None,
+            "overwrite": overwrite,
+            "filesystem": filesystem is not None,
+        }
+        named = [name for name, given in refused.items() if given]
+        if named:
+            raise InvalidArgumentError(
+                f"{', '.join(named)} do not apply to a Delta export",
+                hint="a table version holds a whole tag, and every export commits a version",
+            )
+        return _export_delta(db, uri, partition_by, compression, tag, progress)
     started = time.perf_counter()
     fs, base = resolve_filesystem(uri, filesystem)
     # Every key as of one moment: a write during the export is not in it.
@@ -270,7 +333,58 @@ def export_dataset(
         target.commit()
     files = 1 if partition_by is None else len(chosen)
     return ExportResult(
-        os.fspath(uri), fmt, len(chosen), rows, files, time.perf_counter() - started
+        os.fspath(uri), fmt, len(chosen), rows, files, time.perf_counter() - started, tag
+    )
+
+
+def _export_tag(db: SnapshotSource, snapshot: str | None) -> str | None:
+    """The tag an export reads: ``snapshot``, which must be the one ``db`` reads."""
+    reads = getattr(db, "tag", None)
+    if snapshot is None:
+        return reads
+    check_tag(snapshot)
+    if snapshot != reads:
+        where = f"snapshot {reads!r}" if reads else "the current state"
+        raise InvalidArgumentError(
+            f"this handle reads {where}, not snapshot {snapshot!r}",
+            hint="use db.export_dataset(uri, snapshot=tag), or open "
+            "SynaDB(path, snapshot=tag) and export that",
+        )
+    return snapshot
+
+
+def _export_delta(
+    db: SnapshotSource,
+    uri: Any,
+    partition_by: str | None,
+    compression: str | None,
+    tag: Any,
+    progress: bool | None,
+) -> ExportResult:
+    started = time.perf_counter()
+    if tag is None:
+        raise InvalidArgumentError(
+            "format='delta' needs a snapshot tag: a table version maps to an immutable tag",
+            hint="db.snapshot('v1'), then db.export_dataset(uri, format='delta', snapshot='v1')",
+        )
+    source: Any = db  # a snapshot handle: it has tag, snapshots() and diff_snapshots()
+    commit = export_delta(
+        source, uri, partition_by=partition_by, compression=compression, show_progress=progress
+    )
+    return ExportResult(
+        os.fspath(uri),
+        "delta",
+        commit.keys,
+        commit.rows,
+        commit.files,
+        time.perf_counter() - started,
+        tag,
+        commit.version,
+        commit.mode,
+        commit.reason,
+        commit.keys_written,
+        commit.keys_removed,
+        commit.previous,
     )
 
 
@@ -778,6 +892,7 @@ def read_dataset(
 
 
 __all__ = [
+    "EXPORT_FORMATS",
     "EXPORT_LAYOUT_VERSION",
     "EXPORT_METADATA_KEY",
     "ExportError",
@@ -785,6 +900,7 @@ __all__ = [
     "ImportResult",
     "Layout",
     "conform",
+    "delta_versions",
     "export_dataset",
     "export_file",
     "format_from_suffix",

@@ -20,6 +20,7 @@ _EXTRAS = {
     "matplotlib": "pip install 'synarrow[plot]'",
     "tqdm": "pip install 'synarrow[progress]'",
     "cupy": "pip install cupy-cuda12x (on a machine with an NVIDIA GPU)",
+    "deltalake": "pip install 'synarrow[delta]'",
 }
 
 
