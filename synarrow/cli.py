@@ -627,6 +627,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         normalize_format,
     )
 
+    if args.format == "delta":
+        return _export_delta(args)
     suffix_fmt = format_from_suffix(args.out)
     fmt = normalize_format(args.format) if args.format else (suffix_fmt or "parquet")
     partition = args.partition_by
@@ -664,6 +666,38 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"exported {result.rows:,} rows of {result.keys:,} keys to {result.uri} "
         f"({result.format}, {result.files:,} file{'s' * (result.files != 1)}) "
         f"in {result.seconds:.2f} s"
+    )
+    return EXIT_OK
+
+
+def _export_delta(args: argparse.Namespace) -> int:
+    """``synarrow export PATH OUT --format delta --snapshot TAG``: commit a tag as one
+    version of a Delta Lake table (only the keys changed since the last exported tag)."""
+    from synarrow.export import export_dataset
+
+    if args.pattern is not None:
+        raise CliError("--pattern does not apply to a Delta export: a table version holds a tag")
+    if args.overwrite:
+        raise CliError("--overwrite does not apply to a Delta export: every tag is a new version")
+    if getattr(args, "snapshot", None) is None:
+        raise CliError(
+            "a Delta export commits a snapshot: pass --snapshot TAG "
+            "(make one with `synarrow snapshot PATH TAG`)"
+        )
+    compression = None if args.compression == "none" else args.compression
+    partition = None if args.partition_by == "none" else "key"
+    with _read_db(args) as db:
+        result = export_dataset(
+            db, args.out, "delta", partition, compression=compression, progress=_progress_flag(args)
+        )
+    how = {"full": "a full version", "incremental": "an incremental version"}.get(
+        result.mode or "", "no new version (the table holds this tag already)"
+    )
+    _say(
+        f"snapshot {result.snapshot!r} is version {result.version} of the Delta table "
+        f"{result.uri}: {how}, {result.keys_written or 0:,} keys written, "
+        f"{result.keys_removed or 0:,} removed, {result.rows:,} rows in {result.seconds:.2f} s"
+        + (f" ({result.reason})" if result.reason else "")
     )
     return EXIT_OK
 
@@ -1119,7 +1153,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OUT",
         help="a directory or URI for a dataset; a file name ending .parquet/.arrow/.csv/.jsonl",
     )
-    p.add_argument("--format", choices=("parquet", "arrow", "feather", "csv", "jsonl", "json"))
+    p.add_argument(
+        "--format",
+        choices=("parquet", "arrow", "feather", "csv", "jsonl", "json", "delta"),
+        help="delta: commit --snapshot TAG as one version of a Delta Lake table at OUT",
+    )
     p.add_argument(
         "--partition-by",
         choices=("key", "none"),

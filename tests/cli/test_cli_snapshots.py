@@ -180,3 +180,39 @@ def test_drop_next_to_a_damaged_record(capsys: pytest.CaptureFixture[str], tagge
     code, out, _ = run(capsys, "snapshot", tagged, "v1", "--drop", "--json")
     assert code == 0 and json.loads(out) == {"dropped": "v1", "freed_bytes": None}
     assert not (tagged / "snapshots" / "v1.json").exists()
+
+
+def test_export_delta_commits_tags_as_versions(
+    capsys: pytest.CaptureFixture[str], tagged: Path, tmp_path: Path
+) -> None:
+    """``export --format delta --snapshot TAG``: one table version per tag (every key of
+    the fixture changed after v1: a full version, with its reason), the same tag again nothing; without a tag (or with options that do not
+    apply) a clear error and no table."""
+    pytest.importorskip("deltalake")
+    pl = pytest.importorskip("polars")
+    from synarrow.export import delta_versions
+
+    lake = tmp_path / "lake"
+    for argv in (
+        ("export", tagged, lake, "--format", "delta"),
+        ("export", tagged, lake, "--format", "delta", "--snapshot", "v1", "--pattern", "a"),
+        ("export", tagged, lake, "--format", "delta", "--snapshot", "v1", "--overwrite"),
+        ("export", tagged, lake, "--format", "delta", "--snapshot", "nope"),
+    ):
+        code, _, err = run(capsys, *argv)
+        assert code == 1 and err.startswith("synarrow: error: "), argv
+        assert not lake.exists()
+    code, out, err = run(capsys, "export", tagged, lake, "--format", "delta", "--snapshot", "v1")
+    assert code == 0 and "version 0" in err + out
+    with synarrow.SynaDB(tagged, CONFIG) as db:
+        db.snapshot("v2")
+    code, out, err = run(capsys, "export", tagged, lake, "--format", "delta", "--snapshot", "v2")
+    assert code == 0 and "version 1" in err + out and "more than half" in err + out
+    code, out, err = run(capsys, "export", tagged, lake, "--format", "delta", "--snapshot", "v2")
+    assert code == 0 and "no new version" in err + out
+    assert delta_versions(lake) == {"v1": 0, "v2": 1}
+    old = pl.read_delta(str(lake), version=0).sort("key", "ts")
+    new = pl.read_delta(str(lake), version=1).sort("key", "ts")
+    assert old["key"].to_list() == ["a", "a", "a", "b", "old"]
+    assert new["key"].to_list() == ["a", "a", "a", "a", "c"]
+    assert new.filter(pl.col("key") == "a")["value"].to_list() == [1.0, 2.0, 3.0, 4.0]
