@@ -14,6 +14,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _support import run_and_kill
@@ -38,7 +39,9 @@ def step(db, i):
     if i % 5 == 4:
         db.compact(full=True)
 """
-exec(OPS)  # defines step() here too
+_OPS: dict[str, Any] = {}
+exec(OPS, _OPS)  # the same step() here
+step = _OPS["step"]
 
 SNAPSHOT_CHILD = (
     OPS
@@ -134,9 +137,7 @@ def kill_rounds(rounds: int) -> list[float]:
 
 
 @pytest.mark.parametrize("delay", kill_rounds(3))
-def test_kill_during_snapshot_leaves_each_tag_whole_or_absent(
-    db_path: Path, delay: float
-) -> None:
+def test_kill_during_snapshot_leaves_each_tag_whole_or_absent(db_path: Path, delay: float) -> None:
     acked = run_and_kill(SNAPSHOT_CHILD, [str(db_path)], delay)
     done = [i for i in acked if i >= 0]
     in_flight = f"v{done[-1] + 1 if done else 0}"
