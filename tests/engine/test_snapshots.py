@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -552,3 +553,89 @@ def test_a_tag_reads_with_the_duplicates_policy_it_was_taken_with(db_path: Path)
         rows = db.sql("SELECT count(*) AS n FROM history", snapshot="all").to_pylist()
         assert rows == [{"n": 4}]
         assert db.diff_snapshots("all", "last").changed == ("d",)
+
+
+# -- concurrency -------------------------------------------------------------------------------
+
+
+def test_tags_taken_while_a_thread_writes_and_compacts_hold_consistent_prefixes(
+    db_path: Path,
+) -> None:
+    """Each key is appended 0, 1, 2, ... in time order by a writer thread with automatic
+    compaction on; every tag must read, per key, exactly 0..n-1 for some n, and count them."""
+    cfg = synarrow.DbConfig(sync_on_write=False, auto_compact=True, compact_threshold_bytes=4096)
+    db = synarrow.SynaDB(db_path, cfg)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            i = 0
+            while not stop.is_set():
+                for k in range(4):
+                    db.append(f"k{k}", float(i), timestamp=i)
+                if i % 50 == 49:
+                    db.append_batch(
+                        "b", np.arange(i - 49, i + 1.0), timestamps=np.arange(i - 49, i + 1)
+                    )
+                i += 1
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        for t in range(12):
+            time.sleep(0.01)
+            db.snapshot(f"t{t}")
+    finally:
+        stop.set()
+        writer.join()
+    assert not errors
+    db.close()
+    sizes = []
+    with synarrow.SynaDB(db_path, readonly=True) as ro:
+        infos = ro.snapshots()
+    for info in infos:
+        with synarrow.SynaDB(db_path, snapshot=info.tag) as old:
+            total = 0
+            for key in old.keys():
+                got = old.get_history_floats(key)
+                assert got.tolist() == list(range(len(got))), (info.tag, key)
+                total += len(got)
+            assert info.entries == total
+            sizes.append(total)
+    assert sizes == sorted(sizes) and sizes[-1] > sizes[0]
+
+
+def test_drops_racing_opens_of_the_same_tag(db: synarrow.SynaDB) -> None:
+    """A drop and an open of one tag at the same moment: either the drop is refused (the
+    reader was first, and reads the whole tag) or the open finds no tag; nothing else."""
+    fill(db)
+    outcomes: set[str] = set()
+    for r in range(40):
+        db.snapshot(f"r{r}")
+        seen: list[str] = []
+
+        def read(tag: str = f"r{r}", seen: list[str] = seen) -> None:
+            try:
+                with synarrow.SynaDB(db.path, snapshot=tag) as old:
+                    assert old.get_history_floats("a").tolist() == list(np.arange(100.0))
+                    seen.append("read")
+            except SnapshotNotFoundError:
+                seen.append("gone")
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        try:
+            db.drop_snapshot(f"r{r}")
+            dropped = True
+        except SnapshotInUseError:
+            dropped = False
+        reader.join()
+        assert seen in (["read"], ["gone"])
+        if not dropped:
+            assert seen == ["read"]
+            db.drop_snapshot(f"r{r}")  # the reader has closed
+        outcomes.add(f"{dropped}-{seen[0]}")
+    assert db.snapshots() == []
