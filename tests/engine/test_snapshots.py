@@ -664,3 +664,19 @@ def test_check_verifies_the_files_only_a_tag_pins(db_path: Path) -> None:
     with synarrow.SynaDB(db_path, snapshot="v1") as old, pytest.raises(CorruptionError):
         old.get_history_floats("a")
     assert not check_database(db_path).ok  # Found: damage to a tag's own files passes check
+
+
+def test_diff_counts_apply_retention_to_slices_starting_at_the_epoch(db: synarrow.SynaDB) -> None:
+    """Found: a stored slice whose first timestamp is 0 was counted whole, expired entries
+    included (``first_ts or cutoff`` took 0 for "no first timestamp")."""
+    now = time.time_ns() // 1000
+    db.append_batch("m", [1.0, 2.0, 3.0], timestamps=[0, 1, now])
+    db.compact(full=True)
+    db.snapshot("a")
+    db.set_retention("m", "1d")
+    db.snapshot("b")  # the same files, read with the rule
+    with synarrow.SynaDB(db.path, snapshot="b") as old:
+        assert old.get_history_floats("m").tolist() == [3.0]
+    diff = db.diff_snapshots("a", "b")
+    assert diff.changed == ("m",)
+    assert (diff.changes["m"].entries_before, diff.changes["m"].entries_after) == (3, 1)

@@ -58,7 +58,10 @@ def max_age_for(k: int) -> int:
     return T0 - (BASE + k * HOUR + 30 * MINUTE)
 
 
-timestamps = st.builds(grid_ts, st.integers(0, HOURS - 1), st.integers(0, 20))
+# Mostly the grid; sometimes the first minutes after the epoch (before every cutoff).
+timestamps = st.builds(grid_ts, st.integers(0, HOURS - 1), st.integers(0, 20)) | st.integers(
+    0, 20
+).map(lambda m: m * MINUTE)
 values = st.integers(-64, 64).map(lambda i: i / 4)  # exact sums in SQL
 float_keys = st.sampled_from(FLOAT_KEYS)
 any_keys = st.sampled_from((*FLOAT_KEYS, TEXT_KEY))
@@ -209,6 +212,9 @@ class SnapshotMachine(RuleBasedStateMachine):
         assert set(diff.added) == set(now) - set(want)
         assert set(diff.removed) == set(want) - set(now)
         assert set(diff.changed) == {k for k in set(now) & set(want) if now[k] != want[k]}
+        for key, change in diff.changes.items():
+            counts = (len(want.get(key, ())), len(now.get(key, ())))
+            assert (change.entries_before, change.entries_after) == counts
 
     def teardown(self) -> None:
         try:
