@@ -367,8 +367,9 @@ def test_a_crafted_record_is_corruption_and_pins_everything(db_path: Path, craft
     victim.write_bytes(b"not ours")
     CRAFTS[craft](db_path)
     files_before = sorted(os.listdir(db_path / "columnar"))
-    with pytest.raises(CorruptionError, match=r"bad\.json"):
+    with pytest.raises(CorruptionError, match=r"bad\.json") as caught:
         synarrow.SynaDB(db_path, snapshot="bad")
+    assert "repair=" not in str(caught.value)  # a snapshot has no log to repair
     # The writer opens; compaction and drops remove no data file while a record is unreadable.
     with synarrow.SynaDB(db_path, NO_SYNC) as db:
         with pytest.raises(CorruptionError):
@@ -680,3 +681,17 @@ def test_diff_counts_apply_retention_to_slices_starting_at_the_epoch(db: synarro
     diff = db.diff_snapshots("a", "b")
     assert diff.changed == ("m",)
     assert (diff.changes["m"].entries_before, diff.changes["m"].entries_after) == (3, 1)
+
+
+def test_a_new_tag_beside_an_unreadable_record_is_made_and_reported(db: synarrow.SynaDB) -> None:
+    """Found: snapshot() wrote the new tag, then listed every record for its answer and
+    raised the other record's CorruptionError: the caller saw a failure, and a retry
+    SnapshotExistsError."""
+    fill(db)
+    db.snapshot("v1")
+    (db.path / "snapshots" / "bad.json").write_bytes(b"{}")
+    info = db.snapshot("v2", note="beside a damaged record")
+    assert (info.tag, info.note, info.entries) == ("v2", "beside a damaged record", 102)
+    assert info.exclusive_bytes == 0  # no drop frees anything while a record is unreadable
+    with synarrow.SynaDB(db.path, snapshot="v2") as old:
+        assert old.get_history_floats("a").tolist() == list(np.arange(100.0))
