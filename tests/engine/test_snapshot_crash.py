@@ -155,7 +155,7 @@ def prepare(path: Path, n: int) -> None:
 def test_kill_during_drop_leaves_each_tag_whole_or_absent(db_path: Path, seed: int) -> None:
     n = 24
     prepare(db_path, n)
-    delay = random.Random(seed).uniform(0.0, 0.08)
+    delay = random.Random(seed).uniform(0.0, 0.04)
     acked = run_and_kill(DROP_CHILD, [str(db_path), str(n), str(seed)], delay)
     order = [f"v{i}" for i in range(n)]
     random.Random(seed).shuffle(order)
