@@ -74,15 +74,19 @@ class SnapshotMachine(RuleBasedStateMachine):
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="snapstate-"))
         self.path = self.dir / "s.db"
-        self.db = synarrow.SynaDB(self.path, NO_SYNC)
+        self.config = NO_SYNC
+        self.db = synarrow.SynaDB(self.path, self.config)
         self.entries: State = {}  # key -> entries in write order (expired ones included)
         self.rules: dict[str, int] = {}  # pattern -> grid hour of its cutoff
         self.tags: dict[str, State] = {}
         self.counter = 0
 
-    @initialize()
-    def start(self) -> None:
-        pass
+    @initialize(policy=st.sampled_from(("keep_all", "keep_all", "keep_last", "keep_first")))
+    def start(self, policy: str) -> None:
+        """The duplicates policy of the whole run (nothing is written yet)."""
+        self.db.close()
+        self.config = synarrow.DbConfig(sync_on_write=False, auto_compact=False, duplicates=policy)
+        self.db = synarrow.SynaDB(self.path, self.config)
 
     # -- the model ---------------------------------------------------------------------------
 
@@ -96,7 +100,8 @@ class SnapshotMachine(RuleBasedStateMachine):
             cut = self.cutoff(key)
             kept = [e for e in entries if cut is None or e[0] >= cut]
             if kept:
-                out[key] = sorted(kept, key=lambda e: e[0])  # stable: ties in write order
+                ordered = sorted(kept, key=lambda e: e[0])  # stable: ties in write order
+                out[key] = dedup(ordered, self.config.duplicates)
         return out
 
     # -- writes ------------------------------------------------------------------------------
@@ -156,7 +161,7 @@ class SnapshotMachine(RuleBasedStateMachine):
     @rule()
     def reopen(self) -> None:
         self.db.close()
-        self.db = synarrow.SynaDB(self.path, NO_SYNC)
+        self.db = synarrow.SynaDB(self.path, self.config)
 
     # -- snapshots ---------------------------------------------------------------------------
 
@@ -219,13 +224,27 @@ class SnapshotMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         try:
             self.db.close()
-            self.db = synarrow.SynaDB(self.path, NO_SYNC)
+            self.db = synarrow.SynaDB(self.path, self.config)
             for tag in sorted(self.tags):
                 self.check_tag(tag)
             check_reads(self.db, self.visible())
         finally:
             self.db.close()
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def dedup(ordered: list[Entry], policy: str) -> list[Entry]:
+    """Entries of equal timestamps as the duplicates policy keeps them."""
+    if policy == "keep_all":
+        return ordered
+    out: list[Entry] = []
+    for e in ordered:
+        if out and out[-1][0] == e[0]:
+            if policy == "keep_last":
+                out[-1] = e
+        else:
+            out.append(e)
+    return out
 
 
 def check_sql(sql: Any, want: State) -> None:
