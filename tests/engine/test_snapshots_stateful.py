@@ -32,7 +32,7 @@ from hypothesis.stateful import (
 )
 
 import synarrow
-from synarrow.errors import SnapshotExistsError, SnapshotNotFoundError
+from synarrow.errors import SnapshotExistsError, SnapshotInUseError, SnapshotNotFoundError
 
 NO_SYNC = synarrow.DbConfig(sync_on_write=False, auto_compact=False)
 HOUR = 3_600_000_000
@@ -80,12 +80,22 @@ class SnapshotMachine(RuleBasedStateMachine):
         self.rules: dict[str, int] = {}  # pattern -> grid hour of its cutoff
         self.tags: dict[str, State] = {}
         self.counter = 0
+        self.held: dict[str, synarrow.SynaDB] = {}  # tags kept open across other rules
 
-    @initialize(policy=st.sampled_from(("keep_all", "keep_all", "keep_last", "keep_first")))
-    def start(self, policy: str) -> None:
-        """The duplicates policy of the whole run (nothing is written yet)."""
+    @initialize(
+        policy=st.sampled_from(("keep_all", "keep_all", "keep_last", "keep_first")),
+        auto=st.booleans(),
+    )
+    def start(self, policy: str, auto: bool) -> None:
+        """The duplicates policy of the whole run, and whether compactions also start on
+        their own in the background (after every few kB of log); nothing is written yet."""
         self.db.close()
-        self.config = synarrow.DbConfig(sync_on_write=False, auto_compact=False, duplicates=policy)
+        self.config = synarrow.DbConfig(
+            sync_on_write=False,
+            auto_compact=auto,
+            compact_threshold_bytes=4096,
+            duplicates=policy,
+        )
         self.db = synarrow.SynaDB(self.path, self.config)
 
     # -- the model ---------------------------------------------------------------------------
@@ -185,6 +195,11 @@ class SnapshotMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def drop(self, data: st.DataObject) -> None:
         tag = data.draw(st.sampled_from(sorted(self.tags)))
+        if tag in self.held:
+            with pytest.raises(SnapshotInUseError):
+                self.db.drop_snapshot(tag)
+            check_reads(self.held[tag], self.tags[tag])  # the refused drop changed nothing
+            return
         self.db.drop_snapshot(tag)
         del self.tags[tag]
         with pytest.raises(SnapshotNotFoundError):
@@ -195,6 +210,20 @@ class SnapshotMachine(RuleBasedStateMachine):
     def check_one_tag(self, data: st.DataObject) -> None:
         tag = data.draw(st.sampled_from(sorted(self.tags)))
         self.check_tag(tag)
+
+    @precondition(lambda self: bool(set(self.tags) - set(self.held)))
+    @rule(data=st.data())
+    def hold(self, data: st.DataObject) -> None:
+        tag = data.draw(st.sampled_from(sorted(set(self.tags) - set(self.held))))
+        self.held[tag] = synarrow.SynaDB(self.path, snapshot=tag)
+
+    @precondition(lambda self: bool(self.held))
+    @rule(data=st.data())
+    def release(self, data: st.DataObject) -> None:
+        tag = data.draw(st.sampled_from(sorted(self.held)))
+        handle = self.held.pop(tag)
+        check_reads(handle, self.tags[tag])  # read long after it was opened
+        handle.close()
 
     @rule()
     def check_current(self) -> None:
@@ -223,12 +252,17 @@ class SnapshotMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         try:
+            for tag, handle in sorted(self.held.items()):
+                check_reads(handle, self.tags[tag])
+                handle.close()
             self.db.close()
             self.db = synarrow.SynaDB(self.path, self.config)
             for tag in sorted(self.tags):
                 self.check_tag(tag)
             check_reads(self.db, self.visible())
         finally:
+            for handle in self.held.values():
+                handle.close()
             self.db.close()
             shutil.rmtree(self.dir, ignore_errors=True)
 
