@@ -241,14 +241,11 @@ class SnapshotMachine(RuleBasedStateMachine):
             assert old.tag == tag
             check_reads(old, want)
         check_sql(lambda q: self.db.sql(q, snapshot=tag), want)
-        diff = self.db.diff_snapshots(tag)
-        now = self.visible()
-        assert set(diff.added) == set(now) - set(want)
-        assert set(diff.removed) == set(want) - set(now)
-        assert set(diff.changed) == {k for k in set(now) & set(want) if now[k] != want[k]}
-        for key, change in diff.changes.items():
-            counts = (len(want.get(key, ())), len(now.get(key, ())))
-            assert (change.entries_before, change.entries_after) == counts
+        check_diff(self.db.diff_snapshots(tag), want, self.visible())
+        for other in sorted(self.tags):  # tag against tag, both ways round
+            if other != tag:
+                check_diff(self.db.diff_snapshots(tag, other), want, self.tags[other])
+                break
 
     def teardown(self) -> None:
         try:
@@ -265,6 +262,18 @@ class SnapshotMachine(RuleBasedStateMachine):
                 handle.close()
             self.db.close()
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def check_diff(diff: Any, before: State, after: State) -> None:
+    """``diff_snapshots`` against the model: keys added, removed, changed, entry counts."""
+    assert set(diff.added) == set(after) - set(before)
+    assert set(diff.removed) == set(before) - set(after)
+    changed = {k for k in set(after) & set(before) if after[k] != before[k]}
+    assert set(diff.changed) == changed
+    assert diff.unchanged == len(set(after) & set(before)) - len(changed)
+    for key, change in diff.changes.items():
+        counts = (len(before.get(key, ())), len(after.get(key, ())))
+        assert (change.entries_before, change.entries_after) == counts
 
 
 def dedup(ordered: list[Entry], policy: str) -> list[Entry]:
