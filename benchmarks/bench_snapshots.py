@@ -127,7 +127,51 @@ def bench_snapshot_take(ctx: Ctx) -> list[Row]:
                     **tgt,
                 )
             )
+            if total == sizes[-1]:
+                _many_tags(ctx, b, p, f"{total / 1e6:g}M entries / {keys:,} keys")
     return ctx.rows[start:]
+
+
+def _many_tags(ctx: Ctx, b: str, p: str, size: str) -> None:
+    """snapshot() and drop_snapshot() with 100 tags present: each call reads every record,
+    so their cost grows with the number of tags (not with the data)."""
+    import synarrow
+
+    fig = f"snapshot() + drop_snapshot() with 100 tags present, {size}"
+    with ctx.guard(ISSUE, b, fig, "synarrow", "ms", higher_better=False, ref=None):
+        db = synarrow.SynaDB(p)
+        try:
+            while len(db.snapshots()) < 100:
+                db.snapshot(f"m{len(db.snapshots())}")
+            best_take = best_drop = float("inf")
+            for r in range(5):
+                with no_gc():
+                    t0 = perf()
+                    db.snapshot(f"many{r}")
+                    t1 = perf()
+                    db.drop_snapshot(f"many{r}")
+                    t2 = perf()
+                best_take, best_drop = min(best_take, t1 - t0), min(best_drop, t2 - t1)
+            ok = len(db.snapshots()) == 100
+        finally:
+            db.close()
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig,
+                "synarrow",
+                (best_take + best_drop) * 1e3,
+                "ms",
+                False,
+                ref=None,
+                note=(
+                    f"best of 5: snapshot {best_take * 1e3:.3g} ms, drop "
+                    f"{best_drop * 1e3:.3g} ms (every record is read by each); tags: {ok}"
+                ),
+                correct=ok,
+            )
+        )
 
 
 _CHILD = """
