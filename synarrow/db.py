@@ -17,6 +17,7 @@ the log tail, cutting off a torn tail left by a crash before anything new is wri
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import fnmatch
 import os
@@ -37,6 +38,7 @@ from synarrow.config import DbConfig
 from synarrow.engine.engine import Engine
 from synarrow.engine.snapshot import ReadSnapshot
 from synarrow.errors import (
+    CorruptionError,
     InvalidArgumentError,
     InvalidValueError,
     TypeMismatchError,
@@ -725,7 +727,15 @@ class SynaDB(Handle):
         differs only in case). ``note``: free text kept with it.
         """
         record = self._engine.snapshot(tag, note)
-        return next(i for i in self.snapshots() if i.tag == record.tag)
+        try:
+            return next(i for i in self.snapshots() if i.tag == record.tag)
+        except CorruptionError:
+            # Another record is unreadable: the tag is made all the same, and while that
+            # record stays unreadable no drop removes a file, so none is this tag's alone.
+            from synarrow.snapshots import infos
+
+            info = infos([record], self._engine.current_manifest())[0]
+            return dataclasses.replace(info, exclusive_bytes=0)
 
     def snapshots(self) -> list[SnapshotInfo]:
         """Every snapshot, oldest first: tag, time, note, keys, entries and sizes."""

@@ -24,6 +24,11 @@ from pathlib import Path
 
 from synarrow.errors import CorruptionError
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = [
     "NOFOLLOW",
     "DurableTemp",
@@ -46,6 +51,9 @@ __all__ = [
 #: ``os.O_NOFOLLOW`` where the platform has it (0 elsewhere: no protection there).
 NOFOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC: int = getattr(os, "O_CLOEXEC", 0)
+# Opened without blocking, so a FIFO planted under one of our names is refused at once
+# instead of waiting forever for a writer; cleared again on the regular file we keep.
+_NONBLOCK: int = getattr(os, "O_NONBLOCK", 0)
 
 
 def _refuse_link(path: Path, what: str) -> CorruptionError:
@@ -66,7 +74,7 @@ def open_fd(
     """
     path = Path(path)
     try:
-        fd = os.open(path, flags | NOFOLLOW | _CLOEXEC, mode)
+        fd = os.open(path, flags | NOFOLLOW | _CLOEXEC | _NONBLOCK, mode)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.EMLINK):
             raise _refuse_link(path, what) from None
@@ -76,6 +84,8 @@ def open_fd(
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise _refuse_link(path, what)
+        if _NONBLOCK and fcntl is not None and not flags & _NONBLOCK:
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~_NONBLOCK)
     except BaseException:
         os.close(fd)
         raise

@@ -140,7 +140,10 @@ def _count(view: KeyView) -> int:
         not view.tail
         and view.duplicates == "keep_all"
         and all(b.last_ts is not None for b in view.base)
-        and (cutoff is None or all((b.first_ts or cutoff) >= cutoff for b in view.base))
+        and (
+            cutoff is None
+            or all(b.first_ts is not None and b.first_ts >= cutoff for b in view.base)
+        )
     ):
         return sum(b.count for b in view.base)
     return sum(len(c) for c in view.chunks())

@@ -93,6 +93,11 @@ MAX_TAGS = 100_000
 _SUFFIX = ".json"
 _DUPLICATES = ("keep_all", "keep_last", "keep_first")
 _INT64_MAX = (1 << 63) - 1
+# Not the default hint (repair= does not apply to a snapshot): what a damaged record means.
+_HINT = (
+    "while it cannot be read no columnar file is removed; restore the file from a backup, "
+    "or delete it to give up that tag"
+)
 
 
 def check_tag(tag: object) -> str:
@@ -221,10 +226,17 @@ class TagRecord:
             )
         except CorruptionError as exc:
             if str(path) in str(exc):
-                raise
-            raise CorruptionError(f"snapshot record {path} is damaged: {exc}") from exc
+                raise _record_hint(exc) from exc
+            raise CorruptionError(f"snapshot record {path} is damaged: {exc}", hint=_HINT) from exc
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise CorruptionError(f"snapshot record {path} is damaged: {exc}") from exc
+            raise CorruptionError(f"snapshot record {path} is damaged: {exc}", hint=_HINT) from exc
+
+
+def _record_hint(exc: CorruptionError) -> CorruptionError:
+    """``exc`` with the hint for a damaged record where it carries the generic one."""
+    if exc.hint != CorruptionError.default_hint:
+        return exc
+    return CorruptionError(exc.message, hint=_HINT)
 
 
 def _canonical(body: dict[str, Any]) -> bytes:
@@ -256,6 +268,8 @@ def read_record(directory: Path, tag: str) -> TagRecord:
     path = record_path(directory, tag)
     try:
         raw = read_bytes(path, max_size=MAX_RECORD_BYTES, what="snapshot record")
+    except CorruptionError as exc:
+        raise _record_hint(exc) from exc
     except FileNotFoundError:
         raise SnapshotNotFoundError(
             f"snapshot {tag!r} not found in {directory.parent}",
