@@ -29,6 +29,7 @@ from . import (
     bench_flightsql,
     bench_frames,
     bench_scaleout,
+    bench_snapshots,
     bench_tensor,
     bench_time,
     bench_timeseries,
@@ -52,7 +53,10 @@ ISSUES = {
         "Issue 14: time-native histories",
         {**bench_time.BENCHMARKS, **bench_timeseries.BENCHMARKS, **bench_frames.BENCHMARKS},
     ),
-    15: ("Issue 15: snapshots, lineage, Delta export", {**bench_delta.BENCHMARKS}),
+    15: (
+        "Issue 15: snapshots, lineage, Delta export",
+        {**bench_snapshots.BENCHMARKS, **bench_delta.BENCHMARKS},
+    ),
 }
 GROUPS = {
     "core": list(bench_core.BENCHMARKS),
@@ -66,6 +70,7 @@ GROUPS = {
     "timeseries": list(bench_timeseries.BENCHMARKS),
     "frames": list(bench_frames.BENCHMARKS),
     "delta": list(bench_delta.BENCHMARKS),
+    "snapshots": list(bench_snapshots.BENCHMARKS) + list(bench_delta.BENCHMARKS),
 }
 ALL: dict[str, tuple[int, object]] = {}
 for _issue, (_title, _b) in ISSUES.items():

@@ -51,7 +51,7 @@ _ATOM_TYPES = {
 }
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class BaseRef:
     """``count`` rows of one key in a data file, from ``row`` of record batch ``batch``.
 
