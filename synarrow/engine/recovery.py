@@ -77,8 +77,9 @@ def recover(
         return st
 
     manifest = columnar.manifest
-    for key, refs in columnar.load_keys():
-        state_for(key.encode("utf-8")).set_base(list(refs))
+    for key, refs in columnar.load_keys():  # keys are unique in the index
+        st = states[key] = KeyState(key, key.encode("utf-8"), ties_first=ties_first)
+        st.set_base(refs)
     if not replay_log:
         return Recovered(states, manifest.next_seq, None, clock=manifest.clock)
     log_dir = path / LOG_DIR
