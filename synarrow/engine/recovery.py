@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from synarrow.columnar.store import ColumnarStore
 from synarrow.config import DbConfig
@@ -18,7 +19,7 @@ from synarrow.engine import ranges
 from synarrow.engine.directory import LOG_DIR
 from synarrow.errors import CorruptionError
 from synarrow.fileio import open_fd, remove_file, require_single_link
-from synarrow.log.memtable import KeyState
+from synarrow.log.memtable import BaseChunk, KeyState
 from synarrow.log.names import list_log_dir, segment_path
 from synarrow.log.reader import SegmentScan, never_written, scan_segment
 from synarrow.log.replay import replay_segment
@@ -79,7 +80,7 @@ def recover(
     manifest = columnar.manifest
     for key, refs in columnar.load_keys():  # keys are unique in the index
         st = states[key] = KeyState(key, key.encode("utf-8"), ties_first=ties_first)
-        st.set_base(refs)
+        st.set_base(cast("list[BaseChunk]", refs))
     if not replay_log:
         return Recovered(states, manifest.next_seq, None, clock=manifest.clock)
     log_dir = path / LOG_DIR
