@@ -1,0 +1,80 @@
+"""Review of issue 15 (snapshots, lineage, Delta export) through the public API: each test
+is a finding of the review of the merged branch; they fail until the cause is fixed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import synarrow
+from synarrow.errors import CorruptionError, InvalidArgumentError, SynaError
+
+
+def _cfg() -> synarrow.DbConfig:
+    return synarrow.DbConfig(sync_on_write=False, auto_compact=False)
+
+
+def _pinned_only(path, tag):
+    """The data files ``tag`` pins that the current manifest no longer names."""
+    record = json.loads((path / "snapshots" / f"{tag}.json").read_text())
+    current = json.loads((path / "columnar" / "MANIFEST").read_text())
+    now = {f["name"] for f in current["files"]} | {current.get("index")}
+    return [f["name"] for f in record["manifest"]["files"] if f["name"] not in now]
+
+
+def test_lineage_is_not_verified_when_the_snapshot_data_is_gone(tmp_path):
+    """Issue 15: lineage says exactly what the model saw; ``Lineage.verified`` /
+    ``DataInput.verified`` is the user's proof that the data can still be read. It is
+    computed from the tag's record alone (``snapshot_input`` reads only the JSON), so after
+    the data files the tag pins are deleted (or damaged) the lineage still says
+    ``verified=True`` although ``DataInput.open()`` / ``SynaDB(path, snapshot=tag)`` can no
+    longer read it. Reproduce: snapshot, log_input, save_model(run_id=), delete the pinned
+    data file, registry.lineage(...).verified."""
+    db_path = tmp_path / "db"
+    db = synarrow.SynaDB(db_path, config=_cfg())
+    db.append_batch("x", np.arange(100.0))
+    db.snapshot("train-v1")
+    db.delete("x")
+    db.append("y", 1.0)
+    db.compact(full=True)
+    db.close()
+    exp = synarrow.Experiment("fit", tmp_path / "exp.db")
+    with exp.start_run("r") as run:
+        run.log_input(db_path, "train-v1")
+    reg = synarrow.ModelRegistry(tmp_path / "reg.db")
+    v = reg.save_model("clf", b"weights", run_id=run)
+    only = _pinned_only(db_path, "train-v1")
+    assert only, "the tag must pin a file the current state does not"
+    for name in only:
+        (db_path / "columnar" / name).unlink()
+    with pytest.raises(SynaError):
+        synarrow.SynaDB(db_path, snapshot="train-v1").close()
+    lin = reg.lineage("clf", v.version)
+    reg.close()
+    exp.close()
+    assert not lin.verified, "lineage claims verified data that can no longer be read"
+
+
+def test_snapshot_missing_file_error_does_not_suggest_refused_repair(tmp_path):
+    """Bad input gets a clear error whose hint helps. Opening a tag whose pinned data file is
+    missing raises CorruptionError with the generic hint 'open with repair=True to skip
+    damaged entries', but ``SynaDB(path, snapshot=tag, repair=True)`` is refused
+    ('repair= does not apply to a snapshot'): the hint sends the user into a dead end.
+    Reproduce: snapshot, compact a change, delete the file only the tag pins, open at tag."""
+    path = tmp_path / "db"
+    db = synarrow.SynaDB(path, config=_cfg())
+    db.append_batch("x", np.arange(10.0))
+    db.snapshot("v1")
+    db.delete("x")
+    db.append("y", 1.0)
+    db.compact(full=True)
+    db.close()
+    for name in _pinned_only(path, "v1"):
+        (path / "columnar" / name).unlink()
+    with pytest.raises(CorruptionError) as info:
+        synarrow.SynaDB(path, snapshot="v1")
+    with pytest.raises(InvalidArgumentError):
+        synarrow.SynaDB(path, snapshot="v1", repair=True)
+    assert "repair=True" not in str(info.value), str(info.value)
