@@ -78,3 +78,20 @@ def test_snapshot_missing_file_error_does_not_suggest_refused_repair(tmp_path):
     with pytest.raises(InvalidArgumentError):
         synarrow.SynaDB(path, snapshot="v1", repair=True)
     assert "repair=True" not in str(info.value), str(info.value)
+
+
+def test_alias_named_like_a_stage_is_refused(tmp_path):
+    """Issue 15: aliases live "beside the existing stages", and ``load_model(name, version)``
+    takes a stage name as ``version``. An alias spelt like a stage ('Production') is accepted,
+    so ``load_model('m', 'Production')`` answers the stage (here: NotFoundError, no version
+    is in that stage) while ``aliases('m')`` says 'Production' points at version 1: the same
+    word names two different things. It should be refused with InvalidArgumentError (as a
+    number is). Reproduce: save_model, set_alias('m', 'Production', 1), load_model('m',
+    'Production')."""
+    reg = synarrow.ModelRegistry(tmp_path / "reg")
+    v = reg.save_model("m", b"weights")
+    try:
+        with pytest.raises(InvalidArgumentError):
+            reg.set_alias("m", "Production", v.version)
+    finally:
+        reg.close()
