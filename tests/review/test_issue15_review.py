@@ -95,3 +95,30 @@ def test_alias_named_like_a_stage_is_refused(tmp_path):
             reg.set_alias("m", "Production", v.version)
     finally:
         reg.close()
+
+
+def test_snapshot_note_that_cannot_be_encoded_is_refused(tmp_path):
+    """Bad input gets a clear SynaError and never damages what was written. ``db.snapshot``
+    accepts a note holding a lone surrogate ('\\ud800', e.g. from os.fsdecode of a bad file
+    name); the record is written, and from then on ``synarrow snapshots PATH`` fails for the
+    whole database with exit 1 and a raw ``UnicodeEncodeError`` (not a SynaError message).
+    The note should be refused with InvalidArgumentError when the snapshot is taken.
+    Reproduce: db.snapshot('n0', note='\\ud800'); synarrow snapshots PATH."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "db"
+    db = synarrow.SynaDB(path, config=_cfg())
+    db.append("a", 1.0)
+    try:
+        db.snapshot("n0", note="\ud800")
+    except InvalidArgumentError:
+        db.close()
+        return
+    db.close()
+    run = subprocess.run(
+        [sys.executable, "-c", "import sys; from synarrow.cli import main; sys.exit(main())"]
+        + ["snapshots", str(path)],
+        capture_output=True,
+    )
+    assert run.returncode == 0, run.stderr.decode("utf-8", "replace")
