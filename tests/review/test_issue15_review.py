@@ -122,3 +122,26 @@ def test_snapshot_note_that_cannot_be_encoded_is_refused(tmp_path):
         capture_output=True,
     )
     assert run.returncode == 0, run.stderr.decode("utf-8", "replace")
+
+
+def test_snapshots_listing_does_not_send_control_bytes_of_a_note_to_the_terminal(tmp_path):
+    """``synarrow snapshots PATH`` shows each note in its table: a newline in a note is
+    escaped ('\\n'), but an ESC byte is written raw, so a note such as '\\x1b[2J' (clear
+    screen) or '\\x1b]0;...' drives the reader's terminal. Notes are free text from whoever
+    took the tag; the listing should show them escaped like the newline. Reproduce:
+    db.snapshot('n1', note='a\\x1b[31mRED'); synarrow snapshots PATH | od -c."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "db"
+    db = synarrow.SynaDB(path, config=_cfg())
+    db.append("a", 1.0)
+    db.snapshot("n1", note="line1\nline2\x1b[31mRED")
+    db.close()
+    run = subprocess.run(
+        [sys.executable, "-c", "import sys; from synarrow.cli import main; sys.exit(main())"]
+        + ["snapshots", str(path)],
+        capture_output=True,
+    )
+    assert run.returncode == 0
+    assert b"\x1b" not in run.stdout, run.stdout.decode("utf-8", "replace")
