@@ -120,7 +120,13 @@ def format_cell(value: Any, width: int = 40) -> str:
     else:
         text = str(value)
     text = text.replace("\n", "\\n").replace("\t", "\\t")
+    if not text.isprintable():
+        # other controls (ESC ...) would drive the reader's terminal: show them escaped
+        text = _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def _is_numeric(t: pa.DataType) -> bool:

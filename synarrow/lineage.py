@@ -38,7 +38,7 @@ from typing import Any
 
 from synarrow.columnar.tags import SNAPSHOTS_DIR, check_tag, read_record
 from synarrow.db import SynaDB
-from synarrow.engine.directory import prepare_directory
+from synarrow.engine.directory import COLUMNAR_DIR, prepare_directory
 from synarrow.errors import (
     CorruptionError,
     InvalidArgumentError,
@@ -75,7 +75,9 @@ class DataInput:
     """The label given to :meth:`Run.log_input <synarrow.Run.log_input>` (``"train"``)."""
     verified: bool = False
     """Whether, when this object was made, the database still held the tag with the same
-    fingerprint. Records as stored (``ModelVersion.inputs``) are not checked: ``False``."""
+    fingerprint and every file the tag pins was there, whole in size (their bytes are not
+    hashed: ``synarrow check`` does that). Records as stored (``ModelVersion.inputs``) are
+    not checked: ``False``."""
     logged_at: dt.datetime | None = None
     """When the run first recorded it (UTC)."""
 
@@ -89,10 +91,15 @@ class DataInput:
         """A copy with :attr:`verified` set from the database as it is now (never raises:
         a missing database, tag or damaged record is ``verified=False``)."""
         try:
-            now = snapshot_input(self.path, self.tag).fingerprint
+            path = Path(self.path)
+            prepare_directory(path, readonly=True)
+            record = read_record(path / SNAPSHOTS_DIR, self.tag)
+            ok = record.fingerprint == self.fingerprint and record.files_present(
+                path / COLUMNAR_DIR
+            )
         except (SynaError, OSError):
-            now = None
-        return dataclasses.replace(self, verified=now == self.fingerprint)
+            ok = False
+        return dataclasses.replace(self, verified=ok)
 
     def open(self) -> SynaDB:
         """The snapshot as a read-only :class:`~synarrow.SynaDB` (``SynaDB(path,

@@ -222,10 +222,16 @@ class Lineage:
 def check_alias(alias: object) -> str:
     """``alias`` if it is a valid alias name, else :class:`~synarrow.InvalidArgumentError`.
 
-    1 to 64 ASCII letters, digits, ``_``, ``.`` or ``-``, and not a number (``"3"``,
-    ``"1.5"``, ``"nan"``), so an alias is never mistaken for a version.
+    1 to 64 ASCII letters, digits, ``_``, ``.`` or ``-``, not a number (``"3"``,
+    ``"1.5"``, ``"nan"``) and not a stage name in any case (``"Production"``), so an alias
+    is never mistaken for a version or a stage (``load_model(name, "Production")``).
     """
     ok = isinstance(alias, str) and ALIAS_PATTERN.fullmatch(alias) is not None
+    if ok and alias.lower() in {s.lower() for s in STAGES}:  # type: ignore[union-attr]
+        raise InvalidArgumentError(
+            f"alias {alias!r} is spelt like a stage; load_model(name, {alias!r}) names the stage",
+            hint="pick another name (for example 'champion', 'prod-eu')",
+        )
     if ok:
         try:
             float(alias)  # type: ignore[arg-type]
@@ -621,6 +627,13 @@ class ModelRegistry(Handle):
         self._check_version(version)
         with self._lock:
             self.get_version(name, version)
+            for other in self._alias_map(name):
+                if other != alias and other.lower() == alias.lower():
+                    raise InvalidArgumentError(
+                        f"model {name!r} has the alias {other!r} already; aliases may not "
+                        f"differ only in case ({alias!r})",
+                        hint=f"move {other!r} with set_alias(name, {other!r}, version)",
+                    )
             key = self._akey(name, alias)
             if self._alias_target(key) != version:
                 self._db.append(key, json.dumps({"version": version}))

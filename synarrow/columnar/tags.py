@@ -28,6 +28,7 @@ import datetime as dt
 import json
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,6 +152,21 @@ class TagRecord:
         data files, the moment, the duplicates policy and the retention rules. A tag dropped
         and taken again gets another fingerprint, even over the same data."""
         return to_hex(xxh3(_canonical(self._body())))
+
+    def files_present(self, columnar: Path) -> bool:
+        """Whether every file it pins is in ``columnar`` as a regular file of the size the
+        manifest records (cheap: no data is read; ``synarrow check`` hashes the contents)."""
+        sizes = {f.name: f.bytes for f in self.manifest.files}
+        if self.manifest.index:
+            sizes[self.manifest.index] = self.manifest.index_bytes
+        for name, size in sizes.items():
+            try:
+                st = os.lstat(columnar / name)
+            except OSError:
+                return False
+            if not stat.S_ISREG(st.st_mode) or (size is not None and st.st_size != size):
+                return False
+        return True
 
     def file_names(self) -> set[str]:
         """The columnar files this record keeps on disk."""

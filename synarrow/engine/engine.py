@@ -51,6 +51,7 @@ from synarrow.engine.directory import COLUMNAR_DIR, LOG_DIR, SNAPSHOTS_DIR, prep
 from synarrow.engine.recovery import recover
 from synarrow.engine.snapshot import KeyView, ReadSnapshot
 from synarrow.errors import (
+    CorruptionError,
     DatabaseClosedError,
     InvalidArgumentError,
     InvalidValueError,
@@ -176,6 +177,16 @@ class Engine:
                     tags.remove_leftovers(self.pins)
             else:
                 rules = retention.RetentionRules(record.retention)
+        except CorruptionError as exc:
+            self._release_files()
+            if snapshot is None or "repair=" not in exc.hint:
+                raise
+            # repair= reads past damage in the log; a tag has none and refuses it
+            raise CorruptionError(
+                exc.message,
+                hint=f"run `synarrow check {path}`; restore the files of snapshot "
+                f"{snapshot!r} from a backup, or drop_snapshot({snapshot!r}) to give it up",
+            ) from exc
         except BaseException:
             self._release_files()
             raise
@@ -793,6 +804,10 @@ class Engine:
         tags.check_tag(tag)
         if note is not None and not isinstance(note, str):
             raise InvalidArgumentError(f"a snapshot note is a str, not {type(note).__name__}")
+        if note is not None and not _encodable(note):
+            raise InvalidArgumentError(
+                "a snapshot note must be valid Unicode text (it holds a lone surrogate)"
+            )
         if note is not None and len(note) > tags.MAX_NOTE_CHARS:
             raise InvalidArgumentError(
                 f"a snapshot note holds at most {tags.MAX_NOTE_CHARS:,} characters"
@@ -858,6 +873,15 @@ class Engine:
                 return self.columnar.remove_unreferenced()
         finally:
             reader.release()
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` is valid Unicode (encodes to UTF-8: no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _index_counts(directory: Path, manifest: Manifest) -> tuple[int, int]:
