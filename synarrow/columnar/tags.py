@@ -156,7 +156,7 @@ class TagRecord:
     def files_present(self, columnar: Path) -> bool:
         """Whether every file it pins is in ``columnar`` as a regular file of the size the
         manifest records (cheap: no data is read; ``synarrow check`` hashes the contents)."""
-        sizes = {f.name: f.bytes for f in self.manifest.files}
+        sizes: dict[str, int | None] = {f.name: f.bytes for f in self.manifest.files}
         if self.manifest.index:
             sizes[self.manifest.index] = self.manifest.index_bytes
         for name, size in sizes.items():
