@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from synarrow.columnar.manifest import Manifest
+from synarrow.columnar.schema import history_table
 from synarrow.columnar.tags import TagRecord
 from synarrow.engine.snapshot import KeyView, ReadSnapshot
 
@@ -135,15 +136,11 @@ class SnapshotDiff:
 
 def _count(view: KeyView) -> int:
     """Entries reads show, from the index alone where nothing is filtered out."""
-    cutoff = view.not_before
     if (
         not view.tail
         and view.duplicates == "keep_all"
         and all(b.last_ts is not None for b in view.base)
-        and (
-            cutoff is None
-            or all(b.first_ts is not None and b.first_ts >= cutoff for b in view.base)
-        )
+        and _cutoff(view) is None
     ):
         return sum(b.count for b in view.base)
     return sum(len(c) for c in view.chunks())
@@ -177,8 +174,6 @@ def _same(x: KeyView, y: KeyView) -> bool:
     cx, cy = x.chunks(), y.chunks()
     if sum(len(c) for c in cx) != sum(len(c) for c in cy):
         return False
-    from synarrow.columnar.schema import history_table
-
     return bool(history_table(cx).equals(history_table(cy)))
 
 

@@ -67,6 +67,7 @@ __all__ = [
     "TAG_PATTERN",
     "TagReader",
     "TagRecord",
+    "check_note",
     "check_tag",
     "list_records",
     "pinned_names",
@@ -74,6 +75,7 @@ __all__ = [
     "record_path",
     "remove_leftovers",
     "remove_record",
+    "require_new_tag",
     "tag_names",
     "write_record",
 ]
@@ -111,6 +113,24 @@ def check_tag(tag: object) -> str:
             "letter or digit (for example 'v1', '2026-12-01', 'train.epoch-3')",
         )
     return tag
+
+
+def check_note(note: object) -> str | None:
+    """``note`` if it can be kept with a tag (``None``, or valid Unicode text of at most
+    :data:`MAX_NOTE_CHARS` characters), else :class:`InvalidArgumentError`."""
+    if note is None:
+        return None
+    if not isinstance(note, str):
+        raise InvalidArgumentError(f"a snapshot note is a str, not {type(note).__name__}")
+    if len(note) > MAX_NOTE_CHARS:
+        raise InvalidArgumentError(f"a snapshot note holds at most {MAX_NOTE_CHARS:,} characters")
+    try:
+        note.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(
+            "a snapshot note must be valid Unicode text (it holds a lone surrogate)"
+        ) from None
+    return note
 
 
 def record_path(directory: Path, tag: str) -> Path:
@@ -300,6 +320,24 @@ def list_records(directory: Path) -> list[TagRecord]:
     return sorted(records, key=lambda r: (r.created_us, r.tag))
 
 
+def require_new_tag(directory: Path, tag: str) -> None:
+    """:class:`SnapshotExistsError` if ``tag`` (or a tag that differs from it only in case,
+    which would collide on case-insensitive file systems) exists; InvalidArgumentError when
+    the database holds :data:`MAX_TAGS` already."""
+    existing = tag_names(directory)
+    lowered = tag.lower()
+    for other in existing:
+        if other.lower() == lowered:
+            same = other == tag
+            raise SnapshotExistsError(
+                f"snapshot {other!r} already exists in {directory.parent}"
+                + ("" if same else f" (tags may not differ only in case: {tag!r})"),
+                hint="tags are immutable: pick another tag, or drop_snapshot() the old one",
+            )
+    if len(existing) >= MAX_TAGS:
+        raise InvalidArgumentError(f"a database holds at most {MAX_TAGS:,} snapshots")
+
+
 def write_record(directory: Path, record: TagRecord) -> None:
     """Write a new record durably; :class:`SnapshotExistsError` if the tag (or one that
     differs only in case, which would collide on case-insensitive file systems) exists."""
@@ -308,20 +346,8 @@ def write_record(directory: Path, record: TagRecord) -> None:
     else:
         directory.mkdir()
         fsync_directory(directory.parent)
-    existing = tag_names(directory)
-    lowered = record.tag.lower()
-    for other in existing:
-        if other.lower() == lowered:
-            same = other == record.tag
-            raise SnapshotExistsError(
-                f"snapshot {other!r} already exists in {directory.parent}"
-                + ("" if same else f" (tags may not differ only in case: {record.tag!r})"),
-                hint="tags are immutable: pick another tag, or drop_snapshot() the old one",
-            )
-    if len(existing) >= MAX_TAGS:
-        raise InvalidArgumentError(f"a database holds at most {MAX_TAGS:,} snapshots")
-    if record.note is not None and len(record.note) > MAX_NOTE_CHARS:
-        raise InvalidArgumentError(f"a snapshot note holds at most {MAX_NOTE_CHARS:,} characters")
+    require_new_tag(directory, record.tag)
+    check_note(record.note)
     write_atomic(record_path(directory, record.tag), record.to_json())
 
 

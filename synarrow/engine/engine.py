@@ -53,11 +53,9 @@ from synarrow.engine.snapshot import KeyView, ReadSnapshot
 from synarrow.errors import (
     CorruptionError,
     DatabaseClosedError,
-    InvalidArgumentError,
     InvalidValueError,
     KeyNotFoundError,
     ReadOnlyError,
-    SnapshotExistsError,
     TypeMismatchError,
 )
 from synarrow.log import codec
@@ -802,20 +800,9 @@ class Engine:
     def snapshot(self, tag: str, note: str | None) -> tags.TagRecord:
         """Fold the log, then pin the committed columnar state under ``tag`` durably."""
         tags.check_tag(tag)
-        if note is not None and not isinstance(note, str):
-            raise InvalidArgumentError(f"a snapshot note is a str, not {type(note).__name__}")
-        if note is not None and not _encodable(note):
-            raise InvalidArgumentError(
-                "a snapshot note must be valid Unicode text (it holds a lone surrogate)"
-            )
-        if note is not None and len(note) > tags.MAX_NOTE_CHARS:
-            raise InvalidArgumentError(
-                f"a snapshot note holds at most {tags.MAX_NOTE_CHARS:,} characters"
-            )
+        tags.check_note(note)
         self.writable()
-        for other in tags.tag_names(self.pins):  # before any work; again when writing
-            if other.lower() == tag.lower():
-                raise SnapshotExistsError(f"snapshot {other!r} already exists in {self.path}")
+        tags.require_new_tag(self.pins, tag)  # before any work; again when writing
         with self.lock:
             duplicates = self.config.duplicates
             rules = dict(self.retention.rules)
@@ -873,15 +860,6 @@ class Engine:
                 return self.columnar.remove_unreferenced()
         finally:
             reader.release()
-
-
-def _encodable(text: str) -> bool:
-    """Whether ``text`` is valid Unicode (encodes to UTF-8: no lone surrogates)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _index_counts(directory: Path, manifest: Manifest) -> tuple[int, int]:
