@@ -3,7 +3,10 @@
 Every vector is a Vector atom in the database log under its own key, so it is durable the
 moment ``insert`` returns, readable with ``get``, as Arrow with :meth:`VectorStore.to_arrow`,
 and in DuckDB SQL (``store.sql(...)``, or the ``latest`` / ``history`` views of
-``store.db.sql(...)``). A usearch HNSW index over them lives in ``<path>/vector_index/``. It
+``store.db.sql(...)``). Documents may carry metadata records (:mod:`synarrow.vector_meta`),
+kept in the same log, which searches filter with SQL predicates (``where=``), insert time
+windows (``start=`` / ``end=``) and BM25 text queries (``text=``, hybrid search). A usearch
+HNSW index over them lives in ``<path>/vector_index/``. It
 is a cache of the log: saved (with the log position it covers) by :meth:`VectorStore.flush`
 and :meth:`VectorStore.close`, loaded on open, caught up from the log when the log moved on
 since (after a crash, for example), and rebuilt from the log when it is missing or damaged.
@@ -32,10 +35,11 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, cast, overload
 
 import numpy as np
 import pyarrow as pa
@@ -49,26 +53,45 @@ from synarrow.errors import (
     ConfigError,
     InvalidArgumentError,
     InvalidKeyError,
+    InvalidValueError,
 )
 from synarrow.handle import Handle
-from synarrow.optional import progress
+from synarrow.inputs import time_range
+from synarrow.optional import progress, require
 from synarrow.vector_check import check_matrix, check_vector
+from synarrow.vector_filter import MetadataFilter
 from synarrow.vector_keys import KeyMap, fingerprints
+from synarrow.vector_meta import (
+    LOG_KEY,
+    MetadataColumns,
+    decode_entry,
+    encode_entry,
+    normalize,
+)
+from synarrow.vector_text import TextIndex, reciprocal_rank_fusion
 
 if TYPE_CHECKING:
     import os
 
-__all__ = ["SearchResult", "VectorStore"]
+__all__ = ["SearchPlan", "SearchResult", "VectorStore"]
 
 _log = logging.getLogger("synarrow.vector")
 _new_tuple = tuple.__new__
 
-# Candidate sets (a key prefix's keys) up to this size are searched exactly: cheaper than
-# over-fetching from the graph, and recall is 1.
+# Candidate sets (the documents a filter admits) up to this size are searched exactly:
+# cheaper than over-fetching from the graph, and recall is 1.
 _EXACT_SUBSET = 4096
+# Larger candidate sets are searched exactly too when the graph search would have to fetch
+# more than this many neighbours per query to find k admitted ones (a rare filter).
+_PLAN_FETCH = 1024
 # Over-fetching from the graph for a filter stops at this many candidates per query; the
 # queries still short of k results then get an exact search over the allowed vectors.
 _MAX_FETCH = 2048
+# Hybrid search fuses this many candidates (at least k) of each ranking.
+_FUSE_CANDIDATES = 50
+# Reciprocal rank fusion's constant (the 60 of Cormack et al.).
+_RRF_CONSTANT = 60
+_OUTPUTS = ("list", "arrow", "polars")
 # Rows read from the log per step of a rebuild or catch-up.
 _CATCH_UP_ROWS = 16384
 # Rebuilds of at least this many keys show a progress bar (when stderr is a terminal).
@@ -76,14 +99,32 @@ _PROGRESS_MIN = 20000
 
 
 class SearchResult(NamedTuple):
-    """One search hit: the key and its distance to the query (``score``, lower is closer).
+    """One search hit: the key, its distance to the query (``score``, lower is closer) and
+    its metadata record when the search asked for it (``with_metadata=True``).
 
     >>> SearchResult("doc1", 0.125)
-    SearchResult(key='doc1', score=0.125)
+    SearchResult(key='doc1', score=0.125, metadata=None)
     """
 
     key: str
     score: float
+    metadata: dict[str, Any] | None = None
+
+
+class SearchPlan(NamedTuple):
+    """How a search would run (:meth:`VectorStore.plan`).
+
+    ``strategy``: ``"hnsw"`` (the graph), ``"exact"`` (brute force over every vector),
+    ``"exact-subset"`` (brute force over the documents the filters admit),
+    ``"filtered-hnsw"`` (the graph, over-fetching and dropping what the filters refuse,
+    then an exact search for queries still short of ``k``) or ``"empty"`` (no document
+    admitted). ``candidates``: documents the filters admit (with a ``filter`` callable:
+    before it is asked); ``total``: documents in the store.
+    """
+
+    strategy: str
+    candidates: int
+    total: int
 
 
 class VectorStore(Handle):
@@ -128,6 +169,9 @@ class VectorStore(Handle):
             usable saved index it is built in memory from the tag's vectors. Nothing is
             written. :class:`~synarrow.errors.SnapshotNotFoundError` for an unknown tag.
         threads: usearch worker threads for adds and batch searches (0: every core).
+        text_field: the metadata field that ``search(..., text=...)`` ranks with BM25
+            (default ``"text"``); may differ on every open, as the text index is built in
+            memory on the first text search and kept up to date after.
 
     Settings other than ``expansion_search`` are fixed at creation: passing a different
     value when reopening raises :class:`~synarrow.errors.ConfigError`.
@@ -149,10 +193,21 @@ class VectorStore(Handle):
         readonly: bool = False,
         threads: int = 0,
         snapshot: str | None = None,
+        text_field: str = "text",
     ) -> None:
         readonly = readonly or snapshot is not None
         super().__init__(Path(path), readonly=readonly)
+        if not isinstance(text_field, str) or not text_field:
+            raise InvalidArgumentError(f"text_field must be a non-empty str, got {text_field!r}")
         self._tag = snapshot
+        self._text_field = text_field
+        self._meta = MetadataColumns()
+        self._filter = MetadataFilter()
+        self._text: TextIndex | None = None
+        self._dead = 0
+        self._changes = 0
+        self._last_ts = 0
+        self._documents: tuple[int, pa.Table] | None = None
         self._threads = _check_threads(threads)
         self._lock = threading.RLock()
         self._dir = self.path / files.DIRNAME
@@ -236,12 +291,15 @@ class VectorStore(Handle):
         if loaded is None:
             self._index, self._keys = self._new_index(), KeyMap()
         else:
-            self._index, self._keys, self._checkpoint = loaded
+            self._index, self._keys, self._meta, self._checkpoint = loaded
+            self._dead = self._checkpoint.dead
         self._saved_position = -1 if self._checkpoint is None else self._checkpoint.position
         if self._saved_position != position or self._tag is not None:
             # A tag is always caught up: the saved index is of the current state, and the
             # log position says nothing about which version a tag holds.
             self._catch_up(strict=created)
+            self._fold_metadata()
+        self._fill_insert_times()
         # The log position the index reflects; it moves with every entry this store writes,
         # so a save can tell whether someone else wrote through store.db meanwhile.
         self._indexed_position = position
@@ -253,13 +311,18 @@ class VectorStore(Handle):
         elif not self.readonly:
             files.remove_leftovers(self._dir, self._checkpoint)
 
-    def _load_checkpoint(self, position: int) -> tuple[Index, KeyMap, files.Checkpoint] | None:
+    def _load_checkpoint(
+        self, position: int
+    ) -> tuple[Index, KeyMap, MetadataColumns, files.Checkpoint] | None:
         if not (self._dir / files.STATE_NAME).exists():
             return None
         c = self._config
         try:
             state = files.read_checkpoint(self._dir)
             keys = files.read_keymap(self._dir, state)
+            meta = files.read_metadata(self._dir, state)
+            if any(keys.key(label) is None for label in meta.labels().tolist()):
+                raise ValueError("the metadata names labels the key map does not hold")
             # A mapped index cannot take adds: map it only when nothing needs catching up.
             view = self.readonly and self._tag is None and state.position == position
             path = self._dir / state.index_file
@@ -282,7 +345,7 @@ class VectorStore(Handle):
             )
             return None
         index.expansion_search = c.expansion_search  # type: ignore[misc]  # has a setter
-        return index, keys, state
+        return index, keys, meta, state
 
     def _catch_up(self, *, strict: bool = False) -> None:
         """Make the index match the log: add new or changed vectors, drop deleted ones.
@@ -336,13 +399,55 @@ class VectorStore(Handle):
         gone = self._keys.remove_many(unseen)
         if gone.size:
             self._index.remove(gone)
+            self._meta.remove(gone)
+            self._dead += int(gone.size)
+        self._changes += 1
 
     def _add_to_index(self, keys: list[str], matrix: np.ndarray, fps: np.ndarray) -> None:
         labels, replaced = self._keys.assign(keys)
         if replaced.size:
             self._index.remove(replaced)
+            self._dead += int(replaced.size)
         self._index.add(labels, matrix, threads=self._threads)
         self._keys.set_fingerprints(labels, fps)
+        self._keys.set_inserted(labels, 0)  # read from the log by _fill_insert_times
+
+    def _fill_insert_times(self) -> None:
+        """Read the insert time of every vector whose time is unknown (0) from the log."""
+        labels = self._keys.labels()
+        unknown = labels[self._keys.inserted(labels) == 0]
+        for label in unknown.tolist():
+            key = self._keys.key(label)
+            if key is None:
+                continue
+            ts = self._db.get_history(key, last=1).column("ts")
+            if len(ts):
+                self._keys.set_inserted(np.array([label]), int(ts.cast(pa.int64())[0].as_py()))
+        if len(labels):
+            self._last_ts = max(self._last_ts, int(self._keys.inserted(labels).max()))
+
+    def _fold_metadata(self) -> None:
+        """Rebuild the metadata records from the log (after the log moved on)."""
+        if not self._db.exists(LOG_KEY):
+            if self._meta.active:
+                self._meta.clear()
+            return
+        history = self._db.get_history(LOG_KEY)
+        values = history.column("value")
+        if not pa.types.is_large_binary(values.type) and not pa.types.is_binary(values.type):
+            return
+        entries = []
+        for i, data in enumerate(values.to_pylist()):
+            if data is not None:
+                entries.append(decode_entry(data, f"{i} of key {LOG_KEY!r} in {self.path}"))
+        current = {}
+        labels = self._keys.labels()
+        fps = self._keys.fingerprints_of(labels).tolist()
+        for label, fp in zip(labels.tolist(), fps):
+            current[self._keys.key(label)] = (label, fp)
+        self._meta.fold(entries, current)
+        self._text = None
+        self._changes += 1
 
     # -- properties ------------------------------------------------------------------------
 
@@ -402,54 +507,86 @@ class VectorStore(Handle):
 
     # -- writing ---------------------------------------------------------------------------
 
-    def insert(self, key: str, vector: Any) -> None:
-        """Store ``vector`` under ``key``, replacing the key's previous vector.
+    def insert(self, key: str, vector: Any, metadata: Mapping[str, Any] | None = None) -> None:
+        """Store ``vector`` under ``key``, replacing the key's previous vector and metadata.
 
         ``vector``: any 1-D sequence of ``dimensions`` finite numbers (stored as float32).
+        ``metadata``: a flat dict of fields (see :meth:`insert_batch`), or ``None``.
         """
         check_key(key)
-        self.insert_batch([key], check_vector(vector, self._config.dimensions, "vector")[None, :])
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise InvalidValueError(
+                f"metadata must be a dict of fields, got {type(metadata).__name__}"
+            )
+        self.insert_batch(
+            [key],
+            check_vector(vector, self._config.dimensions, "vector")[None, :],
+            None if metadata is None else [metadata],
+        )
 
-    def insert_batch(self, keys: Sequence[str] | pa.Array, vectors: Any) -> int:
+    def insert_batch(
+        self, keys: Sequence[str] | pa.Array, vectors: Any, metadata: Any = None
+    ) -> int:
         """Store one vector per key (rows of ``vectors``); returns how many were stored.
 
         ``vectors``: a 2-D array-like of shape ``(len(keys), dimensions)`` (numpy, lists,
-        an Arrow ``fixed_size_list`` array). A key given twice keeps its last row. Nothing
-        is written unless every key and row is valid. Costs one fsync (with
-        ``sync_on_write``), however many rows.
+        an Arrow ``fixed_size_list`` array). ``metadata``: one record per key, as a list of
+        flat dicts (``None`` for a key without one), a pandas or polars DataFrame, an Arrow
+        table or a dict of columns. Fields hold numbers, strings, booleans, timestamps,
+        dates or lists of strings, one type per field across the store (see
+        :mod:`synarrow.vector_meta`). A key's record is replaced with its vector: a key
+        inserted without metadata has none afterwards.
+
+        A key given twice keeps its last row. Nothing is written unless every key, row and
+        record is valid. Costs one fsync (with ``sync_on_write``), however many rows.
         """
         keys = _key_list(keys)
         matrix = check_matrix(vectors, self._config.dimensions, rows=len(keys))
+        table = normalize(metadata, len(keys))
         with self._lock:
             self.require_writable()
             if not keys:
                 return 0
-            keys, matrix = _last_wins(keys, matrix)
+            keys, rows = _last_wins(keys)
+            if rows is not None:
+                matrix = matrix[rows]
+                table = None if table is None else table.take(pa.array(rows))
+            if table is not None:
+                table, _ = self._meta.conform(table)  # refuse a type clash before writing
             fps = fingerprints(matrix)
+            ts = max(time.time_ns() // 1000, self._last_ts + 1)
             labels, replaced = self._keys.assign(keys)
             try:
                 if replaced.size:
                     self._index.remove(replaced)
-                self._write_and_add(keys, matrix, labels)
+                    self._dead += int(replaced.size)
+                # The graph first: usearch's add takes the GIL back for every vector, so a
+                # Python thread busy at the same time (such as an automatic compaction the
+                # log writes may start) slows it down 50x. Nothing is acknowledged before
+                # every step is done.
+                self._index.add(labels, matrix, threads=self._threads)
+                if table is not None or self._meta.active:
+                    self._db.append(LOG_KEY, encode_entry(keys, fps, table), timestamp=ts)
+                    self._indexed_position += 1
+                self._append_rows(keys, matrix, ts)
             except BaseException:
                 self._resync(keys)
                 raise
+            self._last_ts = ts
             self._keys.set_fingerprints(labels, fps)
+            self._keys.set_inserted(labels, ts)
+            self._meta.set(labels, table)
+            if self._text is not None:
+                self._text.set(labels, self._texts_of(labels))
+            self._changes += 1
         return len(keys)
 
-    def _write_and_add(self, keys: list[str], matrix: np.ndarray, labels: np.ndarray) -> None:
-        # The graph first: usearch's add takes the GIL back for every vector, so a Python
-        # thread busy at the same time (such as an automatic compaction the log writes may
-        # start) slows it down 50x. Nothing is acknowledged before both steps are done.
-        self._index.add(labels, matrix, threads=self._threads)
-        self._append_rows(keys, matrix)
-
-    def _append_rows(self, keys: list[str], matrix: np.ndarray) -> None:
+    def _append_rows(self, keys: list[str], matrix: np.ndarray, ts: int) -> None:
         append = self._db.append
         written = 0
         try:
             for key, row in zip(keys, matrix):
-                append(key, row)
+                append(key, row, timestamp=ts)
                 written += 1
         finally:
             self._indexed_position += written
@@ -475,6 +612,8 @@ class VectorStore(Handle):
         if found:
             matrix = np.stack([v for _, v in found])
             self._add_to_index([k for k, _ in found], matrix, fingerprints(matrix))
+            self._fill_insert_times()
+        self._fold_metadata()
 
     def delete(self, key: str) -> bool:
         """Remove ``key``'s vector; returns whether it was in the store.
@@ -503,18 +642,87 @@ class VectorStore(Handle):
                 raise
             labels = self._keys.remove_many(present)
             self._index.remove(labels)
+            self._meta.remove(labels)
+            if self._text is not None:
+                self._text.remove(labels)
+            self._dead += int(labels.size)
+            self._changes += 1
         return len(present)
 
     # -- reading ---------------------------------------------------------------------------
 
-    def get(self, key: str) -> np.ndarray | None:
-        """The stored float32 vector of ``key`` (a copy, read from the log), or ``None``."""
+    @overload
+    def get(self, key: str, with_metadata: Literal[False] = False) -> np.ndarray | None: ...
+    @overload
+    def get(
+        self, key: str, with_metadata: Literal[True]
+    ) -> tuple[np.ndarray, dict[str, Any]] | None: ...
+    def get(
+        self, key: str, with_metadata: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, dict[str, Any]] | None:
+        """The stored float32 vector of ``key`` (a copy, read from the log), or ``None``.
+
+        ``with_metadata=True``: ``(vector, record)`` instead, the record a dict of the
+        key's metadata fields (``{}`` when it has none; null fields are left out).
+        """
         check_key(key)
         self.require_open()
-        if key not in self._keys:
-            return None
-        value = self._db.get(key)
-        return value if isinstance(value, np.ndarray) else None
+        with self._lock:
+            label = self._keys.label(key)
+            if label is None:
+                return None
+            value = self._db.get(key)
+            if not isinstance(value, np.ndarray):
+                return None
+            if not with_metadata:
+                return value
+            return value, self._meta.records(np.array([label]))[0]
+
+    def metadata(self, key: str) -> dict[str, Any] | None:
+        """The metadata record of ``key`` (``{}``: none), or ``None`` if it is not stored."""
+        found = self.get(key, with_metadata=True)
+        return None if found is None else found[1]
+
+    @property
+    def metadata_schema(self) -> pa.Schema:
+        """The metadata fields documents hold, with their Arrow storage types."""
+        return self._meta.schema
+
+    def plan(
+        self,
+        k: int = 10,
+        *,
+        exact: bool = False,
+        where: str | None = None,
+        start: Any = None,
+        end: Any = None,
+        prefix: str | None = None,
+        filter: Callable[[str], bool] | None = None,
+    ) -> SearchPlan:
+        """How :meth:`search` with these arguments would run (nothing is searched).
+
+        The rule: without filters the graph (or brute force with ``exact``). With filters,
+        ``m`` documents admitted of ``n`` in the store: none, ``"empty"``; ``exact``, or
+        ``m <= 4096``, or ``4 * k * n / m > 1024`` (the graph would have to fetch over 1024
+        neighbours per query to expect ``4 * k`` admitted ones), ``"exact-subset"``;
+        otherwise ``"filtered-hnsw"``.
+        """
+        k = _check_k(k)
+        self.require_open()
+        with self._lock:
+            allowed = self._candidates(where, start, end, prefix)
+            return self._plan(k, exact, allowed, filter is not None)
+
+    def _plan(self, k: int, exact: bool, allowed: np.ndarray | None, predicate: bool) -> SearchPlan:
+        total = len(self._keys)
+        if allowed is None and not predicate:
+            return SearchPlan("exact" if exact else "hnsw", total, total)
+        m = total if allowed is None else len(allowed)
+        if not m:
+            return SearchPlan("empty", 0, total)
+        if exact or m <= _EXACT_SUBSET or 4 * k * total > _PLAN_FETCH * m:
+            return SearchPlan("exact-subset", m, total)
+        return SearchPlan("filtered-hnsw", m, total)
 
     def search(
         self,
@@ -524,31 +732,84 @@ class VectorStore(Handle):
         exact: bool = False,
         prefix: str | None = None,
         filter: Callable[[str], bool] | None = None,
-    ) -> list[SearchResult]:
+        where: str | None = None,
+        start: Any = None,
+        end: Any = None,
+        text: str | None = None,
+        text_weight: float = 0.5,
+        with_metadata: bool = False,
+        output: str = "list",
+    ) -> Any:
         """The ``k`` nearest stored vectors to ``query``, closest first.
 
         Args:
             query: a 1-D array-like of ``dimensions`` finite numbers.
-            k: how many results at most (fewer when the store, or the filter, has fewer).
+            k: how many results at most (fewer when the store, or the filters, have fewer).
             exact: brute force over every vector (as the index holds them) instead of the
                 HNSW graph: recall 1, cost linear in the store size.
             prefix: only keys starting with this string.
             filter: only keys for which ``filter(key)`` is true.
+            where: only documents whose metadata satisfy this SQL predicate, e.g.
+                ``"category = 'news' AND year >= 2024"`` (DuckDB SQL over ``key``,
+                ``inserted_at`` and the metadata fields; see :mod:`synarrow.vector_filter`).
+                Documents without a field see it as NULL.
+            start, end: only vectors inserted in ``[start, end)`` (datetimes, naive
+                meaning UTC; ISO strings; int microseconds): the insert times are the
+                entries' timestamps in the log.
+            text: a hybrid search: rank the admitted documents by BM25 on the metadata
+                field ``text_field`` as well, and fuse both rankings by reciprocal rank
+                (see below).
+            text_weight: the text ranking's weight in the fusion, 0 to 1 (the vector
+                ranking gets ``1 - text_weight``); default 0.5, equal weights.
+            with_metadata: give each result its metadata record.
+            output: ``"list"`` (default: a list of :class:`SearchResult`), ``"arrow"`` (a
+                table ``key``, ``score`` and, with ``with_metadata``, the fields) or
+                ``"polars"`` (the same as a polars DataFrame).
 
-        Filtered searches over-fetch from the graph and drop what fails the filter; when
-        that leaves fewer than ``k`` hits, or the allowed keys are few (a narrow prefix),
-        they search the allowed vectors exactly, so filters do not cost recall.
-        An empty store returns ``[]``.
+        Filters combine with AND. :meth:`plan` tells how a filtered search runs: the
+        admitted documents are searched exactly when few, else the graph is over-fetched
+        and what the filters refuse is dropped; queries still short of ``k`` hits then get
+        an exact search over the admitted vectors, so filters do not cost recall.
+
+        Hybrid search: the best ``max(k, 50)`` admitted documents by vector distance and
+        the best ``max(k, 50)`` by BM25 each give every document a rank ``r`` (1 = best);
+        a document's fused score is ``(1 - text_weight) / (60 + r_vector) + text_weight /
+        (60 + r_text)``, a ranking it is missing from adding 0, and results come in fused
+        order (ties: the better single rank, then the smaller label). ``score`` stays the
+        vector distance of each result, so in a hybrid search results are not sorted by
+        it. An empty store returns ``[]``.
         """
         q = check_vector(query, self._config.dimensions, "query")
         k = _check_k(k)
         self.require_open()
-        if prefix is not None or filter is not None:
-            return self._filtered(q[None, :], k, exact, prefix, filter, 1)[0]
-        if not len(self._keys):
-            return []
-        m = self._index.search(q, k, exact=exact)
-        return self._results(m.keys, m.distances)
+        if (
+            prefix is None
+            and filter is None
+            and where is None
+            and start is None
+            and end is None
+            and text is None
+            and not with_metadata
+            and output == "list"
+        ):
+            if not len(self._keys):
+                return []
+            m = self._index.search(q, k, exact=exact)
+            return self._results(m.keys, m.distances)
+        hits = self._search_many(
+            q[None, :],
+            k,
+            exact,
+            prefix,
+            filter,
+            where,
+            start,
+            end,
+            None if text is None else [text],
+            text_weight,
+            1,
+        )
+        return self._output(hits, with_metadata, output)[0]
 
     def search_batch(
         self,
@@ -558,77 +819,246 @@ class VectorStore(Handle):
         exact: bool = False,
         prefix: str | None = None,
         filter: Callable[[str], bool] | None = None,
+        where: str | None = None,
+        start: Any = None,
+        end: Any = None,
+        text: str | Sequence[str] | None = None,
+        text_weight: float = 0.5,
+        with_metadata: bool = False,
+        output: str = "list",
         threads: int | None = None,
-    ) -> list[list[SearchResult]]:
+    ) -> Any:
         """:meth:`search` for each row of ``queries`` (2-D), on several threads at once.
 
         ``threads``: usearch worker threads (default: the store's ``threads``; 0 = every
-        core). Returns one result list per query, in order.
+        core). ``text``: one text query for all, or one per query. Returns one result list
+        per query, in order; with ``output="arrow"`` / ``"polars"`` one table whose
+        ``query`` column is the row number of the query.
         """
         matrix = check_matrix(queries, self._config.dimensions, what="queries")
         k = _check_k(k)
         nthreads = self._threads if threads is None else _check_threads(threads)
         self.require_open()
-        if prefix is not None or filter is not None:
-            return self._filtered(matrix, k, exact, prefix, filter, nthreads)
-        if not len(matrix) or not len(self._keys):
-            return [[] for _ in range(len(matrix))]
-        keys, dists, counts = _batch(self._index.search(matrix, k, threads=nthreads, exact=exact))
-        return [self._results(keys[i, :c], dists[i, :c]) for i, c in enumerate(counts.tolist())]
+        texts: list[str] | None = None
+        if text is not None:
+            texts = [text] * len(matrix) if isinstance(text, str) else list(text)
+            if len(texts) != len(matrix):
+                raise InvalidArgumentError(
+                    f"got {len(texts)} text queries for {len(matrix)} vector queries"
+                )
+        hits = self._search_many(
+            matrix, k, exact, prefix, filter, where, start, end, texts, text_weight, nthreads
+        )
+        if output == "list" and not with_metadata:
+            return hits
+        return self._output(hits, with_metadata, output, batch=True)
 
-    def _results(self, labels: np.ndarray, dists: np.ndarray) -> list[SearchResult]:
-        if self._config.metric == "euclidean":
-            dists = np.sqrt(np.maximum(dists, 0))
-        key_of = self._keys.key_of
-        keys = [key_of[label] for label in labels.tolist()]
-        pairs: Iterable[tuple[str | None, float]] = zip(keys, dists.tolist())
-        if None in keys:  # a key deleted by another thread during the search
-            pairs = [p for p in pairs if p[0] is not None]
-        # tuple.__new__ skips the namedtuple's Python-level __new__: this is the hot path.
-        return [_new_tuple(SearchResult, p) for p in pairs]
-
-    def _filtered(
+    def _search_many(
         self,
         queries: np.ndarray,
         k: int,
         exact: bool,
         prefix: str | None,
         predicate: Callable[[str], bool] | None,
+        where: str | None,
+        start: Any,
+        end: Any,
+        texts: list[str] | None,
+        text_weight: float,
         threads: int,
     ) -> list[list[SearchResult]]:
         if prefix is not None and not isinstance(prefix, str):
             raise InvalidArgumentError(f"prefix must be a str, got {type(prefix).__name__}")
         if predicate is not None and not callable(predicate):
             raise InvalidArgumentError(f"filter must be callable, got {type(predicate).__name__}")
+        weight = _check_weight(text_weight)
+        if texts is not None:
+            for t in texts:
+                _check_text(t)
         nq = len(queries)
+        wide = k if texts is None else max(k, _FUSE_CANDIDATES)
         with self._lock:
-            cand_keys, cand_labels = self._keys.prefix_range(prefix or "")
-        total = len(self._keys)
-        if not nq or not len(cand_keys):
+            allowed = self._candidates(where, start, end, prefix)
+            plan = self._plan(wide, exact, allowed, predicate is not None)
+            if texts is not None:
+                text_index = self._text_index()
+        if not nq or plan.strategy == "empty" or not len(self._keys):
             return [[] for _ in range(nq)]
+        mask = None if allowed is None else self._mask(allowed)
+        if texts is None:
+            return self._vector_hits(queries, k, plan, allowed, mask, predicate, threads)
+        vector_hits = self._vector_hits(queries, wide, plan, allowed, mask, predicate, threads)
+        text_mask = mask
+        if predicate is not None:
+            text_mask = self._predicate_mask(mask, predicate)
+        out = []
+        for qi, (hits, t) in enumerate(zip(vector_hits, texts)):
+            vec_labels = np.array([self._keys.label(h.key) for h in hits], np.uint64)
+            text_labels, _ = text_index.search(t, wide, allowed=text_mask)
+            fused, _ = reciprocal_rank_fusion(
+                [vec_labels, text_labels], [1.0 - weight, weight], k, constant=_RRF_CONSTANT
+            )
+            out.append(self._scored(queries[qi], fused, threads))
+        return out
+
+    def _vector_hits(
+        self,
+        queries: np.ndarray,
+        k: int,
+        plan: SearchPlan,
+        allowed: np.ndarray | None,
+        mask: np.ndarray | None,
+        predicate: Callable[[str], bool] | None,
+        threads: int,
+    ) -> list[list[SearchResult]]:
+        if plan.strategy in ("hnsw", "exact"):
+            keys, dists, counts = _batch(
+                self._index.search(queries, k, threads=threads, exact=plan.strategy == "exact")
+            )
+            return [self._results(keys[i, :c], dists[i, :c]) for i, c in enumerate(counts.tolist())]
+        if plan.strategy == "exact-subset":
+            labels = self._keys.labels() if allowed is None else allowed
+            if predicate is not None:
+                labels = self._apply_predicate(labels, predicate)
+            return self._exact_subset(queries, k, labels, threads)
+        return self._overfetch(queries, k, plan, allowed, mask, predicate, threads)
+
+    def _candidates(
+        self, where: str | None, start: Any, end: Any, prefix: str | None
+    ) -> np.ndarray | None:
+        """The labels (uint64, ascending) the filters admit; ``None``: no filter given."""
+        if prefix is not None and not isinstance(prefix, str):
+            raise InvalidArgumentError(f"prefix must be a str, got {type(prefix).__name__}")
+        lo, hi = time_range(start, end)
+        allowed: np.ndarray | None = None
+        if prefix:
+            allowed = np.sort(self._keys.prefix_range(prefix)[1])
+        if where is not None:
+            found = self._filter.matching(self._documents_table(), where, self._changes)
+            found = np.sort(found)
+            allowed = found if allowed is None else np.intersect1d(allowed, found, True)
+        if lo is not None or hi is not None:
+            base = np.sort(self._keys.labels()) if allowed is None else allowed
+            times = self._keys.inserted(base)
+            keep = np.ones(len(base), bool)
+            if lo is not None:
+                keep &= times >= lo
+            if hi is not None:
+                keep &= times < hi
+            allowed = base[keep]
+        return allowed
+
+    def _mask(self, labels: np.ndarray) -> np.ndarray:
+        mask = np.zeros(self._keys.next_label, bool)
+        mask[labels.astype(np.intp)] = True
+        return mask
+
+    def _apply_predicate(self, labels: np.ndarray, predicate: Callable[[str], bool]) -> np.ndarray:
+        key_of = self._keys.key_of
+        keep = [
+            (key := key_of[label]) is not None and bool(predicate(key)) for label in labels.tolist()
+        ]
+        return labels[np.array(keep, bool)] if len(labels) else labels
+
+    def _predicate_mask(
+        self, mask: np.ndarray | None, predicate: Callable[[str], bool]
+    ) -> np.ndarray:
+        labels = self._keys.labels() if mask is None else np.flatnonzero(mask).astype(np.uint64)
+        return self._mask(self._apply_predicate(labels, predicate))
+
+    def _documents_table(self) -> pa.Table:
+        """One row per document (``key``, ``inserted_at``, the fields, ``__label``), with
+        naive UTC timestamps, as predicates see it; cached until the next change."""
+        cached = self._documents
+        if cached is not None and cached[0] == self._changes:
+            return cached[1]
+        keys, labels = self._keys.sorted_keys()
+        columns = [pa.array(keys, pa.string()), _naive_ts(self._keys.inserted(labels))]
+        names = ["key", "inserted_at"]
+        if self._meta.active:
+            rows = self._meta.rows(labels)
+            for name, column in zip(rows.column_names, rows.columns):
+                names.append(name)
+                columns.append(_naive(column))
+        names.append("__label")
+        columns.append(pa.array(labels, pa.uint64()))
+        table = pa.Table.from_arrays(columns, names=names)
+        self._documents = (self._changes, table)
+        return table
+
+    def _text_index(self) -> TextIndex:
+        """The BM25 index of ``text_field``, built from the metadata on first use."""
+        if self._text is None:
+            index = TextIndex()
+            labels = self._meta.labels()
+            if len(labels):
+                index.set(labels.astype(np.uint64), self._texts_of(labels))
+            self._text = index
+        return self._text
+
+    def _texts_of(self, labels: np.ndarray) -> list[str | None]:
+        field = self._text_field
+        schema = self._meta.schema
+        if field not in schema.names:
+            return [None] * len(labels)
+        kind = schema.field(field).type
+        if not pa.types.is_string(kind) and not pa.types.is_null(kind):
+            raise InvalidArgumentError(
+                f"text field {field!r} holds {kind} values, not strings",
+                hint="pass text_field= naming a string field when opening the store",
+            )
+        return self._meta.rows(labels).column(field).to_pylist()
+
+    def _results(self, labels: np.ndarray, dists: np.ndarray) -> list[SearchResult]:
+        if self._config.metric == "euclidean":
+            dists = np.sqrt(np.maximum(dists, 0))
+        key_of = self._keys.key_of
+        keys = [key_of[label] for label in labels.tolist()]
+        triples: Iterable[tuple[str | None, float, None]] = zip(
+            keys, dists.tolist(), [None] * len(keys)
+        )
+        if None in keys:  # a key deleted by another thread during the search
+            triples = [t for t in triples if t[0] is not None]
+        # tuple.__new__ skips the namedtuple's Python-level __new__: this is the hot path.
+        return [_new_tuple(SearchResult, t) for t in triples]
+
+    def _scored(self, query: np.ndarray, labels: np.ndarray, threads: int) -> list[SearchResult]:
+        """Results for ``labels`` in this order, with their exact distances to ``query``."""
+        if not len(labels):
+            return []
+        with self._lock:
+            got = cast("tuple[np.ndarray | None, ...]", self._index.get(labels, dtype="f32"))
+        present = [i for i, v in enumerate(got) if v is not None]
+        if not present:
+            return []
+        vectors = np.stack([cast(np.ndarray, got[i]) for i in present])
+        return self._results(labels[present], _distances(self._config.metric, vectors, query))
+
+    def _overfetch(
+        self,
+        queries: np.ndarray,
+        k: int,
+        plan: SearchPlan,
+        allowed: np.ndarray | None,
+        mask: np.ndarray | None,
+        predicate: Callable[[str], bool] | None,
+        threads: int,
+    ) -> list[list[SearchResult]]:
+        nq = len(queries)
+        total = plan.total
         memo: dict[str, bool] = {}
 
-        def allowed(key: str) -> bool:
+        def passes(key: str) -> bool:
             ok = memo.get(key)
             if ok is None:
-                ok = memo[key] = key.startswith(prefix or "") and (
-                    predicate is None or bool(predicate(key))
-                )
+                ok = memo[key] = predicate is None or bool(predicate(key))
             return ok
 
-        def allowed_labels() -> np.ndarray:
-            if predicate is None:
-                return cand_labels
-            mask = np.fromiter((allowed(key) for key in cand_keys), bool, len(cand_keys))
-            return cand_labels[mask]
-
-        if exact or len(cand_keys) <= _EXACT_SUBSET:
-            return self._exact_subset(queries, k, allowed_labels(), threads)
         results: list[list[SearchResult] | None] = [None] * nq
         pending = np.arange(nq)
-        # Expect a share len(cand)/total of graph hits to pass; fetch 4x what k needs, as
-        # the graph's ranks past the first few dozen are less exact.
-        fetch = min(total, max(4 * k, math.ceil(4 * k * total / len(cand_keys))))
+        # Expect a share m/total of graph hits to pass; fetch 4x what k needs, as the
+        # graph's ranks past the first few dozen are less exact.
+        fetch = min(total, max(4 * k, math.ceil(4 * k * total / plan.candidates)))
         while pending.size and fetch <= max(_MAX_FETCH, 4 * k):
             keys, dists, counts = _batch(
                 self._index.search(queries[pending], fetch, threads=threads)
@@ -636,23 +1066,35 @@ class VectorStore(Handle):
             still = []
             seen = passed = 0
             for j, qi in enumerate(pending.tolist()):
-                found = self._results(keys[j, : counts[j]], dists[j, : counts[j]])
-                hits = [r for r in found if allowed(r.key)]
-                seen += len(found)
-                passed += len(hits)
-                if len(hits) >= k:
-                    results[qi] = hits[:k]
+                row = keys[j, : counts[j]]
+                if mask is not None:
+                    inside = row < len(mask)
+                    ok = np.zeros(len(row), bool)
+                    ok[inside] = mask[row[inside].astype(np.intp)]
+                    chosen = np.flatnonzero(ok)
+                else:
+                    chosen = np.arange(len(row))
+                found = self._results(row[chosen], dists[j, chosen])
+                if predicate is not None:
+                    found = [r for r in found if passes(r.key)]
+                seen += int(counts[j])
+                passed += len(found)
+                if len(found) >= k:
+                    results[qi] = found[:k]
                 else:
                     still.append(qi)
             pending = np.array(still, dtype=np.intp)
             if fetch >= total:
                 break
-            # Re-estimate the filter's pass rate; a rate too low sends the rest to the
+            # Re-estimate the filters' pass rate; a rate too low sends the rest to the
             # exact search at once rather than through ever larger graph searches.
             rate = max(passed / max(seen, 1), 1 / (2 * fetch))
             fetch = min(total, max(2 * fetch, math.ceil(4 * k / rate)))
         if pending.size:
-            exact_hits = self._exact_subset(queries[pending], k, allowed_labels(), threads)
+            labels = self._keys.labels() if allowed is None else allowed
+            if predicate is not None:
+                labels = self._apply_predicate(labels, predicate)
+            exact_hits = self._exact_subset(queries[pending], k, labels, threads)
             for qi, hits in zip(pending.tolist(), exact_hits):
                 results[qi] = hits
         return [r if r is not None else [] for r in results]
@@ -687,30 +1129,107 @@ class VectorStore(Handle):
 
     # -- Arrow and SQL ---------------------------------------------------------------------
 
-    def to_arrow(self, prefix: str | None = None) -> pa.Table:
+    def _output(
+        self,
+        hits: list[list[SearchResult]],
+        with_metadata: bool,
+        output: str,
+        *,
+        batch: bool = False,
+    ) -> Any:
+        """Search results in the form asked for: per query (list or table), or one table."""
+        if output not in _OUTPUTS:
+            raise InvalidArgumentError(
+                f"output must be one of {', '.join(map(repr, _OUTPUTS))}, got {output!r}"
+            )
+        if with_metadata:
+            with self._lock:
+                label = self._keys.label
+                for row in hits:
+                    labels = np.array([label(h.key) or 0 for h in row], np.int64)
+                    records = self._meta.records(labels)
+                    row[:] = [SearchResult(h.key, h.score, r) for h, r in zip(row, records)]
+        if output == "list":
+            return hits
+        tables = []
+        for qi, row in enumerate(hits):
+            columns: dict[str, Any] = {}
+            if batch:
+                columns["query"] = pa.array(np.full(len(row), qi, np.int32))
+            columns["key"] = pa.array([h.key for h in row], pa.string())
+            columns["score"] = pa.array([h.score for h in row], pa.float64())
+            table = pa.table(columns)
+            if with_metadata and self._meta.active:
+                with self._lock:
+                    labels = np.array([self._keys.label(h.key) or 0 for h in row], np.int64)
+                    fields = self._meta.rows(labels)
+                for name, column in zip(fields.column_names, fields.columns):
+                    table = table.append_column(name, column)
+            tables.append(table)
+        if batch:
+            tables = (
+                [pa.concat_tables(tables, promote_options="default")]
+                if tables
+                else [
+                    pa.table(
+                        {
+                            "query": pa.array([], pa.int32()),
+                            "key": pa.array([], pa.string()),
+                            "score": pa.array([], pa.float64()),
+                        }
+                    )
+                ]
+            )
+        if output == "polars":
+            polars = require("polars")
+            tables = [polars.from_arrow(t) for t in tables]
+        return tables[0] if batch else tables
+
+    def to_arrow(self, prefix: str | None = None, *, with_metadata: bool = False) -> pa.Table:
         """The stored vectors as a table: ``key`` (string), ``vector``
-        (``fixed_size_list<float32>[dimensions]``), sorted by key.
+        (``fixed_size_list<float32>[dimensions]``), sorted by key; with ``with_metadata``
+        also ``inserted_at`` (``timestamp[us, UTC]``) and every metadata field.
 
         DuckDB reads ``vector`` as ``FLOAT[dimensions]``, so ``array_cosine_similarity`` and
         friends work on it directly.
         """
-        keys = self.keys(prefix)
+        self.require_open()
+        if prefix is not None and not isinstance(prefix, str):
+            raise InvalidArgumentError(f"prefix must be a str, got {type(prefix).__name__}")
         dims = self._config.dimensions
         get = self._db.get
-        out_keys: list[str] = []
-        rows: list[np.ndarray] = []
-        for key in keys:
-            value = get(key)
-            if isinstance(value, np.ndarray) and value.shape == (dims,):
-                out_keys.append(key)
-                rows.append(value)
-        flat = np.stack(rows).reshape(-1) if rows else np.empty(0, np.float32)
-        vectors = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), dims)
-        return pa.table({"key": pa.array(out_keys, pa.string()), "vector": vectors})
+        with self._lock:
+            keys, labels = self._keys.prefix_range(prefix or "")
+            out_keys: list[str] = []
+            out_labels: list[int] = []
+            rows: list[np.ndarray] = []
+            for key, label in zip(keys, labels.tolist()):
+                value = get(key)
+                if isinstance(value, np.ndarray) and value.shape == (dims,):
+                    out_keys.append(key)
+                    out_labels.append(label)
+                    rows.append(value)
+            flat = np.stack(rows).reshape(-1) if rows else np.empty(0, np.float32)
+            vectors = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), dims)
+            table = pa.table({"key": pa.array(out_keys, pa.string()), "vector": vectors})
+            if not with_metadata:
+                return table
+            chosen = np.array(out_labels, np.int64)
+            times = self._keys.inserted(chosen)
+            table = table.append_column(
+                "inserted_at", pa.array(times).cast(pa.int64()).view(pa.timestamp("us", tz="UTC"))
+            )
+            if self._meta.active:
+                fields = self._meta.rows(chosen)
+                for name, column in zip(fields.column_names, fields.columns):
+                    table = table.append_column(name, column)
+            return table
 
     def sql(self, query: str, params: Iterable[Any] | None = None) -> pa.Table:
-        """Run DuckDB SQL with a ``vectors(key, vector FLOAT[dimensions])`` view added to
-        the database's ``history`` and ``latest`` views; returns an Arrow table.
+        """Run DuckDB SQL (sandboxed) with two views added to the database's ``history``
+        and ``latest``: ``vectors(key, vector FLOAT[dimensions], inserted_at, <fields>)``
+        and ``metadata(key, inserted_at, <fields>)`` (timestamps as UTC ``TIMESTAMP``);
+        returns an Arrow table. Join them to time series in ``history`` by key or time.
 
         >>> store.sql("SELECT key, array_cosine_similarity(vector, $q::FLOAT[3]) AS sim "
         ...           "FROM vectors ORDER BY sim DESC LIMIT 1", {"q": [1, 0, 0]}).to_pylist()
@@ -720,10 +1239,14 @@ class VectorStore(Handle):
         from synarrow.sql import register
 
         self.require_open()
+        vectors = _naive_table(self.to_arrow(with_metadata=True))
+        with self._lock:
+            documents = self._documents_table().drop_columns(["__label"])
 
         def prepare(con: Any) -> None:
             register(con, self._db)
-            con.register("vectors", self.to_arrow())
+            con.register("vectors", vectors)
+            con.register("metadata", documents)
 
         with DuckSession() as session:
             return session.query(query, params, prepare=prepare)
@@ -741,7 +1264,10 @@ class VectorStore(Handle):
         with self._lock:
             self.require_open()
             self._index, self._keys = self._new_index(), KeyMap()
+            self._meta, self._text, self._dead = MetadataColumns(), None, 0
             self._catch_up()
+            self._fold_metadata()
+            self._fill_insert_times()
             self._indexed_position = self._position()
             if not self.readonly:
                 self._save()
@@ -753,9 +1279,17 @@ class VectorStore(Handle):
             return
         if position != self._indexed_position:
             self._catch_up()  # entries written through store.db since the index last saw it
+            self._fold_metadata()
+            self._fill_insert_times()
             self._indexed_position = position
         self._checkpoint = files.write_checkpoint(
-            self._dir, self._index, self._keys, position, self._checkpoint
+            self._dir,
+            self._index,
+            self._keys,
+            position,
+            self._checkpoint,
+            metadata=self._meta,
+            dead=self._dead,
         )
         self._saved_position = position
 
@@ -766,6 +1300,7 @@ class VectorStore(Handle):
                 if not self.readonly:
                     self._save()
             finally:
+                self._filter.close()
                 self._db.close()
 
     @property
@@ -797,15 +1332,18 @@ def _key_list(keys: Any) -> list[str]:
     keys = list(keys)
     for key in keys:
         check_key(key)
+        if key == LOG_KEY:
+            raise InvalidKeyError(f"key {LOG_KEY!r} holds the store's metadata log")
     return keys
 
 
-def _last_wins(keys: list[str], matrix: np.ndarray) -> tuple[list[str], np.ndarray]:
+def _last_wins(keys: list[str]) -> tuple[list[str], np.ndarray | None]:
+    """The distinct keys (each at its last position) and the rows kept (None: all)."""
     if len(set(keys)) == len(keys):
-        return keys, matrix
+        return keys, None
     last = {key: i for i, key in enumerate(keys)}
     rows = np.array(sorted(last.values()), dtype=np.intp)
-    return [keys[i] for i in rows.tolist()], matrix[rows]
+    return [keys[i] for i in rows.tolist()], rows
 
 
 def _check_k(k: Any) -> int:
@@ -825,3 +1363,49 @@ def _batch(m: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if isinstance(m, BatchMatches):
         return m.keys, m.distances, m.counts
     return m.keys[None, :], m.distances[None, :], np.array([len(m.keys)])
+
+
+def _check_weight(weight: Any) -> float:
+    if isinstance(weight, bool) or not isinstance(weight, (int, float, np.floating)):
+        raise InvalidArgumentError(f"text_weight must be a number from 0 to 1, got {weight!r}")
+    if not 0.0 <= float(weight) <= 1.0:
+        raise InvalidArgumentError(f"text_weight must be from 0 to 1, got {weight!r}")
+    return float(weight)
+
+
+def _check_text(text: Any) -> str:
+    if not isinstance(text, str):
+        raise InvalidArgumentError(f"text must be a str, got {type(text).__name__}")
+    if not text.strip():
+        raise InvalidArgumentError("text query is empty: give words to search for")
+    return text
+
+
+def _distances(metric: str, vectors: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Distances as usearch reports them (squared for euclidean, see ``_results``)."""
+    v = vectors.astype(np.float64)
+    q = query.astype(np.float64)
+    if metric == "euclidean":
+        return ((v - q) ** 2).sum(axis=1)
+    dots = v @ q
+    if metric == "dot":
+        return 1.0 - dots
+    norms = np.linalg.norm(v, axis=1) * np.linalg.norm(q)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 0.0)
+    return 1.0 - cos
+
+
+def _naive_ts(micros: np.ndarray) -> pa.Array:
+    """int64 microseconds as a naive (UTC) timestamp array, as SQL views show times."""
+    return pa.array(np.asarray(micros, np.int64)).view(pa.timestamp("us"))
+
+
+def _naive(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    if pa.types.is_timestamp(column.type) and column.type.tz is not None:
+        return column.cast(pa.timestamp(column.type.unit))
+    return column
+
+
+def _naive_table(table: pa.Table) -> pa.Table:
+    return pa.Table.from_arrays([_naive(c) for c in table.columns], names=table.column_names)

@@ -7,9 +7,12 @@
     The committed index checkpoint: its generation, the database position (sequence number
     of the next log entry) it covers, the next free label, and the size and CRC32 of the two
     files below. Replaced atomically; whatever it names is the checkpoint.
-``index-<generation>.usearch`` and ``keys-<generation>.arrow``
-    The usearch graph and the key/label map (an uncompressed Arrow IPC file) of that
-    checkpoint. Files of other generations are leftovers and are removed.
+``index-<generation>.usearch``, ``keys-<generation>.arrow`` and ``meta-<generation>.arrow``
+    The usearch graph, the key/label map (key, label, fingerprint, insert time) and the
+    documents' metadata records (:mod:`synarrow.vector_meta`; only when some document has
+    metadata), as uncompressed Arrow IPC files, of that checkpoint. Files of other
+    generations are leftovers and are removed. ``state.json`` format 1 (before metadata)
+    is read as a checkpoint without metadata and without insert times.
 
 A checkpoint whose files are missing or fail their CRC is treated as absent: the index is
 rebuilt from the log, which is always the source of truth. The readers here say so with a
@@ -52,6 +55,7 @@ from synarrow.fileio import (
     write_atomic,
 )
 from synarrow.vector_keys import KeyMap
+from synarrow.vector_meta import MetadataColumns
 
 __all__ = [
     "CONFIG_NAME",
@@ -59,6 +63,7 @@ __all__ = [
     "INDEX_NAME",
     "KEYS_NAME",
     "MAX_DIMS",
+    "META_NAME",
     "METRICS",
     "MIN_DIMS",
     "PRECISIONS",
@@ -71,6 +76,7 @@ __all__ = [
     "read_checkpoint",
     "read_config",
     "read_keymap",
+    "read_metadata",
     "remove_leftovers",
     "write_checkpoint",
     "write_config",
@@ -79,9 +85,10 @@ __all__ = [
 DIRNAME = "vector_index"
 CONFIG_NAME = "config.json"
 STATE_NAME = "state.json"
-FORMAT = 1
+FORMAT = 2
 INDEX_NAME = re.compile(r"index-[1-9][0-9]*\.usearch")
 KEYS_NAME = re.compile(r"keys-[1-9][0-9]*\.arrow")
+META_NAME = re.compile(r"meta-[1-9][0-9]*\.arrow")
 # Far larger than any settings or state file; a larger one is damaged or crafted.
 _MAX_JSON_BYTES = 1 << 20
 
@@ -224,6 +231,11 @@ class Checkpoint:
     keys_file: str
     keys_bytes: int
     keys_crc: int
+    meta_file: str | None = None
+    meta_bytes: int = 0
+    meta_crc: int = 0
+    dead: int = 0
+    """Vectors removed from (or replaced in) the index since it was built: space it holds."""
 
 
 def read_checkpoint(directory: Path) -> Checkpoint:
@@ -231,7 +243,7 @@ def read_checkpoint(directory: Path) -> Checkpoint:
     path = directory / STATE_NAME
     try:
         data = json.loads(_read_text(path, "vector index state"))
-        if data.pop("format") != FORMAT:
+        if data.pop("format") not in (1, FORMAT):
             raise ValueError("unknown format")
         state = Checkpoint(**data)
     except CorruptionError:
@@ -240,7 +252,9 @@ def read_checkpoint(directory: Path) -> Checkpoint:
         raise ValueError(f"{path}: {exc}") from exc
     require_name(state.index_file, INDEX_NAME, what=f"{path}: index file")
     require_name(state.keys_file, KEYS_NAME, what=f"{path}: key file")
-    for name in ("generation", "position", "next_label", "count"):
+    if state.meta_file is not None:
+        require_name(state.meta_file, META_NAME, what=f"{path}: metadata file")
+    for name in ("generation", "position", "next_label", "count", "meta_bytes", "dead"):
         value = getattr(state, name)
         if type(value) is not int or value < 0:
             raise ValueError(f"{path}: {name} is {value!r}")
@@ -292,22 +306,44 @@ def checked_file(directory: Path, name: str, size: int, crc: int) -> Iterator[st
         os.close(fd)
 
 
-def read_keymap(directory: Path, state: Checkpoint) -> KeyMap:
-    """The key map of a checkpoint (checked); ``ValueError`` on any problem."""
-    path = directory / state.keys_file
+def _read_table(path: Path, size: int, crc: int, what: str) -> pa.Table:
+    """An Arrow IPC file of a checkpoint, checked (size, CRC32, full validation)."""
     try:
-        data = read_bytes(path, max_size=state.keys_bytes, what="vector key map")
+        data = read_bytes(path, max_size=size, what=what)
     except CorruptionError as exc:
         if os.path.islink(path):
             raise
         raise ValueError(f"{path}: {exc}") from exc
     except OSError as exc:
         raise ValueError(f"{path}: {exc}") from exc
-    if len(data) != state.keys_bytes or zlib.crc32(data) != state.keys_crc:
+    if len(data) != size or zlib.crc32(data) != crc:
         raise ValueError(f"{path} fails its size or CRC32 check")
     try:
         table = pa.ipc.open_file(pa.BufferReader(data)).read_all()
-        table.validate(full=True)  # offsets and lengths, before anything reads the keys
+        table.validate(full=True)  # offsets and lengths, before anything reads the values
+    except (ValueError, OSError, pa.ArrowException) as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    return table
+
+
+def read_metadata(directory: Path, state: Checkpoint) -> MetadataColumns:
+    """The metadata records of a checkpoint (none when it has no file); ``ValueError`` on
+    any problem."""
+    if state.meta_file is None:
+        return MetadataColumns()
+    path = directory / state.meta_file
+    table = _read_table(path, state.meta_bytes, state.meta_crc, "vector metadata")
+    try:
+        return MetadataColumns.from_arrow(table)
+    except (ValueError, TypeError, KeyError, IndexError, pa.ArrowException) as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+
+
+def read_keymap(directory: Path, state: Checkpoint) -> KeyMap:
+    """The key map of a checkpoint (checked); ``ValueError`` on any problem."""
+    path = directory / state.keys_file
+    table = _read_table(path, state.keys_bytes, state.keys_crc, "vector key map")
+    try:
         labels = table.column("label")
         if table.column("key").null_count or labels.null_count:
             raise ValueError("the key map holds nulls")
@@ -321,10 +357,25 @@ def read_keymap(directory: Path, state: Checkpoint) -> KeyMap:
     return keymap
 
 
+def _ipc_file(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
 def write_checkpoint(
-    directory: Path, index: Any, keymap: KeyMap, position: int, previous: Checkpoint | None
+    directory: Path,
+    index: Any,
+    keymap: KeyMap,
+    position: int,
+    previous: Checkpoint | None,
+    *,
+    metadata: MetadataColumns | None = None,
+    dead: int = 0,
 ) -> Checkpoint:
-    """Save ``index`` and ``keymap`` as a new generation and commit it; returns its state.
+    """Save ``index``, ``keymap`` and ``metadata`` as a new generation and commit it;
+    returns its state.
 
     Each file is written to a temp name, fsynced and renamed before ``state.json`` names it,
     so a crash at any point leaves the previous checkpoint (or none) committed.
@@ -342,12 +393,14 @@ def write_checkpoint(
         tmp.commit(directory / index_name)
     index_bytes, index_crc = _crc_of_file(directory / index_name)
 
-    table = keymap.to_arrow()
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    keys_data = sink.getvalue().to_pybytes()
+    keys_data = _ipc_file(keymap.to_arrow())
     write_atomic(directory / keys_name, keys_data)
+    meta_name = None
+    meta_data = b""
+    if metadata is not None and len(metadata):
+        meta_name = f"meta-{generation}.arrow"
+        meta_data = _ipc_file(metadata.to_arrow())
+        write_atomic(directory / meta_name, meta_data)
 
     state = Checkpoint(
         generation=generation,
@@ -360,6 +413,10 @@ def write_checkpoint(
         keys_file=keys_name,
         keys_bytes=len(keys_data),
         keys_crc=zlib.crc32(keys_data),
+        meta_file=meta_name,
+        meta_bytes=len(meta_data),
+        meta_crc=zlib.crc32(meta_data),
+        dead=dead,
     )
     text = json.dumps({"format": FORMAT, **asdict(state)}, indent=1)
     write_atomic(directory / STATE_NAME, text.encode())
@@ -369,10 +426,12 @@ def write_checkpoint(
 
 def remove_leftovers(directory: Path, state: Checkpoint | None) -> None:
     """Delete index and key files that the committed checkpoint does not name."""
-    keep = {state.index_file, state.keys_file} if state else set()
+    keep = {state.index_file, state.keys_file, state.meta_file} if state else set()
     removed = False
     for f in directory.iterdir():
-        leftover = f.name.startswith(("index-", "keys-", ".index-", ".keys-", ".state.json."))
+        leftover = f.name.startswith(
+            ("index-", "keys-", "meta-", ".index-", ".keys-", ".meta-", ".state.json.")
+        )
         if leftover and f.name not in keep:
             remove_file(f)  # a link is removed itself, never its target
             removed = True

@@ -21,12 +21,15 @@ KEYS_SCHEMA = pa.schema(
         pa.field("key", pa.large_string(), nullable=False),
         pa.field("label", pa.uint64(), nullable=False),
         pa.field("fingerprint", pa.uint64(), nullable=False),
+        pa.field("inserted", pa.int64(), nullable=False),
     ]
 )
+# Key maps saved before insert times were kept (their times read as unknown: 0).
+KEYS_SCHEMA_1 = pa.schema(list(KEYS_SCHEMA)[:3])
 
 _FP_ROWS = 8192
 
-__all__ = ["KEYS_SCHEMA", "KeyMap", "fingerprints"]
+__all__ = ["KEYS_SCHEMA", "KEYS_SCHEMA_1", "KeyMap", "fingerprints"]
 
 
 def _splitmix64(n: int) -> np.ndarray:
@@ -75,18 +78,21 @@ class KeyMap:
         self,
         next_label: int = 0,
         *,
-        entries: tuple[list[str], np.ndarray, np.ndarray] | None = None,
+        entries: tuple[list[str], np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> None:
         """An empty map whose next new key gets ``next_label``, or one holding ``entries``:
-        ``(keys, labels, fingerprints)`` as saved by :meth:`to_arrow` (``ValueError`` if
-        they are inconsistent)."""
+        ``(keys, labels, fingerprints, insert times)`` as saved by :meth:`to_arrow`
+        (``ValueError`` if they are inconsistent)."""
         self._label_of: dict[str, int] = {}
         # Indexed by label; None marks a label whose key was deleted or replaced.
         self._key_of: list[str | None] = [None] * next_label
         self._fp = np.zeros(max(16, next_label), dtype=np.uint64)
+        # Insert time of each label's vector, microseconds since the epoch (0: unknown).
+        self._ts = np.zeros(len(self._fp), dtype=np.int64)
+        self._version = 0
         self._sorted: tuple[list[str], np.ndarray] | None = None
         if entries is not None:
-            keys, labels, fps = entries
+            keys, labels, fps, times = entries
             if len(labels) and int(labels.max()) >= next_label:
                 raise ValueError("a label is beyond next_label")
             self._label_of = dict(zip(keys, labels.tolist()))
@@ -95,6 +101,7 @@ class KeyMap:
             for key, label in self._label_of.items():
                 self._key_of[label] = key
             self._fp[labels.astype(np.intp)] = fps
+            self._ts[labels.astype(np.intp)] = times
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -129,6 +136,23 @@ class KeyMap:
         """The stored fingerprint of ``key``'s vector, or ``None`` for an unknown key."""
         label = self._label_of.get(key)
         return None if label is None else int(self._fp[label])
+
+    def fingerprints_of(self, labels: np.ndarray) -> np.ndarray:
+        """The stored fingerprints of ``labels`` (uint64)."""
+        return self._fp[np.asarray(labels, dtype=np.intp)]
+
+    def inserted(self, labels: np.ndarray) -> np.ndarray:
+        """Insert times (int64 microseconds, 0 when unknown) of ``labels``."""
+        return self._ts[np.asarray(labels, dtype=np.intp)]
+
+    def set_inserted(self, labels: np.ndarray, times: np.ndarray | int) -> None:
+        """Record the insert times of the vectors just stored under ``labels``."""
+        self._ts[np.asarray(labels, dtype=np.intp)] = times
+
+    @property
+    def version(self) -> int:
+        """Grows whenever a key is added or removed (not when a vector is replaced)."""
+        return self._version
 
     def labels(self) -> np.ndarray:
         """Every live label (uint64), in no particular order."""
@@ -178,6 +202,7 @@ class KeyMap:
         self._grow(len(key_of))
         if len(replaced) < len(keys):
             self._sorted = None
+            self._version += 1
         return out, np.array(replaced, dtype=np.uint64)
 
     def set_fingerprints(self, labels: np.ndarray, fps: np.ndarray) -> None:
@@ -190,6 +215,7 @@ class KeyMap:
         if label is not None:
             self._key_of[label] = None
             self._sorted = None
+            self._version += 1
         return label
 
     def remove_many(self, keys: Iterable[str]) -> np.ndarray:
@@ -202,6 +228,9 @@ class KeyMap:
             bigger = np.zeros(max(n, 2 * len(self._fp)), dtype=np.uint64)
             bigger[: len(self._fp)] = self._fp
             self._fp = bigger
+            times = np.zeros(len(bigger), dtype=np.int64)
+            times[: len(self._ts)] = self._ts
+            self._ts = times
 
     # -- persistence -----------------------------------------------------------------------
 
@@ -216,6 +245,7 @@ class KeyMap:
                 pa.array(keys, pa.large_string()),
                 pa.array(labels, pa.uint64()),
                 pa.array(self._fp[labels.astype(np.intp)], pa.uint64()),
+                pa.array(self._ts[labels.astype(np.intp)], pa.int64()),
             ],
             schema=KEYS_SCHEMA,
         )
@@ -223,9 +253,13 @@ class KeyMap:
     @classmethod
     def from_arrow(cls, table: pa.Table, next_label: int) -> KeyMap:
         """Rebuild a map saved by :meth:`to_arrow`; raises ``ValueError`` if it is inconsistent."""
+        if table.schema.equals(KEYS_SCHEMA_1):
+            unknown = pa.array(np.zeros(table.num_rows, np.int64))
+            table = table.append_column(KEYS_SCHEMA.field("inserted"), unknown)
         if not table.schema.equals(KEYS_SCHEMA):
             raise ValueError(f"unexpected key map schema {table.schema}")
         keys = table.column("key").to_pylist()
         labels = table.column("label").to_numpy()
         fps = table.column("fingerprint").to_numpy()
-        return cls(next_label, entries=(keys, labels, fps))
+        times = table.column("inserted").to_numpy()
+        return cls(next_label, entries=(keys, labels, fps, times))

@@ -45,8 +45,9 @@ def test_lazy_export_and_result_type(store: VectorStore) -> None:
     assert synarrow.SearchResult is SearchResult
     store.insert("a", np.ones(8, np.float32))
     (hit,) = store.search(np.ones(8), k=1)
-    key, score = hit
+    key, score, metadata = hit
     assert (key, hit.key) == ("a", "a") and score == hit.score == pytest.approx(0, abs=1e-6)
+    assert metadata is None  # asked for with with_metadata=True
 
 
 def test_insert_get_len_contains_keys(store: VectorStore) -> None:
