@@ -23,7 +23,7 @@ import fnmatch
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -46,8 +46,9 @@ from synarrow.errors import (
 from synarrow.handle import Handle
 from synarrow.inputs import check_key
 from synarrow.log import codec
-from synarrow.log.format import Atom
+from synarrow.log.format import MAX_VALUE_BYTES, Atom
 from synarrow.log.memtable import UNLOADED
+from synarrow.log.vectors import float32_values
 from synarrow.reading import select_named
 
 if TYPE_CHECKING:
@@ -188,6 +189,31 @@ class SynaDB(Handle):
             batch = inputs.to_batch(values)
             staged.append((key, batch, inputs.to_timestamps(timestamps, batch.count)))
         return self._engine.append_batches(staged)
+
+    def put_vectors(self, keys: Sequence[str], vectors: Any, *, timestamp: Any = None) -> int:
+        """Append one float32 vector per key (the rows of ``vectors``); returns how many.
+
+        The bulk form of ``put_vector`` for many keys: ``vectors`` is a 2-D array-like of
+        ``len(keys)`` rows (numpy or nested lists of numbers); keys must be
+        distinct. Each row is its own log entry, as ``put_vector`` writes it, but the call
+        checks everything first, takes the lock once and, with ``sync_on_write``, syncs
+        once: all entries or none are written. ``timestamp``: one for every row (default:
+        now, now + 1 us, ...).
+        """
+        keys = list(keys)
+        for key in keys:
+            check_key(key)
+        if len(set(keys)) != len(keys):
+            raise InvalidArgumentError("put_vectors keys must be distinct")
+        matrix = np.ascontiguousarray(float32_values(vectors, "vectors"))
+        if matrix.ndim != 2 or matrix.shape[0] != len(keys) or not matrix.shape[1]:
+            raise InvalidValueError(
+                f"vectors have shape {matrix.shape}, expected ({len(keys)}, dimensions)"
+            )
+        if matrix.shape[1] * 4 > MAX_VALUE_BYTES:
+            raise InvalidValueError(f"vectors of {matrix.shape[1]} dimensions are too large")
+        ts = None if timestamp is None else inputs.to_timestamp_us(timestamp)
+        return self._engine.append_vectors(keys, matrix, ts)
 
     def delete(self, key: str) -> bool:
         """Delete ``key`` and its whole history; returns whether it existed.

@@ -50,6 +50,7 @@ from synarrow import vector_files as files
 from synarrow.config import DbConfig, read_stored
 from synarrow.db import SynaDB, check_key
 from synarrow.errors import (
+    CompactionError,
     ConfigError,
     InvalidArgumentError,
     InvalidKeyError,
@@ -87,6 +88,9 @@ _PLAN_FETCH = 1024
 # Over-fetching from the graph for a filter stops at this many candidates per query; the
 # queries still short of k results then get an exact search over the allowed vectors.
 _MAX_FETCH = 2048
+# The automatic compaction starts once dead index entries outnumber live ones and are at
+# least this many.
+_AUTO_COMPACT_MIN = 1000
 # Hybrid search fuses this many candidates (at least k) of each ranking.
 _FUSE_CANDIDATES = 50
 # Reciprocal rank fusion's constant (the 60 of Cormack et al.).
@@ -172,6 +176,8 @@ class VectorStore(Handle):
         text_field: the metadata field that ``search(..., text=...)`` ranks with BM25
             (default ``"text"``); may differ on every open, as the text index is built in
             memory on the first text search and kept up to date after.
+        auto_compact: compact in a background thread once deleted and replaced vectors
+            outnumber the live ones (see :meth:`compact`); default ``True``.
 
     Settings other than ``expansion_search`` are fixed at creation: passing a different
     value when reopening raises :class:`~synarrow.errors.ConfigError`.
@@ -194,6 +200,7 @@ class VectorStore(Handle):
         threads: int = 0,
         snapshot: str | None = None,
         text_field: str = "text",
+        auto_compact: bool = True,
     ) -> None:
         readonly = readonly or snapshot is not None
         super().__init__(Path(path), readonly=readonly)
@@ -208,6 +215,13 @@ class VectorStore(Handle):
         self._changes = 0
         self._last_ts = 0
         self._documents: tuple[int, pa.Table] | None = None
+        if not isinstance(auto_compact, bool):
+            raise InvalidArgumentError(f"auto_compact must be a bool, got {auto_compact!r}")
+        self._auto_compact = auto_compact and snapshot is None and not readonly
+        self._journal: list[tuple[np.ndarray, np.ndarray | None]] | None = None
+        self._background: threading.Thread | None = None
+        self._cancel: threading.Event | None = None
+        self._background_error: BaseException | None = None
         self._threads = _check_threads(threads)
         self._lock = threading.RLock()
         self._dir = self.path / files.DIRNAME
@@ -560,10 +574,12 @@ class VectorStore(Handle):
                 if replaced.size:
                     self._index.remove(replaced)
                     self._dead += int(replaced.size)
-                # The graph first: usearch's add takes the GIL back for every vector, so a
-                # Python thread busy at the same time (such as an automatic compaction the
-                # log writes may start) slows it down 50x. Nothing is acknowledged before
-                # every step is done.
+                # usearch's add takes the GIL back for every vector, so a Python thread busy
+                # at the same time (an automatic compaction the log writes started) slows it
+                # down several times: let a running compaction finish first, and add to the
+                # graph before the log writes that may start the next one. Nothing is
+                # acknowledged before every step is done.
+                self._wait_for_compaction()
                 self._index.add(labels, matrix, threads=self._threads)
                 if table is not None or self._meta.active:
                     self._db.append(LOG_KEY, encode_entry(keys, fps, table), timestamp=ts)
@@ -578,18 +594,21 @@ class VectorStore(Handle):
             self._meta.set(labels, table)
             if self._text is not None:
                 self._text.set(labels, self._texts_of(labels))
+            if self._journal is not None:
+                self._journal.append((labels, matrix.copy()))
             self._changes += 1
+            self._maybe_compact_in_background()
         return len(keys)
 
-    def _append_rows(self, keys: list[str], matrix: np.ndarray, ts: int) -> None:
-        append = self._db.append
-        written = 0
+    def _wait_for_compaction(self) -> None:
         try:
-            for key, row in zip(keys, matrix):
-                append(key, row, timestamp=ts)
-                written += 1
-        finally:
-            self._indexed_position += written
+            self._db.wait_for_compaction()
+        except CompactionError as exc:  # not this insert's failure: report, carry on
+            _log.warning("automatic compaction of %s failed: %s", self.path, exc)
+
+    def _append_rows(self, keys: list[str], matrix: np.ndarray, ts: int) -> None:
+        self._db.put_vectors(keys, matrix, timestamp=ts)  # all or nothing
+        self._indexed_position += len(keys)
         self._commit()
 
     def _commit(self) -> None:
@@ -645,8 +664,11 @@ class VectorStore(Handle):
             self._meta.remove(labels)
             if self._text is not None:
                 self._text.remove(labels)
+            if self._journal is not None:
+                self._journal.append((labels, None))
             self._dead += int(labels.size)
             self._changes += 1
+            self._maybe_compact_in_background()
         return len(present)
 
     # -- reading ---------------------------------------------------------------------------
@@ -789,6 +811,7 @@ class VectorStore(Handle):
             and start is None
             and end is None
             and text is None
+            and text_weight == 0.5
             and not with_metadata
             and output == "list"
         ):
@@ -1261,6 +1284,7 @@ class VectorStore(Handle):
 
     def rebuild(self) -> None:
         """Build the index afresh from the log (reclaims the space of deleted vectors)."""
+        self._wait_for_background()
         with self._lock:
             self.require_open()
             self._index, self._keys = self._new_index(), KeyMap()
@@ -1270,12 +1294,179 @@ class VectorStore(Handle):
             self._fill_insert_times()
             self._indexed_position = self._position()
             if not self.readonly:
-                self._save()
+                self._save(force=True)
 
-    def _save(self) -> None:
+    @property
+    def dead(self) -> int:
+        """Deleted or replaced vectors whose space the index still holds (until
+        :meth:`compact`, or the automatic compaction, rebuilds it)."""
+        return self._dead
+
+    def compact(self) -> dict[str, Any]:
+        """Give back the space of deleted and replaced vectors; returns what was done.
+
+        1. The index is rebuilt from the live vectors when it holds dead entries (searches
+           go on meanwhile on the old one; changes made during the rebuild are replayed
+           onto the new one before it replaces the old).
+        2. The log keeps only the current vector of each key (older versions of replaced
+           vectors are range-deleted) and one consolidated metadata entry.
+        3. The database is compacted (``store.db.compact()``), so the log's dead entries
+           leave the disk, and the index is saved.
+
+        Snapshots (``store.db.snapshot``) keep what they pin until they are dropped. The
+        store also runs this in a background thread by itself once the dead entries
+        outnumber the live vectors (and are at least 1000); ``auto_compact=False`` when
+        opening turns that off. Each step is safe to interrupt: a crash leaves the previous
+        index checkpoint and a log that reads the same.
+        """
+        self._wait_for_background()
+        with self._lock:
+            self.require_writable()
+        return self._compact(cancel=None)
+
+    def _compact(self, cancel: threading.Event | None) -> dict[str, Any]:
+        out: dict[str, Any] = {"index_rebuilt": False, "dead_dropped": 0}
+        if self._dead:
+            dropped = self._rebuild_live(cancel)
+            if dropped is None:
+                return out
+            out.update(index_rebuilt=True, dead_dropped=dropped)
+        out["versions_dropped"] = self._drop_old_versions(cancel)
+        if cancel is not None and cancel.is_set():
+            return out
+        with self._lock:
+            self.require_writable()
+            self._consolidate_metadata_log()
+        out["log"] = self._db.compact()
+        with self._lock:
+            if not self.closed:
+                self._save(force=True)
+        return out
+
+    def _rebuild_live(self, cancel: threading.Event | None) -> int | None:
+        """A new index of the live vectors replaces the old one; returns the dead entries
+        dropped (``None`` when cancelled). Only short steps hold the store's lock."""
+        with self._lock:
+            labels = self._keys.labels()
+            dead_before = self._dead
+            journal: list[tuple[np.ndarray, np.ndarray | None]] = []
+            self._journal = journal
+        try:
+            index = self._new_index()
+            dims = self._config.dimensions
+            for lo in range(0, len(labels), _CATCH_UP_ROWS):
+                if cancel is not None and cancel.is_set():
+                    return None
+                with self._lock:
+                    chunk, rows = [], []
+                    for label in labels[lo : lo + _CATCH_UP_ROWS].tolist():
+                        key = self._keys.key(label)
+                        value = None if key is None else self._db.get(key)
+                        if isinstance(value, np.ndarray) and value.shape == (dims,):
+                            chunk.append(label)
+                            rows.append(value)
+                if chunk:
+                    index.add(np.array(chunk, np.uint64), np.stack(rows), threads=self._threads)
+            with self._lock:
+                # Changes made meanwhile, in order: an add replaces what the label held.
+                for added, matrix in journal:
+                    present = added[np.asarray(index.contains(added), bool)]
+                    if present.size:
+                        index.remove(present)
+                    if matrix is not None:
+                        index.add(added, matrix, threads=self._threads)
+                index.expansion_search = self._config.expansion_search  # type: ignore[misc]
+                self._index = index
+                dropped = dead_before
+                self._dead = max(0, self._dead - dead_before)
+                return dropped
+        finally:
+            with self._lock:
+                self._journal = None
+
+    def _drop_old_versions(self, cancel: threading.Event | None) -> int:
+        """Range-delete the older vectors of every key that was replaced; returns how many
+        keys had some. Snapshots keep theirs."""
+        with self._lock:
+            keys, labels = self._keys.sorted_keys()
+            keys, times = list(keys), self._keys.inserted(labels).tolist()
+        views = self._db.read_snapshot(keys).keys
+        dropped = 0
+        for key, ts in zip(keys, times):
+            view = views.get(key)
+            if view is None or len(view) < 2 or ts <= 0:
+                continue
+            if cancel is not None and cancel.is_set():
+                break
+            with self._lock:
+                if self.closed:
+                    break
+                # Entries before the current vector's time: the current one (at ts) stays,
+                # and so does anything inserted since.
+                if self._db.delete_range(key, None, ts):
+                    self._indexed_position += 1
+                    dropped += 1
+        return dropped
+
+    def _consolidate_metadata_log(self) -> None:
+        """Replace the metadata log by one entry of the live records (caller holds the
+        lock). Written before the old entries are range-deleted, so a crash between the two
+        reads the same."""
+        if not self._db.exists(LOG_KEY):
+            return
+        if len(self._db.get_history(LOG_KEY, last=2)) < 2 and not self._dead:
+            return
+        ts = max(time.time_ns() // 1000, self._last_ts + 1)
+        labels = self._meta.labels()
+        if len(labels):
+            keys = [cast(str, self._keys.key(label)) for label in labels.tolist()]
+            fps = self._keys.fingerprints_of(labels)
+            self._db.append(LOG_KEY, encode_entry(keys, fps, self._meta.rows(labels)), timestamp=ts)
+            self._indexed_position += 1
+            self._last_ts = ts
+            if self._db.delete_range(LOG_KEY, None, ts):
+                self._indexed_position += 1
+        elif self._db.delete(LOG_KEY):
+            self._indexed_position += 1
+        self._commit()
+
+    def _maybe_compact_in_background(self) -> None:
+        """Start the automatic compaction when dead entries outnumber the live ones."""
+        if (
+            not self._auto_compact
+            or self._dead < _AUTO_COMPACT_MIN
+            or self._dead < len(self._keys)
+            or (self._background is not None and self._background.is_alive())
+        ):
+            return
+        cancel = threading.Event()
+
+        def run() -> None:
+            try:
+                self._compact(cancel)
+            except Exception as exc:  # a background failure must not go unseen
+                self._background_error = exc
+                _log.warning("automatic compaction of vector store %s failed: %s", self.path, exc)
+
+        self._cancel = cancel
+        self._background = threading.Thread(
+            target=run, name=f"synarrow-vector-compact-{self.path.name}", daemon=True
+        )
+        self._background.start()
+
+    def _wait_for_background(self, *, cancel: bool = False) -> None:
+        thread = self._background
+        if thread is None:
+            return
+        if cancel and self._cancel is not None:
+            self._cancel.set()
+        thread.join()
+        self._background = None
+
+    def _save(self, *, force: bool = False) -> None:
         self._db.sync()
         position = self._position()
-        if self._checkpoint is not None and self._saved_position == position:
+        if self._checkpoint is not None and self._saved_position == position and not force:
             return
         if position != self._indexed_position:
             self._catch_up()  # entries written through store.db since the index last saw it
@@ -1294,7 +1485,9 @@ class VectorStore(Handle):
         self._saved_position = position
 
     def release(self) -> None:
-        """Save the index (when writable) and close the database."""
+        """Stop a background compaction, save the index (when writable) and close the
+        database."""
+        self._wait_for_background(cancel=True)
         with self._lock:
             try:
                 if not self.readonly:

@@ -495,11 +495,8 @@ class MetadataColumns:
             table = tables[e][2]
             if not table.num_columns:
                 continue
-            picked = table.take(pa.array(rows, pa.int64()))
-            keep = [i for i, c in enumerate(picked.columns) if c.null_count < len(rows)]
-            if not keep:
-                continue
-            self.set(np.array(labels, np.int64), picked.select(keep))
+            # Null columns stay: a field given only None keeps its place (type null).
+            self.set(np.array(labels, np.int64), table.take(pa.array(rows, pa.int64())))
 
 
 def _widen(table: pa.Table, schema: pa.Schema) -> pa.Table:

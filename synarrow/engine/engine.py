@@ -352,6 +352,56 @@ class Engine:
             writer.sync_to(position)
         return seq
 
+    def append_vectors(self, keys: list[str], matrix: np.ndarray, ts: int | None) -> int:
+        """Append one VECTOR entry per key, the rows of ``matrix`` (checked, C-contiguous
+        float32; keys checked and distinct), all at ``ts`` (``None``: now, now + 1, ...).
+
+        All or nothing under one lock: if writing any entry fails, the log is cut back to
+        where the call began and no key changes. One sync at the end with ``sync_on_write``.
+        """
+        cfg = self.config
+        threshold = cfg.compression_threshold if cfg.compression is not None else None
+        if threshold is not None and matrix.shape[1] * 4 < threshold:
+            threshold = None
+        rows = matrix.copy()  # the values reads return: never the caller's buffer
+        sync = self.sync_on_write
+        with self.lock:
+            writer = self.writable()
+            states = [self.state(key) for key in keys]
+            if not keys:
+                return 0
+            first = self.now() if ts is None else ts
+            if ts is None:
+                self.last_ts = first + len(keys) - 1
+            mark = writer.mark()
+            payloads = []
+            position = 0
+            try:
+                for i, st in enumerate(states):
+                    payload = rows[i].tobytes()
+                    stored, flags = (
+                        (payload, 0) if threshold is None else codec.maybe_lz4(payload, threshold)
+                    )
+                    at = first if ts is not None else first + i
+                    record = encode_entry(at, st.key_bytes, stored, flags_byte(flags, Atom.VECTOR))
+                    position = writer.write(record, sync=False)
+                    payloads.append(payload)
+                if sync:
+                    writer.flush()
+            except BaseException:
+                writer.rollback(mark)  # no key changed yet
+                raise
+            self.next_seq += len(keys)
+            for i, st in enumerate(states):
+                st.add_single(
+                    Atom.VECTOR, first if ts is not None else first + i, rows[i], payloads[i]
+                )
+                st.delta_atom = -1
+            self.after_write(writer)
+        if sync:
+            writer.sync_to(position)
+        return len(keys)
+
     def append_batches(self, staged: list[StagedBatch]) -> int:
         """Write converted batches as one all-or-nothing call; returns how many values.
 

@@ -302,14 +302,14 @@ FULL_DISK = """
     rows = np.eye(4)[[2, 3, 0, 1]] + 0.5
     out = {}
     try:
-        store.insert_batch(["a", "c", "d", "b"], rows)  # room for two entries: "a" and "c"
+        store.insert_batch(["a", "c", "d", "b"], rows)  # room for two entries only
         out["error"] = None
     except synarrow.StorageFullError as exc:
         out["error"] = str(exc)
     out["keys"] = sorted(store.keys())
     out["a"] = store.get("a").tolist()
     out["b"] = store.get("b").tolist()
-    out["near_a"] = store.search(rows[0], k=1)[0].key
+    out["near_a"] = store.search(np.eye(4)[0], k=1)[0].key
     out["near_b"] = store.search(np.eye(4)[1], k=1)[0].key
     out["near_d"] = store.search(rows[2], k=1)[0].key
     resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
@@ -332,13 +332,14 @@ def test_failed_log_write_leaves_index_matching_log(tmp_path: Path) -> None:
     out = json.loads(proc.stdout.splitlines()[-1])
     assert out["error"] is not None
     rows = np.eye(4)[[2, 3, 0, 1]] + 0.5
-    # "a" and "c" reached the log, "d" and "b" did not: the index says the same.
-    assert out["keys"] == ["a", "b", "c"]
-    np.testing.assert_array_equal(out["a"], rows[0].astype(np.float32))
+    # The batch is all or nothing: "a" and "c" fitted, "d" and "b" did not, so the log was
+    # cut back to where the call began; the index says the same.
+    assert out["keys"] == ["a", "b"]
+    np.testing.assert_array_equal(out["a"], np.eye(4, dtype=np.float32)[0])
     np.testing.assert_array_equal(out["b"], np.eye(4, dtype=np.float32)[1])
     assert out["near_a"] == "a" and out["near_b"] == "b" and out["near_d"] != "d"
     with VectorStore(path) as again:
-        assert sorted(again.keys()) == ["a", "b", "c"]
-        np.testing.assert_array_equal(again.get("a"), rows[0].astype(np.float32))
-        np.testing.assert_array_equal(again.get("c"), rows[1].astype(np.float32))
+        assert sorted(again.keys()) == ["a", "b"]
+        np.testing.assert_array_equal(again.get("a"), np.eye(4, dtype=np.float32)[0])
+        assert again.get("c") is None
         assert again.search(rows[2], k=1)[0].key != "d"
