@@ -52,6 +52,7 @@ def test_vector_index_files_are_documented(tmp_path: Path) -> None:
         ("key", "large_string", False),
         ("label", "uint64", False),
         ("fingerprint", "uint64", False),
+        ("inserted", "int64", False),
     ]
     assert undocumented(keys.schema.names, section) == []
     assert keys.column("key").to_pylist() == ["a", "b"]
@@ -93,3 +94,30 @@ def test_tensor_keys_are_documented(tmp_path: Path) -> None:
         meta = json.loads(engine.db.get("x/#tensor-meta"))
     assert keys == ["x/#tensor", "x/#tensor-meta"]
     assert undocumented(meta, section) == []
+
+
+def test_vector_metadata_files_are_documented(tmp_path: Path) -> None:
+    pytest.importorskip("usearch")
+    section = doc_section("`vector_index/`")
+    path = tmp_path / "v.db"
+    with synarrow.VectorStore(path, dimensions=4) as store:
+        store.insert("a", np.ones(4, np.float32), {"tag": "x", "n": 1, "tags": ["p"]})
+        store.insert("b", np.arange(4, dtype=np.float32))
+    directory = path / "vector_index"
+    state = json.loads((directory / "state.json").read_text())
+    assert state["format"] == 2
+    assert re.fullmatch(r"meta-[1-9][0-9]*\.arrow", state["meta_file"])
+    assert "meta-[1-9][0-9]*\\.arrow" in section
+    names = sorted(p.name for p in directory.iterdir())
+    assert names == sorted(
+        ["config.json", "state.json", state["index_file"], state["keys_file"], state["meta_file"]]
+    )
+    meta = pa.ipc.open_file(directory / state["meta_file"]).read_all()
+    assert meta.column("__label").to_pylist() == [0]
+    assert [str(f.type) for f in meta.schema] == ["string", "int64", "list<item: string>", "uint64"]
+    assert "`__label`" in section and "`__synarrow__/vector_metadata`" in section
+    with synarrow.SynaDB(path, readonly=True) as db:
+        entries = db.get_history("__synarrow__/vector_metadata").column("value").to_pylist()
+    rows = [pa.ipc.open_stream(e).read_all() for e in entries]
+    assert rows[0].column_names[:2] == ["__key", "__fp"]
+    assert rows[1].column("__key").to_pylist() == ["b"]  # a store with metadata records all
