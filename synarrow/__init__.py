@@ -56,6 +56,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "VectorStore": "synarrow.vector",
     "SearchResult": "synarrow.vector",
+    "SearchPlan": "synarrow.vector",
     "TensorEngine": "synarrow.tensor",
     "Experiment": "synarrow.experiment",
     "Run": "synarrow.experiment",
@@ -124,6 +125,7 @@ __all__ = [  # noqa: RUF022 - grouped: core names, then the lazily loaded ones
     "Experiment",
     "Run",
     "SQLError",
+    "SearchPlan",
     "SearchResult",
     "TensorEngine",
     "VectorStore",
