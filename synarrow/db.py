@@ -40,6 +40,7 @@ from synarrow.engine.snapshot import ReadSnapshot
 from synarrow.errors import (
     CorruptionError,
     InvalidArgumentError,
+    InvalidKeyError,
     InvalidValueError,
     TypeMismatchError,
 )
@@ -200,6 +201,8 @@ class SynaDB(Handle):
         once: all entries or none are written. ``timestamp``: one for every row (default:
         now, now + 1 us, ...).
         """
+        if isinstance(keys, str):
+            raise InvalidKeyError("put_vectors takes a sequence of keys, got a single str")
         keys = list(keys)
         for key in keys:
             check_key(key)

@@ -52,6 +52,7 @@ from synarrow.db import SynaDB, check_key
 from synarrow.errors import (
     CompactionError,
     ConfigError,
+    CorruptionError,
     InvalidArgumentError,
     InvalidKeyError,
     InvalidValueError,
@@ -63,6 +64,7 @@ from synarrow.vector_check import check_matrix, check_vector
 from synarrow.vector_filter import MetadataFilter
 from synarrow.vector_keys import KeyMap, fingerprints
 from synarrow.vector_meta import (
+    DAMAGED_LOG_HINT,
     LOG_KEY,
     MetadataColumns,
     decode_entry,
@@ -378,6 +380,8 @@ class VectorStore(Handle):
                 keys: list[str] = []
                 rows: list[np.ndarray] = []
                 for key in live[lo : lo + _CATCH_UP_ROWS]:
+                    if key == LOG_KEY:
+                        continue  # the metadata log is never a document
                     value = db.get(key)
                     if not isinstance(value, np.ndarray):
                         continue
@@ -415,6 +419,8 @@ class VectorStore(Handle):
             self._index.remove(gone)
             self._meta.remove(gone)
             self._dead += int(gone.size)
+            if self._journal is not None:
+                self._journal.append((gone, None))
         self._changes += 1
 
     def _add_to_index(self, keys: list[str], matrix: np.ndarray, fps: np.ndarray) -> None:
@@ -425,6 +431,8 @@ class VectorStore(Handle):
         self._index.add(labels, matrix, threads=self._threads)
         self._keys.set_fingerprints(labels, fps)
         self._keys.set_inserted(labels, 0)  # read from the log by _fill_insert_times
+        if self._journal is not None:  # a compaction is building a new index meanwhile
+            self._journal.append((labels, matrix.copy()))
 
     def _fill_insert_times(self) -> None:
         """Read the insert time of every vector whose time is unknown (0) from the log."""
@@ -446,12 +454,29 @@ class VectorStore(Handle):
             if self._meta.active:
                 self._meta.clear()
             return
-        history = self._db.get_history(LOG_KEY)
-        values = history.column("value")
-        if not pa.types.is_large_binary(values.type) and not pa.types.is_binary(values.type):
-            return
+        values = self._db.get_history(LOG_KEY).column("value").combine_chunks()
+        if pa.types.is_struct(values.type):
+            # Entries of other types written to the key through store.db: not the store's.
+            names = [values.type.field(i).name for i in range(values.type.num_fields)]
+            blobs = values.field(names.index("bytes")) if "bytes" in names else None
+            foreign = len(values) - (0 if blobs is None else len(blobs) - blobs.null_count)
+            _log.warning(
+                "key %r of %s holds %d entries that are not metadata; they are skipped",
+                LOG_KEY,
+                self.path,
+                foreign,
+            )
+            datas = [] if blobs is None else blobs.to_pylist()
+        elif pa.types.is_large_binary(values.type) or pa.types.is_binary(values.type):
+            datas = values.to_pylist()
+        else:
+            raise CorruptionError(
+                f"key {LOG_KEY!r} of {self.path} holds {values.type} values, not the store's "
+                "metadata entries",
+                hint=DAMAGED_LOG_HINT,
+            )
         entries = []
-        for i, data in enumerate(values.to_pylist()):
+        for i, data in enumerate(datas):
             if data is not None:
                 entries.append(decode_entry(data, f"{i} of key {LOG_KEY!r} in {self.path}"))
         current = {}
@@ -1011,6 +1036,12 @@ class VectorStore(Handle):
 
     def _text_index(self) -> TextIndex:
         """The BM25 index of ``text_field``, built from the metadata on first use."""
+        if self._text_field not in self._meta.schema.names:
+            raise InvalidArgumentError(
+                f"no document has a metadata field {self._text_field!r} for text= to rank",
+                hint="insert texts in that field, or open the store with text_field= naming "
+                "the field that holds them",
+            )
         if self._text is None:
             index = TextIndex()
             labels = self._meta.labels()

@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 from synarrow.errors import CorruptionError, InvalidValueError
 
 __all__ = [
+    "DAMAGED_LOG_HINT",
     "LOG_KEY",
     "RESERVED",
     "TS_TYPE",
@@ -54,6 +55,11 @@ RESERVED = frozenset({"key", "vector", "score", "inserted_at", "query"})
 TS_TYPE = pa.timestamp("us", tz="UTC")
 LIST_TYPE = pa.list_(pa.string())
 _MAX_NAME = 256
+#: What to do about a damaged metadata log entry.
+DAMAGED_LOG_HINT = (
+    f"restore the database from a backup, or remove the damaged entries of {LOG_KEY!r} with "
+    "store.db.delete_range (records of the documents they held are then lost)"
+)
 _HINT = "use numbers, strings, booleans, timestamps, dates or lists of strings"
 
 
@@ -251,12 +257,15 @@ def decode_entry(data: bytes, where: str) -> tuple[list[str], np.ndarray, pa.Tab
         if keys.null_count or fps.null_count:
             raise ValueError("null keys or fingerprints")
         fields = table.drop_columns(["__key", "__fp"])
+        _require_distinct(fields.column_names)
         for name, column in zip(fields.column_names, fields.columns):
             check_field_name(name)
             if storage_type(name, column.type) != column.type:
                 raise ValueError(f"field {name!r} has type {column.type}")
     except (pa.ArrowException, ValueError, KeyError, TypeError) as exc:
-        raise CorruptionError(f"vector metadata entry {where} is damaged: {exc}") from exc
+        raise CorruptionError(
+            f"vector metadata entry {where} is damaged: {exc}", hint=DAMAGED_LOG_HINT
+        ) from exc
     return keys.to_pylist(), fps.to_numpy(), fields.combine_chunks()
 
 
@@ -355,8 +364,11 @@ class MetadataColumns:
             elif pa.types.is_null(new):
                 columns.append(pa.nulls(len(column), have))
             elif have == pa.float64() and new == pa.int64():
-                columns.append(column.cast(pa.float64()))
+                columns.append(_exact_floats(name, column))
             elif have == pa.int64() and new == pa.float64():
+                # Every live integer of the field must stay exact as a float64.
+                live = self.rows(self.labels()).column(name)
+                _exact_floats(name, live, stored=True)
                 changes[name] = pa.float64()
                 columns.append(column)
             else:
@@ -443,6 +455,7 @@ class MetadataColumns:
         if labels.type != pa.uint64() or labels.null_count:
             raise ValueError("bad __label column")
         fields = table.drop_columns(["__label"])
+        _require_distinct(fields.column_names)
         for name, column in zip(fields.column_names, fields.columns):
             try:
                 check_field_name(name)
@@ -496,7 +509,31 @@ class MetadataColumns:
             if not table.num_columns:
                 continue
             # Null columns stay: a field given only None keeps its place (type null).
-            self.set(np.array(labels, np.int64), table.take(pa.array(rows, pa.int64())))
+            try:
+                self.set(np.array(labels, np.int64), table.take(pa.array(rows, pa.int64())))
+            except InvalidValueError as exc:
+                raise CorruptionError(
+                    f"vector metadata entry {e} disagrees with earlier ones: {exc.message}",
+                    hint=DAMAGED_LOG_HINT,
+                ) from exc
+
+
+_EXACT = 2**53
+
+
+def _exact_floats(name: str, column: Any, *, stored: bool = False) -> Any:
+    """int64 ``column`` as float64, or InvalidValueError if a value would lose digits."""
+    if len(column) - column.null_count:
+        extremes = pc.min_max(column)
+        low, high = extremes["min"].as_py(), extremes["max"].as_py()
+        if low < -_EXACT or high > _EXACT:
+            where = "the store holds" if stored else "got"
+            raise InvalidValueError(
+                f"metadata field {name!r} mixes floats and integers, and {where} integers "
+                f"beyond 2**53 that float64 cannot hold exactly",
+                hint="keep such a field integer-only, or give its values as floats",
+            )
+    return column.cast(pa.float64())
 
 
 def _widen(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -507,11 +544,18 @@ def _widen(table: pa.Table, schema: pa.Schema) -> pa.Table:
         if field.name in table.column_names:
             column = table.column(field.name)
             if column.type != field.type:
-                column = column.cast(field.type)
+                # Only null -> T and int64 -> float64 (checked exact by conform) get here.
+                column = column.cast(field.type, safe=False)
             columns.append(column)
         else:
             columns.append(pa.nulls(n, field.type))
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _require_distinct(names: list[str]) -> None:
+    folded = [n.casefold() for n in names]
+    if len(set(folded)) != len(folded):
+        raise ValueError(f"fields named twice (SQL names are case-insensitive): {names}")
 
 
 def row_dicts(table: pa.Table) -> list[dict[str, Any]]:
