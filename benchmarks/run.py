@@ -34,6 +34,7 @@ from . import (
     bench_time,
     bench_timeseries,
     bench_vector,
+    bench_vector16,
 )
 from .common import Ctx, Row, fmt_value, log, machine_info
 
@@ -57,6 +58,10 @@ ISSUES = {
         "Issue 15: snapshots, lineage, Delta export",
         {**bench_snapshots.BENCHMARKS, **bench_delta.BENCHMARKS},
     ),
+    16: (
+        "Issue 16: vector store metadata, filters, hybrid search, bounded disk",
+        bench_vector16.BENCHMARKS,
+    ),
 }
 GROUPS = {
     "core": list(bench_core.BENCHMARKS),
@@ -71,6 +76,7 @@ GROUPS = {
     "frames": list(bench_frames.BENCHMARKS),
     "delta": list(bench_delta.BENCHMARKS),
     "snapshots": list(bench_snapshots.BENCHMARKS) + list(bench_delta.BENCHMARKS),
+    "vector16": list(bench_vector16.BENCHMARKS),
 }
 ALL: dict[str, tuple[int, object]] = {}
 for _issue, (_title, _b) in ISSUES.items():
@@ -87,6 +93,8 @@ SYSTEM_RANK = {
     "arrow ipc file": 6,
     "raw write+fsync": 7,
     "usearch": 8,
+    "lancedb exact": 9,
+    "lancedb index": 10,
 }
 
 

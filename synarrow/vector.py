@@ -262,6 +262,9 @@ class VectorStore(Handle):
             self._db.close()
             raise
         self.mark_open()
+        # A compaction that a close (or a crash) cut short is taken up again.
+        with self._lock:
+            self._maybe_compact_in_background()
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -1346,9 +1349,10 @@ class VectorStore(Handle):
 
         Snapshots (``store.db.snapshot``) keep what they pin until they are dropped. The
         store also runs this in a background thread by itself once the dead entries
-        outnumber the live vectors (and are at least 1000); ``auto_compact=False`` when
-        opening turns that off. Each step is safe to interrupt: a crash leaves the previous
-        index checkpoint and a log that reads the same.
+        outnumber the live vectors (and are at least 1000), checked after each insert or
+        delete and on open (a compaction that ``close()`` cut short, or a crash, is taken up
+        again); ``auto_compact=False`` when opening turns that off. Each step is safe to
+        interrupt: a crash leaves the previous index checkpoint and a log that reads the same.
         """
         self._wait_for_background()
         with self._lock:
