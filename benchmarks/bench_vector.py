@@ -108,20 +108,24 @@ def close_quietly(store: Any) -> None:
 class Figures:
     """Adds rows of one benchmark: ``fig.add(figure, system, value, unit, **row)``."""
 
-    def __init__(self, ctx: Ctx, bench: str) -> None:
+    def __init__(self, ctx: Ctx, bench: str, issue: int = ISSUE) -> None:
         self.ctx = ctx
         self.bench = bench
+        self.issue = issue
         self.start = len(ctx.rows)
 
-    def add(self, figure: str, system: str, value: float, unit: str, **kw: Any) -> None:
+    def add(self, figure: str, system: str, value: float | None, unit: str, **kw: Any) -> None:
+        """Record one row (``ref`` defaults to none)."""
         kw.setdefault("ref", None)
-        self.ctx.add(Row(ISSUE, self.bench, figure, system, value, unit, **kw))
+        self.ctx.add(Row(self.issue, self.bench, figure, system, value, unit, **kw))
 
     def guard(self, figure: str, system: str, unit: str = "", **kw: Any) -> Any:
+        """A context that records an error row for this figure instead of raising."""
         kw.setdefault("ref", None)
-        return self.ctx.guard(ISSUE, self.bench, figure, system, unit, **kw)
+        return self.ctx.guard(self.issue, self.bench, figure, system, unit, **kw)
 
     def rows(self) -> list[Row]:
+        """The rows this benchmark added."""
         return self.ctx.rows[self.start :]
 
 

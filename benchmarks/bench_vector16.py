@@ -26,6 +26,7 @@ import numpy as np
 from .bench_vector import (
     SETTINGS_TEXT,
     USEARCH,
+    Figures,
     K,
     close_quietly,
     exact_top_k,
@@ -54,27 +55,9 @@ LANCE_PYTHON = os.environ.get("LANCE_PYTHON", "/work/venv-lance/bin/python")
 VOCABULARY = 20_000
 
 
-class Figures:
-    """Adds rows of one issue-16 benchmark: ``fig.add(figure, system, value, unit, **row)``."""
-
-    def __init__(self, ctx: Ctx, bench: str) -> None:
-        self.ctx = ctx
-        self.bench = bench
-        self.start = len(ctx.rows)
-
-    def add(self, figure: str, system: str, value: float | None, unit: str, **kw: Any) -> None:
-        """Record one row (``ref`` defaults to none)."""
-        kw.setdefault("ref", None)
-        self.ctx.add(Row(ISSUE, self.bench, figure, system, value, unit, **kw))
-
-    def guard(self, figure: str, system: str, unit: str = "", **kw: Any) -> Any:
-        """A context that records an error row for this figure instead of raising."""
-        kw.setdefault("ref", None)
-        return self.ctx.guard(ISSUE, self.bench, figure, system, unit, **kw)
-
-    def rows(self) -> list[Row]:
-        """The rows this benchmark added."""
-        return self.ctx.rows[self.start :]
+def figures(ctx: Ctx, bench: str) -> Figures:
+    """Rows of one issue-16 benchmark."""
+    return Figures(ctx, bench, ISSUE)
 
 
 # --------------------------------------------------------------------------
@@ -163,7 +146,7 @@ def percentile_ms(times: list[float], q: float) -> float:
 def bench_vector16_insert(ctx: Ctx) -> list[Row]:
     """insert_batch (10k batches; durable, non-durable, with 3 metadata fields) and
     single-query search against raw usearch; recall@10; CPU seconds."""
-    f = Figures(ctx, "vector16_insert")
+    f = figures(ctx, "vector16_insert")
     n = ctx.n(100_000, 10_000)
     nq = ctx.n(1000, 200)
     reps = 3
@@ -455,7 +438,7 @@ def bench_vector16_filter(ctx: Ctx) -> list[Row]:
     subset, the plan's strategy; LanceDB with a where filter; the where filter's own cost."""
     from synarrow import VectorStore
 
-    f = Figures(ctx, "vector16_filter")
+    f = figures(ctx, "vector16_filter")
     n = ctx.n(100_000, 10_000)
     nq = ctx.n(300, 100)
     data = mixture(n, DIMS, seed=1)
@@ -565,7 +548,7 @@ def bench_vector16_filter(ctx: Ctx) -> list[Row]:
 def bench_vector16_hybrid(ctx: Ctx) -> list[Row]:
     """Hybrid search(q, k=10, text="two words") over 100k short texts: mean and p95 ms, and
     the first call's text index build."""
-    f = Figures(ctx, "vector16_hybrid")
+    f = figures(ctx, "vector16_hybrid")
     n = ctx.n(100_000, 10_000)
     nq = ctx.n(300, 100)
     data = mixture(n, DIMS, seed=1)
@@ -655,7 +638,7 @@ def bench_vector16_disk(ctx: Ctx) -> list[Row]:
     remaining 10 %, as built and after compaction."""
     from synarrow import VectorStore
 
-    f = Figures(ctx, "vector16_disk")
+    f = figures(ctx, "vector16_disk")
     n = ctx.n(100_000, 10_000)
     data = mixture(n, DIMS, seed=1)
     keys = keys_for(n)
@@ -837,7 +820,7 @@ def _reopen_rows(
 def bench_vector16_reopen(ctx: Ctx) -> list[Row]:
     """Reopen to first search in a fresh process: a 100k store (durable, with metadata) and
     a 1M store built with sync_on_write=False (100k only under --quick)."""
-    f = Figures(ctx, "vector16_reopen")
+    f = figures(ctx, "vector16_reopen")
     n = ctx.n(100_000, 10_000)
     with ctx.tmpdir("vector16-reopen") as d:
         path = os.path.join(d, "v100k.db")
