@@ -256,6 +256,7 @@ class VectorStore(Handle):
         try:
             self._durable = (read_stored(self.path) or self._db.config).sync_on_write
             self._config, created = self._resolve_config(requested)
+            self._euclidean = self._config.metric == "euclidean"
             self._checkpoint: files.Checkpoint | None = None
             self._open_index(created)
         except BaseException:
@@ -1067,17 +1068,18 @@ class VectorStore(Handle):
         return self._meta.rows(labels).column(field).to_pylist()
 
     def _results(self, labels: np.ndarray, dists: np.ndarray) -> list[SearchResult]:
-        if self._config.metric == "euclidean":
+        if self._euclidean:
             dists = np.sqrt(np.maximum(dists, 0))
         key_of = self._keys.key_of
-        keys = [key_of[label] for label in labels.tolist()]
-        triples: Iterable[tuple[str | None, float, None]] = zip(
-            keys, dists.tolist(), [None] * len(keys)
-        )
-        if None in keys:  # a key deleted by another thread during the search
-            triples = [t for t in triples if t[0] is not None]
         # tuple.__new__ skips the namedtuple's Python-level __new__: this is the hot path.
-        return [_new_tuple(SearchResult, t) for t in triples]
+        out = [
+            _new_tuple(SearchResult, (key_of[label], score, None))
+            for label, score in zip(labels.tolist(), dists.tolist())
+        ]
+        for hit in out:
+            if hit[0] is None:  # a key deleted by another thread during the search
+                return [h for h in out if h[0] is not None]
+        return out
 
     def _scored(self, query: np.ndarray, labels: np.ndarray, threads: int) -> list[SearchResult]:
         """Results for ``labels`` in this order, with their exact distances to ``query``."""
@@ -1347,6 +1349,9 @@ class VectorStore(Handle):
         3. The database is compacted (``store.db.compact()``), so the log's dead entries
            leave the disk, and the index is saved.
 
+        If an automatic compaction failed since the last call, this raises
+        :class:`~synarrow.errors.CompactionError` about it first (once).
+
         Snapshots (``store.db.snapshot``) keep what they pin until they are dropped. The
         store also runs this in a background thread by itself once the dead entries
         outnumber the live vectors (and are at least 1000), checked after each insert or
@@ -1357,6 +1362,14 @@ class VectorStore(Handle):
         self._wait_for_background()
         with self._lock:
             self.require_writable()
+            failed, self._background_error = self._background_error, None
+        if failed is not None:
+            # Reported once, like the database's own automatic compaction; the next call
+            # compacts.
+            raise CompactionError(
+                f"the automatic compaction of vector store {self.path} failed: {failed}",
+                hint="call compact() again; the log and the saved index are as before it",
+            ) from failed
         return self._compact(cancel=None)
 
     def _compact(self, cancel: threading.Event | None) -> dict[str, Any]:

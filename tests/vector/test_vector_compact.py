@@ -496,3 +496,26 @@ def test_kill_during_background_compaction(
     delay = random.Random(100 + kill).uniform(0.0, 0.8 * took)
     _kill_after(path, "background", delay)
     _check_after_crash(path, model, compact_again=kill == 0)
+
+
+def test_a_failed_background_compaction_is_reported_once_by_compact(tmp_path: Path) -> None:
+    """The background thread's failure is not lost: the next compact() raises it, once."""
+    store = VectorStore(tmp_path / "bg.db", 8, config=synarrow.DbConfig(sync_on_write=False))
+    try:
+        rng = np.random.default_rng(5)
+        keys = [f"k{i}" for i in range(2000)]
+        store.insert_batch(keys, rng.standard_normal((2000, 8)).astype(np.float32))
+
+        def broken(cancel: object) -> int:
+            raise OSError("disk on fire")
+
+        store._drop_old_versions = broken  # type: ignore[method-assign]
+        store.delete_batch(keys[:1500])  # dead 1500 >= live 500: the background run starts
+        with pytest.raises(synarrow.CompactionError, match="disk on fire"):
+            store.compact()
+        del store._drop_old_versions  # the real method again
+        result = store.compact()
+        assert store.dead == 0 and len(store) == 500
+        assert result["versions_dropped"] == 0
+    finally:
+        store.close()
