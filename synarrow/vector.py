@@ -451,6 +451,12 @@ class VectorStore(Handle):
                 self._keys.set_inserted(np.array([label]), int(ts.cast(pa.int64())[0].as_py()))
         if len(labels):
             self._last_ts = max(self._last_ts, int(self._keys.inserted(labels).max()))
+        if self._db.exists(LOG_KEY):
+            # New entries must sort after every earlier one (the fold goes by timestamp),
+            # whatever pushed their times ahead (a clock set back, explicit timestamps).
+            last = self._db.get_history(LOG_KEY, last=1).column("ts").cast(pa.int64())
+            if len(last):
+                self._last_ts = max(self._last_ts, int(last[0].as_py()))
 
     def _fold_metadata(self) -> None:
         """Rebuild the metadata records from the log (after the log moved on)."""
@@ -458,7 +464,9 @@ class VectorStore(Handle):
             if self._meta.active:
                 self._meta.clear()
             return
-        values = self._db.get_history(LOG_KEY).column("value").combine_chunks()
+        history = self._db.get_history(LOG_KEY)
+        values = history.column("value").combine_chunks()
+        stamps = history.column("ts").cast(pa.int64()).to_numpy()
         if pa.types.is_struct(values.type):
             # Entries of other types written to the key through store.db: not the store's.
             names = [values.type.field(i).name for i in range(values.type.num_fields)]
@@ -480,15 +488,32 @@ class VectorStore(Handle):
                 hint=DAMAGED_LOG_HINT,
             )
         entries = []
+        times: list[int] = []
+        row_times: list[np.ndarray | None] = []
         for i, data in enumerate(datas):
             if data is not None:
-                entries.append(decode_entry(data, f"{i} of key {LOG_KEY!r} in {self.path}"))
+                keys_, fps_, fields, own = decode_entry(
+                    data, f"{i} of key {LOG_KEY!r} in {self.path}"
+                )
+                entries.append((keys_, fps_, fields))
+                times.append(int(stamps[i]))
+                row_times.append(own)
         current = {}
         labels = self._keys.labels()
         fps = self._keys.fingerprints_of(labels).tolist()
         for label, fp in zip(labels.tolist(), fps):
             current[self._keys.key(label)] = (label, fp)
-        self._meta.fold(entries, current)
+        labels, which, rows = self._meta.fold(entries, current)
+        if len(labels):
+            # A row is written with its vectors, at their timestamp: the insert time of the
+            # key's current vector (also when the vector itself did not change); rows of a
+            # consolidated entry carry their own.
+            found = [
+                times[e] if row_times[e] is None else int(row_times[e][r])  # type: ignore[index]
+                for e, r in zip(which.tolist(), rows.tolist())
+            ]
+            self._keys.set_inserted(labels, np.array(found, np.int64))
+        self._last_ts = max(self._last_ts, max(times, default=0))
         self._text = None
         self._changes += 1
 
@@ -610,9 +635,11 @@ class VectorStore(Handle):
                 # acknowledged before every step is done.
                 self._wait_for_compaction()
                 self._index.add(labels, matrix, threads=self._threads)
-                if table is not None or self._meta.active:
-                    self._db.append(LOG_KEY, encode_entry(keys, fps, table), timestamp=ts)
-                    self._indexed_position += 1
+                # Every insert records its rows (an empty record without metadata): they
+                # bind records to vectors and keep the insert time of a vector re-inserted
+                # unchanged, which the vector's fingerprint cannot tell.
+                self._db.append(LOG_KEY, encode_entry(keys, fps, table), timestamp=ts)
+                self._indexed_position += 1
                 self._append_rows(keys, matrix, ts)
             except BaseException:
                 self._resync(keys)
@@ -1374,6 +1401,9 @@ class VectorStore(Handle):
 
     def _compact(self, cancel: threading.Event | None) -> dict[str, Any]:
         out: dict[str, Any] = {"index_rebuilt": False, "dead_dropped": 0}
+        with self._lock:
+            if not self.closed and self._position() != self._indexed_position:
+                self._save()  # take in what was written through store.db first
         if self._dead:
             dropped = self._rebuild_live(cancel)
             if dropped is None:
@@ -1436,14 +1466,17 @@ class VectorStore(Handle):
         """Range-delete the older vectors of every key that was replaced; returns how many
         keys had some. Snapshots keep theirs."""
         with self._lock:
-            keys, labels = self._keys.sorted_keys()
-            keys, times = list(keys), self._keys.inserted(labels).tolist()
+            keys = list(self._keys.sorted_keys()[0])
         views = self._db.read_snapshot(keys).keys
         dropped = 0
-        for key, ts in zip(keys, times):
+        for key in keys:
             view = views.get(key)
-            if view is None or len(view) < 2 or ts <= 0:
+            if view is None or len(view) < 2:
                 continue
+            last = view.last()
+            if not len(last):
+                continue
+            ts = int(last.ts[-1])  # the current entry's time, as the log orders it
             if cancel is not None and cancel.is_set():
                 break
             with self._lock:
@@ -1469,7 +1502,8 @@ class VectorStore(Handle):
         if len(labels):
             keys = [cast(str, self._keys.key(label)) for label in labels.tolist()]
             fps = self._keys.fingerprints_of(labels)
-            self._db.append(LOG_KEY, encode_entry(keys, fps, self._meta.rows(labels)), timestamp=ts)
+            entry = encode_entry(keys, fps, self._meta.rows(labels), self._keys.inserted(labels))
+            self._db.append(LOG_KEY, entry, timestamp=ts)
             self._indexed_position += 1
             self._last_ts = ts
             if self._db.delete_range(LOG_KEY, None, ts):

@@ -3,9 +3,10 @@
 Every document (a key holding a vector) may carry a flat record of named fields. The store
 keeps them
 
-* durably, in the database log under :data:`LOG_KEY`: each ``insert`` / ``insert_batch`` of a
-  store that uses metadata appends one entry, an Arrow IPC stream of the batch's rows
-  (``__key``, ``__fp``: the fingerprint of the vector the row belongs to, and the fields).
+* durably, in the database log under :data:`LOG_KEY`: each ``insert`` / ``insert_batch``
+  appends one entry, an Arrow IPC stream of the batch's rows (``__key``, ``__fp``: the
+  fingerprint of the vector the row belongs to, and the fields, if any), at the vectors'
+  timestamp.
   A row applies to a key only while the key's vector has that fingerprint, so a vector
   rewritten without metadata (through ``store.db``, or after a crash between the two
   entries) never shows a stale record;
@@ -231,10 +232,22 @@ def _to_storage(name: str, column: pa.Array | pa.ChunkedArray) -> pa.Array:
 # -- the log entries ---------------------------------------------------------------------------
 
 
-def encode_entry(keys: Sequence[str], fingerprints: np.ndarray, table: pa.Table | None) -> bytes:
-    """One log entry: the rows of ``table`` (or empty records) for ``keys``, as Arrow IPC."""
+def encode_entry(
+    keys: Sequence[str],
+    fingerprints: np.ndarray,
+    table: pa.Table | None,
+    times: np.ndarray | None = None,
+) -> bytes:
+    """One log entry: the rows of ``table`` (or empty records) for ``keys``, as Arrow IPC.
+
+    ``times``: each row's insert time (int64 microseconds), when it is not the entry's own
+    timestamp (a consolidated entry written by ``compact()``).
+    """
     arrays = [pa.array(keys, pa.string()), pa.array(fingerprints, pa.uint64())]
     names = ["__key", "__fp"]
+    if times is not None:
+        arrays.append(pa.array(np.asarray(times, np.int64), pa.int64()))
+        names.append("__ts")
     if table is not None:
         arrays.extend(table.columns)
         names.extend(table.column_names)
@@ -245,8 +258,11 @@ def encode_entry(keys: Sequence[str], fingerprints: np.ndarray, table: pa.Table 
     return sink.getvalue().to_pybytes()
 
 
-def decode_entry(data: bytes, where: str) -> tuple[list[str], np.ndarray, pa.Table]:
-    """``(keys, fingerprints, fields)`` of a log entry; CorruptionError if it is not one."""
+def decode_entry(
+    data: bytes, where: str
+) -> tuple[list[str], np.ndarray, pa.Table, np.ndarray | None]:
+    """``(keys, fingerprints, fields, insert times or None)`` of a log entry;
+    CorruptionError if it is not one."""
     try:
         table = pa.ipc.open_stream(pa.BufferReader(data)).read_all()
         table.validate(full=True)
@@ -256,6 +272,13 @@ def decode_entry(data: bytes, where: str) -> tuple[list[str], np.ndarray, pa.Tab
             raise ValueError("bad __key / __fp types")
         if keys.null_count or fps.null_count:
             raise ValueError("null keys or fingerprints")
+        times = None
+        if "__ts" in table.column_names:
+            column = table.column("__ts")
+            if column.type != pa.int64() or column.null_count:
+                raise ValueError("bad __ts column")
+            times = column.to_numpy()
+            table = table.drop_columns(["__ts"])
         fields = table.drop_columns(["__key", "__fp"])
         _require_distinct(fields.column_names)
         for name, column in zip(fields.column_names, fields.columns):
@@ -266,7 +289,7 @@ def decode_entry(data: bytes, where: str) -> tuple[list[str], np.ndarray, pa.Tab
         raise CorruptionError(
             f"vector metadata entry {where} is damaged: {exc}", hint=DAMAGED_LOG_HINT
         ) from exc
-    return keys.to_pylist(), fps.to_numpy(), fields.combine_chunks()
+    return keys.to_pylist(), fps.to_numpy(), fields.combine_chunks(), times
 
 
 # -- in memory ---------------------------------------------------------------------------------
@@ -294,7 +317,7 @@ class MetadataColumns:
 
     @property
     def active(self) -> bool:
-        """Whether any field is known (then every insert records its rows)."""
+        """Whether any field is known."""
         return bool(self._types)
 
     @property
@@ -476,11 +499,13 @@ class MetadataColumns:
         self,
         entries: Iterable[tuple[list[str], np.ndarray, pa.Table]],
         current: Mapping[str, tuple[int, int]],
-    ) -> None:
-        """Rebuild every record from log entries (oldest first).
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rebuild every record from log entries (oldest first, in the order written).
 
         ``current``: key -> (label, fingerprint of its vector now). A key's record is its
-        newest row whose fingerprint is the vector's; keys without one get none.
+        newest row whose fingerprint is the vector's; keys without one get none. Returns
+        ``(labels, entry numbers, row numbers)`` of the keys that have such a row: where
+        each key's current vector was last written.
         """
         self.clear()
         chosen: list[tuple[int, int, int]] = []  # (entry, row, label), newest first
@@ -498,6 +523,9 @@ class MetadataColumns:
                 if now is not None and now[1] == fps[row]:
                     done.add(key)
                     chosen.append((e, row, now[0]))
+        chosen_labels = np.array([label for _, _, label in chosen], np.int64)
+        chosen_entries = np.array([e for e, _, _ in chosen], np.int64)
+        chosen_rows = np.array([row for _, row, _ in chosen], np.int64)
         by_entry: dict[int, tuple[list[int], list[int]]] = {}
         for e, row, label in chosen:
             rows, labels = by_entry.setdefault(e, ([], []))
@@ -516,6 +544,7 @@ class MetadataColumns:
                     f"vector metadata entry {e} disagrees with earlier ones: {exc.message}",
                     hint=DAMAGED_LOG_HINT,
                 ) from exc
+        return chosen_labels, chosen_entries, chosen_rows
 
 
 _EXACT = 2**53

@@ -519,3 +519,28 @@ def test_a_failed_background_compaction_is_reported_once_by_compact(tmp_path: Pa
         assert result["versions_dropped"] == 0
     finally:
         store.close()
+
+
+def test_insert_times_survive_compact_and_a_later_catch_up(tmp_path: Path) -> None:
+    """The consolidated metadata entry carries each row's own insert time: a catch-up after
+    compact() (here: a write through store.db, then flush) must not move insert times to
+    the time of the compaction."""
+    store = VectorStore(tmp_path / "t.db", 4, auto_compact=False)
+    try:
+        store.insert_batch(["a", "b"], np.eye(4, dtype=np.float32)[:2], [{"x": 1}, None])
+        store.insert("a", np.eye(4, dtype=np.float32)[0], {"x": 2})  # same vector, new record
+        store.delete("b")
+        before = store.to_arrow(with_metadata=True).to_pylist()
+        time.sleep(0.01)
+        store.compact()
+        store.db.put_float("other", 1.0)
+        store.flush()  # the log moved on: catch-up and fold
+        after = store.to_arrow(with_metadata=True).to_pylist()
+        assert after == before
+        at = before[0]["inserted_at"]
+        assert store.search(np.eye(4)[0], k=1, end=at) == []  # [start, end) leaves it out
+        assert store.search(np.eye(4)[0], k=1, start=at)[0].key == "a"
+    finally:
+        store.close()
+    with VectorStore(tmp_path / "t.db") as again:
+        assert again.to_arrow(with_metadata=True).to_pylist() == before

@@ -294,12 +294,19 @@ FULL_DISK = """
     store = VectorStore(path, dimensions=4, config=cfg)
     log = path / "log" / "00000001.log"
     store.insert("a", np.eye(4)[0])
-    before = log.stat().st_size
     store.insert("b", np.eye(4)[1])
-    entry = log.stat().st_size - before  # one entry: header + 1-byte key + 4 float32
-    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
-    resource.setrlimit(resource.RLIMIT_FSIZE, (log.stat().st_size + 2 * entry, hard))
     rows = np.eye(4)[[2, 3, 0, 1]] + 0.5
+    # The batch writes its metadata-log entry, then one entry per vector (header + 1-byte
+    # key + 4 float32): leave room for the first and two vectors, so it fails in between.
+    from synarrow.log.format import ENTRY_HEADER_SIZE
+    from synarrow.vector_keys import fingerprints
+    from synarrow.vector_meta import LOG_KEY, encode_entry
+    meta = ENTRY_HEADER_SIZE + len(LOG_KEY) + len(
+        encode_entry(["a", "c", "d", "b"], fingerprints(rows.astype(np.float32)), None)
+    )
+    entry = ENTRY_HEADER_SIZE + 1 + 16
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    resource.setrlimit(resource.RLIMIT_FSIZE, (log.stat().st_size + meta + 2 * entry, hard))
     out = {}
     try:
         store.insert_batch(["a", "c", "d", "b"], rows)  # room for two entries only
