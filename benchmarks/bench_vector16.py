@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .bench_vector import (
+    SETTINGS,
     SETTINGS_TEXT,
     USEARCH,
     Figures,
@@ -280,6 +281,42 @@ def bench_vector16_insert(ctx: Ctx) -> list[Row]:
                     ref=USEARCH,
                     **SEARCH_TARGET,
                     note=f"store.search(q, k=10); {nq} queries; best of 3 alternating",
+                )
+
+            # Two graphs built on several threads differ at random (insertion order), and so
+            # does their search cost: the same search against raw usearch on the very graph
+            # the store holds (its saved index file) isolates what synarrow adds.
+            fig_same = f"search 1 query, k=10, {size}, the same graph"
+            with f.guard(fig_same, "synarrow", "queries/s", ref=USEARCH, **SEARCH_TARGET):
+                from usearch.index import Index
+
+                store.flush()
+                vector_dir = os.path.join(store.path, "vector_index")
+                with open(os.path.join(vector_dir, "state.json")) as fh:
+                    index_file = json.load(fh)["index_file"]
+                same = Index.restore(os.path.join(vector_dir, index_file))
+                same.expansion_search = SETTINGS["expansion_search"]
+                rates = {USEARCH: [], "synarrow": []}
+                for _ in range(5):
+                    rates[USEARCH].append(qps(lambda q: same.search(q, K), queries))
+                    rates["synarrow"].append(qps(lambda q: store.search(q, K), queries))
+                f.add(
+                    fig_same,
+                    USEARCH,
+                    max(rates[USEARCH]),
+                    "queries/s",
+                    note=f"Index.restore(<the store's saved index file>).search(q, 10); {nq} "
+                    "queries; best of 5",
+                )
+                f.add(
+                    fig_same,
+                    "synarrow",
+                    max(rates["synarrow"]),
+                    "queries/s",
+                    ref=USEARCH,
+                    **SEARCH_TARGET,
+                    note=f"store.search(q, k=10) on the same graph; {nq} queries; best of 5 "
+                    "alternating",
                 )
 
             fig = f"recall@10, defaults, {size}"

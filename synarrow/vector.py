@@ -38,6 +38,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, replace
+from functools import partial
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, cast, overload
 
@@ -115,6 +117,9 @@ class SearchResult(NamedTuple):
     key: str
     score: float
     metadata: dict[str, Any] | None = None
+
+
+_new_result = partial(_new_tuple, SearchResult)
 
 
 class SearchPlan(NamedTuple):
@@ -1097,15 +1102,12 @@ class VectorStore(Handle):
     def _results(self, labels: np.ndarray, dists: np.ndarray) -> list[SearchResult]:
         if self._euclidean:
             dists = np.sqrt(np.maximum(dists, 0))
-        key_of = self._keys.key_of
-        # tuple.__new__ skips the namedtuple's Python-level __new__: this is the hot path.
-        out = [
-            _new_tuple(SearchResult, (key_of[label], score, None))
-            for label, score in zip(labels.tolist(), dists.tolist())
-        ]
-        for hit in out:
-            if hit[0] is None:  # a key deleted by another thread during the search
-                return [h for h in out if h[0] is not None]
+        # The hot path: map() keeps the loop in C, and tuple.__new__ skips the namedtuple's
+        # Python-level __new__.
+        keys = list(map(self._keys.key_of.__getitem__, labels.tolist()))
+        out = list(map(_new_result, zip(keys, dists.tolist(), repeat(None))))
+        if None in keys:  # a key deleted by another thread during the search
+            return [h for h in out if h[0] is not None]
         return out
 
     def _scored(self, query: np.ndarray, labels: np.ndarray, threads: int) -> list[SearchResult]:
