@@ -98,6 +98,36 @@ def qps(search: Callable[[np.ndarray], Any], queries: np.ndarray, budget_s: floa
     return done / dt
 
 
+def compare_qps(
+    f: Figures,
+    figure: str,
+    raw_search: Callable[[np.ndarray], Any],
+    store_search: Callable[[np.ndarray], Any],
+    queries: np.ndarray,
+    *,
+    reps: int,
+    raw_note: str,
+    store_note: str,
+    target: dict[str, Any],
+) -> None:
+    """Single-query rates of raw usearch and the store, measured alternately (best of
+    ``reps`` each), as two rows of ``figure``."""
+    rates: dict[str, list[float]] = {USEARCH: [], "synarrow": []}
+    for _ in range(reps):
+        rates[USEARCH].append(qps(raw_search, queries))
+        rates["synarrow"].append(qps(store_search, queries))
+    f.add(figure, USEARCH, max(rates[USEARCH]), "queries/s", note=raw_note)
+    f.add(
+        figure,
+        "synarrow",
+        max(rates["synarrow"]),
+        "queries/s",
+        ref=USEARCH,
+        **target,
+        note=store_note,
+    )
+
+
 def close_quietly(store: Any) -> None:
     try:
         store.close()
@@ -193,25 +223,16 @@ def bench_vector_128(ctx: Ctx) -> list[Row]:
                 )
 
             with f.guard(fig_q, "synarrow", "queries/s", ref=USEARCH, **SEARCH_TARGET):
-                rates: dict[str, list[float]] = {USEARCH: [], "synarrow": []}
-                for _ in range(3):
-                    rates[USEARCH].append(qps(lambda q: raw.search(q, K), queries))
-                    rates["synarrow"].append(qps(lambda q: store.search(q, K), queries))
-                f.add(
+                compare_qps(
+                    f,
                     fig_q,
-                    USEARCH,
-                    max(rates[USEARCH]),
-                    "queries/s",
-                    note=f"Index.search(q, 10) per query; {nq} queries; best of 3",
-                )
-                f.add(
-                    fig_q,
-                    "synarrow",
-                    max(rates["synarrow"]),
-                    "queries/s",
-                    ref=USEARCH,
-                    **SEARCH_TARGET,
-                    note=f"store.search(q, k=10) -> [SearchResult]; {nq} queries; best of 3",
+                    lambda q: raw.search(q, K),
+                    lambda q: store.search(q, K),
+                    queries,
+                    reps=3,
+                    raw_note=f"Index.search(q, 10) per query; {nq} queries; best of 3",
+                    store_note=f"store.search(q, k=10) -> [SearchResult]; {nq} queries; best of 3",
+                    target=SEARCH_TARGET,
                 )
 
             fig = f"recall@10, defaults, {size}"

@@ -30,6 +30,7 @@ from .bench_vector import (
     Figures,
     K,
     close_quietly,
+    compare_qps,
     exact_top_k,
     found_rows,
     keys_for,
@@ -262,25 +263,16 @@ def bench_vector16_insert(ctx: Ctx) -> list[Row]:
 
             fig_q = f"search 1 query, k=10, {size}"
             with f.guard(fig_q, "synarrow", "queries/s", ref=USEARCH, **SEARCH_TARGET):
-                rates: dict[str, list[float]] = {USEARCH: [], "synarrow": []}
-                for _ in range(3):
-                    rates[USEARCH].append(qps(lambda q: raw.search(q, K), queries))
-                    rates["synarrow"].append(qps(lambda q: store.search(q, K), queries))
-                f.add(
+                compare_qps(
+                    f,
                     fig_q,
-                    USEARCH,
-                    max(rates[USEARCH]),
-                    "queries/s",
-                    note=f"Index.search(q, 10) per query; {nq} queries; best of 3",
-                )
-                f.add(
-                    fig_q,
-                    "synarrow",
-                    max(rates["synarrow"]),
-                    "queries/s",
-                    ref=USEARCH,
-                    **SEARCH_TARGET,
-                    note=f"store.search(q, k=10); {nq} queries; best of 3 alternating",
+                    lambda q: raw.search(q, K),
+                    lambda q: store.search(q, K),
+                    queries,
+                    reps=3,
+                    raw_note=f"Index.search(q, 10) per query; {nq} queries; best of 3",
+                    store_note=f"store.search(q, k=10); {nq} queries; best of 3 alternating",
+                    target=SEARCH_TARGET,
                 )
 
             # Two graphs built on several threads differ at random (insertion order), and so
@@ -301,27 +293,18 @@ def bench_vector16_insert(ctx: Ctx) -> list[Row]:
                     index_file = json.load(fh)["index_file"]
                 same = Index.restore(os.path.join(vector_dir, index_file))
                 same.expansion_search = SETTINGS["expansion_search"]
-                rates = {USEARCH: [], "synarrow": []}
-                for _ in range(5):
-                    rates[USEARCH].append(qps(lambda q: same.search(q, K), queries))
-                    rates["synarrow"].append(qps(lambda q: store.search(q, K), queries))
-                f.add(
+                compare_qps(
+                    f,
                     fig_same,
-                    USEARCH,
-                    max(rates[USEARCH]),
-                    "queries/s",
-                    note=f"Index.restore(<the store's saved index file>).search(q, 10); {nq} "
-                    "queries; best of 5",
-                )
-                f.add(
-                    fig_same,
-                    "synarrow",
-                    max(rates["synarrow"]),
-                    "queries/s",
-                    ref=USEARCH,
-                    **SEARCH_TARGET,
-                    note=f"VectorStore(path) reopened, store.search(q, k=10); {nq} queries; "
-                    "best of 5 alternating",
+                    lambda q: same.search(q, K),
+                    lambda q: store.search(q, K),
+                    queries,
+                    reps=5,
+                    raw_note=f"Index.restore(<the store's saved index file>).search(q, 10); "
+                    f"{nq} queries; best of 5",
+                    store_note=f"VectorStore(path) reopened, store.search(q, k=10); {nq} "
+                    "queries; best of 5 alternating",
+                    target=SEARCH_TARGET,
                 )
 
             fig = f"recall@10, defaults, {size}"

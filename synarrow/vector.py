@@ -73,7 +73,7 @@ from synarrow.vector_meta import (
     encode_entry,
     normalize,
 )
-from synarrow.vector_text import TextIndex, reciprocal_rank_fusion
+from synarrow.vector_text import TextIndex, query_terms, reciprocal_rank_fusion
 
 if TYPE_CHECKING:
     import os
@@ -220,7 +220,7 @@ class VectorStore(Handle):
         self._text: TextIndex | None = None
         self._dead = 0
         self._changes = 0
-        self._last_ts = 0
+        self._last_ts: int | None = None  # the store's clock, read on first use (_next_ts)
         self._documents: tuple[int, pa.Table] | None = None
         if not isinstance(auto_compact, bool):
             raise InvalidArgumentError(f"auto_compact must be a bool, got {auto_compact!r}")
@@ -445,23 +445,26 @@ class VectorStore(Handle):
 
     def _fill_insert_times(self) -> None:
         """Read the insert time of every vector whose time is unknown (0) from the log."""
-        labels = self._keys.labels()
-        unknown = labels[self._keys.inserted(labels) == 0]
-        for label in unknown.tolist():
+        for label in self._keys.unknown_times().tolist():
             key = self._keys.key(label)
-            if key is None:
-                continue
-            ts = self._db.get_history(key, last=1).column("ts")
+            ts = self._db.get_history(cast(str, key), last=1).column("ts")
             if len(ts):
                 self._keys.set_inserted(np.array([label]), int(ts.cast(pa.int64())[0].as_py()))
-        if len(labels):
-            self._last_ts = max(self._last_ts, int(self._keys.inserted(labels).max()))
-        if self._db.exists(LOG_KEY):
-            # New entries must sort after every earlier one (the fold goes by timestamp),
-            # whatever pushed their times ahead (a clock set back, explicit timestamps).
-            last = self._db.get_history(LOG_KEY, last=1).column("ts").cast(pa.int64())
-            if len(last):
-                self._last_ts = max(self._last_ts, int(last[0].as_py()))
+
+    def _next_ts(self) -> int:
+        """The timestamp of the next write: now, or just after every time the store used
+        (the caller holds the lock)."""
+        if self._last_ts is None:
+            latest = self._keys.latest_time()
+            if self._db.exists(LOG_KEY):
+                # New entries must sort after every earlier one (the fold goes by timestamp),
+                # whatever pushed their times ahead (a clock set back, explicit timestamps).
+                last = self._db.get_history(LOG_KEY, last=1).column("ts").cast(pa.int64())
+                if len(last):
+                    latest = max(latest, int(last[0].as_py()))
+            self._last_ts = latest
+        self._last_ts = max(time.time_ns() // 1000, self._last_ts + 1)
+        return self._last_ts
 
     def _fold_metadata(self) -> None:
         """Rebuild the metadata records from the log (after the log moved on)."""
@@ -518,7 +521,6 @@ class VectorStore(Handle):
                 for e, r in zip(which.tolist(), rows.tolist())
             ]
             self._keys.set_inserted(labels, np.array(found, np.int64))
-        self._last_ts = max(self._last_ts, max(times, default=0))
         self._text = None
         self._changes += 1
 
@@ -627,7 +629,7 @@ class VectorStore(Handle):
             if table is not None:
                 table, _ = self._meta.conform(table)  # refuse a type clash before writing
             fps = fingerprints(matrix)
-            ts = max(time.time_ns() // 1000, self._last_ts + 1)
+            ts = self._next_ts()
             labels, replaced = self._keys.assign(keys)
             try:
                 if replaced.size:
@@ -649,7 +651,6 @@ class VectorStore(Handle):
             except BaseException:
                 self._resync(keys)
                 raise
-            self._last_ts = ts
             self._keys.set_fingerprints(labels, fps)
             self._keys.set_inserted(labels, ts)
             self._meta.set(labels, table)
@@ -951,14 +952,12 @@ class VectorStore(Handle):
         text_weight: float,
         threads: int,
     ) -> list[list[SearchResult]]:
-        if prefix is not None and not isinstance(prefix, str):
-            raise InvalidArgumentError(f"prefix must be a str, got {type(prefix).__name__}")
         if predicate is not None and not callable(predicate):
             raise InvalidArgumentError(f"filter must be callable, got {type(predicate).__name__}")
         weight = _check_weight(text_weight)
         if texts is not None:
             for t in texts:
-                _check_text(t)
+                query_terms(t)  # refuse a bad text query before any work
         nq = len(queries)
         wide = k if texts is None else max(k, _FUSE_CANDIDATES)
         with self._lock:
@@ -1112,15 +1111,21 @@ class VectorStore(Handle):
 
     def _scored(self, query: np.ndarray, labels: np.ndarray, threads: int) -> list[SearchResult]:
         """Results for ``labels`` in this order, with their exact distances to ``query``."""
+        labels, vectors = self._gather(labels)
         if not len(labels):
             return []
+        return self._results(labels, _distances(self._config.metric, vectors, query))
+
+    def _gather(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The labels the index still holds and their vectors (as it holds them, float32)."""
+        if not labels.size:
+            return labels, np.empty((0, self._config.dimensions), np.float32)
         with self._lock:
             got = cast("tuple[np.ndarray | None, ...]", self._index.get(labels, dtype="f32"))
         present = [i for i, v in enumerate(got) if v is not None]
         if not present:
-            return []
-        vectors = np.stack([cast(np.ndarray, got[i]) for i in present])
-        return self._results(labels[present], _distances(self._config.metric, vectors, query))
+            return labels[:0], np.empty((0, self._config.dimensions), np.float32)
+        return labels[present], np.stack([cast(np.ndarray, got[i]) for i in present])
 
     def _overfetch(
         self,
@@ -1191,16 +1196,9 @@ class VectorStore(Handle):
         self, queries: np.ndarray, k: int, labels: np.ndarray, threads: int
     ) -> list[list[SearchResult]]:
         """Brute force over the vectors of ``labels`` (as the index holds them)."""
-        nq = len(queries)
-        if not labels.size:
-            return [[] for _ in range(nq)]
-        with self._lock:
-            got = cast("tuple[np.ndarray | None, ...]", self._index.get(labels, dtype="f32"))
-        present = [i for i, v in enumerate(got) if v is not None]
-        if not present:
-            return [[] for _ in range(nq)]
-        vectors = np.stack([cast(np.ndarray, got[i]) for i in present])
-        labels = labels[present]
+        labels, vectors = self._gather(labels)
+        if not len(labels):
+            return [[] for _ in range(len(queries))]
         m = _brute_force(
             vectors,
             queries,
@@ -1230,14 +1228,12 @@ class VectorStore(Handle):
             raise InvalidArgumentError(
                 f"output must be one of {', '.join(map(repr, _OUTPUTS))}, got {output!r}"
             )
-        if with_metadata:
-            with self._lock:
-                label = self._keys.label
-                for row in hits:
-                    labels = np.array([label(h.key) or 0 for h in row], np.int64)
-                    records = self._meta.records(labels)
-                    row[:] = [SearchResult(h.key, h.score, r) for h, r in zip(row, records)]
         if output == "list":
+            if with_metadata:
+                with self._lock:
+                    for row in hits:
+                        records = self._meta.records(self._labels_of(row))
+                        row[:] = [SearchResult(h.key, h.score, r) for h, r in zip(row, records)]
             return hits
         tables = []
         for qi, row in enumerate(hits):
@@ -1249,8 +1245,7 @@ class VectorStore(Handle):
             table = pa.table(columns)
             if with_metadata and self._meta.active:
                 with self._lock:
-                    labels = np.array([self._keys.label(h.key) or 0 for h in row], np.int64)
-                    fields = self._meta.rows(labels)
+                    fields = self._meta.rows(self._labels_of(row))
                 for name, column in zip(fields.column_names, fields.columns):
                     table = table.append_column(name, column)
             tables.append(table)
@@ -1272,6 +1267,11 @@ class VectorStore(Handle):
             polars = require("polars")
             tables = [polars.from_arrow(t) for t in tables]
         return tables[0] if batch else tables
+
+    def _labels_of(self, hits: list[SearchResult]) -> np.ndarray:
+        """The labels of the hits' keys (-1 for a key deleted since: no record)."""
+        label = self._keys.label
+        return np.array([-1 if (x := label(h.key)) is None else x for h in hits], np.int64)
 
     def to_arrow(self, prefix: str | None = None, *, with_metadata: bool = False) -> pa.Table:
         """The stored vectors as a table: ``key`` (string), ``vector``
@@ -1499,7 +1499,7 @@ class VectorStore(Handle):
             return
         if len(self._db.get_history(LOG_KEY, last=2)) < 2 and not self._dead:
             return
-        ts = max(time.time_ns() // 1000, self._last_ts + 1)
+        ts = self._next_ts()
         labels = self._meta.labels()
         if len(labels):
             keys = [cast(str, self._keys.key(label)) for label in labels.tolist()]
@@ -1507,7 +1507,6 @@ class VectorStore(Handle):
             entry = encode_entry(keys, fps, self._meta.rows(labels), self._keys.inserted(labels))
             self._db.append(LOG_KEY, entry, timestamp=ts)
             self._indexed_position += 1
-            self._last_ts = ts
             if self._db.delete_range(LOG_KEY, None, ts):
                 self._indexed_position += 1
         elif self._db.delete(LOG_KEY):
@@ -1648,14 +1647,6 @@ def _check_weight(weight: Any) -> float:
     if not 0.0 <= float(weight) <= 1.0:
         raise InvalidArgumentError(f"text_weight must be from 0 to 1, got {weight!r}")
     return float(weight)
-
-
-def _check_text(text: Any) -> str:
-    if not isinstance(text, str):
-        raise InvalidArgumentError(f"text must be a str, got {type(text).__name__}")
-    if not text.strip():
-        raise InvalidArgumentError("text query is empty: give words to search for")
-    return text
 
 
 def _distances(metric: str, vectors: np.ndarray, query: np.ndarray) -> np.ndarray:

@@ -149,6 +149,16 @@ class KeyMap:
         """Record the insert times of the vectors just stored under ``labels``."""
         self._ts[np.asarray(labels, dtype=np.intp)] = times
 
+    def unknown_times(self) -> np.ndarray:
+        """Live labels whose insert time is unknown (0), ascending."""
+        zero = np.flatnonzero(self._ts[: len(self._key_of)] == 0)
+        key_of = self._key_of
+        return np.array([i for i in zero.tolist() if key_of[i] is not None], dtype=np.int64)
+
+    def latest_time(self) -> int:
+        """The latest insert time ever recorded (deleted keys' included), or 0."""
+        return int(self._ts.max()) if len(self._ts) else 0
+
     @property
     def version(self) -> int:
         """Grows whenever a key is added or removed (not when a vector is replaced)."""

@@ -338,10 +338,11 @@ class MetadataColumns:
         return 0 <= label < len(self._row_of) and self._row_of[label] >= 0
 
     def rows(self, labels: np.ndarray) -> pa.Table:
-        """The records of ``labels`` in order, every field (null where absent)."""
+        """The records of ``labels`` in order, every field (null where absent; a negative
+        label has none)."""
         labels = np.asarray(labels, dtype=np.int64)
         idx = np.full(len(labels), -1, np.int64)
-        inside = labels < len(self._row_of)
+        inside = (labels >= 0) & (labels < len(self._row_of))
         idx[inside] = self._row_of[labels[inside]]
         return self._all().take(pa.array(idx, mask=idx < 0))
 

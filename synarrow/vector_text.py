@@ -37,7 +37,7 @@ import numpy as np
 
 from synarrow.errors import InvalidArgumentError, InvalidValueError
 
-__all__ = ["TextIndex", "reciprocal_rank_fusion", "tokenize"]
+__all__ = ["TextIndex", "query_terms", "reciprocal_rank_fusion", "tokenize"]
 
 _WORD = re.compile(r"\w+")
 # More segments than this and the smallest _MERGE_COUNT of them are merged into one.
@@ -94,7 +94,7 @@ def _check_k(k: int) -> int:
     return int(k)
 
 
-def _query_terms(text: str) -> Counter[str]:
+def query_terms(text: str) -> Counter[str]:
     """The query's distinct tokens with their counts, or InvalidArgumentError."""
     if not isinstance(text, str):
         raise InvalidArgumentError(f"a text query must be a str, not {type(text).__name__}")
@@ -314,7 +314,7 @@ class TextIndex:
 
     def _contributions(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """Each live posting of a query term: its slot and its share of the BM25 score."""
-        query = _query_terms(text)
+        query = query_terms(text)
         known = [(self._terms[t], n) for t, n in query.items() if t in self._terms]
         if not known or not self._docs:
             return np.zeros(0, np.int64), np.zeros(0, np.float64)
