@@ -28,6 +28,7 @@ from . import (
     bench_experiment,
     bench_flightsql,
     bench_frames,
+    bench_scale,
     bench_scaleout,
     bench_snapshots,
     bench_tensor,
@@ -62,6 +63,7 @@ ISSUES = {
         "Issue 16: vector store metadata, filters, hybrid search, bounded disk",
         bench_vector16.BENCHMARKS,
     ),
+    20: ("Issue 20: cost that follows the work (reopen, compaction)", bench_scale.BENCHMARKS),
 }
 GROUPS = {
     "core": list(bench_core.BENCHMARKS),
@@ -77,6 +79,7 @@ GROUPS = {
     "delta": list(bench_delta.BENCHMARKS),
     "snapshots": list(bench_snapshots.BENCHMARKS) + list(bench_delta.BENCHMARKS),
     "vector16": list(bench_vector16.BENCHMARKS),
+    "scale": list(bench_scale.BENCHMARKS),
 }
 ALL: dict[str, tuple[int, object]] = {}
 for _issue, (_title, _b) in ISSUES.items():

@@ -333,7 +333,7 @@ class SynaDB(Handle):
         return self.exists(key)
 
     def __len__(self) -> int:
-        return len(self._engine.live_keys())
+        return self._engine.live_count()
 
     def keys(self, pattern: str | None = None) -> list[str]:
         """Live keys in sorted order; ``pattern`` is a glob such as ``"sensor/*"``."""

@@ -15,16 +15,21 @@ Policy (generations with per-key rewrite):
   unless duplicates are kept) and none is before the retention cutoff; otherwise the key
   is rewritten;
 * a key with no new entries is left where it is, unless it holds entries before its
-  retention cutoff or comes from an index without timestamps (then it is rewritten), or the file holding it would be mostly
-  dead after this compaction (under half its rows still referenced), or is one of more than
-  ``MAX_SMALL_FILES`` small files (under ``SMALL_FILE_ROWS`` rows): then it moves to the new
-  generation, so dead space is reclaimed and small files are merged;
+  retention cutoff or comes from an index without timestamps (then it is rewritten), or the
+  file holding it would be mostly dead after this compaction (under half its rows still
+  referenced), or is one of more than ``MAX_SMALL_FILES`` small files (under
+  ``SMALL_FILE_ROWS`` rows and under an eighth of all rows): then it moves to the new
+  generation, so dead space is reclaimed and the small files of many little compactions are
+  merged with each other;
 * ``full=True`` rewrites every key.
 
-So a compaction costs about the size of what changed, not the size of the database, and
-files of deleted or moved keys are removed once no key refers to them. Crash safety: new
-files are written and fsynced first, then the manifest is switched atomically; files the
-committed manifest does not name are removed on the next open.
+The engine snapshots only the keys with new entries (and, under retention rules, every key);
+the index rows of every other key are carried into the new index as arrays (``carry=``),
+so a compaction costs about the size of what changed, not the size of the database, in
+files written and in index work alike; files of deleted or moved keys are removed once no
+key refers to them. Crash safety: new files are written and fsynced first, then the manifest
+is switched atomically; files the committed manifest does not name are removed on the next
+open.
 """
 
 from __future__ import annotations
@@ -32,15 +37,24 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from synarrow.columnar.index import INDEX_SCHEMA, write_index
-from synarrow.columnar.ipc import DataFileWriter, Span
+from synarrow.columnar.index import (
+    INDEX_SCHEMA,
+    IndexRows,
+    column_numbers,
+    index_table,
+    write_index,
+)
+from synarrow.columnar.ipc import DataFileWriter, MappedFile, Span
+from synarrow.columnar.key_index import KeyIndex
 from synarrow.columnar.manifest import MANIFEST_FORMAT, DataFile, Manifest, commit_manifest
-from synarrow.columnar.schema import history_table, ts_array
-from synarrow.columnar.store import BaseRef, ColumnarStore
+from synarrow.columnar.schema import history_table, numeric_array, ts_array
+from synarrow.columnar.slices import BaseRef
+from synarrow.columnar.store import ColumnarStore
 from synarrow.engine import timeline
 from synarrow.errors import CorruptionError
 from synarrow.log.format import ATOM_NAMES, Atom
@@ -82,10 +96,14 @@ class KeySnapshot:
 
 @dataclass
 class CompactionResult:
-    """The new slices of every live key and what the compaction did."""
+    """The new slices of every key written (those carried unchanged from the previous
+    index are not listed) and what the compaction did."""
 
     refs: dict[str, list[BaseRef]]
     manifest: Manifest
+    moved: dict[str, list[BaseRef]] = field(default_factory=dict)
+    """Keys without a snapshot that were rewritten (their file was mostly dead or small):
+    their slices before, so a caller holding them can tell they are still current."""
     keys_rewritten: int = 0
     keys_appended: int = 0
     entries_written: int = 0
@@ -137,8 +155,16 @@ def write_generation(
     full: bool = False,
     duplicates: str = "keep_all",
     clock: int = 0,
+    carry: np.ndarray | None = None,
 ) -> CompactionResult:
-    """Write a new generation for ``snapshots`` (every live key) and commit its manifest.
+    """Write a new generation for ``snapshots`` and commit its manifest.
+
+    ``carry``: for each key of the committed index (``store.keys``), whether its slices go
+    into the new index unchanged (it has no snapshot: nothing changed); ``None``: none do,
+    ``snapshots`` are then every live key. A carried key whose file is to be removed (mostly
+    dead, or one of many small files) is rewritten from its slices instead
+    (``CompactionResult.moved``). The carried slices' index rows are copied as arrays, so a
+    compaction costs what changed, not the number of keys.
 
     Each key written is ordered by timestamp with the ``duplicates`` policy and its
     snapshot's retention cutoff applied; a key left with no entry gets no slices.
@@ -151,7 +177,20 @@ def write_generation(
     old = store.manifest
     gen = old.generation + 1
     full = full or (old.format < MANIFEST_FORMAT and bool(old.files))
-    plan = _plan(old, snapshots, full, duplicates)
+    index = store.keys
+    if carry is None or full or not len(index):
+        carry = np.zeros(len(index), dtype=bool)
+    else:
+        carry = carry.copy()
+    snapshots = list(snapshots)
+    plan = _plan(old, snapshots, full, duplicates, index, carry)
+    moved: dict[str, list[BaseRef]] = {}
+    for position in np.flatnonzero(carry & _in_files(index, plan.dying)).tolist():
+        key, refs = index.key_at(position), index.refs(position)
+        snapshots.append(KeySnapshot(key, refs, [], 0))
+        plan.actions[key] = "rewrite"
+        moved[key] = refs
+        carry[position] = False
 
     writers: dict[pa.DataType, DataFileWriter] = {}
     # (key, slices kept, rows, (atom, last atom), writer, batch, row) per key written
@@ -167,7 +206,7 @@ def write_generation(
         ]
     ] = []
     result_refs: dict[str, list[BaseRef]] = {}
-    result = CompactionResult(refs=result_refs, manifest=old)
+    result = CompactionResult(refs=result_refs, manifest=old, moved=moved)
 
     def writer_for(t: pa.DataType) -> DataFileWriter:
         w = writers.get(t)
@@ -178,7 +217,7 @@ def write_generation(
 
     try:
         for snap in sorted(snapshots, key=lambda s: s.key):
-            action = plan[snap.key]
+            action = plan.actions[snap.key]
             if action == "rewrite":
                 for r in snap.base:
                     r.verify()
@@ -217,11 +256,26 @@ def write_generation(
 
         index_name = f"g{gen:06d}-index.arrow"
         known = {f.name: f for f in [*old.files, *new_files]}
-        order = sorted({r.file.path.name for refs in result_refs.values() for r in refs})
-        files = [known[n] for n in order]
-        index_bytes, index_sum = _write_index(
-            store.directory / index_name, result_refs, {n: i for i, n in enumerate(order)}
+        carried_rows = np.repeat(carry, np.diff(index.starts)) if len(index) else carry
+        carried_files = (
+            [
+                index.files[i].path.name
+                for i in np.flatnonzero(
+                    np.bincount(index.arrays["file"][carried_rows], minlength=len(index.files))
+                ).tolist()
+            ]
+            if carried_rows.any()
+            else []
         )
+        order = sorted(
+            {r.file.path.name for refs in result_refs.values() for r in refs} | set(carried_files)
+        )
+        files = [known[n] for n in order]
+        file_ids = {n: i for i, n in enumerate(order)}
+        table = _index_table(result_refs, file_ids)
+        if carried_rows.any():
+            table = _merge_carried(table, index, carried_rows, file_ids)
+        index_bytes, index_sum = write_index(store.directory / index_name, table)
         manifest = Manifest(
             generation=gen,
             first_segment=first_segment,
@@ -233,7 +287,8 @@ def write_generation(
             index_xxh3=index_sum,
             clock=max(clock, old.clock),
         )
-        commit_manifest(store.directory, manifest)
+        keys = _key_index(table, [store.mapped(f) for f in files])
+        commit_manifest(store.directory, manifest)  # nothing that can fail comes after
     except BaseException:
         for w in writers.values():
             try:
@@ -243,6 +298,7 @@ def write_generation(
         store.remove_unreferenced()
         raise
     store.manifest = manifest
+    store.keys = keys
     result.manifest = manifest
     result.files_removed = store.remove_unreferenced()
     return result
@@ -277,11 +333,24 @@ def _stale(snap: KeySnapshot) -> bool:
     )
 
 
+@dataclass
+class _Plan:
+    actions: dict[str, str]
+    """Per snapshot key: "rewrite", "append" or "keep"."""
+    dying: set[str]
+    """Files to be removed: every key still in one is rewritten."""
+
+
 def _plan(
-    old: Manifest, snapshots: list[KeySnapshot], full: bool, duplicates: str = "keep_all"
-) -> dict[str, str]:
+    old: Manifest,
+    snapshots: list[KeySnapshot],
+    full: bool,
+    duplicates: str,
+    index: KeyIndex,
+    carry: np.ndarray,
+) -> _Plan:
     """Per key: "rewrite" (whole history into the new generation), "append" (only the
-    tail, as one more slice) or "keep" (untouched)."""
+    tail, as one more slice) or "keep" (untouched); and the files that die."""
     plan: dict[str, str] = {}
     for snap in snapshots:
         if full:
@@ -292,27 +361,79 @@ def _plan(
             plan[snap.key] = "append" if append else "rewrite"
         else:
             plan[snap.key] = "rewrite" if _stale(snap) else "keep"
-    # Rows each existing file keeps after those rewrites.
+    # Rows each existing file keeps after those rewrites: the carried keys' rows, counted as
+    # arrays, and those of the snapshots not rewritten.
     remaining: dict[str, int] = defaultdict(int)
+    if carry.any():
+        rows = np.repeat(carry, np.diff(index.starts))
+        per_file = np.bincount(
+            index.arrays["file"][rows],
+            weights=index.arrays["count"][rows],
+            minlength=len(index.files),
+        )
+        for i in np.flatnonzero(per_file).tolist():
+            remaining[index.files[i].path.name] += int(per_file[i])
     for snap in snapshots:
         if plan[snap.key] != "rewrite":
             for ref in snap.base:
                 remaining[ref.file.path.name] += ref.count
     dying = {f.name for f in old.files if remaining.get(f.name, 0) < f.rows / 2}
-    small_files = [f.name for f in old.files if f.name not in dying and f.rows < SMALL_FILE_ROWS]
+    # Small: under SMALL_FILE_ROWS and under an eighth of all rows, so the files of many
+    # little compactions are merged with each other, never into the one big file (which
+    # would make every few compactions cost a full one).
+    total = sum(f.rows for f in old.files)
+    small_files = [
+        f.name
+        for f in old.files
+        if f.name not in dying and f.rows < SMALL_FILE_ROWS and f.rows * 8 < total
+    ]
     if len(small_files) > MAX_SMALL_FILES:
         dying.update(small_files)  # merge the small files of many little compactions into one
     for snap in snapshots:
         if plan[snap.key] != "rewrite" and any(r.file.path.name in dying for r in snap.base):
             plan[snap.key] = "rewrite"
-    return plan
+    return _Plan(plan, dying)
 
 
-def _write_index(
-    path: Path, refs: dict[str, list[BaseRef]], file_ids: dict[str, int]
-) -> tuple[int, int]:
-    """Write the key index; ``file_ids`` numbers the manifest's files. Returns its
-    (size, XXH3-64)."""
+def _in_files(index: KeyIndex, names: set[str]) -> np.ndarray:
+    """For each key of ``index``, whether one of its slices is in a file of ``names``."""
+    if not len(index) or not names:
+        return np.zeros(len(index), dtype=bool)
+    hit_file = np.array([mf.path.name in names for mf in index.files], dtype=bool)
+    rows = hit_file[index.arrays["file"]]
+    return np.logical_or.reduceat(rows, index.starts[:-1])
+
+
+def _merge_carried(
+    table: pa.Table, index: KeyIndex, rows: np.ndarray, file_ids: dict[str, int]
+) -> pa.Table:
+    """``table`` (the rows of the keys written) and the carried ``rows`` of ``index`` (with
+    their file numbers of the new manifest) as one table in key order; within a key the
+    slices keep their order (the sort is stable, and a key is in one part only)."""
+    take = np.flatnonzero(rows)
+    renumber = np.array([file_ids.get(mf.path.name, -1) for mf in index.files], dtype=np.int32)
+    a = index.arrays
+    columns: list[pa.Array] = [index.key_array.take(numeric_array(take, pa.int64()))]
+    for name in INDEX_SCHEMA.names[1:]:
+        values = renumber[a["file"][take]] if name == "file" else a[name][take]
+        columns.append(numeric_array(values, INDEX_SCHEMA.field(name).type))
+    carried = pa.Table.from_arrays(columns, schema=INDEX_SCHEMA)
+    merged = pa.concat_tables([carried, table]) if len(table) else carried
+    if not len(table):
+        return merged
+    order = pc.sort_indices(merged, sort_keys=[("key", "ascending")])
+    return merged.take(order)
+
+
+def _key_index(table: pa.Table, files: list[MappedFile]) -> KeyIndex:
+    """The in-memory key index of a table just written."""
+    arrays = {name: column_numbers(table.column(name)) for name in INDEX_SCHEMA.names[1:]}
+    rows = IndexRows(table.column("key").combine_chunks(), arrays, checksummed=True)
+    return KeyIndex(rows, files)
+
+
+def _index_table(refs: dict[str, list[BaseRef]], file_ids: dict[str, int]) -> pa.Table:
+    """The key index rows of ``refs``; ``file_ids`` numbers the manifest's files."""
     keys: list[str] = []
     cols: dict[str, list[int]] = {n: [] for n in INDEX_SCHEMA.names[1:]}
     for key in sorted(refs):
@@ -333,4 +454,4 @@ def _write_index(
                 raise CorruptionError(f"slice of key {key!r} in {r.file.path} has no timestamps")
             cols["first_ts"].append(r.first_ts)
             cols["last_ts"].append(r.last_ts)
-    return write_index(path, keys, cols)
+    return index_table(keys, cols)

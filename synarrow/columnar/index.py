@@ -12,7 +12,6 @@ into memory at open; every field is checked before use (:func:`read_index`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,8 @@ __all__ = [
     "INDEX_SCHEMA_V1",
     "INDEX_SCHEMA_V2",
     "IndexRows",
+    "column_numbers",
+    "index_table",
     "read_index",
     "write_index",
 ]
@@ -68,27 +69,52 @@ _ATOMS = {int(a) for a in Atom}
 _MAX_KEY_BYTES = 65535
 
 
-@dataclass
 class IndexRows:
-    """The index as Python lists, one entry per slice, validated."""
+    """The index, one entry per slice, validated: numpy columns and the key column.
 
-    keys: list[str]
-    columns: dict[str, list[int]]  # file, batch, row, count, atom, last_atom[, offset, ...]
-    checksummed: bool
-    """Format 2: ``offset``, ``length`` and ``xxh3`` are present."""
-    arrays: dict[str, np.ndarray]  # the same columns as numpy arrays
+    ``keys`` and ``columns`` (Python lists) are made on first use: opening a database only
+    needs the arrays (a list per column of 100k slices would cost more than the rest of
+    the open).
+    """
+
+    def __init__(
+        self, key_array: pa.Array, arrays: dict[str, np.ndarray], checksummed: bool
+    ) -> None:
+        self.key_array = key_array
+        """The ``key`` column as one Arrow (large string) array."""
+        self.arrays = arrays
+        """file, batch, row, count, atom, last_atom[, offset, length, xxh3[, first_ts,
+        last_ts]] as numpy arrays."""
+        self.checksummed = checksummed
+        """Format 2: ``offset``, ``length`` and ``xxh3`` are present."""
+        self._keys: list[str] | None = None
+        self._columns: dict[str, list[int]] | None = None
+
+    @property
+    def keys(self) -> list[str]:
+        """The key of each slice, as a list."""
+        if self._keys is None:
+            self._keys = self.key_array.to_pylist()
+        return self._keys
+
+    @property
+    def columns(self) -> dict[str, list[int]]:
+        """The numeric columns as lists."""
+        if self._columns is None:
+            self._columns = {k: v.tolist() for k, v in self.arrays.items()}
+        return self._columns
 
     @property
     def timed(self) -> bool:
         """Whether ``first_ts`` and ``last_ts`` are present (slices sorted by timestamp)."""
-        return "last_ts" in self.columns
+        return "last_ts" in self.arrays
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.key_array)
 
 
-def write_index(path: Path, keys: list[str], columns: dict[str, list[int]]) -> tuple[int, int]:
-    """Write the index atomically and durably; returns (size in bytes, XXH3-64)."""
+def index_table(keys: list[str], columns: dict[str, list[int]]) -> pa.Table:
+    """The index rows of ``keys`` (one per slice) and their numeric ``columns`` as a table."""
     arrays = [string_array(keys)] + [
         numeric_array(
             np.array(columns[name], dtype=numpy_dtype(INDEX_SCHEMA.field(name).type)),
@@ -96,7 +122,12 @@ def write_index(path: Path, keys: list[str], columns: dict[str, list[int]]) -> t
         )
         for name in _NUMERIC
     ]
-    table = pa.Table.from_arrays(arrays, schema=INDEX_SCHEMA)
+    return pa.Table.from_arrays(arrays, schema=INDEX_SCHEMA)
+
+
+def write_index(path: Path, table: pa.Table) -> tuple[int, int]:
+    """Write the index ``table`` (:data:`INDEX_SCHEMA`, sorted by key) atomically and
+    durably; returns (size in bytes, XXH3-64)."""
     sink = pa.BufferOutputStream()
     with ipc.new_file(sink, INDEX_SCHEMA) as w:
         w.write_table(table)
@@ -145,18 +176,18 @@ def read_index(path: Path, manifest: Manifest) -> IndexRows:
         table.validate(full=True)
         if any(c.null_count for c in table.columns):
             raise CorruptionError(f"columnar index {path} holds nulls")
-        _check_keys(path, table.column("key"))
-        keys = table.column("key").to_pylist()
-        cols = {name: _numbers(table.column(name)) for name in names}
+        key_array = table.column("key").combine_chunks()
+        _check_keys(path, key_array)
+        cols = {name: column_numbers(table.column(name)) for name in names}
     except CorruptionError:
         raise
     except (pa.ArrowException, ValueError, OSError) as exc:
         raise CorruptionError(f"columnar index {path} is damaged: {exc}") from exc
     _check_fields(path, cols, len(manifest.files))
-    return IndexRows(keys, {k: v.tolist() for k, v in cols.items()}, checksummed, cols)
+    return IndexRows(key_array, cols, checksummed)
 
 
-def _numbers(column: pa.ChunkedArray) -> np.ndarray:
+def column_numbers(column: pa.ChunkedArray) -> np.ndarray:
     """A numeric column as one numpy array (ChunkedArray.to_numpy would import pandas)."""
     dtype = numpy_dtype(column.type)
     parts = [
@@ -166,13 +197,12 @@ def _numbers(column: pa.ChunkedArray) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, dtype)
 
 
-def _check_keys(path: Path, keys: pa.ChunkedArray) -> None:
-    if not len(keys):
+def _check_keys(path: Path, flat: pa.Array) -> None:
+    if not len(flat):
         return
-    lengths = pc.binary_length(keys)
+    lengths = pc.binary_length(flat)
     if pc.min(lengths).as_py() < 1 or pc.max(lengths).as_py() > _MAX_KEY_BYTES:
         raise CorruptionError(f"columnar index {path}: a key is empty or longer than 65535 bytes")
-    flat = keys.combine_chunks()
     if len(flat) > 1 and pc.any(pc.less(flat[1:], flat[:-1])).as_py():
         raise CorruptionError(f"columnar index {path}: keys are not in order")
 

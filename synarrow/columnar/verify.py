@@ -31,7 +31,7 @@ from synarrow.columnar.manifest import (
     Manifest,
     read_manifest,
 )
-from synarrow.columnar.store import BaseRef
+from synarrow.columnar.slices import BaseRef
 from synarrow.columnar.validate import check_batch
 from synarrow.errors import CorruptionError
 from synarrow.fileio import entry_problem

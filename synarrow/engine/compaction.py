@@ -20,8 +20,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
+import numpy as np
+
 from synarrow.columnar.manifest import Manifest
-from synarrow.columnar.store import BaseRef, ColumnarStore
+from synarrow.columnar.slices import BaseRef
+from synarrow.columnar.store import ColumnarStore
 from synarrow.config import DbConfig
 from synarrow.errors import CompactionError, DatabaseClosedError
 from synarrow.fileio import remove_file
@@ -58,6 +61,15 @@ class CompactionHost(Protocol):
 
     def cutoff(self, key: str) -> int | None:
         """The retention cutoff of ``key`` now (``None``: none)."""
+        ...
+
+    @property
+    def has_retention(self) -> bool:
+        """Whether retention rules exist (then every key is looked at: it may expire)."""
+        ...
+
+    def load_all(self) -> None:
+        """Give every key of the columnar index its state (caller holds the lock)."""
         ...
 
 
@@ -182,9 +194,24 @@ class Compactor:
             writer = host.rotate()
             first_segment, next_seq = writer.segment, host.next_seq
             clock = host.last_ts
+            index = host.columnar.keys
+            # Every key is looked at for a full compaction, under retention rules (entries
+            # may have expired) and for an index without timestamps (rewritten sorted);
+            # otherwise only keys with a log tail or deleted are, and the index rows of
+            # the rest are carried over as they are (see keystates' invariant).
+            every = full or host.has_retention or not index.timed
+            if every:
+                host.load_all()
+            carry = np.full(len(index), not every, dtype=bool)
             snaps: list[columnar_compact.KeySnapshot] = []
             seen: dict[str, tuple[KeyState, int, int]] = {}
             for key, st in list(host.states.items()):
+                if not (every or st.tail_count or st.latest_atom is None):
+                    continue  # unchanged since it was loaded from the index: carried
+                if not every and len(index):
+                    position = index.find(st.key_bytes)
+                    if position >= 0:
+                        carry[position] = False
                 if st.latest_atom is None:
                     if not st.tail_count:
                         del host.states[key]  # deleted key, nothing left to fold
@@ -204,13 +231,22 @@ class Compactor:
             full=full,
             duplicates=host.config.duplicates,
             clock=clock,
+            carry=carry,
         )
         with host.lock:
             for key, refs in result.refs.items():
-                st, epoch, folded = seen[key]
-                if st.epoch == epoch:  # not deleted while we were writing
-                    st.drop_tail_prefix(folded)
-                    st.set_base(cast(list[BaseChunk], refs))
+                if key in seen:
+                    st, epoch, folded = seen[key]
+                    if st.epoch == epoch:  # not deleted while we were writing
+                        st.drop_tail_prefix(folded)
+                        st.set_base(cast(list[BaseChunk], refs))
+                    continue
+                # moved from a dying file: a state loaded meanwhile (or before, unchanged)
+                # that still holds the old slices gets the new ones
+                moving = host.states.get(key)
+                before = [r.identity for r in result.moved.get(key, [])]
+                if moving is not None and [r.identity for r in moving.base] == before:
+                    moving.set_base(cast(list[BaseChunk], refs))
             removed = _remove_folded(host.path / "log", first_segment)
             active = host.writer.segment if host.writer is not None else first_segment
             host.compaction_done(_closed_bytes(host.path / "log", first_segment, active))
@@ -218,7 +254,7 @@ class Compactor:
             self._pending = False
         return {
             "generation": result.manifest.generation,
-            "keys": len(result.refs),
+            "keys": len(host.columnar.keys),
             "keys_rewritten": result.keys_rewritten,
             "keys_appended": result.keys_appended,
             "entries_written": result.entries_written,

@@ -44,7 +44,7 @@ from synarrow.columnar.index import read_index
 from synarrow.columnar.manifest import Manifest, read_manifest
 from synarrow.columnar.store import ColumnarStore
 from synarrow.config import DbConfig
-from synarrow.engine import batches, ranges, retention
+from synarrow.engine import batches, keystates, ranges, retention
 from synarrow.engine import timeline as _timeline
 from synarrow.engine.compaction import Compactor
 from synarrow.engine.directory import COLUMNAR_DIR, LOG_DIR, SNAPSHOTS_DIR, prepare_directory
@@ -229,10 +229,25 @@ class Engine:
 
     def state(self, key: str) -> KeyState:
         """The state of ``key``, created (after validating the key) if it is new."""
-        st = self.states.get(key) if type(key) is str else None
+        st = self.loaded(key)
         if st is None:
             st = self.states[key] = KeyState(key, check_key(key), ties_first=self._ties_first)
         return st
+
+    def loaded(self, key: str) -> KeyState | None:
+        """The state of ``key`` if it has one, made from the columnar index on first use
+        (:mod:`synarrow.engine.keystates`); ``None`` for a key the database never held
+        (not validated). The caller holds the lock."""
+        if type(key) is not str:
+            return None
+        st = self.states.get(key)
+        if st is None:
+            st = keystates.load_key(self.states, self.columnar.keys, key, self._ties_first)
+        return st
+
+    def load_all(self) -> None:
+        """Give every key of the columnar index its state (for work over every key)."""
+        keystates.load_all(self.states, self.columnar.keys, self._ties_first)
 
     def now(self) -> int:
         """Now in microseconds, strictly after every timestamp this engine gave before, so
@@ -515,7 +530,7 @@ class Engine:
         """Write a tombstone for ``key``; whether it held a value."""
         with self.lock:
             writer = self.writable()
-            st = self.states.get(key) if type(key) is str else None
+            st = self.loaded(key)
             if st is None:
                 check_key(key)
                 return False
@@ -637,7 +652,7 @@ class Engine:
         """The state of ``key`` if it holds a value (``key`` validated otherwise)."""
         if self.closed:
             raise DatabaseClosedError(f"database {self.path} is closed")
-        st = self.states.get(key) if type(key) is str else None
+        st = self.loaded(key)
         if st is None:
             check_key(key)
             return None
@@ -695,8 +710,21 @@ class Engine:
         with self.lock:
             self.require_open()
             if self.has_retention:
+                self.load_all()
                 return [k for k, st in self.states.items() if self.live(k) is not None]
-            return [k for k, st in self.states.items() if st.latest_atom is not None]
+            live = [k for k, st in self.states.items() if st.latest_atom is not None]
+            return live + keystates.unloaded_keys(self.states, self.columnar.keys)
+
+    def live_count(self) -> int:
+        """How many keys hold a value (without listing them)."""
+        with self.lock:
+            self.require_open()
+            index = self.columnar.keys
+            if self.has_retention or not len(index):
+                return len(self.live_keys())
+            live = sum(1 for st in self.states.values() if st.latest_atom is not None)
+            loaded = int(index.positions_of(list(self.states)).sum()) if self.states else 0
+            return live + len(index) - loaded
 
     def parts(self, key: str) -> list[TailChunk]:
         """The history of a live ``key`` as chunks: columnar slices, then the log tail."""
@@ -751,9 +779,10 @@ class Engine:
         with self.lock:
             self.require_open()
             if keys is None:
+                self.load_all()
                 states: Iterable[KeyState] = self.states.values()
             else:
-                wanted = [self.states.get(k) if type(k) is str else None for k in keys]
+                wanted = [self.loaded(k) for k in keys]
                 states = [st for st in wanted if st is not None]
             duplicates = self.config.duplicates
             views = {
@@ -780,6 +809,7 @@ class Engine:
         """Counts and sizes, for ``SynaDB.stats()``."""
         with self.lock:
             self.require_open()
+            self.load_all()
             store = self.columnar
             live = [st for st in self.states.values() if st.latest_atom is not None]
             if self.has_retention:  # keys whose every point expired are not counted

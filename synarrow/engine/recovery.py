@@ -1,6 +1,7 @@
-"""Opening a database: rebuild the key states from the columnar files and the log tail.
+"""Opening a database: rebuild the key states from the columnar index and the log tail.
 
-:func:`recover` loads the columnar keys, lists and scans the live log segments (removing the
+:func:`recover` reads the columnar key index (its keys get their states on first use, see
+:mod:`synarrow.engine.keystates`), lists and scans the live log segments (removing the
 ones already folded into columnar files and leftover temporaries), replays their verified
 entries, and for a writer cuts a torn tail off the last segment before deciding where new
 entries go: after the last verified entry of that segment, or in a new one.
@@ -11,15 +12,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 from synarrow.columnar.store import ColumnarStore
 from synarrow.config import DbConfig
-from synarrow.engine import ranges
+from synarrow.engine import keystates, ranges
 from synarrow.engine.directory import LOG_DIR
 from synarrow.errors import CorruptionError
 from synarrow.fileio import open_fd, remove_file, require_single_link
-from synarrow.log.memtable import BaseChunk, KeyState
+from synarrow.log.memtable import KeyState
 from synarrow.log.names import list_log_dir, segment_path
 from synarrow.log.reader import SegmentScan, never_written, scan_segment
 from synarrow.log.replay import replay_segment
@@ -70,17 +70,18 @@ def recover(
     def on_range(st: KeyState, start: int | None, end: int | None) -> None:
         ranges.apply_range(st, start, end)
 
+    index = columnar.open_keys()  # the columnar keys get their states on first use
+
     def state_for(key_bytes: bytes) -> KeyState:
         key = key_bytes.decode("utf-8")
         st = states.get(key)
         if st is None:
-            st = states[key] = KeyState(key, key_bytes, ties_first=ties_first)
+            st = keystates.load_key(states, index, key, ties_first)
+            if st is None:
+                st = states[key] = KeyState(key, key_bytes, ties_first=ties_first)
         return st
 
     manifest = columnar.manifest
-    for key, refs in columnar.load_keys():  # keys are unique in the index
-        st = states[key] = KeyState(key, key.encode("utf-8"), ties_first=ties_first)
-        st.set_base(cast("list[BaseChunk]", refs))
     if not replay_log:
         return Recovered(states, manifest.next_seq, None, clock=manifest.clock)
     log_dir = path / LOG_DIR
