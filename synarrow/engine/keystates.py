@@ -36,8 +36,9 @@ def load_key(
     position = index.find(key_bytes)
     if position < 0:
         return None
-    st = states[key] = KeyState(key, key_bytes, ties_first=ties_first)
+    st = KeyState(key, key_bytes, ties_first=ties_first)
     st.set_base(cast("list[BaseChunk]", index.refs(position)))
+    states[key] = st  # whole before the lock-free get can see it
     return st
 
 
@@ -47,8 +48,9 @@ def load_all(states: dict[str, KeyState], index: KeyIndex, ties_first: bool) -> 
         return
     for key, refs in index.items():
         if key not in states:
-            st = states[key] = KeyState(key, key.encode("utf-8"), ties_first=ties_first)
+            st = KeyState(key, key.encode("utf-8"), ties_first=ties_first)
             st.set_base(cast("list[BaseChunk]", refs))
+            states[key] = st
 
 
 def unloaded_keys(states: dict[str, KeyState], index: KeyIndex) -> list[str]:
