@@ -182,7 +182,10 @@ def mapped_chunks(
             dtype = "<f8" if batch.atom == Atom.FLOAT else "<i8"
             nums = _map_segment(path, dtype, start, (n,))
             values = values_array(batch.atom, n, numbers=nums)
-        chunks.append(TailChunk(batch.atom, chunk_ts, values))
+        # Default timestamps increase by construction: saying so spares a scan for the latest.
+        chunks.append(
+            TailChunk(batch.atom, chunk_ts, values, in_order=True if ts is None else None)
+        )
     return chunks
 
 
@@ -203,6 +206,7 @@ def copied_chunk(batch: BatchValues, ts: np.ndarray | None, now: int) -> TailChu
             data=batch.data,
             vectors=None if batch.vectors is None else batch.vectors.copy(),
         ),
+        in_order=True if ts is None else None,
     )
 
 
