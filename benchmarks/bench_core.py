@@ -294,7 +294,79 @@ def bench_append_batch(ctx: Ctx) -> list[Row]:
                 **tgt,
             )
         )
+    _append_batch_vs_write(ctx, arr, key)
     return _rows_since(ctx, start)
+
+
+def _write_new_file(path: str, data: memoryview) -> None:
+    """A plain ``write()`` of ``data`` into a new file (no sync), as a program would."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        done = 0
+        while done < data.nbytes:
+            done += os.write(fd, data[done:])
+    finally:
+        os.close(fd)
+
+
+def _append_batch_vs_write(ctx: Ctx, arr: np.ndarray, key: str) -> None:
+    """append_batch against the machine's limit: a plain write() of the same bytes into a
+    new file, the two measured alternately in one loop (best of each)."""
+    b = "append_batch"
+    fig = "append_batch float64 vs plain write() of the same bytes"
+    n = len(arr)
+    ref = "plain write()"
+    tgt = dict(target=("ratio", 0.8), target_text="≥ 0.8x plain write")
+    data = memoryview(arr).cast("B")
+    plain: list[float] = []
+    appends: list[float] = []
+    checks: list[bool] = []
+    with ctx.guard(ISSUE, b, fig, "synarrow", "values/s", ref=ref, **tgt):
+        for _ in range(5):
+            with ctx.tmpdir("plain") as d:
+                t0 = perf()
+                _write_new_file(os.path.join(d, "f"), data)
+                plain.append(perf() - t0)
+            with ctx.tmpdir("synarrow") as d:
+                db = sa_open(os.path.join(d, "sa.db"), sync_on_write=False)
+                try:
+                    with no_gc():
+                        t0 = perf()
+                        db.append_batch(key, arr)
+                        appends.append(perf() - t0)
+                    checks.append(db.get(key) == arr[-1])
+                finally:
+                    _safe_close(db)
+            if sum(plain) + sum(appends) > 4:
+                break
+        note = f"{n:,} float64 ({arr.nbytes / 1e6:.0f} MB), best of {len(plain)}, alternating"
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig,
+                ref,
+                n / min(plain),
+                "values/s",
+                ref=None,
+                note=f"os.write of the same bytes into a new file, no sync; {note}; "
+                f"{arr.nbytes / min(plain) / 1e9:.2f} GB/s",
+            )
+        )
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig,
+                "synarrow",
+                n / min(appends),
+                "values/s",
+                ref=ref,
+                note=f"append_batch in one call, sync_on_write=False; {note}; "
+                f"{arr.nbytes / min(appends) / 1e9:.2f} GB/s; get()==last: {all(checks)}",
+                **tgt,
+            )
+        )
 
 
 # --------------------------------------------------------------------------
@@ -487,6 +559,73 @@ def _threaded_rate(nthreads: int, per_thread: int, work, timeout_s: float = 180)
     return nthreads * per_thread / dt
 
 
+def _durable_vs_disk(ctx: Ctx, pairs: list[tuple[str, float]]) -> None:
+    """Durable single appends against this disk's own rate: a loop of
+    ``os.pwrite(fd, 40-byte record, off) + os.fdatasync(fd)`` into a new file, the same
+    count, the two measured alternately (best of each)."""
+    b = "durable"
+    fig = "durable append vs this disk's pwrite+fdatasync"
+    ref = "pwrite+fdatasync"
+    n = len(pairs)
+    tgt = dict(target=("ratio", 0.9), target_text="≥ 0.9x pwrite+fdatasync")
+    raw: list[float] = []
+    sa: list[float] = []
+    checks: list[bool] = []
+    with ctx.guard(ISSUE, b, fig, "synarrow", "ops/s", ref=ref, **tgt):
+        for _ in range(5):
+            with ctx.tmpdir("raw") as d:
+                fd = os.open(os.path.join(d, "f"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                try:
+                    rec = b"x" * 40
+                    t0 = perf()
+                    for i in range(n):
+                        os.pwrite(fd, rec, 40 * i)
+                        os.fdatasync(fd)
+                    raw.append(perf() - t0)
+                finally:
+                    os.close(fd)
+            with ctx.tmpdir("synarrow") as d:
+                db = sa_open(os.path.join(d, "sa.db"), sync_on_write=True)
+                try:
+                    app = db.append
+                    t0 = perf()
+                    for k, v in pairs:
+                        app(k, v)
+                    sa.append(perf() - t0)
+                    checks.append(db.get(pairs[-1][0]) == pairs[-1][1])
+                finally:
+                    _safe_close(db)
+            if sum(raw) + sum(sa) > 12:
+                break
+        note = f"{n:,} ops, best of {len(raw)}, alternating"
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig,
+                ref,
+                n / min(raw),
+                "ops/s",
+                ref=None,
+                note=f"os.pwrite(40 B) + os.fdatasync per op, new file: the disk's rate; {note}",
+            )
+        )
+        ctx.add(
+            Row(
+                ISSUE,
+                b,
+                fig,
+                "synarrow",
+                n / min(sa),
+                "ops/s",
+                ref=ref,
+                note=f"DbConfig(sync_on_write=True), appends only (open and close untimed); "
+                f"{note}; last value ok: {all(checks)}",
+                **tgt,
+            )
+        )
+
+
 def bench_durable(ctx: Ctx) -> list[Row]:
     """Durable (fsync per write) single appends, and group commit with 4 and 16 threads."""
     start = len(ctx.rows)
@@ -663,6 +802,7 @@ def bench_durable(ctx: Ctx) -> list[Row]:
                 **tgt1,
             )
         )
+    _durable_vs_disk(ctx, pairs)
     for nt, pt in ((nthr, per), (16, ctx.n(250, 100))):
         figt = fig4 if nt == nthr else f"durable append, {nt} threads, total"
         with ctx.guard(ISSUE, b, figt, "synarrow", "ops/s"):

@@ -5,6 +5,9 @@
 thread pool first (:func:`encoder`; LZ4 releases the GIL). Once written, large numeric batches
 are read back as read-only mappings of the segment (:func:`mapped_chunks`, the bytes are in
 the page cache) instead of being copied; other batches are copied once (:func:`copied_chunk`).
+The timestamps of a large batch appended without any are made on that pool while its entries
+are written (:func:`prefetch_timestamps`): the write runs outside the GIL, so on a machine
+with a core to spare the two overlap.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import builtins
 import os
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ __all__ = [
     "BATCH_CHUNK_BYTES",
     "MAP_BATCH_BYTES",
     "POOL_MIN_BYTES",
+    "PREFETCH_STAMPS",
     "Placed",
     "batch_slices",
     "copied_chunk",
@@ -36,6 +40,7 @@ __all__ = [
     "encode_slice",
     "encoder",
     "mapped_chunks",
+    "prefetch_timestamps",
     "slice_batch",
     "slice_bytes",
 ]
@@ -153,12 +158,38 @@ def default_timestamps(now: int, lo: int, hi: int) -> np.ndarray:
     return np.arange(now + lo, now + hi, dtype=np.int64)
 
 
+#: Batches of at least this many values without timestamps get them from
+#: :func:`prefetch_timestamps`.
+PREFETCH_STAMPS = 1 << 20
+
+
+def prefetch_timestamps(now: int, count: int) -> Future[np.ndarray] | None:
+    """Start making :func:`default_timestamps` ``(now, 0, count)`` on the pool, for a batch
+    large enough that doing it while its entries are written saves time; else None."""
+    if count < PREFETCH_STAMPS:
+        return None
+    return encoder().submit(default_timestamps, now, 0, count)
+
+
+def _stamps(stamps: Future[np.ndarray] | None, now: int, lo: int, hi: int) -> np.ndarray:
+    """Values ``lo:hi`` of a batch's default timestamps (a view of prefetched ones)."""
+    if stamps is None:
+        return default_timestamps(now, lo, hi)
+    return stamps.result()[lo:hi]
+
+
 def mapped_chunks(
-    path: Path, batch: BatchValues, ts: np.ndarray | None, placed: list[Placed], now: int
+    path: Path,
+    batch: BatchValues,
+    ts: np.ndarray | None,
+    placed: list[Placed],
+    now: int,
+    stamps: Future[np.ndarray] | None = None,
 ) -> list[TailChunk] | None:
     """Tail chunks viewing the batch's entries in the segment file, or None to copy instead.
 
-    Values without their own timestamps get :func:`default_timestamps` from ``now``.
+    Values without their own timestamps get :func:`default_timestamps` from ``now`` (taken
+    from ``stamps`` when they were prefetched).
     """
     if batch.atom not in (Atom.FLOAT, Atom.INT, Atom.VECTOR) or any(c for *_, c in placed):
         return None
@@ -173,7 +204,7 @@ def mapped_chunks(
             chunk_ts = _map_segment(path, "<i8", start, (n,))
             start += 8 * n
         else:
-            chunk_ts = default_timestamps(now, lo, hi)
+            chunk_ts = _stamps(stamps, now, lo, hi)
         if batch.atom == Atom.VECTOR:
             dim = _width(batch) // 4
             vec = _map_segment(path, "<f4", start, (n, dim))
@@ -182,15 +213,23 @@ def mapped_chunks(
             dtype = "<f8" if batch.atom == Atom.FLOAT else "<i8"
             nums = _map_segment(path, dtype, start, (n,))
             values = values_array(batch.atom, n, numbers=nums)
-        chunks.append(TailChunk(batch.atom, chunk_ts, values))
+        # Default timestamps increase by construction: saying so spares a scan for the latest.
+        chunks.append(
+            TailChunk(batch.atom, chunk_ts, values, in_order=True if ts is None else None)
+        )
     return chunks
 
 
-def copied_chunk(batch: BatchValues, ts: np.ndarray | None, now: int) -> TailChunk:
+def copied_chunk(
+    batch: BatchValues,
+    ts: np.ndarray | None,
+    now: int,
+    stamps: Future[np.ndarray] | None = None,
+) -> TailChunk:
     """The whole batch as one tail chunk, copied (the caller may reuse its arrays); values
-    without timestamps get :func:`default_timestamps` from ``now``."""
+    without timestamps get :func:`default_timestamps` from ``now`` (or ``stamps``)."""
     chunk_ts = (
-        np.array(ts, dtype=np.int64) if ts is not None else default_timestamps(now, 0, batch.count)
+        np.array(ts, dtype=np.int64) if ts is not None else _stamps(stamps, now, 0, batch.count)
     )
     return TailChunk(
         batch.atom,
@@ -203,6 +242,7 @@ def copied_chunk(batch: BatchValues, ts: np.ndarray | None, now: int) -> TailChu
             data=batch.data,
             vectors=None if batch.vectors is None else batch.vectors.copy(),
         ),
+        in_order=True if ts is None else None,
     )
 
 

@@ -33,6 +33,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -468,6 +469,10 @@ class Engine:
                     cursor[key] = at + b.count
             if cursor:
                 self.last_ts = max(self.last_ts, max(cursor.values()) - 1)
+            stamps = [
+                batches.prefetch_timestamps(starts[i], b.count) if t is None else None
+                for i, (_, b, t) in enumerate(staged)
+            ]
             position = 0
             mark = writer.mark()
             placed: list[list[batches.Placed]] = [[] for _ in staged]
@@ -490,8 +495,10 @@ class Engine:
                     placed[i].append((payload_at, lo, hi, bool(flags & FLAG_LZ4)))
                 # Built before any key changes, so a failure here is cut out like one above.
                 visible = [
-                    (st, self._tail_chunks(writer, batch, ts, where, start))
-                    for st, (_, batch, ts), where, start in zip(states, staged, placed, starts)
+                    (st, self._tail_chunks(writer, batch, ts, where, start, stamp))
+                    for st, (_, batch, ts), where, start, stamp in zip(
+                        states, staged, placed, starts, stamps
+                    )
                     if where
                 ]
             except BaseException:
@@ -515,15 +522,16 @@ class Engine:
         ts: np.ndarray | None,
         placed: list[batches.Placed],
         now: int,
+        stamps: Future[np.ndarray] | None = None,
     ) -> list[TailChunk]:
         """The tail chunks that make one appended batch visible (views of the segment file
         for large numeric batches; a copy otherwise, or when the file cannot be mapped)."""
         try:
-            chunks = batches.mapped_chunks(writer.path, batch, ts, placed, now)
+            chunks = batches.mapped_chunks(writer.path, batch, ts, placed, now, stamps)
         except OSError:  # no mapping to be had (address space, descriptors): copy instead
             chunks = None
         if chunks is None:
-            chunks = [batches.copied_chunk(batch, ts, now)]
+            chunks = [batches.copied_chunk(batch, ts, now, stamps)]
         return chunks
 
     def delete(self, key: str) -> bool:

@@ -6,16 +6,19 @@ Segment file::
 
     file header (32 bytes)  magic "SYNARLOG", version u16, reserved u16, segment number u32,
                             base sequence u64, CRC32 of the previous 24 bytes u32, reserved u32
+                            (version 2 since XXH3-checked entries; 1 is still read)
     entry*                  back to back, no padding
 
 Entry::
 
-    crc32      u32   CRC32 of everything after this field: the rest of the header, key, value
+    checksum   u32   of everything after this field (the rest of the header, key, value):
+                     CRC32, or with the XXH3 flag the low 32 bits of XXH3-64
     timestamp  i64   microseconds since the Unix epoch, UTC
     key_len    u16   bytes of UTF-8 key (1..65535)
     value_len  u32   bytes of stored value (after delta and LZ4 encoding)
     flags      u8    low nibble: DELTA 0x1, LZ4 0x2, TOMBSTONE 0x4, BATCH 0x8;
-                     high nibble: atom type (0 null, 1 float, 2 int, 3 text, 4 bytes, 5 vector)
+                     high nibble: atom type (0 null, 1 float, 2 int, 3 text, 4 bytes, 5 vector);
+                     with BATCH, its top bit is XXH3 0x80: the checksum is XXH3's
     key        key_len bytes
     value      value_len bytes
 
@@ -27,12 +30,16 @@ from __future__ import annotations
 import enum
 import struct
 import zlib
+from collections.abc import Callable
 from typing import Any
+
+import xxhash
 
 __all__ = [
     "ATOM_NAMES",
     "CRC",
     "ENTRY_BODY_HEADER",
+    "ENTRY_CHECKSUMS",
     "ENTRY_HEADER",
     "ENTRY_HEADER_SIZE",
     "ENTRY_LENGTHS",
@@ -43,23 +50,30 @@ __all__ = [
     "FLAG_DELTA",
     "FLAG_LZ4",
     "FLAG_TOMBSTONE",
+    "FLAG_XXH3",
     "FORMAT_VERSION",
     "MAGIC",
     "MAX_KEY_BYTES",
     "MAX_VALUE_BYTES",
     "Atom",
+    "EntryHasher",
     "crc32",
     "decode_file_header",
     "encode_entry",
     "encode_entry_parts",
     "encode_file_header",
+    "entry_checksum",
     "flags_byte",
     "key_entry_struct",
     "split_flags",
+    "strip_checksum_bit",
+    "xxh3_32",
+    "xxh3_64",
 ]
 
 MAGIC = b"SYNARLOG"
-FORMAT_VERSION = 1
+# 2: entries may carry FLAG_XXH3 (version 1 segments are read the same way).
+FORMAT_VERSION = 2
 
 FILE_HEADER = struct.Struct("<8sHHIQII")
 FILE_HEADER_SIZE = FILE_HEADER.size  # 32
@@ -77,11 +91,24 @@ FLAG_DELTA = 0x01
 FLAG_LZ4 = 0x02
 FLAG_TOMBSTONE = 0x04
 FLAG_BATCH = 0x08
+# With BATCH only: the entry's checksum is the low 32 bits of XXH3-64 instead of CRC32. XXH3
+# hashes several times faster than zlib's CRC32, so it no longer stands in series with the
+# copy of a large batch into the file. Batch atom types need three bits, so the atom nibble's
+# top bit is free there (range tombstones use the whole nibble, 0xF, without BATCH).
+FLAG_XXH3 = 0x80
+_XXH3_BATCH = FLAG_XXH3 | FLAG_BATCH
 
 MAX_KEY_BYTES = 0xFFFF
 MAX_VALUE_BYTES = 0xFFFFFFFF
 
 crc32 = zlib.crc32
+_xxh3_64 = xxhash.xxh3_64_intdigest
+_xxh3_state = xxhash.xxh3_64
+
+
+def xxh3_64(data: Any) -> int:
+    """XXH3-64 (seed 0) of a bytes-like object, as an unsigned int (the sidecar's hash)."""
+    return int(_xxh3_64(data))
 
 
 class Atom(enum.IntEnum):
@@ -119,8 +146,54 @@ def flags_byte(flags: int, atom: int) -> int:
 
 
 def split_flags(byte: int) -> tuple[int, int]:
-    """Unpack an entry's flags byte into (flags, atom type)."""
-    return byte & 0x0F, byte >> 4
+    """Unpack an entry's flags byte into (flags, atom type); the checksum bit
+    :data:`FLAG_XXH3` of a batch entry is neither."""
+    return byte & 0x0F, strip_checksum_bit(byte) >> 4
+
+
+def strip_checksum_bit(byte: Any) -> Any:
+    """The flags byte (an int or a numpy array of them) without a batch entry's
+    :data:`FLAG_XXH3`: what it would be with a CRC32."""
+    return byte & ~((byte & FLAG_BATCH) << 4)
+
+
+def xxh3_32(data: Any) -> int:
+    """The low 32 bits of XXH3-64 (seed 0): the checksum of an entry with :data:`FLAG_XXH3`."""
+    return _xxh3_64(data) & 0xFFFFFFFF
+
+
+#: The checksum function of an entry, indexed by its flags byte: the one place the hash is
+#: chosen. A table rather than a branch, so a reader's walk calls zlib's CRC32 directly for
+#: the many small entries (no Python frame per entry).
+ENTRY_CHECKSUMS: tuple[Callable[[Any], int], ...] = tuple(
+    xxh3_32 if fb & _XXH3_BATCH == _XXH3_BATCH else crc32 for fb in range(256)
+)
+
+
+def entry_checksum(body: Any, flags: int) -> int:
+    """The checksum an entry whose flags byte is ``flags`` must store, over ``body`` (every
+    byte of the entry after the checksum field); see :data:`ENTRY_CHECKSUMS`."""
+    return ENTRY_CHECKSUMS[flags & 0xFF](body)
+
+
+class EntryHasher:
+    """:func:`entry_checksum` computed over a body given in pieces (streamed reads)."""
+
+    def __init__(self, flags: int) -> None:
+        """Start the hash of an entry whose flags byte is ``flags``."""
+        self._xxh = _xxh3_state() if flags & _XXH3_BATCH == _XXH3_BATCH else None
+        self._crc = 0
+
+    def update(self, data: Any) -> None:
+        """Add the next piece of the body."""
+        if self._xxh is not None:
+            self._xxh.update(data)
+        else:
+            self._crc = crc32(data, self._crc)
+
+    def digest(self) -> int:
+        """The checksum of everything added so far."""
+        return self._xxh.intdigest() & 0xFFFFFFFF if self._xxh is not None else self._crc
 
 
 def encode_file_header(segment: int, base_seq: int) -> bytes:
@@ -144,9 +217,10 @@ def decode_file_header(data: bytes) -> tuple[int, int, int]:
 
 
 def encode_entry(ts_us: int, key: bytes, value: bytes, flags: int) -> bytes:
-    """One complete entry: header with checksum, key, value."""
+    """One complete entry: header with checksum, key, value (the checksum is the one
+    ``flags`` names: XXH3 with :data:`FLAG_XXH3`, else CRC32)."""
     body = ENTRY_BODY_HEADER.pack(ts_us, len(key), len(value), flags) + key + value
-    return CRC.pack(crc32(body)) + body
+    return CRC.pack(entry_checksum(body, flags)) + body
 
 
 def key_entry_struct(key_len: int) -> struct.Struct:
@@ -162,12 +236,17 @@ def encode_entry_parts(
 ) -> list[bytes | memoryview]:
     """An entry whose value is the concatenation of ``parts``, without copying them.
 
-    Returns buffers to write one after another (header and key first); the checksum is
-    computed incrementally over the parts.
+    Returns buffers to write one after another (header and key first). A batch entry is
+    checksummed with XXH3 (:data:`FLAG_XXH3` is set here), computed incrementally over the
+    parts: these are the large entries, where CRC32 would cost about as much as the write.
     """
+    if flags & FLAG_BATCH:
+        flags |= FLAG_XXH3
+    else:
+        return [encode_entry(ts_us, key, b"".join(bytes(p) for p in parts), flags)]
     size = sum(memoryview(p).nbytes for p in parts)
     head = ENTRY_BODY_HEADER.pack(ts_us, len(key), size, flags) + key
-    crc = crc32(head)
+    h = _xxh3_state(head)
     for p in parts:
-        crc = crc32(p, crc)
-    return [CRC.pack(crc) + head, *parts]
+        h.update(p)
+    return [CRC.pack(h.intdigest() & 0xFFFFFFFF) + head, *parts]

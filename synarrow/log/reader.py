@@ -30,12 +30,15 @@ import numpy as np
 from synarrow.errors import CorruptionError
 from synarrow.fileio import open_fd
 from synarrow.log.format import (
+    ENTRY_CHECKSUMS,
     ENTRY_HEADER_SIZE,
     ENTRY_LENGTHS,
     ENTRY_LENGTHS_OFFSET,
     FILE_HEADER_SIZE,
-    crc32,
+    EntryHasher,
     decode_file_header,
+    entry_checksum,
+    strip_checksum_bit,
 )
 from synarrow.log.sidecar import read_sidecar
 
@@ -51,7 +54,7 @@ __all__ = [
     "walk",
 ]
 
-_CRC_AND_LENGTHS = struct.Struct("<I8xHI")
+_CRC_AND_LENGTHS = struct.Struct("<I8xHIB")  # and the flags byte: it names the checksum
 assert ENTRY_HEADER_SIZE == 19 and ENTRY_LENGTHS_OFFSET == 12
 
 # Extra zero bytes after the data, so vectorised 8-byte reads of short values never run off.
@@ -170,23 +173,24 @@ def _stream_walk(fd: int, start: int, size: int) -> tuple[int, bool]:
             at, win = off, os.pread(fd, _WINDOW, off)
             if len(win) < ENTRY_HEADER_SIZE:
                 return off, True  # the file shrank under us
-        crc, kl, vl = _CRC_AND_LENGTHS.unpack_from(win, off - at)
+        crc, kl, vl, fb = _CRC_AND_LENGTHS.unpack_from(win, off - at)
         end = off + ENTRY_HEADER_SIZE + kl + vl
         if not kl:
             return off, False
         if end > size:
             return off, True
         view = memoryview(win)
-        got = crc32(view[off + 4 - at : min(end, at + len(win)) - at])
+        hasher = EntryHasher(fb)
+        hasher.update(view[off + 4 - at : min(end, at + len(win)) - at])
         pos = at + len(win)
         while pos < end:
             chunk = os.pread(fd, min(_WINDOW, end - pos), pos)
             if not chunk:
                 return off, True
-            got = crc32(chunk, got)
+            hasher.update(chunk)
             pos += len(chunk)
         view.release()
-        if got != crc:
+        if hasher.digest() != crc:
             return off, False
         off = end
     return off, True
@@ -217,10 +221,11 @@ def entry_ok(data: bytearray | bytes, off: int, size: int) -> int:
     vl: int
     kl, vl = ENTRY_LENGTHS.unpack_from(data, off + ENTRY_LENGTHS_OFFSET)
     end = off + ENTRY_HEADER_SIZE + kl + vl
-    if kl == 0 or end > size or (data[off + ENTRY_HEADER_SIZE - 1] >> 4) > 5:
+    fb = data[off + ENTRY_HEADER_SIZE - 1]
+    if kl == 0 or end > size or (strip_checksum_bit(fb) >> 4) > 5:
         return -1
     mv = memoryview(data)
-    if crc32(mv[off + 4 : end]) != int.from_bytes(mv[off : off + 4], "little"):
+    if entry_checksum(mv[off + 4 : end], fb) != int.from_bytes(mv[off : off + 4], "little"):
         return -1
     return end
 
@@ -244,7 +249,7 @@ def find_next_entry(data: bytearray, start: int, size: int) -> int:
         vl = np.zeros(hi - lo, dtype=np.int64)
         for i in range(4):
             vl |= b[base + 14 + i : base + 14 + i + hi - lo].astype(np.int64) << (8 * i)
-        atom = b[base + 18 : base + 18 + hi - lo] >> 4
+        atom = strip_checksum_bit(b[base + 18 : base + 18 + hi - lo]) >> 4
         pos = np.arange(base, base + hi - lo, dtype=np.int64)
         cand = (kl > 0) & (atom <= 5) & (pos + ENTRY_HEADER_SIZE + kl + vl <= size)
         for p in np.flatnonzero(cand):
@@ -258,14 +263,14 @@ def walk(data: bytearray, start: int, size: int) -> tuple[list[int], int]:
     offsets: list[int] = []
     append = offsets.append
     unpack = _CRC_AND_LENGTHS.unpack_from
-    check = crc32
+    check = ENTRY_CHECKSUMS
     mv = memoryview(data)
     off = start
     limit = size - ENTRY_HEADER_SIZE
     while off <= limit:
-        crc, kl, vl = unpack(data, off)
+        crc, kl, vl, fb = unpack(data, off)
         end = off + 19 + kl + vl
-        if end > size or not kl or check(mv[off + 4 : end]) != crc:
+        if end > size or not kl or check[fb](mv[off + 4 : end]) != crc:
             break
         append(off)
         off = end

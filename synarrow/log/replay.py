@@ -22,6 +22,7 @@ from synarrow.log.format import (
     FLAG_LZ4,
     FLAG_TOMBSTONE,
     Atom,
+    strip_checksum_bit,
 )
 from synarrow.log.memtable import KeyState, TailChunk, values_array
 from synarrow.log.range_tombstone import RANGE_TOMBSTONE_ATOM, decode_range
@@ -90,7 +91,7 @@ def replay_segment(
     kl_all = hdr["kl"].astype(np.int64)
     vl_all = hdr["vl"].astype(np.int64)
     flags = hdr["fb"] & 0x0F
-    atoms = hdr["fb"] >> 4
+    atoms = strip_checksum_bit(hdr["fb"]) >> 4
 
     key_id, uniq_keys, order = _key_ids(data, size, offs, kl_all)
     try:

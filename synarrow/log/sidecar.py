@@ -1,8 +1,9 @@
 """Entry-offset sidecars: let a cleanly closed segment reopen without walking it.
 
 When a segment is closed (database close, rotation) the writer saves ``NNNNNNNN.idx``:
-the offsets of its entries and the CRC32 of the whole segment file as it was. On open, a
-sidecar whose size and whole-file CRC32 match proves the segment is byte for byte what was
+the offsets of its entries and the XXH3-64 of the whole segment file as it was (sidecars
+of format ``SYNAIDX2``, from earlier versions, hold a CRC32 and are still read). On open, a
+sidecar whose size and whole-file checksum match proves the segment is byte for byte what was
 written and verified, so the per-entry walk is skipped. Any mismatch (a crash before the
 sidecar was written, a damaged byte anywhere) falls back to the full verifying walk, which
 reports damage exactly. Sidecars are derived data: deleting them is always safe.
@@ -32,10 +33,13 @@ from synarrow.log.format import (
     FILE_HEADER_SIZE,
     crc32,
 )
+from synarrow.log.format import xxh3_64 as _xxh3  # the faster whole-file hash, as batches use
 
 __all__ = [
     "HEAD",
+    "HEAD_V2",
     "MAGIC",
+    "MAGIC_V2",
     "lz4_bound",
     "offsets_fit",
     "read_sidecar",
@@ -44,9 +48,13 @@ __all__ = [
     "write_sidecar",
 ]
 
-MAGIC = b"SYNAIDX2"
-# magic, segment size, entry count, segment crc32, crc32 of the body (LZ4 of u32 lengths)
-HEAD = struct.Struct("<8sQQII")
+MAGIC = b"SYNAIDX3"
+# magic, segment size, entry count, XXH3-64 of the segment, XXH3-64 of the body (LZ4 of u32
+# lengths). XXH3 reads the segment several times faster than CRC32 (see format.FLAG_XXH3).
+HEAD = struct.Struct("<8sQQQQ")
+# Written by earlier versions: the same with CRC32s.
+MAGIC_V2 = b"SYNAIDX2"
+HEAD_V2 = struct.Struct("<8sQQII")
 _LENGTHS = np.dtype([("kl", "<u2"), ("vl", "<u4")])  # an entry's lengths, at byte 12
 
 
@@ -60,11 +68,11 @@ def write_sidecar(segment_file: Path, offsets: np.ndarray, size: int) -> None:
     a lost or stale sidecar only costs a slower open)."""
     fd = open_fd(segment_file, os.O_RDONLY, what="log segment")
     with open(fd, "rb", closefd=True) as f:
-        file_crc = crc32(f.read(size))
+        file_hash = _xxh3(f.read(size))
     # Entry lengths (offset differences) compress to a fraction of a byte per entry.
     lengths = np.diff(np.asarray(offsets, dtype=np.int64), prepend=0).astype("<u4")
     body = lz4.block.compress(lengths.tobytes(), store_size=True)
-    head = HEAD.pack(MAGIC, size, len(offsets), file_crc, crc32(body))
+    head = HEAD.pack(MAGIC, size, len(offsets), file_hash, _xxh3(body))
     write_atomic(sidecar_path(segment_file), head + body, durable=False)
 
 
@@ -81,15 +89,16 @@ def read_sidecar(segment_file: Path, data: bytearray | bytes, size: int) -> np.n
         raise  # a planted link or special file: refuse, do not fall back silently
     except OSError:
         return None
-    if len(raw) < HEAD.size + 4:
+    head, check = (HEAD, _xxh3) if raw[:8] == MAGIC else (HEAD_V2, crc32)
+    if len(raw) < head.size + 4:
         return None
-    magic, rec_size, count, file_crc, body_crc = HEAD.unpack_from(raw, 0)
-    body = memoryview(raw)[HEAD.size :]
-    if magic != MAGIC or rec_size != size or crc32(body) != body_crc:
+    magic, rec_size, count, file_sum, body_sum = head.unpack_from(raw, 0)
+    body = memoryview(raw)[head.size :]
+    if magic not in (MAGIC, MAGIC_V2) or rec_size != size or check(body) != body_sum:
         return None
     if count > max_count or int.from_bytes(body[:4], "little") != 4 * count:
         return None  # claims more entries than the segment can hold
-    if crc32(memoryview(data)[:size]) != file_crc:
+    if check(memoryview(data)[:size]) != file_sum:
         return None
     try:
         lengths = np.frombuffer(lz4.block.decompress(body), dtype="<u4")

@@ -39,10 +39,13 @@ GROUP_WINDOW = 0.0002
 _SPACE_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
+_HAS_FDATASYNC = hasattr(os, "fdatasync")
+
+
 def sync_data(fd: int) -> None:
     """Make a file's data durable: ``fdatasync`` where there is one (it still flushes the
     file size an append changed, but skips timestamps), else ``fsync``."""
-    if hasattr(os, "fdatasync"):
+    if _HAS_FDATASYNC:
         os.fdatasync(fd)
     else:  # pragma: no cover - macOS, Windows
         os.fsync(fd)
@@ -74,6 +77,7 @@ class LogWriter:
         self._syncing = False
         self._waiting = 0  # threads waiting for a sync in progress
         self._groups: deque[int] = deque([1], maxlen=8)  # threads served by recent fsyncs
+        self._expected = 1  # max(self._groups): the group the next leader waits for
         # Start offsets of the segment's entries, saved as a sidecar when it is closed.
         self.offsets = array("q", existing_offsets)
         path = self.path = segment_path(directory, segment)
@@ -204,12 +208,25 @@ class LogWriter:
         if sync:
             if self._buf:
                 self.flush()
-            self.offsets.append(self._file_size)
+            # _write_through inlined: this is the durable single append's path.
+            before = self._file_size
+            self.offsets.append(before)
             try:
-                self._write_through(data)
-            except BaseException:
+                n = os.write(self._fd, data)
+                while n < len(data):  # a short write: rare, but allowed by POSIX
+                    n += os.write(self._fd, data[n:])
+            except OSError as exc:
                 self.offsets.pop()
+                self._undo(before, exc)  # cuts the whole entry back out, then raises
+            except BaseException:  # interrupted between two writes: leave no half entry
+                self.offsets.pop()
+                try:
+                    os.ftruncate(self._fd, before)
+                    os.lseek(self._fd, before, os.SEEK_SET)
+                except OSError:
+                    pass
                 raise
+            self._file_size = before + n
             return self._file_size
         self.offsets.append(self.size)
         self._buf += data
@@ -258,33 +275,40 @@ class LogWriter:
         the next one waits up to ``GROUP_WINDOW`` seconds for as many to arrive again, so a
         group is not split by a thread that raced ahead.
         """
-        with self._sync_cond:
+        cond = self._sync_cond
+        with cond:
             while self._synced < position:
                 if self._syncing:
                     self._waiting += 1
-                    self._sync_cond.notify_all()  # a leader may be gathering its group
-                    self._sync_cond.wait()
+                    cond.notify_all()  # a leader may be gathering its group
+                    cond.wait()
                     self._waiting -= 1
                     continue
                 self._syncing = True
-                deadline = time.monotonic() + GROUP_WINDOW
-                expected = max(self._groups)
-                while self._waiting < expected - 1:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._sync_cond.wait(left)
+                expected = self._expected
+                if expected > 1:
+                    deadline = time.monotonic() + GROUP_WINDOW
+                    while self._waiting < expected - 1:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        cond.wait(left)
                 target = self._file_size
                 group = self._waiting + 1
-                self._sync_cond.release()
+                cond.release()
                 try:
                     sync_data(self._fd)
                 finally:
-                    self._sync_cond.acquire()
+                    cond.acquire()
                     self._syncing = False
-                    self._sync_cond.notify_all()
-                self._synced = max(self._synced, target)
-                self._groups.append(group)
+                    # Only sync_to waits on this condition, each counted in _waiting.
+                    if self._waiting:
+                        cond.notify_all()
+                if target > self._synced:
+                    self._synced = target
+                groups = self._groups
+                groups.append(group)
+                self._expected = group if group >= expected else max(groups)
 
     def sync(self) -> None:
         """Flush and fsync everything written so far."""

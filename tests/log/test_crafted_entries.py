@@ -181,7 +181,9 @@ def test_inconsistent_batch_headers_raise_corruption(
         (Atom.VECTOR, b"", 0),
         (Atom.NULL, b"junk", 0),
         (Atom.TEXT, b"\xff\xfe", 0),
-        (9, b"\x00" * 8, 0),  # an atom type that does not exist
+        (6, b"\x00" * 8, 0),  # an atom type that does not exist
+        (7, b"\x00" * 8, 0),
+        (0xE, b"\x00" * 8, 0),  # the same with the XXH3 checksum bit (0x80) set
         (Atom.BYTES, struct.pack("<I", 0xFFFFFFF0) + b"\x00" * 12, FLAG_LZ4),  # claims 4 GiB
         (Atom.BYTES, b"\x05\x00", FLAG_LZ4),  # shorter than its stored size
         (Atom.TEXT, struct.pack("<I", 100) + b"\x99" * 40, FLAG_LZ4),  # not LZ4 at all
