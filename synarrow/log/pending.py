@@ -40,6 +40,8 @@ _FLOAT = int(Atom.FLOAT)
 _INT = int(Atom.INT)
 _PACK_D = struct.Struct("<d").pack
 _PACK_Q = struct.Struct("<q").pack
+# An entry body up to its key with the timestamp and flags zeroed: ts, key_len, value_len, flags.
+_FIXED = struct.Struct("<8xHIx")
 
 
 def entry_bound(key_len: int) -> int:
@@ -152,10 +154,7 @@ def _encode(
     prev_bits = np.empty(n, dtype=np.uint64)
     prev_bits[1:] = b_sorted[:-1]
     prev_bits[first] = ctx_prev[k_sorted[first]]
-    if delta:
-        cand = prev_atom == a_sorted
-    else:
-        cand = np.zeros(n, dtype=bool)
+    cand = prev_atom == a_sorted if delta else np.zeros(n, dtype=bool)
     # A maximal stretch of candidates continues the run before it (the key's context at the
     # stretch that opens its group, else 0): entry p of it has run (r0 + p) mod (restart+1),
     # absolute where that is 0.
@@ -198,12 +197,12 @@ def _encode(
     return Encoded(data, starts, contexts)
 
 
+_BYTE_STEPS = np.array([1 << (8 * k) for k in range(8)], dtype=np.uint64)
+
+
 def _byte_len(x: np.ndarray) -> np.ndarray:
     """Bytes of each uint64's minimal little-endian form (0 for 0)."""
-    out = np.zeros(len(x), dtype=np.int64)
-    for k in range(8):
-        out += x >= np.uint64(1 << (8 * k))
-    return out
+    return np.searchsorted(_BYTE_STEPS, x, side="right").astype(np.int64)
 
 
 def _assemble(
@@ -218,95 +217,99 @@ def _assemble(
     n = len(codes)
     klens = np.array([len(st.key_bytes) for st in uniq], dtype=np.int64)
     maxk = int(klens.max())
-    keys = np.zeros((len(uniq), maxk), dtype=np.uint8)
-    for i, st in enumerate(uniq):
-        keys[i, : len(st.key_bytes)] = np.frombuffer(st.key_bytes, dtype=np.uint8)
-    klen = klens[codes]
+    klen = klens.take(codes)
+    entry_len = ENTRY_HEADER_SIZE + klen + vlen
+    crc = _crc(uniq, codes, klen, ts, payload, vlen, flags)
     width = ENTRY_SLACK + maxk
-    rows = np.zeros((n, width), dtype=np.uint8)
-    rows[:, 4:12] = ts.astype("<i8").view(np.uint8).reshape(n, 8)
-    rows[:, 12:14] = klen.astype("<u2").view(np.uint8).reshape(n, 2)
-    rows[:, 14:18] = vlen.astype("<u4").view(np.uint8).reshape(n, 4)
-    rows[:, 18] = flags.astype(np.uint8)
-    rows[:, 19 : 19 + maxk] = keys[codes]
-    value_bytes = payload.astype("<u8").view(np.uint8).reshape(n, 8)
+    layout = np.dtype(
+        {
+            "names": ["crc", "ts", "klen", "vlen", "flags", "key", "value"],
+            "formats": ["<u4", "<i8", "<u2", "<u4", "u1", f"S{maxk}", "<u8"],
+            "offsets": [0, 4, 12, 14, 18, 19, 19 + maxk],
+            "itemsize": width,
+        }
+    )
+    rec = np.empty(n, dtype=layout)
+    rec["crc"] = crc
+    rec["ts"] = ts
+    rec["klen"] = klen
+    rec["vlen"] = vlen
+    rec["flags"] = flags
+    rec["key"] = np.array([st.key_bytes for st in uniq], dtype=f"S{maxk}").take(codes)
+    rows = rec.view(np.uint8).reshape(n, width)
     if (klens == maxk).all():
-        rows[:, 19 + maxk : 27 + maxk] = value_bytes
+        rec["value"] = payload
     else:
+        value_bytes = payload.astype("<u8").view(np.uint8).reshape(n, 8)
         for kl in np.unique(klen).tolist():
             sel = np.flatnonzero(klen == kl)
-            # a shorter key's padding is zeros, overwritten here; bytes past the value stay 0
             rows[sel, 19 + kl : 27 + kl] = value_bytes[sel]
-    body_len = ENTRY_HEADER_SIZE - 4 + klen + vlen
-    crc = _crc_rows(rows, codes, uniq, klen, vlen)
-    rows[:, 0:4] = crc.astype("<u4").view(np.uint8).reshape(n, 4)
-    entry_len = body_len + 4
     data = rows[np.arange(width)[None, :] < entry_len[:, None]].tobytes()
     starts = np.zeros(n, dtype=np.int64)
     np.cumsum(entry_len[:-1], out=starts[1:])
     return data, starts
 
 
-def _crc_rows(
-    rows: np.ndarray, codes: np.ndarray, uniq: list[KeyState], klen: np.ndarray, vlen: np.ndarray
+def _crc(
+    uniq: list[KeyState],
+    codes: np.ndarray,
+    klen: np.ndarray,
+    ts: np.ndarray,
+    payload: np.ndarray,
+    vlen: np.ndarray,
+    flags: np.ndarray,
 ) -> np.ndarray:
-    """CRC32 of each row's body (``rows[i, 4:]``: header, key, value of ``vlen[i]`` bytes).
+    """The CRC32 of each entry's body (header after the checksum, key, value).
 
-    Rows are taken in groups of one key length and one value length, where the length
-    fields are the same and only the timestamp, flags, key and value bytes differ (a key's
-    part comes from one checksum per key when the group holds few keys)."""
-    n = len(rows)
-    out = np.empty(n, dtype=np.uint32)
-    tables, zeros = _tables(int((klen + vlen).max()) + 15)
-    group_of = klen * 16 + vlen
-    order = np.argsort(group_of, kind="stable")
-    cuts = np.flatnonzero(np.diff(group_of[order])) + 1
-    for group in np.split(order, cuts):
-        kl, vl = int(klen[group[0]]), int(vlen[group[0]])
-        length = 15 + kl + vl
-        sub = rows[group, 4 : 4 + length]
-        # the length fields, as the checksum of the body with every varying byte zeroed
-        template = bytearray(length)
-        template[8:14] = sub[0, 8:14].tobytes()
-        acc = np.full(len(group), zlib.crc32(template), dtype=np.uint32)
-        for j in (*range(8), 14, *range(15 + kl, length)):
-            acc ^= tables[length - 1 - j][sub[:, j]]
-        in_group = codes[group]
-        present = np.unique(in_group)
-        if len(present) * 4 <= len(group):
-            zero = zeros[length]
-            pad = bytes(15)
-            tail = bytes(vl)
-            part = np.zeros(len(uniq), dtype=np.uint32)
-            part[present] = [
-                zlib.crc32(pad + uniq[c].key_bytes + tail) ^ zero for c in present.tolist()
-            ]
-            acc ^= part[in_group]
-        else:
-            for j in range(15, 15 + kl):
-                acc ^= tables[length - 1 - j][sub[:, j]]
-        out[group] = acc
-    return out
+    CRC32 is affine in the message bits: the checksum of a body is that of the body with
+    its timestamp, flags and value bytes zeroed (one per key and value length, from zlib)
+    XOR one table value per byte of those three, by the byte and its distance from the end.
+    """
+    n = len(codes)
+    tables = _tables(int((klen + vlen).max()) + 15)
+    flat = tables.ravel()
+    # zlib for each (key, value length) pair present: the lengths, the key, zeros elsewhere
+    combo = codes * 9 + vlen
+    seen = np.zeros(len(uniq) * 9, dtype=bool)
+    seen[combo] = True
+    fixed = np.zeros(len(uniq) * 9, dtype=np.uint32)
+    wanted = np.flatnonzero(seen).tolist()
+    fixed[wanted] = [
+        zlib.crc32(_FIXED.pack(len(kb), v) + kb + bytes(v))
+        for kb, v in ((uniq[c // 9].key_bytes, c % 9) for c in wanted)
+    ]
+    acc: np.ndarray = fixed.take(combo)
+    after = (klen + vlen) * 256  # bytes after the flags byte, as a table row offset
+    acc ^= flat.take(after + flags)
+    ts_cols = np.ascontiguousarray(ts.view(np.uint8).reshape(n, 8).T)
+    for j in range(8):
+        acc ^= flat.take(after + ((14 - j) * 256) + ts_cols[j])
+    # the value right-aligned in 8 bytes: byte m is 7 - m bytes from the end
+    shift = (8 - vlen).astype(np.uint64) * np.uint64(4)
+    aligned = (payload << shift) << shift
+    value_cols = np.ascontiguousarray(aligned.view(np.uint8).reshape(n, 8).T)
+    for m in range(8):
+        acc ^= tables[7 - m].take(value_cols[m])
+    return acc
 
 
-_TABLES: list[np.ndarray] = []
-_ZEROS: list[int] = []
+_TABLES = np.zeros((0, 256), dtype=np.uint32)
 
 
-def _tables(length: int) -> tuple[list[np.ndarray], list[int]]:
-    """``tables[d][b]``: what byte ``b`` followed by ``d`` bytes adds to a CRC32 (XOR);
-    ``zeros[L]``: the CRC32 of ``L`` zero bytes. Grown on demand, kept for the process."""
-    if not _TABLES:
-        byte = np.array([zlib.crc32(bytes([b])) ^ zlib.crc32(b"\0") for b in range(256)])
-        _TABLES.append(byte.astype(np.uint32))
-        _ZEROS.append(zlib.crc32(b""))
-    t0 = _TABLES[0]
-    while len(_TABLES) < length:
-        t = _TABLES[-1]
-        _TABLES.append((t >> np.uint32(8)) ^ t0[t & np.uint32(0xFF)])
-    while len(_ZEROS) <= length:
-        _ZEROS.append(zlib.crc32(bytes(len(_ZEROS))))
-    return _TABLES, _ZEROS
+def _tables(length: int) -> np.ndarray:
+    """``tables[d, b]``: what byte ``b`` followed by ``d`` more bytes adds (XOR) to the
+    CRC32 of a message, for ``d < length``. Grown on demand, kept for the process."""
+    global _TABLES
+    have = len(_TABLES)
+    if have >= length:
+        return _TABLES
+    grown = np.zeros((max(length, 2 * have, 64), 256), dtype=np.uint32)
+    grown[0] = [zlib.crc32(bytes([b])) ^ zlib.crc32(b"\0") for b in range(256)]
+    for d in range(1, len(grown)):
+        t = grown[d - 1]
+        grown[d] = (t >> np.uint32(8)) ^ grown[0][t & np.uint32(0xFF)]
+    _TABLES = grown
+    return grown
 
 
 def _encode_each(pending: Pending, segment: int, *, delta: bool, restart: int) -> Encoded:
@@ -335,4 +338,3 @@ def _encode_each(pending: Pending, segment: int, *, delta: bool, restart: int) -
         c[1], c[2], c[3] = atom, cur, (c[3] + 1 if is_delta else 0)
     contexts = [(c[0], c[1], c[2], c[3]) for c in ctx.values()]
     return Encoded(b"".join(parts), np.array(starts, dtype=np.int64), contexts)
-
