@@ -84,7 +84,7 @@ PROGRAM = st.sampled_from(
 ).flatmap(
     lambda kinds: st.lists(
         st.one_of(
-            st.tuples(st.sampled_from(KEYS), numbers(kinds), st.just(0)),
+            st.tuples(st.sampled_from(KEYS), numbers(kinds)),
             # a run of appends of one type to one key
             st.tuples(st.just("run"), st.sampled_from(KEYS), numbers(kinds), st.integers(1, 80)),
             st.just("flush"),
@@ -133,7 +133,7 @@ def test_log_bytes_are_those_of_the_per_call_encoder(
                 else:
                     steps = [value ^ (j % 3) for j in range(count)]
             else:
-                key, value, dt = op
+                key, value = op
                 steps = [value]
             for v in steps:
                 ts = T0 + len(appends) % 7
