@@ -5,7 +5,10 @@ The life of a write:
 1. :meth:`Engine.append_number` (floats and ints, the hot path) or :meth:`Engine.append_atom`
    encodes one log entry: the value (delta-coded against the key's previous number with
    :func:`~synarrow.log.codec.encode_float_delta` / :func:`~synarrow.log.codec.encode_int_delta`,
-   or LZ4-compressed) behind a header and a CRC;
+   or LZ4-compressed) behind a header and a CRC. Without ``sync_on_write`` a single number
+   is only recorded (:class:`~synarrow.log.pending.Pending`) and :meth:`Engine.encode_pending`
+   writes the same entries in bulk, in arrival order, before any other write to the log, on
+   flush and close, or once they could fill the write buffer;
 2. the :class:`~synarrow.log.writer.LogWriter` appends it to the active segment (buffered, or
    written through and fsynced with ``sync_on_write``, sharing fsyncs between threads);
 3. the key's :class:`~synarrow.log.memtable.KeyState` records the value in Arrow-ready buffers
