@@ -189,6 +189,79 @@ def bench_append(ctx: Ctx) -> list[Row]:
     return _rows_since(ctx, start)
 
 
+def bench_append_types(ctx: Ctx) -> list[Row]:
+    """Single appends of a numpy float64, an int and a numpy int64 without sync (100 keys),
+    against SynaDB's put_float / put_int; the two sides interleaved, best of 3 each."""
+    start = len(ctx.rows)
+    b = "append_types"
+    n = ctx.n(200_000, 40_000)
+    nkeys = 100
+    keys = sensor_keys(nkeys)
+    floats = 20.0 + np.random.default_rng(1).standard_normal(n)
+    kinds = {
+        "numpy float64": (list(floats), "put_float"),
+        "int": ((floats * 1000).astype(np.int64).tolist(), "put_int"),
+        "numpy int64": (list((floats * 1000).astype(np.int64)), "put_int"),
+    }
+    note = f"{n:,} appends / {nkeys} keys, key 11 B, incl. close(); interleaved, best of 3"
+    for kind, (values, put_name) in kinds.items():
+        fig = f"append 1 {kind}, no sync"
+        pairs = [(keys[i % nkeys], values[i]) for i in range(n)]
+
+        def one(system: str, pairs: list = pairs, put_name: str = put_name) -> float:
+            with ctx.tmpdir(system) as d:
+                if system == "synadb":
+                    db = synadb_open(os.path.join(d, "s.db"), sync_on_write=False)
+                    app = getattr(db, put_name)
+                else:
+                    db = sa_open(os.path.join(d, "sa.db"), sync_on_write=False)
+                    app = db.append
+                try:
+                    with no_gc():
+                        t0 = perf()
+                        for k, v in pairs:
+                            app(k, v)
+                        db.close()
+                        return perf() - t0
+                finally:
+                    if system != "synadb":
+                        _safe_close(db)
+
+        best: dict[str, float] = {}
+        for _ in range(3):
+            for system in ("synadb", "synarrow"):
+                with ctx.guard(ISSUE, b, fig, system, "ops/s"):
+                    dt = one(system)
+                    best[system] = min(best.get(system, dt), dt)
+        if "synadb" in best:
+            ctx.add(
+                Row(
+                    ISSUE,
+                    b,
+                    fig,
+                    "synadb",
+                    n / best["synadb"],
+                    "ops/s",
+                    note=f"{put_name}; " + note,
+                )
+            )
+        if "synarrow" in best:
+            ctx.add(
+                Row(
+                    ISSUE,
+                    b,
+                    fig,
+                    "synarrow",
+                    n / best["synarrow"],
+                    "ops/s",
+                    note="DbConfig(sync_on_write=False); " + note,
+                    target=("ratio", 4.0),
+                    target_text="≥ 4x synadb",
+                )
+            )
+    return _rows_since(ctx, start)
+
+
 def _safe_close(db) -> None:
     try:
         db.close()
@@ -1020,6 +1093,7 @@ def _time_sa_reopen(p: str) -> tuple[float, int, int]:
 
 BENCHMARKS = {
     "append": bench_append,
+    "append_types": bench_append_types,
     "append_batch": bench_append_batch,
     "get": bench_get,
     "durable": bench_durable,

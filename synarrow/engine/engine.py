@@ -5,7 +5,10 @@ The life of a write:
 1. :meth:`Engine.append_number` (floats and ints, the hot path) or :meth:`Engine.append_atom`
    encodes one log entry: the value (delta-coded against the key's previous number with
    :func:`~synarrow.log.codec.encode_float_delta` / :func:`~synarrow.log.codec.encode_int_delta`,
-   or LZ4-compressed) behind a header and a CRC;
+   or LZ4-compressed) behind a header and a CRC. Without ``sync_on_write`` a single number
+   is only recorded (:class:`~synarrow.log.pending.Pending`) and :meth:`Engine.encode_pending`
+   writes the same entries in bulk, in arrival order, before any other write to the log, on
+   flush and close, or once they could fill the write buffer;
 2. the :class:`~synarrow.log.writer.LogWriter` appends it to the active segment (buffered, or
    written through and fsynced with ``sync_on_write``, sharing fsyncs between threads);
 3. the key's :class:`~synarrow.log.memtable.KeyState` records the value in Arrow-ready buffers
@@ -76,6 +79,7 @@ from synarrow.log.format import (
 )
 from synarrow.log.lock import WriterLock
 from synarrow.log.memtable import NO_TS, KeyState, TailChunk, value_at
+from synarrow.log.pending import ENTRY_SLACK, Pending
 from synarrow.log.range_tombstone import RANGE_TOMBSTONE_FLAGS, encode_range
 from synarrow.log.values import BatchValues, check_key
 from synarrow.log.writer import LogWriter
@@ -200,6 +204,17 @@ class Engine:
         self.last_ts = found.clock  # the latest timestamp this engine chose (see now())
         self._ties_first = self.config.duplicates == "keep_first"
         self.check_at = 0  # the segment size at which after_write() must run
+        # Buffered single numeric appends are recorded in _pending and encoded in bulk
+        # (encode_pending) before the log is written otherwise, or once _encode_at is due.
+        self._defer = not self.sync_on_write and self.config.write_buffer_bytes > 0
+        self._pending = Pending()
+        self._record = (
+            self._pending.states.append,
+            self._pending.ts.append,
+            self._pending.values.append,
+        )
+        self._entry_bound = ENTRY_SLACK  # the most bytes one pending entry takes, so far
+        self._encode_at = 0  # the sequence number whose append encodes the pending first
         self.compactor = Compactor(self)
         self.retention = rules
         self.has_retention = bool(rules)
@@ -276,6 +291,37 @@ class Engine:
             writer = self.writer  # None once closed (see close())
             if writer is None:
                 writer = self.writable()
+            if self._defer:
+                # Recorded only: encode_pending() writes the entry later, in arrival order.
+                seq = self.next_seq
+                if seq >= self._encode_at:
+                    self.encode_pending()  # if that fails, this append is not recorded
+                st = self.states.get(key) if type(key) is str else None
+                if st is None:
+                    st = self.state(key)
+                if st.header is None:
+                    self._new_writing_key(st)
+                if ts is None:
+                    ts = _time_ns() // 1000
+                    if ts <= self.last_ts:
+                        ts = self.last_ts + 1
+                    self.last_ts = ts
+                self.next_seq = seq + 1
+                rec_st, rec_ts, rec_value = self._record
+                rec_st(st)
+                rec_ts(ts)
+                rec_value(value)
+                b = st.builder
+                if b is None or b.atom != atom:
+                    b = st.builder_for(atom)
+                b.ts.append(ts)
+                b.nums.append(value)  # type: ignore[union-attr]
+                st.tail_count += 1
+                if ts > st.latest_ts or (ts == st.latest_ts and not st.ties_first):
+                    st.latest = value
+                    st.latest_atom = atom
+                    st.latest_ts = ts
+                return seq
             st = self.states.get(key) if type(key) is str else None
             if st is None:
                 st = self.state(key)
@@ -339,6 +385,51 @@ class Engine:
             writer.sync_to(position)
         return seq
 
+    def _new_writing_key(self, st: KeyState) -> None:
+        """Note a key's first single numeric append in this engine (its entry bound may
+        be the largest so far: the pending entries' room is counted with it)."""
+        st.header = key_entry_struct(len(st.key_bytes))
+        bound = ENTRY_SLACK + len(st.key_bytes)
+        if bound > self._entry_bound:
+            self._entry_bound = bound
+            self._plan_encode()
+
+    def _plan_encode(self) -> None:
+        """Set when the next append must encode the pending ones first: once they could
+        fill the write buffer or reach :attr:`check_at` (counted at their largest size)."""
+        writer = self.writer
+        if writer is None:
+            return
+        room = min(self.config.write_buffer_bytes, self.check_at - writer.size)
+        first = self.next_seq - len(self._pending)
+        self._encode_at = first + max(1, room // self._entry_bound)
+
+    def encode_pending(self) -> None:
+        """Write every pending single numeric append to the log, in arrival order (the
+        caller holds the lock; every other write to the log calls this first).
+
+        Handed to the OS at once, all or none: if the write fails, nothing of it is in the
+        segment, the appends stay pending (reads still see them) and the error is raised.
+        """
+        pending = self._pending
+        if not pending.states:
+            return
+        writer = self.writable()
+        segment = writer.segment
+        done = pending.encode(segment, delta=self.delta, restart=DELTA_RESTART)
+        writer.write_entries(done.data, done.starts)
+        done.apply(segment)
+        pending.clear()
+        if writer.size >= self.check_at:
+            self.after_write(writer)
+        self._plan_encode()
+
+    def prepared_writer(self) -> LogWriter:
+        """The log writer, after the pending appends were written (caller holds the lock)."""
+        if self._pending.states:
+            self.encode_pending()
+        return self.writable()
+
     def append_atom(
         self, key: str, atom: Atom, payload: bytes, value: object, ts: int | None
     ) -> int:
@@ -352,7 +443,7 @@ class Engine:
             raise InvalidValueError(f"value of {len(stored)} bytes is over the 4 GiB limit")
         sync = self.sync_on_write
         with self.lock:
-            writer = self.writable()
+            writer = self.prepared_writer()
             st = self.state(key)
             if ts is None:
                 ts = self.now()
@@ -382,7 +473,7 @@ class Engine:
         rows = matrix.copy()  # the values reads return: never the caller's buffer
         sync = self.sync_on_write
         with self.lock:
-            writer = self.writable()
+            writer = self.prepared_writer()
             states = [self.state(key) for key in keys]
             if not keys:
                 return 0
@@ -452,7 +543,7 @@ class Engine:
                 early[n] = result
         sync = self.sync_on_write
         with self.lock:
-            writer = self.writable()
+            writer = self.prepared_writer()
             states = [self.state(key) for key, _, _ in staged]
             if not jobs:
                 return 0
@@ -537,7 +628,7 @@ class Engine:
     def delete(self, key: str) -> bool:
         """Write a tombstone for ``key``; whether it held a value."""
         with self.lock:
-            writer = self.writable()
+            writer = self.prepared_writer()
             st = self.loaded(key)
             if st is None:
                 check_key(key)
@@ -562,7 +653,7 @@ class Engine:
         with a range tombstone; returns how many of them reads showed (nothing is written
         when the range holds no stored entry)."""
         with self.lock:
-            writer = self.writable()
+            writer = self.prepared_writer()
             st = self.live(key)
             if st is None:
                 return 0
@@ -622,10 +713,11 @@ class Engine:
                 compact_at = max(compact_at, writer.size + (1 << 20))
             limit = min(limit, compact_at)
         self.check_at = limit
+        self._plan_encode()
 
     def rotate(self) -> LogWriter:
         """Close the active segment and start the next one (caller holds the lock)."""
-        old = self.writable()
+        old = self.prepared_writer()
         old.close()
         self.log_bytes_closed += old.size
         self.writer = LogWriter(
@@ -645,12 +737,12 @@ class Engine:
     def flush(self) -> None:
         """Hand buffered writes to the OS."""
         with self.lock:
-            self.writable().flush()
+            self.prepared_writer().flush()
 
     def sync_all(self) -> None:
         """Make every write so far durable."""
         with self.lock:
-            writer = self.writable()
+            writer = self.prepared_writer()
             writer.flush()
         writer.sync()
 
@@ -863,6 +955,14 @@ class Engine:
         with self.lock:
             if self.closed:
                 return
+            try:
+                if self.writer is not None:
+                    self.encode_pending()  # may rotate: before the engine counts as closed
+            except BaseException:
+                self.closed = True
+                self._release_files()
+                self.writer = None
+                raise
             self.closed = True
             try:
                 if self.writer is not None:

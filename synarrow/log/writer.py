@@ -261,6 +261,24 @@ class LogWriter:
                 raise
         return start + len(record)
 
+    def write_entries(self, data: bytes, starts: np.ndarray) -> int:
+        """Hand several encoded entries (``starts``: each one's offset in ``data``) to the OS
+        now, after any buffered bytes; returns the segment size after them.
+
+        All or none: if the OS refuses the write, the file and the offsets are as before
+        and the error is raised (:class:`~synarrow.errors.StorageFullError` for a full disk).
+        """
+        if self._buf:
+            self.flush()
+        count = len(self.offsets)
+        self.offsets.frombytes((starts + self._file_size).astype(np.int64).tobytes())
+        try:
+            self._write_through(data)
+        except BaseException:
+            del self.offsets[count:]
+            raise
+        return self._file_size
+
     def flush(self) -> None:
         """Hand buffered bytes to the OS (not yet durable against power loss)."""
         if self._buf:

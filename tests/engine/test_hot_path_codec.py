@@ -162,7 +162,9 @@ SPY = """
     # SynaDB built on it) again, now that they are spied on.
     importlib.reload(synarrow.engine.engine)
     SynaDB = importlib.reload(synarrow.db).SynaDB
-    cfg = synarrow.DbConfig(sync_on_write=False, auto_compact=False)
+    # write_buffer_bytes=0: the per-call encoder (buffered appends are otherwise encoded in
+    # bulk, see tests/engine/test_deferred_appends.py for those bytes against the codec's)
+    cfg = synarrow.DbConfig(sync_on_write=False, auto_compact=False, write_buffer_bytes=0)
     with SynaDB(sys.argv[1], cfg) as db:
         for i in range(100):
             db.append("f", i * 0.5)

@@ -1,8 +1,8 @@
 """Real write failures on the buffered hot path: what was acknowledged stays, nothing else.
 
 The file size limit (RLIMIT_FSIZE) makes the writer's ``write()`` fail with EFBIG when the
-buffer of non-durable appends is handed to the OS (``LogWriter.append_buffered``). The entry
-that triggered the flush is taken back out; earlier buffered ones stay and reach the file once
+buffer of non-durable appends is handed to the OS (``Engine.encode_pending``). The entry
+that triggered the write is not recorded; earlier buffered ones stay and reach the file once
 writing works again, and every key's delta chain goes on from its last acknowledged value.
 """
 
