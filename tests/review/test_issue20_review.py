@@ -134,3 +134,89 @@ def test_unloaded_keys_read_during_compaction_holds(tmp_path, monkeypatch):
         assert len(db) == 10
     with _open(p) as db:
         assert sorted(db.keys()) == [f"k{i:02d}" for i in range(40, 50)]
+
+
+def test_deleted_then_readded_key_gets_its_old_history_on_disk(tmp_path, monkeypatch):
+    """Durable damage from the same window, without a full compaction: a key deleted since
+    the last compaction and read by another thread while the next one writes is loaded from
+    the old index with its deleted slices; appended to again, it has a log tail, so the
+    following compaction snapshots it with those slices as its base and writes the deleted
+    history in front of the new entries; after a reopen ``get_history`` gives the deleted
+    entries back. Expected: only the entries appended after the delete."""
+    p = tmp_path / "d.db"
+    with _open(p) as db:
+        db.append_batch("k", np.arange(5, dtype=np.float64))
+        db.append("other", 1.0)
+        db.compact()
+    with _open(p) as db:
+        assert db.delete("k")
+        _during_write(monkeypatch, lambda: db.get("k"))
+        db.compact()
+        monkeypatch.undo()
+        db.append("k", 99.0)
+        db.compact()
+    with _open(p) as db:
+        assert db.get_history_floats("k").tolist() == [99.0]
+
+
+def test_auto_compaction_with_writers_and_a_reader_keeps_deletes(tmp_path):
+    """The windows above hit by ordinary use, no injection: three threads append to and
+    delete their own keys while a fourth reads (``get``, ``in``, ``len``) and automatic
+    compactions run on a small threshold. Deleted keys are read back live by their own
+    writer's ``get``, ``keys()`` lists ghosts, and after a reopen some histories hold entries
+    deleted before later appends (written to disk by a later compaction). Expected: every
+    ``get`` the latest value of the writer's model, ``keys()`` / histories equal to the
+    model, live and after a reopen."""
+    import random
+
+    cfg = synarrow.DbConfig(sync_on_write=False, auto_compact=True, compact_threshold_bytes=4096)
+    p = tmp_path / "t.db"
+    with _open(p) as db:
+        for i in range(300):
+            db.append_batch(f"k{i:03d}", np.arange(5, dtype=np.float64) + i)
+        db.compact()
+    models: list[dict[str, list[float]]] = [{} for _ in range(3)]
+    wrong: list[tuple] = []
+    db = synarrow.SynaDB(p, cfg)
+
+    def writer(w: int) -> None:
+        rnd, model = random.Random(w), models[w]
+        keys = [f"k{i:03d}" for i in range(w * 100, w * 100 + 100)]
+        for k in keys:
+            model[k] = [float(x) + int(k[1:]) for x in range(5)]
+        for step in range(3000):
+            k, r = rnd.choice(keys), rnd.random()
+            if r < 0.6:
+                db.append(k, float(step))
+                model.setdefault(k, []).append(float(step))
+            elif r < 0.75:
+                db.delete(k)
+                model.pop(k, None)
+            elif db.get(k) != model.get(k, [None])[-1]:
+                wrong.append((k, step))
+
+    def reader() -> None:
+        rnd = random.Random(9)
+        for _ in range(3000):
+            k = f"k{rnd.randrange(300):03d}"
+            db.get(k)
+            _ = k in db
+            len(db)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(3)]
+    threads.append(threading.Thread(target=reader))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    db.wait_for_compaction()
+    model = {k: v for m in models for k, v in m.items()}
+    try:
+        assert wrong == []
+        assert sorted(db.keys()) == sorted(model)
+        assert len(db) == len(model)
+    finally:
+        db.close()
+    with _open(p) as db:
+        assert sorted(db.keys()) == sorted(model)
+        assert {k: db.get_history_floats(k).tolist() for k in model} == model
