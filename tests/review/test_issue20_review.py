@@ -220,3 +220,29 @@ def test_auto_compaction_with_writers_and_a_reader_keeps_deletes(tmp_path):
     with _open(p) as db:
         assert sorted(db.keys()) == sorted(model)
         assert {k: db.get_history_floats(k).tolist() for k in model} == model
+
+
+def test_append_during_compaction_to_a_deleted_key_revives_its_history(tmp_path, monkeypatch):
+    """A writer, not only a reader, opens the window: keys deleted since the last compaction
+    have their states dropped at the snapshot, and an ``append`` to one of them on another
+    thread while the generation is written makes its state from the old index, with the
+    deleted slices as its base (in a file this very compaction removes: the reads go on only
+    because the old mapping is still open). ``get_history`` then gives the deleted entries
+    before the new one, and the next compaction writes them to disk, so a reopen does too.
+    Expected: only the entry appended after the delete, live and after a reopen."""
+    p = tmp_path / "d.db"
+    with _open(p) as db:
+        for i in range(10):
+            db.append_batch(f"k{i}", np.arange(5, dtype=np.float64) + 10 * i)
+        db.compact()
+    with _open(p) as db:
+        for i in range(10):
+            db.delete(f"k{i}")
+        db.append("z", 1.0)
+        _during_write(monkeypatch, lambda: db.append("k3", 99.0))
+        db.compact()
+        monkeypatch.undo()
+        assert db.get_history_floats("k3").tolist() == [99.0]
+        db.compact()
+    with _open(p) as db:
+        assert db.get_history_floats("k3").tolist() == [99.0]
