@@ -5,6 +5,8 @@ until their cause is fixed."""
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 
 import synarrow
 from synarrow.columnar import compact as compact_mod
+from tests._support import run_and_kill
 
 CFG = synarrow.DbConfig(sync_on_write=False, auto_compact=False)
 
@@ -246,3 +249,56 @@ def test_append_during_compaction_to_a_deleted_key_revives_its_history(tmp_path,
         db.compact()
     with _open(p) as db:
         assert db.get_history_floats("k3").tolist() == [99.0]
+
+
+_CRASH_WRITER = """
+import sys
+import synarrow
+cfg = synarrow.DbConfig(sync_on_write=True, auto_compact=False)
+with synarrow.SynaDB(sys.argv[1], cfg) as db:
+    for i in range(10**6):
+        k = f"k{i % 60:02d}"
+        if i % 3 == 0:
+            db.delete(k)
+        else:
+            db.append(k, float(i))
+        if i % 5 == 4:
+            db.compact()
+        print(i, flush=True)
+"""
+
+
+def _crash_model(ops: int) -> dict[str, list[float]]:
+    model = {f"k{i:02d}": [float(-i)] for i in range(60)}
+    for i in range(ops):
+        k = f"k{i % 60:02d}"
+        if i % 3 == 0:
+            model.pop(k, None)
+        else:
+            model.setdefault(k, []).append(float(i))
+    return model
+
+
+@pytest.mark.parametrize("seconds", [0.05, 0.2, 0.6])
+def test_sigkill_during_carried_compactions_holds(tmp_path, monkeypatch, seconds):
+    """Holds: a writer with ``sync_on_write=True`` that deletes, re-adds and compacts (each
+    compaction carrying most keys, moving some) is SIGKILLed at a random moment; the
+    reopened database holds every acknowledged operation (and perhaps the one after), with
+    ``keys()``, ``len`` and histories equal to the model, and a later compaction keeps it."""
+    p = tmp_path / "c.db"
+    with _open(p) as db:
+        for i in range(60):
+            db.append(f"k{i:02d}", float(-i))
+        db.compact()
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))  # the synarrow under test
+    acked = run_and_kill(_CRASH_WRITER, [str(p)], seconds)
+    last = acked[-1] + 1
+    with _open(p, readonly=True) as db:
+        got = {k: db.get_history_floats(k).tolist() for k in db.keys()}
+        assert len(db) == len(got)
+    assert got in (_crash_model(last), _crash_model(last + 1))
+    with _open(p) as db:
+        db.compact()
+        db.compact(full=True)
+    with _open(p) as db:
+        assert {k: db.get_history_floats(k).tolist() for k in db.keys()} == got
