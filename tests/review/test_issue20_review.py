@@ -302,3 +302,172 @@ def test_sigkill_during_carried_compactions_holds(tmp_path, monkeypatch, seconds
         db.compact(full=True)
     with _open(p) as db:
         assert {k: db.get_history_floats(k).tolist() for k in db.keys()} == got
+
+
+_ALPHABET = ["a", "b", "A", "é", "ß", "\u00ff", "z", "~", "/", " ", "\x7f", "\u4e2d", "\uffff"]
+_ALPHABET.append("\U0001f600")  # above the BMP: Python str order = UTF-8 byte order still
+
+
+def test_model_of_keys_len_get_with_non_ascii_and_long_keys_holds(tmp_path):
+    """Holds: random appends, deletes, re-adds, compactions (incremental and full) and
+    reopens over non-ASCII keys (two-, three- and four-byte UTF-8, ``\\x7f``, ``\\uffff``)
+    and 300-character keys: ``get``, ``in``, ``keys()``, ``keys(pattern)``, ``len`` and
+    histories equal a model throughout (the index binary search over UTF-8 bytes agrees with
+    the order the index is written in)."""
+    import random
+
+    rnd = random.Random(1)
+
+    def name() -> str:
+        n = rnd.choice([1, 2, 3, 5, 300])
+        return "".join(rnd.choice(_ALPHABET) for _ in range(n))
+
+    keys = sorted({name() for _ in range(300)})
+    model: dict[str, list[float]] = {}
+    db = _open(tmp_path / "m.db")
+    try:
+        for step in range(600):
+            op, k = rnd.random(), rnd.choice(keys)
+            if op < 0.5:
+                db.append(k, float(step))
+                model.setdefault(k, []).append(float(step))
+            elif op < 0.65:
+                db.delete(k)
+                model.pop(k, None)
+            elif op < 0.7:
+                db.compact()
+            elif op < 0.72:
+                db.compact(full=True)
+            elif op < 0.75:
+                db.close()
+                db = _open(tmp_path / "m.db")
+            elif op < 0.9:
+                assert db.get(k) == model.get(k, [None])[-1]
+                assert (k in db) == (k in model)
+            else:
+                assert sorted(db.keys()) == sorted(model)
+                assert sorted(db.keys("a*")) == sorted(m for m in model if m.startswith("a"))
+                assert len(db) == len(model)
+        for k in keys:
+            if k in model:
+                assert db.get_history_floats(k).tolist() == model[k]
+            else:
+                assert db.get(k) is None
+    finally:
+        db.close()
+
+
+def test_many_small_compactions_keep_files_bounded_and_data_holds(tmp_path):
+    """Holds: 300 little compactions (one append each) after a big one: the number of data
+    files stays bounded (small files merge with each other, not into the big file), the big
+    file is never rewritten, and every history is intact."""
+    p = tmp_path / "s.db"
+    col = p / "columnar"
+
+    def data_files() -> list[str]:
+        return [f for f in os.listdir(col) if f.startswith("g") and "index" not in f]
+
+    with _open(p) as db:
+        for i in range(1000):
+            db.append_batch(f"big{i:04d}", np.arange(100, dtype=np.float64))
+        db.compact()
+        (big,) = data_files()
+        most = 0
+        for j in range(300):
+            db.append(f"s{j % 50}", float(j))
+            db.compact()
+            most = max(most, len(data_files()))
+        assert most <= 12
+        assert big in data_files()
+        for j in range(50):
+            assert db.get_history_floats(f"s{j}").tolist() == [float(x) for x in range(j, 300, 50)]
+        assert db.get_history_floats("big0999").tolist() == list(np.arange(100.0))
+        assert len(db) == 1050
+
+
+def test_snapshot_pins_files_a_carried_compaction_moves_holds(tmp_path):
+    """Holds: a snapshot tag taken before most keys are deleted keeps its files while
+    compactions move the survivors out of the dying file; the snapshot handle reads every
+    key of the moment it was taken; dropping it frees the file and the live data stays."""
+    p = tmp_path / "s.db"
+    with _open(p) as db:
+        for i in range(100):
+            db.append_batch(f"k{i:03d}", np.arange(20.0) + i)
+        db.compact()
+        db.snapshot("t1")
+        for i in range(80):
+            db.delete(f"k{i:03d}")
+        db.append("z", 5.0)
+        db.compact()
+        db.compact()
+        with synarrow.SynaDB(p, CFG, snapshot="t1", readonly=True) as s:
+            assert len(s) == 100
+            for i in range(100):
+                assert s.get_history_floats(f"k{i:03d}").tolist() == list(np.arange(20.0) + i)
+        db.drop_snapshot("t1")
+        db.append("z", 6.0)
+        db.compact()
+        assert "g000001-000.arrow" not in os.listdir(p / "columnar")
+        assert len(db) == 21
+        for i in range(80, 100):
+            assert db.get_history_floats(f"k{i:03d}").tolist() == list(np.arange(20.0) + i)
+
+
+def test_format1_database_opens_and_compacts_incrementally_holds(tmp_path):
+    """Holds: the format-1 fixture (no checksums, no timestamps in the index) reads the same
+    before and after an incremental compaction (which rewrites it: the index has no
+    timestamps) and after one more, with ``verify="open"``; ``len`` counts the new key."""
+    import shutil
+
+    p = tmp_path / "f1.db"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "columnar/data/format1.db", p)
+    with _open(p, readonly=True) as db:
+        before = {k: db.get_history(k).to_pylist() for k in db.keys()}
+    assert before
+    with _open(p) as db:
+        db.append("newkey", 1.0)
+        db.compact()
+        db.append("newkey2", 1.0)
+        db.compact()
+        assert len(db) == len(before) + 2
+    with synarrow.SynaDB(p, CFG.replace(verify="open")) as db:
+        assert {k: db.get_history(k).to_pylist() for k in before} == before
+        assert len(db) == len(before) + 2
+
+
+def test_readonly_handle_and_unloaded_key_ops_across_writer_compactions_holds(tmp_path):
+    """Holds: a readonly handle opened before a writer deletes most keys and compacts twice
+    (removing the files it was opened on) still reads keys it never used; on the writer,
+    ``get(at=)`` and ``delete_range`` on keys never loaded are right, survive a compaction,
+    and retention set afterwards expires carried keys (``len``, ``keys()``, after reopen)."""
+    p = tmp_path / "d.db"
+    t0 = 10**15
+    ts = t0 + np.arange(5) * 1000
+    with _open(p) as db:
+        for i in range(100):
+            db.append_batch(f"k{i:03d}", np.arange(5.0) + 10 * i, timestamps=ts)
+        db.compact()
+    ro = _open(p, readonly=True)
+    try:
+        with _open(p) as db:
+            for i in range(90):
+                db.delete(f"k{i:03d}")
+            db.compact()
+            db.compact()
+            assert "g000001-000.arrow" not in os.listdir(p / "columnar")
+        assert ro.get_history_floats("k050").tolist() == [500.0, 501.0, 502.0, 503.0, 504.0]
+        assert len(ro) == 100
+    finally:
+        ro.close()
+    with _open(p) as db:
+        assert db.get("k095", at=t0 + 2500) == 952.0
+        assert db.delete_range("k096", t0 + 1000, t0 + 3000) == 2
+        db.compact()
+    with _open(p) as db:
+        assert db.get_history_floats("k096").tolist() == [960.0, 963.0, 964.0]
+        assert len(db) == 10
+        db.set_retention("k09*", 1)
+        assert len(db) == 0 and db.keys() == []
+        db.compact()
+    with _open(p) as db:
+        assert len(db) == 0 and db.keys() == []
