@@ -471,3 +471,72 @@ def test_readonly_handle_and_unloaded_key_ops_across_writer_compactions_holds(tm
         db.compact()
     with _open(p) as db:
         assert len(db) == 0 and db.keys() == []
+
+
+def _crafted_source(path: Path) -> Path:
+    with _open(path) as db:
+        db.append_batch("a", np.arange(10.0))
+        db.append_batch("b", np.arange(5.0) + 100)
+        db.append("c", "txt")
+        db.compact()
+        db.append_batch("a", np.arange(3.0) + 50)
+        db.compact()
+    return path
+
+
+def _set(column: str, value):
+    return lambda c: c[column].__setitem__(0, value)
+
+
+_CRAFTED = {
+    "file_out_of_range": _set("file", 99),
+    "file_negative": _set("file", -1),
+    "count_too_big": _set("count", 1000),
+    "count_zero": _set("count", 0),
+    "count_negative": _set("count", -3),
+    "row_past_batch": _set("row", 7),
+    "row_negative": _set("row", -1),
+    "batch_negative": _set("batch", -1),
+    "atom_of_another_type": lambda c: c["atom"].__setitem__(0, c["atom"][-1]),
+    "unknown_last_atom": _set("last_atom", 77),
+    "timestamps_moved": lambda c: (
+        c["first_ts"].__setitem__(0, c["last_ts"][0] + 10**9),
+        c["last_ts"].__setitem__(0, c["last_ts"][0] + 10**9),
+    ),
+    "empty_key": _set("key", ""),
+    "keys_out_of_order": lambda c: c["key"].__setitem__(0, "zz"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_CRAFTED))
+def test_crafted_index_rows_give_corruption_error_holds(tmp_path, case):
+    """Holds: an index row made inconsistent (checksums recomputed, so only validation can
+    tell) gives ``CorruptionError`` at open or on the first read of the key it names, never
+    another exception or a wrong value; ``len``/``keys()`` never crash."""
+    from tests.columnar_damage import rewrite_index
+
+    p = _crafted_source(tmp_path / "c.db")
+    rewrite_index(p, _CRAFTED[case], rehash=True)
+    try:
+        db = _open(p)
+    except synarrow.CorruptionError:
+        return
+    with db:
+        assert len(db) == 3 and sorted(db.keys()) == ["a", "b", "c"]
+        with pytest.raises(synarrow.CorruptionError):
+            db.get_history("a")
+            db.compact(full=True)
+
+
+def test_crafted_index_listing_a_slice_twice_doubles_the_history(tmp_path):
+    """A crafted index (checksums recomputed) that lists the same slice twice for a key is
+    accepted: the key's history has every entry twice, and a compaction writes the doubled
+    history for good. Expected: ``CorruptionError`` (two index rows naming the same record
+    batch rows, or overlapping slices of one key). Not new in issue 20 (the same at
+    20c255a), found while crafting indexes for it."""
+    from tests.columnar_damage import rewrite_index
+
+    p = _crafted_source(tmp_path / "c.db")
+    rewrite_index(p, lambda c: [c[k].insert(1, c[k][0]) for k in c], rehash=True)
+    with pytest.raises(synarrow.CorruptionError), _open(p) as db:
+        db.get_history("a")
