@@ -540,3 +540,33 @@ def test_crafted_index_listing_a_slice_twice_doubles_the_history(tmp_path):
     rewrite_index(p, lambda c: [c[k].insert(1, c[k][0]) for k in c], rehash=True)
     with pytest.raises(synarrow.CorruptionError), _open(p) as db:
         db.get_history("a")
+
+
+def test_vector_store_deletes_and_compactions_over_carried_keys_holds(tmp_path):
+    """Holds: a vector store on a compacted database, most documents deleted and both the
+    database and the store compacted (the survivors' keys moved, never loaded), reopened:
+    ``keys()``, ``get``, ``metadata``, ``search`` and ``len(db)`` agree; a document deleted
+    and inserted again has only its new metadata."""
+    cfg = synarrow.DbConfig(sync_on_write=False)
+    p = tmp_path / "v.db"
+    vecs = np.random.default_rng(0).standard_normal((300, 8)).astype(np.float32)
+    names = [f"d{i:03d}" for i in range(300)]
+    with synarrow.VectorStore(p, dimensions=8, config=cfg, auto_compact=False) as s:
+        s.insert_batch(names, vecs, [{"i": i} for i in range(300)])
+        s.compact()
+        s.db.compact()
+    with synarrow.VectorStore(p, config=cfg, auto_compact=False) as s:
+        s.delete_batch(names[:200])
+        s.db.compact()
+        s.compact()
+    with synarrow.VectorStore(p, config=cfg, auto_compact=False) as s:
+        assert sorted(s.keys()) == names[200:]
+        assert s.search(vecs[250], k=1)[0].key == "d250"
+        assert s.get("d005") is None
+        assert np.allclose(s.get("d250"), vecs[250])
+        assert s.metadata("d250") == {"i": 250}
+        s.insert("d005", vecs[5], {"i": -5})
+        s.db.compact()
+    with synarrow.VectorStore(p, config=cfg, auto_compact=False) as s:
+        assert len(s.keys()) == 101
+        assert s.metadata("d005") == {"i": -5}
