@@ -91,9 +91,13 @@ class KeyIndex:
         return int(self.starts[position]), int(self.starts[position + 1])
 
     def refs(self, position: int) -> list[BaseRef]:
-        """The slices of the key at ``position``, oldest first."""
+        """The slices of the key at ``position``, oldest first (:class:`CorruptionError`
+        if two of them name the same rows: a crafted index would double its history)."""
         lo, hi = self.row_range(position)
-        return self.refs_of_rows(lo, hi)
+        refs = self.refs_of_rows(lo, hi)
+        if len(refs) > 1:
+            _check_disjoint(self.key_at(position), refs)
+        return refs
 
     def refs_of_rows(self, lo: int, hi: int) -> list[BaseRef]:
         """Refs for index rows ``[lo, hi)``."""
@@ -169,13 +173,13 @@ class KeyIndex:
         )
         starts = self.starts.tolist()
         for key, lo, hi in zip(self.names(), starts, starts[1:]):
-            yield (
-                key,
-                [
-                    BaseRef(files[f], b, r, n, atoms.get(at), atoms[la], span, t0, t1)
-                    for f, b, r, n, at, la, span, t0, t1 in itertools.islice(rows, hi - lo)
-                ],
-            )
+            refs = [
+                BaseRef(files[f], b, r, n, atoms.get(at), atoms[la], span, t0, t1)
+                for f, b, r, n, at, la, span, t0, t1 in itertools.islice(rows, hi - lo)
+            ]
+            if len(refs) > 1:
+                _check_disjoint(key, refs)
+            yield key, refs
 
     def counts(self) -> np.ndarray:
         """Entries of each distinct key."""
@@ -217,3 +221,13 @@ class KeyIndex:
                     f"{int(cols['offset'][i] + cols['length'][i])} are outside the record "
                     f"batches of {files[int(f[i])].path}"
                 )
+
+
+def _check_disjoint(key: str, refs: list[BaseRef]) -> None:
+    """Refuse slices of one key that share rows of a record batch."""
+    spans = sorted((id(r.file), r.batch, r.row, r.row + r.count) for r in refs)
+    for (f0, b0, _, end), (f1, b1, start, _) in zip(spans, spans[1:]):
+        if f0 == f1 and b0 == b1 and start < end:
+            raise CorruptionError(
+                f"columnar index: two slices of key {key!r} name the same rows of a record batch"
+            )

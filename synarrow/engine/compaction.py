@@ -205,6 +205,7 @@ class Compactor:
             carry = np.full(len(index), not every, dtype=bool)
             snaps: list[columnar_compact.KeySnapshot] = []
             seen: dict[str, tuple[KeyState, int, int]] = {}
+            dropped: list[tuple[str, KeyState, int]] = []
             for key, st in list(host.states.items()):
                 if not (every or st.tail_count or st.latest_atom is None):
                     continue  # unchanged since it was loaded from the index: carried
@@ -214,7 +215,7 @@ class Compactor:
                         carry[position] = False
                 if st.latest_atom is None:
                     if not st.tail_count:
-                        del host.states[key]  # deleted key, nothing left to fold
+                        dropped.append((key, st, st.epoch))
                     continue
                 base = cast(list[BaseRef], list(st.base))
                 snap = columnar_compact.KeySnapshot(
@@ -247,6 +248,14 @@ class Compactor:
                 before = [r.identity for r in result.moved.get(key, [])]
                 if moving is not None and [r.identity for r in moving.base] == before:
                     moving.set_base(cast(list[BaseChunk], refs))
+            for key, st, epoch in dropped:
+                if (
+                    host.states.get(key) is st
+                    and st.epoch == epoch
+                    and not st.tail_count
+                    and st.latest_atom is None
+                ):  # still deleted: nothing of it is in the new index
+                    del host.states[key]
             removed = _remove_folded(host.path / "log", first_segment)
             active = host.writer.segment if host.writer is not None else first_segment
             host.compaction_done(_closed_bytes(host.path / "log", first_segment, active))
