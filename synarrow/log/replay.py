@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -32,9 +33,6 @@ __all__ = ["OnRange", "replay_segment"]
 #: Applies a range tombstone ``(state, start, end)`` (see ``synarrow.engine.ranges``).
 OnRange = Callable[[KeyState, "int | None", "int | None"], object]
 
-_HEADER_DTYPE = np.dtype(
-    [("crc", "<u4"), ("ts", "<i8"), ("kl", "<u2"), ("vl", "<u4"), ("fb", "u1")]
-)
 _HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 _MASKS = np.array([(1 << (8 * i)) - 1 for i in range(9)], dtype=np.uint64)
 
@@ -85,12 +83,13 @@ def replay_segment(
     if n == 0:
         return 0
     data, size = scan.data, scan.size
-    hdr = _sliding(data, _HEADER_DTYPE, size)[offs]
-    ts_all = hdr["ts"]
-    kl_all = hdr["kl"].astype(np.int64)
-    vl_all = hdr["vl"].astype(np.int64)
-    flags = hdr["fb"] & 0x0F
-    atoms = hdr["fb"] >> 4
+    # One gather per header field (faster than gathering whole 19-byte records).
+    ts_all = _sliding(data, "<i8", size)[offs + 4]
+    kl_all = _sliding(data, "<u2", size)[offs + 12].astype(np.int64)
+    vl_all = _sliding(data, "<u4", size)[offs + 14].astype(np.int64)
+    fb = np.frombuffer(data, dtype=np.uint8, count=size)[offs + 18]
+    flags = fb & 0x0F
+    atoms = fb >> 4
 
     key_id, uniq_keys, order = _key_ids(data, size, offs, kl_all)
     try:
@@ -116,27 +115,30 @@ def replay_segment(
         scan.dropped += int(broken.sum())
         scan.offsets = offs[~broken]
         return replay_segment(scan, state_for, on_delete=on_delete, on_range=on_range)
-    values = np.zeros(n, dtype=np.uint64)
-    for atom in (Atom.FLOAT, Atom.INT):
-        sel = order[simple[order] & (atoms[order] == atom)]
-        if not len(sel):
-            continue
-        raw = _sliding(data, "<u8", size + 8)[value_start[sel]] & _MASKS[vl_all[sel]]
-        values[sel] = _segmented_decode(raw, ~is_delta[sel], atom == Atom.FLOAT)
-
-    # Per key, in file order.
+    # Per key, in file order: everything below works on the entries in ``order``.
     sorted_ids = key_id[order]
     bounds = np.flatnonzero(np.diff(sorted_ids)) + 1
     starts = np.concatenate(([0], bounds))
     ends = np.concatenate((bounds, [n]))
-    # Keys whose entries are all simple numbers of one atom take a fast path.
     s_simple = simple[order]
-    s_atom = atoms[order].astype(np.int64)
+    s_atom = atoms[order]
+    vals_sorted = np.zeros(n, dtype=np.uint64)
+    words8 = _sliding(data, "<u8", size + 8)  # the data ends in PAD zero bytes
+    for atom in (Atom.FLOAT, Atom.INT):
+        p = np.flatnonzero(s_simple & (s_atom == atom))
+        if not len(p):
+            continue
+        sel = order[p]
+        raw = words8[value_start[sel]] & _MASKS[vl_all[sel]]
+        vals_sorted[p] = _segmented_decode(raw, ~is_delta[sel], atom == Atom.FLOAT)
+    vals_sorted.flags.writeable = False  # handed out as views by get_history_floats
+    as_float, as_int = vals_sorted.view(np.float64), vals_sorted.view(np.int64)
+    # Keys whose entries are all simple numbers of one atom take a fast path.
     all_simple = np.logical_and.reduceat(s_simple, starts)
     one_atom = np.maximum.reduceat(s_atom, starts) == np.minimum.reduceat(s_atom, starts)
     fast = (all_simple & one_atom).tolist()
+    first_atom = s_atom[starts].tolist()
     ts_sorted = ts_all[order].astype(np.int64)
-    vals_sorted = values[order]
     # Each key's greatest timestamp, and whether its last entry holds it (the usual case:
     # then that entry is the key's latest, unless the first of equal ones is wanted).
     tops = np.maximum.reduceat(ts_sorted, starts)
@@ -144,11 +146,10 @@ def replay_segment(
     tops_list = tops.tolist()
     entries = 0
     for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
+        state = states[i]  # key ids grow along ``order``
         if fast[i]:
-            state = states[int(sorted_ids[s])]
-            atom = Atom(int(s_atom[s]))
-            nums = vals_sorted[s:e].view(np.float64 if atom == Atom.FLOAT else np.int64)
-            nums.flags.writeable = False  # handed out as views by get_history_floats
+            atom = Atom.FLOAT if first_atom[i] == Atom.FLOAT else Atom.INT
+            nums = (as_float if atom == Atom.FLOAT else as_int)[s:e]
             column = values_array(atom, e - s, numbers=nums)
             known = last_is_top[i] and not state.ties_first
             state.add_chunk(
@@ -159,20 +160,39 @@ def replay_segment(
             entries += e - s
             continue
         rows = order[s:e]
-        state = states[int(key_id[rows[0]])]
         tomb = np.flatnonzero(flags[rows] & FLAG_TOMBSTONE)
         if len(tomb):
             state.clear()
             if on_delete is not None:
                 on_delete(state)
-            rows = rows[tomb[-1] + 1 :]
-            entries += int(tomb[-1]) + 1
+            cut = int(tomb[-1]) + 1
+            rows, s = rows[cut:], s + cut
+            entries += cut
             if not len(rows):
                 continue
         entries += _apply_rows(
-            scan, state, rows, ts_all, atoms, flags, simple, values, value_start, vl_all, on_range
+            scan,
+            state,
+            rows,
+            _Sorted(s, ts_sorted, s_simple, as_float, as_int),
+            ts_all,
+            atoms,
+            flags,
+            value_start,
+            vl_all,
+            on_range,
         )
     return entries
+
+
+class _Sorted(NamedTuple):
+    """One key's entries in the arrays of all entries in key order, from ``at``."""
+
+    at: int
+    ts: np.ndarray
+    simple: np.ndarray
+    floats: np.ndarray
+    ints: np.ndarray
 
 
 def _broken_chains(
@@ -214,49 +234,124 @@ def _key_ids(
     """Index of every entry's key into a list of the distinct keys, and the entries grouped
     by key (a stable order: file order within each key).
 
-    Keys are hashed to 64 bits with numpy and sorted once by hash; every entry's key is then
-    compared byte for byte with its group's first key, and a collision (never seen in
-    practice) falls back to grouping by the bytes themselves.
+    Keys are hashed to 64 bits with numpy, the hashes numbered densely through a hash table
+    (:func:`_dense_ids`) and the entries ordered by number with a radix sort; every entry's
+    key is then compared byte for byte with its group's first key, and a collision (never
+    seen in practice) falls back to grouping by the bytes themselves.
     """
     n = len(offs)
     h_all = np.empty(n, dtype=np.uint64)
+    words8 = _sliding(data, "<u8", size + 8)
     groups = []
-    for kl in np.unique(kl_all).tolist():
+    for kl in np.flatnonzero(np.bincount(kl_all)).tolist():
         sel = np.flatnonzero(kl_all == kl)
-        raw = _sliding(data, f"V{kl}", size)[offs[sel] + ENTRY_HEADER_SIZE]
-        words = -(-kl // 8)
-        padded = np.zeros((len(sel), words * 8), dtype=np.uint8)
-        padded[:, :kl] = raw.view(np.uint8).reshape(len(sel), kl)
+        key_at = offs[sel] + ENTRY_HEADER_SIZE
         h = np.full(len(sel), kl, dtype=np.uint64)
         with np.errstate(over="ignore"):
-            for w in padded.view("<u8").T:
-                h = (h ^ w) * _HASH_MULTIPLIER
+            for i in range(0, kl, 8):
+                # The data ends in PAD zero bytes, so the last word never reads past it.
+                w = words8[key_at + i]
+                if kl - i < 8:
+                    w &= _MASKS[kl - i]
+                h ^= w
+                h *= _HASH_MULTIPLIER
                 h ^= h >> np.uint64(29)
         h_all[sel] = h
-        groups.append((kl, sel, raw))
-    order = np.argsort(h_all, kind="stable")
-    sorted_h = h_all[order]
+        groups.append((kl, sel, key_at))
+    key_id, count = _dense_ids(h_all)
+    order = _stable_order(key_id, count)
+    sorted_ids = key_id[order]
     new = np.ones(n, dtype=bool)
-    new[1:] = sorted_h[1:] != sorted_h[:-1]
-    key_id = np.empty(n, dtype=np.int64)
-    key_id[order] = np.cumsum(new) - 1
+    new[1:] = sorted_ids[1:] != sorted_ids[:-1]
     firsts = order[new]
-    for kl, sel, raw in groups:
-        rep = _sliding(data, f"V{kl}", size)[offs[firsts[key_id[sel]]] + ENTRY_HEADER_SIZE]
-        if kl_all[firsts[key_id[sel]]].min() != kl or not np.array_equal(raw, rep):
-            return _key_ids_by_bytes(groups, n)
+    first_of = firsts[key_id]  # each entry's group's first entry
+    for kl, sel, key_at in groups:
+        rep = first_of[sel]
+        if kl_all[rep].min() != kl or kl_all[rep].max() != kl:
+            return _key_ids_by_bytes(data, size, groups, n)
+        raw = _sliding(data, f"V{kl}", size)
+        if not np.array_equal(raw[key_at], raw[offs[rep] + ENTRY_HEADER_SIZE]):
+            return _key_ids_by_bytes(data, size, groups, n)
+    # Number the keys in the order of their groups (so key ids grow along ``order``).
+    renumber = np.empty(count, dtype=np.int64)
+    renumber[key_id[firsts]] = np.arange(len(firsts))
+    key_id = renumber[key_id]
     starts = (offs[firsts] + ENTRY_HEADER_SIZE).tolist()
     uniq = [bytes(data[a : a + b]) for a, b in zip(starts, kl_all[firsts].tolist())]
     return key_id, uniq, order
 
 
+# Rounds of hash-table numbering before the rest of the hashes are sorted instead, and the
+# most slots of the table (2 MiB: small enough to stay in cache and cost few page faults).
+_TABLE_ROUNDS = 4
+_TABLE_BITS = 18
+
+
+def _dense_ids(h: np.ndarray) -> tuple[np.ndarray, int]:
+    """Numbers ``0..count-1`` for the distinct values of ``h`` (in no particular order).
+
+    Each round drops every hash into a table slot chosen by some of its bits; the hashes
+    that won their slot take a number for it, the others (another key's hash took the
+    slot) go to the next round with other bits. A slot always has a winner, so each round
+    numbers at least one distinct value per slot used; what is left after a few rounds
+    (very many keys, or crafted ones) is numbered by sorting.
+    """
+    n = len(h)
+    bits = min(_TABLE_BITS, max(8, (2 * n).bit_length()))
+    mask = np.uint64((1 << bits) - 1)
+    table = np.empty(1 << bits, dtype=np.uint64)
+    ids = np.empty(n, dtype=np.int64)
+    pending: np.ndarray | None = None  # None: every entry
+    hh = h
+    count = 0
+    for r in range(_TABLE_ROUNDS):
+        slot = ((hh >> np.uint64((r * bits) % 48)) & mask).astype(np.intp)
+        table[slot] = hh
+        won = table[slot] == hh
+        used = np.zeros(1 << bits, dtype=bool)
+        used[slot] = True  # every slot used has a winner
+        number = np.cumsum(used, dtype=np.int64)
+        number += count - 1
+        if pending is None:
+            ids[:] = number[slot]  # the losers' numbers are replaced below
+            pending = np.flatnonzero(~won)
+            hh = hh[pending]
+        else:
+            ids[pending[won]] = number[slot[won]]
+            lost = ~won
+            pending, hh = pending[lost], hh[lost]
+        count = int(number[-1]) + 1
+        if not len(pending):
+            return ids, count
+    uniq, inv = np.unique(hh, return_inverse=True)
+    ids[pending] = inv.reshape(-1) + count
+    return ids, count + len(uniq)
+
+
+def _stable_order(ids: np.ndarray, count: int) -> np.ndarray:
+    """``np.argsort(ids, kind="stable")`` for ids in ``0..count-1``, as radix sorts of 16
+    bits (numpy sorts 16-bit integers stably by radix, far faster than 64-bit ones)."""
+    if count <= 1 << 16:
+        return np.argsort(ids.astype(np.uint16), kind="stable")
+    lo = np.argsort((ids & 0xFFFF).astype(np.uint16), kind="stable")
+    order: np.ndarray = lo
+    rest = ids >> 16
+    while True:
+        part = rest[order]
+        order = order[np.argsort((part & 0xFFFF).astype(np.uint16), kind="stable")]
+        rest = rest >> 16
+        if not rest.any():
+            return order
+
+
 def _key_ids_by_bytes(
-    groups: list[tuple[int, np.ndarray, np.ndarray]], n: int
+    data: bytearray, size: int, groups: list[tuple[int, np.ndarray, np.ndarray]], n: int
 ) -> tuple[np.ndarray, list[bytes], np.ndarray]:
     """Slow exact grouping by the key bytes (only after a hash collision)."""
     key_id = np.empty(n, dtype=np.int64)
     uniq: list[bytes] = []
-    for _, sel, raw in groups:
+    for kl, sel, key_at in groups:
+        raw = _sliding(data, f"V{kl}", size)[key_at]
         uk, inv = np.unique(raw, return_inverse=True)
         key_id[sel] = inv.reshape(-1) + len(uniq)
         uniq.extend(bytes(k) for k in uk.tolist())
@@ -267,18 +362,18 @@ def _apply_rows(
     scan: SegmentScan,
     state: KeyState,
     rows: np.ndarray,
+    in_order: _Sorted,
     ts_all: np.ndarray,
     atoms: np.ndarray,
     flags: np.ndarray,
-    simple: np.ndarray,
-    values: np.ndarray,
     value_start: np.ndarray,
     vl_all: np.ndarray,
     on_range: OnRange | None = None,
 ) -> int:
     """Append one key's entries (file order, no whole-key tombstones) to its state."""
     count = 0
-    row_simple = simple[rows]
+    at = in_order.at
+    row_simple = in_order.simple[at : at + len(rows)]
     row_atoms = atoms[rows]
     # Split into runs of simple entries of one atom, and single complex entries.
     brk = np.ones(len(rows), dtype=bool)
@@ -286,13 +381,11 @@ def _apply_rows(
     run_starts = np.flatnonzero(brk).tolist() + [len(rows)]
     for a, b in zip(run_starts[:-1], run_starts[1:]):
         if row_simple[a]:
-            sel = rows[a:b]
             atom = Atom(int(row_atoms[a]))
-            nums = values[sel].view(np.float64 if atom == Atom.FLOAT else np.int64)
-            nums.flags.writeable = False
+            nums = (in_order.floats if atom == Atom.FLOAT else in_order.ints)[at + a : at + b]
             chunk = TailChunk(
                 atom,
-                ts_all[sel].astype(np.int64),
+                in_order.ts[at + a : at + b],
                 values_array(atom, b - a, numbers=nums),
                 numbers=nums,
             )

@@ -59,3 +59,55 @@ def test_hash_collisions_fall_back_to_exact_grouping(
     )
     assert _read(tmp_path / "db") == expected
     assert calls
+
+
+def _check_numbering(h: np.ndarray) -> None:
+    ids, count = replay._dense_ids(h)
+    uniq, inv = np.unique(h, return_inverse=True)
+    assert count == len(uniq)
+    assert sorted(set(ids.tolist())) == list(range(count))
+    # equal hashes get equal numbers and different hashes different ones
+    first = {}
+    for v, i in zip(inv.tolist(), ids.tolist()):
+        assert first.setdefault(v, i) == i
+    assert len(set(first.values())) == count
+
+
+def test_dense_numbering_of_hashes() -> None:
+    rng = np.random.default_rng(1)
+    keys = rng.integers(0, 2**63, 3000, dtype=np.uint64)
+    _check_numbering(keys[rng.integers(0, 3000, 50_000)])
+    _check_numbering(keys[:1])
+
+
+def test_dense_numbering_when_every_table_slot_collides() -> None:
+    # Values that differ only in their top bits land in one slot in every round, so the
+    # rounds number one value each and the rest is numbered by sorting.
+    h = (np.arange(40, dtype=np.uint64) << np.uint64(58))[np.arange(1000) % 40]
+    _check_numbering(h)
+
+
+def test_stable_order_beyond_16_bits() -> None:
+    rng = np.random.default_rng(2)
+    for count in (10, 70_000, 5_000_000):
+        ids = rng.integers(0, count, 200_000)
+        expect = np.argsort(ids, kind="stable")
+        assert np.array_equal(replay._stable_order(ids, count), expect)
+
+
+def test_rebuild_of_more_keys_than_16_bits_number(tmp_path: Path) -> None:
+    cfg = synarrow.DbConfig(sync_on_write=False, auto_compact=False)
+    n = 70_000
+    with synarrow.SynaDB(tmp_path / "db", cfg) as db:
+        for i in range(n):
+            db.append(f"k{i}", float(i))
+        for i in range(0, n, 7):
+            db.append(f"k{i}", -float(i))
+    for f in (tmp_path / "db" / "log").glob("*.idx"):
+        f.unlink()  # walked, not read from the sidecar
+    with synarrow.SynaDB(tmp_path / "db", cfg) as db:
+        assert len(db) == n
+        for i in (0, 1, 6, 7, 69_999, 69_993):
+            want = [float(i), -float(i)] if i % 7 == 0 else [float(i)]
+            assert db.get_history_floats(f"k{i}").tolist() == want
+            assert db.get(f"k{i}") == want[-1]
