@@ -122,15 +122,17 @@ def replay_segment(
     ends = np.concatenate((bounds, [n]))
     s_simple = simple[order]
     s_atom = atoms[order]
+    # Value words are read in file order (a sequential sweep of the segment; in key order
+    # the reads would jump around it), then put in key order.
+    raw_all = _sliding(data, "<u8", size + 8)[value_start]  # the data ends in PAD zeros
+    raw_all &= _MASKS[np.minimum(vl_all, 8)]
     vals_sorted = np.zeros(n, dtype=np.uint64)
-    words8 = _sliding(data, "<u8", size + 8)  # the data ends in PAD zero bytes
     for atom in (Atom.FLOAT, Atom.INT):
         p = np.flatnonzero(s_simple & (s_atom == atom))
         if not len(p):
             continue
         sel = order[p]
-        raw = words8[value_start[sel]] & _MASKS[vl_all[sel]]
-        vals_sorted[p] = _segmented_decode(raw, ~is_delta[sel], atom == Atom.FLOAT)
+        vals_sorted[p] = _segmented_decode(raw_all[sel], ~is_delta[sel], atom == Atom.FLOAT)
     vals_sorted.flags.writeable = False  # handed out as views by get_history_floats
     as_float, as_int = vals_sorted.view(np.float64), vals_sorted.view(np.int64)
     # Keys whose entries are all simple numbers of one atom take a fast path.
