@@ -46,22 +46,28 @@ def _sliding(data: bytearray, dtype: np.dtype | str, count: int) -> np.ndarray:
 
 
 def _segmented_decode(raw: np.ndarray, reset: np.ndarray, is_float: bool) -> np.ndarray:
-    """Undo delta chains: element i is absolute where ``reset[i]``, else relative to i-1."""
-    idx = np.arange(len(raw))
-    start = np.maximum.accumulate(np.where(reset, idx, 0))
+    """Undo delta chains: element i is absolute where ``reset[i]``, else relative to i-1
+    (element 0 then to zero)."""
+    heads = np.flatnonzero(reset)
+    if not len(heads) or heads[0] != 0:
+        heads = np.concatenate(([0], heads[heads != 0]))
+    lengths = np.diff(heads, append=len(raw))
     if is_float:
         acc = np.bitwise_xor.accumulate(raw)
-        before = np.where(start > 0, acc[start - 1], np.uint64(0))
-        decoded: np.ndarray = acc ^ before
-        return decoded
+        before = acc[heads - 1]  # what the running XOR held before each chain
+        before[0] = 0
+        acc ^= np.repeat(before, lengths)
+        return acc
     steps = raw.view(np.int64).copy()
     delta = ~reset
     z = raw[delta]
     steps[delta] = ((z >> np.uint64(1)) ^ (np.uint64(0) - (z & np.uint64(1)))).view(np.int64)
     with np.errstate(over="ignore"):
         acc = np.cumsum(steps)
-        before = np.where(start > 0, acc[start - 1], 0)
-        return (acc - before).view(np.uint64)
+        before = acc[heads - 1]
+        before[0] = 0
+        acc -= np.repeat(before, lengths)
+        return acc.view(np.uint64)
 
 
 def replay_segment(
@@ -107,8 +113,10 @@ def replay_segment(
         & ((atoms == Atom.FLOAT) | (atoms == Atom.INT))
         & np.where(is_delta, vl_all <= 8, vl_all == 8)
     )
-    broken = _broken_chains(scan, order, key_id, simple, is_delta, offs)
-    if broken.any():
+    sorted_ids = key_id[order]
+    s_simple = simple[order]
+    broken = _broken_chains(scan, order, sorted_ids, s_simple, is_delta, offs)
+    if broken is not None and broken.any():
         if not scan.skipped:
             raise CorruptionError(f"log segment {scan.path}: delta entry without a base value")
         # Entries whose delta chain crosses a repaired gap cannot be decoded: drop them too.
@@ -116,11 +124,9 @@ def replay_segment(
         scan.offsets = offs[~broken]
         return replay_segment(scan, state_for, on_delete=on_delete, on_range=on_range)
     # Per key, in file order: everything below works on the entries in ``order``.
-    sorted_ids = key_id[order]
     bounds = np.flatnonzero(np.diff(sorted_ids)) + 1
     starts = np.concatenate(([0], bounds))
     ends = np.concatenate((bounds, [n]))
-    s_simple = simple[order]
     s_atom = atoms[order]
     # Value words are read in file order (a sequential sweep of the segment; in key order
     # the reads would jump around it), then put in key order.
@@ -140,7 +146,7 @@ def replay_segment(
     one_atom = np.maximum.reduceat(s_atom, starts) == np.minimum.reduceat(s_atom, starts)
     fast = (all_simple & one_atom).tolist()
     first_atom = s_atom[starts].tolist()
-    ts_sorted = ts_all[order].astype(np.int64)
+    ts_sorted = ts_all[order]  # int64 already: the gather is the only copy
     # Each key's greatest timestamp, and whether its last entry holds it (the usual case:
     # then that entry is the key's latest, unless the first of equal ones is wanted).
     tops = np.maximum.reduceat(ts_sorted, starts)
@@ -200,32 +206,37 @@ class _Sorted(NamedTuple):
 def _broken_chains(
     scan: SegmentScan,
     order: np.ndarray,
-    key_id: np.ndarray,
-    simple: np.ndarray,
+    sorted_ids: np.ndarray,
+    s_simple: np.ndarray,
     is_delta: np.ndarray,
     offs: np.ndarray,
-) -> np.ndarray:
-    """Mask of entries in a delta chain that lacks its base entry.
+) -> np.ndarray | None:
+    """Mask of entries in a delta chain that lacks its base entry (``None``: no such entry).
 
     A delta entry is decoded from the previous simple entry of the same key (the writer
     never does otherwise). Its chain is broken when that entry is missing: it is the key's
     first entry in the segment, or a repaired (skipped) range lies between them.
+    ``sorted_ids`` and ``s_simple`` are the key ids and the simple-entry mask in ``order``.
     """
-    n = len(offs)
-    sel = order[simple[order]]
-    broken = np.zeros(n, dtype=bool)
-    if not len(sel):
-        return broken
-    gap = np.zeros(len(sel), dtype=np.int64)
+    p = np.flatnonzero(s_simple)
+    if not len(p):
+        return None
+    sel = order[p]
+    ids = sorted_ids[p]
+    delta = is_delta[sel]
+    start = np.ones(len(sel), dtype=bool)  # where a key (or a repaired stretch) begins
+    np.not_equal(ids[1:], ids[:-1], out=start[1:])
     if scan.skipped:
         gap = np.searchsorted(np.array([a for a, _ in scan.skipped]), offs[sel])
-    start = np.ones(len(sel), dtype=bool)
-    start[1:] = (key_id[sel][1:] != key_id[sel][:-1]) | (gap[1:] != gap[:-1])
-    start |= ~is_delta[sel]
+        start[1:] |= gap[1:] != gap[:-1]
+    if not (start & delta).any():
+        return None  # every chain starts with an absolute value
+    start |= ~delta
     chain = np.cumsum(start) - 1
     bad_chain = np.zeros(int(chain[-1]) + 1, dtype=bool)
     heads = np.flatnonzero(start)
-    bad_chain[chain[heads]] = is_delta[sel][heads]
+    bad_chain[chain[heads]] = delta[heads]
+    broken = np.zeros(len(offs), dtype=bool)
     broken[sel] = bad_chain[chain]
     return broken
 

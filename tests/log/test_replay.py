@@ -111,3 +111,28 @@ def test_rebuild_of_more_keys_than_16_bits_number(tmp_path: Path) -> None:
             want = [float(i), -float(i)] if i % 7 == 0 else [float(i)]
             assert db.get_history_floats(f"k{i}").tolist() == want
             assert db.get(f"k{i}") == want[-1]
+
+
+def _decode_reference(raw: np.ndarray, reset: np.ndarray, is_float: bool) -> list[int]:
+    out: list[int] = []
+    for r, absolute in zip(raw.tolist(), reset.tolist()):
+        prev = out[-1] if out else 0  # a chain without its start is relative to zero
+        if absolute:
+            out.append(r)
+        elif is_float:
+            out.append(prev ^ r)
+        else:
+            step = (r >> 1) ^ -(r & 1)  # zigzag
+            out.append((prev + step) % (1 << 64))
+    return out
+
+
+@pytest.mark.parametrize("is_float", [True, False])
+def test_segmented_decode_matches_a_plain_loop(is_float: bool) -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(100):
+        n = int(rng.integers(1, 200))
+        raw = rng.integers(0, 2**64, n, dtype=np.uint64)
+        reset = rng.random(n) < rng.random()
+        got = replay._segmented_decode(raw, reset, is_float)
+        assert got.tolist() == _decode_reference(raw, reset, is_float)
