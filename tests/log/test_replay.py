@@ -136,3 +136,37 @@ def test_segmented_decode_matches_a_plain_loop(is_float: bool) -> None:
         reset = rng.random(n) < rng.random()
         got = replay._segmented_decode(raw, reset, is_float)
         assert got.tolist() == _decode_reference(raw, reset, is_float)
+
+
+def _histories(path: Path) -> dict[str, tuple[list, list]]:
+    with synarrow.SynaDB(path) as db:
+        out = {}
+        for k in db.keys():
+            t = db.get_history(k)
+            out[k] = (t.column("ts").to_pylist(), t.column("value").to_pylist())
+        return out
+
+
+def test_reopen_same_with_sidecar_without_it_and_after_a_torn_tail(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    cfg = synarrow.DbConfig(sync_on_write=False, auto_compact=False)
+    rng = np.random.default_rng(6)
+    with synarrow.SynaDB(path, cfg) as db:
+        for i in range(3000):  # interleaved keys of two lengths: delta chains per key
+            key = f"s{i % 37}" if i % 3 else f"sensor/{i % 11:04d}"
+            db.append(key, float(rng.standard_normal()) if i % 5 else int(i))
+        db.append_batch("batch", rng.standard_normal(500))
+    log = path / "log"
+    assert list(log.glob("*.idx"))
+    with_sidecar = _histories(path)
+    for f in log.glob("*.idx"):
+        f.unlink()
+    assert _histories(path) == with_sidecar
+    segment = sorted(log.glob("*.log"))[-1]
+    size = segment.stat().st_size
+    with open(segment, "ab") as f:
+        f.write(b"\x07" * 13)  # a torn last entry
+    for f in log.glob("*.idx"):
+        f.unlink()
+    assert _histories(path) == with_sidecar
+    assert segment.stat().st_size == size  # the torn bytes were cut off
