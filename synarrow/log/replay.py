@@ -141,6 +141,9 @@ def replay_segment(
         vals_sorted[p] = _segmented_decode(raw_all[sel], ~is_delta[sel], atom == Atom.FLOAT)
     vals_sorted.flags.writeable = False  # handed out as views by get_history_floats
     as_float, as_int = vals_sorted.view(np.float64), vals_sorted.view(np.int64)
+    # Each fast key's Arrow column is a slice of one array over all values (zero-copy).
+    arrow_float = values_array(Atom.FLOAT, n, numbers=as_float)
+    arrow_int = values_array(Atom.INT, n, numbers=as_int)
     # Keys whose entries are all simple numbers of one atom take a fast path.
     all_simple = np.logical_and.reduceat(s_simple, starts)
     one_atom = np.maximum.reduceat(s_atom, starts) == np.minimum.reduceat(s_atom, starts)
@@ -157,8 +160,10 @@ def replay_segment(
         state = states[i]  # key ids grow along ``order``
         if fast[i]:
             atom = Atom.FLOAT if first_atom[i] == Atom.FLOAT else Atom.INT
-            nums = (as_float if atom == Atom.FLOAT else as_int)[s:e]
-            column = values_array(atom, e - s, numbers=nums)
+            if atom == Atom.FLOAT:
+                nums, column = as_float[s:e], arrow_float.slice(s, e - s)
+            else:
+                nums, column = as_int[s:e], arrow_int.slice(s, e - s)
             known = last_is_top[i] and not state.ties_first
             state.add_chunk(
                 TailChunk(atom, ts_sorted[s:e], column, numbers=nums),
