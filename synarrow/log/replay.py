@@ -140,7 +140,8 @@ def replay_segment(
         sel = order[p]
         vals_sorted[p] = _segmented_decode(raw_all[sel], ~is_delta[sel], atom == Atom.FLOAT)
     vals_sorted.flags.writeable = False  # handed out as views by get_history_floats
-    as_float, as_int = vals_sorted.view(np.float64), vals_sorted.view(np.int64)
+    as_float: np.ndarray = vals_sorted.view(np.float64)
+    as_int: np.ndarray = vals_sorted.view(np.int64)
     # Each fast key's Arrow column is a slice of one array over all values (zero-copy).
     arrow_float = values_array(Atom.FLOAT, n, numbers=as_float)
     arrow_int = values_array(Atom.INT, n, numbers=as_int)
