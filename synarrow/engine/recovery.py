@@ -165,7 +165,7 @@ def _open_writer(
             last_scan.base_seq,
             existing_size=last_scan.valid_end,
             buffer_bytes=config.write_buffer_bytes,
-            existing_offsets=last_scan.offsets.tolist(),
+            existing_offsets=last_scan.offsets.tobytes(),  # int64: a memcpy, not a list
         )
     if last_scan is not None:
         found.log_bytes_closed += last_scan.size

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,9 +34,6 @@ __all__ = ["OnRange", "replay_segment"]
 #: Applies a range tombstone ``(state, start, end)`` (see ``synarrow.engine.ranges``).
 OnRange = Callable[[KeyState, "int | None", "int | None"], object]
 
-_HEADER_DTYPE = np.dtype(
-    [("crc", "<u4"), ("ts", "<i8"), ("kl", "<u2"), ("vl", "<u4"), ("fb", "u1")]
-)
 _HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 _MASKS = np.array([(1 << (8 * i)) - 1 for i in range(9)], dtype=np.uint64)
 
@@ -49,22 +47,28 @@ def _sliding(data: bytearray, dtype: np.dtype | str, count: int) -> np.ndarray:
 
 
 def _segmented_decode(raw: np.ndarray, reset: np.ndarray, is_float: bool) -> np.ndarray:
-    """Undo delta chains: element i is absolute where ``reset[i]``, else relative to i-1."""
-    idx = np.arange(len(raw))
-    start = np.maximum.accumulate(np.where(reset, idx, 0))
+    """Undo delta chains: element i is absolute where ``reset[i]``, else relative to i-1
+    (element 0 then to zero)."""
+    heads = np.flatnonzero(reset)
+    if not len(heads) or heads[0] != 0:
+        heads = np.concatenate(([0], heads[heads != 0]))
+    lengths = np.diff(heads, append=len(raw))
     if is_float:
         acc = np.bitwise_xor.accumulate(raw)
-        before = np.where(start > 0, acc[start - 1], np.uint64(0))
-        decoded: np.ndarray = acc ^ before
-        return decoded
+        before = acc[heads - 1]  # what the running XOR held before each chain
+        before[0] = 0
+        acc ^= np.repeat(before, lengths)
+        return acc
     steps = raw.view(np.int64).copy()
     delta = ~reset
     z = raw[delta]
     steps[delta] = ((z >> np.uint64(1)) ^ (np.uint64(0) - (z & np.uint64(1)))).view(np.int64)
     with np.errstate(over="ignore"):
         acc = np.cumsum(steps)
-        before = np.where(start > 0, acc[start - 1], 0)
-        return (acc - before).view(np.uint64)
+        before = acc[heads - 1]
+        before[0] = 0
+        acc -= np.repeat(before, lengths)
+        return acc.view(np.uint64)
 
 
 def replay_segment(
@@ -86,12 +90,13 @@ def replay_segment(
     if n == 0:
         return 0
     data, size = scan.data, scan.size
-    hdr = _sliding(data, _HEADER_DTYPE, size)[offs]
-    ts_all = hdr["ts"]
-    kl_all = hdr["kl"].astype(np.int64)
-    vl_all = hdr["vl"].astype(np.int64)
-    flags = hdr["fb"] & 0x0F
-    atoms = strip_checksum_bit(hdr["fb"]) >> 4
+    # One gather per header field (faster than gathering whole 19-byte records).
+    ts_all = _sliding(data, "<i8", size)[offs + 4]
+    kl_all = _sliding(data, "<u2", size)[offs + 12].astype(np.int64)
+    vl_all = _sliding(data, "<u4", size)[offs + 14].astype(np.int64)
+    fb = np.frombuffer(data, dtype=np.uint8, count=size)[offs + 18]
+    flags = fb & 0x0F
+    atoms = strip_checksum_bit(fb) >> 4
 
     key_id, uniq_keys, order = _key_ids(data, size, offs, kl_all)
     try:
@@ -109,35 +114,44 @@ def replay_segment(
         & ((atoms == Atom.FLOAT) | (atoms == Atom.INT))
         & np.where(is_delta, vl_all <= 8, vl_all == 8)
     )
-    broken = _broken_chains(scan, order, key_id, simple, is_delta, offs)
-    if broken.any():
+    sorted_ids = key_id[order]
+    s_simple = simple[order]
+    broken = _broken_chains(scan, order, sorted_ids, s_simple, is_delta, offs)
+    if broken is not None and broken.any():
         if not scan.skipped:
             raise CorruptionError(f"log segment {scan.path}: delta entry without a base value")
         # Entries whose delta chain crosses a repaired gap cannot be decoded: drop them too.
         scan.dropped += int(broken.sum())
         scan.offsets = offs[~broken]
         return replay_segment(scan, state_for, on_delete=on_delete, on_range=on_range)
-    values = np.zeros(n, dtype=np.uint64)
-    for atom in (Atom.FLOAT, Atom.INT):
-        sel = order[simple[order] & (atoms[order] == atom)]
-        if not len(sel):
-            continue
-        raw = _sliding(data, "<u8", size + 8)[value_start[sel]] & _MASKS[vl_all[sel]]
-        values[sel] = _segmented_decode(raw, ~is_delta[sel], atom == Atom.FLOAT)
-
-    # Per key, in file order.
-    sorted_ids = key_id[order]
+    # Per key, in file order: everything below works on the entries in ``order``.
     bounds = np.flatnonzero(np.diff(sorted_ids)) + 1
     starts = np.concatenate(([0], bounds))
     ends = np.concatenate((bounds, [n]))
+    s_atom = atoms[order]
+    # Value words are read in file order (a sequential sweep of the segment; in key order
+    # the reads would jump around it), then put in key order.
+    raw_all = _sliding(data, "<u8", size + 8)[value_start]  # the data ends in PAD zeros
+    raw_all &= _MASKS[np.minimum(vl_all, 8)]
+    vals_sorted = np.zeros(n, dtype=np.uint64)
+    for atom in (Atom.FLOAT, Atom.INT):
+        p = np.flatnonzero(s_simple & (s_atom == atom))
+        if not len(p):
+            continue
+        sel = order[p]
+        vals_sorted[p] = _segmented_decode(raw_all[sel], ~is_delta[sel], atom == Atom.FLOAT)
+    vals_sorted.flags.writeable = False  # handed out as views by get_history_floats
+    as_float: np.ndarray = vals_sorted.view(np.float64)
+    as_int: np.ndarray = vals_sorted.view(np.int64)
+    # Each fast key's Arrow column is a slice of one array over all values (zero-copy).
+    arrow_float = values_array(Atom.FLOAT, n, numbers=as_float)
+    arrow_int = values_array(Atom.INT, n, numbers=as_int)
     # Keys whose entries are all simple numbers of one atom take a fast path.
-    s_simple = simple[order]
-    s_atom = atoms[order].astype(np.int64)
     all_simple = np.logical_and.reduceat(s_simple, starts)
     one_atom = np.maximum.reduceat(s_atom, starts) == np.minimum.reduceat(s_atom, starts)
     fast = (all_simple & one_atom).tolist()
-    ts_sorted = ts_all[order].astype(np.int64)
-    vals_sorted = values[order]
+    first_atom = s_atom[starts].tolist()
+    ts_sorted = ts_all[order]  # int64 already: the gather is the only copy
     # Each key's greatest timestamp, and whether its last entry holds it (the usual case:
     # then that entry is the key's latest, unless the first of equal ones is wanted).
     tops = np.maximum.reduceat(ts_sorted, starts)
@@ -145,12 +159,13 @@ def replay_segment(
     tops_list = tops.tolist()
     entries = 0
     for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
+        state = states[i]  # key ids grow along ``order``
         if fast[i]:
-            state = states[int(sorted_ids[s])]
-            atom = Atom(int(s_atom[s]))
-            nums = vals_sorted[s:e].view(np.float64 if atom == Atom.FLOAT else np.int64)
-            nums.flags.writeable = False  # handed out as views by get_history_floats
-            column = values_array(atom, e - s, numbers=nums)
+            atom = Atom.FLOAT if first_atom[i] == Atom.FLOAT else Atom.INT
+            if atom == Atom.FLOAT:
+                nums, column = as_float[s:e], arrow_float.slice(s, e - s)
+            else:
+                nums, column = as_int[s:e], arrow_int.slice(s, e - s)
             known = last_is_top[i] and not state.ties_first
             state.add_chunk(
                 TailChunk(atom, ts_sorted[s:e], column, numbers=nums),
@@ -160,51 +175,75 @@ def replay_segment(
             entries += e - s
             continue
         rows = order[s:e]
-        state = states[int(key_id[rows[0]])]
         tomb = np.flatnonzero(flags[rows] & FLAG_TOMBSTONE)
         if len(tomb):
             state.clear()
             if on_delete is not None:
                 on_delete(state)
-            rows = rows[tomb[-1] + 1 :]
-            entries += int(tomb[-1]) + 1
+            cut = int(tomb[-1]) + 1
+            rows, s = rows[cut:], s + cut
+            entries += cut
             if not len(rows):
                 continue
         entries += _apply_rows(
-            scan, state, rows, ts_all, atoms, flags, simple, values, value_start, vl_all, on_range
+            scan,
+            state,
+            rows,
+            _Sorted(s, ts_sorted, s_simple, as_float, as_int),
+            ts_all,
+            atoms,
+            flags,
+            value_start,
+            vl_all,
+            on_range,
         )
     return entries
+
+
+class _Sorted(NamedTuple):
+    """One key's entries in the arrays of all entries in key order, from ``at``."""
+
+    at: int
+    ts: np.ndarray
+    simple: np.ndarray
+    floats: np.ndarray
+    ints: np.ndarray
 
 
 def _broken_chains(
     scan: SegmentScan,
     order: np.ndarray,
-    key_id: np.ndarray,
-    simple: np.ndarray,
+    sorted_ids: np.ndarray,
+    s_simple: np.ndarray,
     is_delta: np.ndarray,
     offs: np.ndarray,
-) -> np.ndarray:
-    """Mask of entries in a delta chain that lacks its base entry.
+) -> np.ndarray | None:
+    """Mask of entries in a delta chain that lacks its base entry (``None``: no such entry).
 
     A delta entry is decoded from the previous simple entry of the same key (the writer
     never does otherwise). Its chain is broken when that entry is missing: it is the key's
     first entry in the segment, or a repaired (skipped) range lies between them.
+    ``sorted_ids`` and ``s_simple`` are the key ids and the simple-entry mask in ``order``.
     """
-    n = len(offs)
-    sel = order[simple[order]]
-    broken = np.zeros(n, dtype=bool)
-    if not len(sel):
-        return broken
-    gap = np.zeros(len(sel), dtype=np.int64)
+    p = np.flatnonzero(s_simple)
+    if not len(p):
+        return None
+    sel = order[p]
+    ids = sorted_ids[p]
+    delta = is_delta[sel]
+    start = np.ones(len(sel), dtype=bool)  # where a key (or a repaired stretch) begins
+    np.not_equal(ids[1:], ids[:-1], out=start[1:])
     if scan.skipped:
         gap = np.searchsorted(np.array([a for a, _ in scan.skipped]), offs[sel])
-    start = np.ones(len(sel), dtype=bool)
-    start[1:] = (key_id[sel][1:] != key_id[sel][:-1]) | (gap[1:] != gap[:-1])
-    start |= ~is_delta[sel]
+        start[1:] |= gap[1:] != gap[:-1]
+    if not (start & delta).any():
+        return None  # every chain starts with an absolute value
+    start |= ~delta
     chain = np.cumsum(start) - 1
     bad_chain = np.zeros(int(chain[-1]) + 1, dtype=bool)
     heads = np.flatnonzero(start)
-    bad_chain[chain[heads]] = is_delta[sel][heads]
+    bad_chain[chain[heads]] = delta[heads]
+    broken = np.zeros(len(offs), dtype=bool)
     broken[sel] = bad_chain[chain]
     return broken
 
@@ -215,49 +254,124 @@ def _key_ids(
     """Index of every entry's key into a list of the distinct keys, and the entries grouped
     by key (a stable order: file order within each key).
 
-    Keys are hashed to 64 bits with numpy and sorted once by hash; every entry's key is then
-    compared byte for byte with its group's first key, and a collision (never seen in
-    practice) falls back to grouping by the bytes themselves.
+    Keys are hashed to 64 bits with numpy, the hashes numbered densely through a hash table
+    (:func:`_dense_ids`) and the entries ordered by number with a radix sort; every entry's
+    key is then compared byte for byte with its group's first key, and a collision (never
+    seen in practice) falls back to grouping by the bytes themselves.
     """
     n = len(offs)
     h_all = np.empty(n, dtype=np.uint64)
+    words8 = _sliding(data, "<u8", size + 8)
     groups = []
-    for kl in np.unique(kl_all).tolist():
+    for kl in np.flatnonzero(np.bincount(kl_all)).tolist():
         sel = np.flatnonzero(kl_all == kl)
-        raw = _sliding(data, f"V{kl}", size)[offs[sel] + ENTRY_HEADER_SIZE]
-        words = -(-kl // 8)
-        padded = np.zeros((len(sel), words * 8), dtype=np.uint8)
-        padded[:, :kl] = raw.view(np.uint8).reshape(len(sel), kl)
+        key_at = offs[sel] + ENTRY_HEADER_SIZE
         h = np.full(len(sel), kl, dtype=np.uint64)
         with np.errstate(over="ignore"):
-            for w in padded.view("<u8").T:
-                h = (h ^ w) * _HASH_MULTIPLIER
+            for i in range(0, kl, 8):
+                # The data ends in PAD zero bytes, so the last word never reads past it.
+                w = words8[key_at + i]
+                if kl - i < 8:
+                    w &= _MASKS[kl - i]
+                h ^= w
+                h *= _HASH_MULTIPLIER
                 h ^= h >> np.uint64(29)
         h_all[sel] = h
-        groups.append((kl, sel, raw))
-    order = np.argsort(h_all, kind="stable")
-    sorted_h = h_all[order]
+        groups.append((kl, sel, key_at))
+    key_id, count = _dense_ids(h_all)
+    order = _stable_order(key_id, count)
+    sorted_ids = key_id[order]
     new = np.ones(n, dtype=bool)
-    new[1:] = sorted_h[1:] != sorted_h[:-1]
-    key_id = np.empty(n, dtype=np.int64)
-    key_id[order] = np.cumsum(new) - 1
+    new[1:] = sorted_ids[1:] != sorted_ids[:-1]
     firsts = order[new]
-    for kl, sel, raw in groups:
-        rep = _sliding(data, f"V{kl}", size)[offs[firsts[key_id[sel]]] + ENTRY_HEADER_SIZE]
-        if kl_all[firsts[key_id[sel]]].min() != kl or not np.array_equal(raw, rep):
-            return _key_ids_by_bytes(groups, n)
+    first_of = firsts[key_id]  # each entry's group's first entry
+    for kl, sel, key_at in groups:
+        rep = first_of[sel]
+        if kl_all[rep].min() != kl or kl_all[rep].max() != kl:
+            return _key_ids_by_bytes(data, size, groups, n)
+        raw = _sliding(data, f"V{kl}", size)
+        if not np.array_equal(raw[key_at], raw[offs[rep] + ENTRY_HEADER_SIZE]):
+            return _key_ids_by_bytes(data, size, groups, n)
+    # Number the keys in the order of their groups (so key ids grow along ``order``).
+    renumber = np.empty(count, dtype=np.int64)
+    renumber[key_id[firsts]] = np.arange(len(firsts))
+    key_id = renumber[key_id]
     starts = (offs[firsts] + ENTRY_HEADER_SIZE).tolist()
     uniq = [bytes(data[a : a + b]) for a, b in zip(starts, kl_all[firsts].tolist())]
     return key_id, uniq, order
 
 
+# Rounds of hash-table numbering before the rest of the hashes are sorted instead, and the
+# most slots of the table (2 MiB: small enough to stay in cache and cost few page faults).
+_TABLE_ROUNDS = 4
+_TABLE_BITS = 18
+
+
+def _dense_ids(h: np.ndarray) -> tuple[np.ndarray, int]:
+    """Numbers ``0..count-1`` for the distinct values of ``h`` (in no particular order).
+
+    Each round drops every hash into a table slot chosen by some of its bits; the hashes
+    that won their slot take a number for it, the others (another key's hash took the
+    slot) go to the next round with other bits. A slot always has a winner, so each round
+    numbers at least one distinct value per slot used; what is left after a few rounds
+    (very many keys, or crafted ones) is numbered by sorting.
+    """
+    n = len(h)
+    bits = min(_TABLE_BITS, max(8, (2 * n).bit_length()))
+    mask = np.uint64((1 << bits) - 1)
+    table = np.empty(1 << bits, dtype=np.uint64)
+    ids = np.empty(n, dtype=np.int64)
+    pending: np.ndarray | None = None  # None: every entry
+    hh = h
+    count = 0
+    for r in range(_TABLE_ROUNDS):
+        slot = ((hh >> np.uint64((r * bits) % 48)) & mask).astype(np.intp)
+        table[slot] = hh
+        won = table[slot] == hh
+        used = np.zeros(1 << bits, dtype=bool)
+        used[slot] = True  # every slot used has a winner
+        number = np.cumsum(used, dtype=np.int64)
+        number += count - 1
+        if pending is None:
+            ids[:] = number[slot]  # the losers' numbers are replaced below
+            pending = np.flatnonzero(~won)
+            hh = hh[pending]
+        else:
+            ids[pending[won]] = number[slot[won]]
+            lost = ~won
+            pending, hh = pending[lost], hh[lost]
+        count = int(number[-1]) + 1
+        if not len(pending):
+            return ids, count
+    uniq, inv = np.unique(hh, return_inverse=True)
+    ids[pending] = inv.reshape(-1) + count
+    return ids, count + len(uniq)
+
+
+def _stable_order(ids: np.ndarray, count: int) -> np.ndarray:
+    """``np.argsort(ids, kind="stable")`` for ids in ``0..count-1``, as radix sorts of 16
+    bits (numpy sorts 16-bit integers stably by radix, far faster than 64-bit ones)."""
+    if count <= 1 << 16:
+        return np.argsort(ids.astype(np.uint16), kind="stable")
+    lo = np.argsort((ids & 0xFFFF).astype(np.uint16), kind="stable")
+    order: np.ndarray = lo
+    rest = ids >> 16
+    while True:
+        part = rest[order]
+        order = order[np.argsort((part & 0xFFFF).astype(np.uint16), kind="stable")]
+        rest = rest >> 16
+        if not rest.any():
+            return order
+
+
 def _key_ids_by_bytes(
-    groups: list[tuple[int, np.ndarray, np.ndarray]], n: int
+    data: bytearray, size: int, groups: list[tuple[int, np.ndarray, np.ndarray]], n: int
 ) -> tuple[np.ndarray, list[bytes], np.ndarray]:
     """Slow exact grouping by the key bytes (only after a hash collision)."""
     key_id = np.empty(n, dtype=np.int64)
     uniq: list[bytes] = []
-    for _, sel, raw in groups:
+    for kl, sel, key_at in groups:
+        raw = _sliding(data, f"V{kl}", size)[key_at]
         uk, inv = np.unique(raw, return_inverse=True)
         key_id[sel] = inv.reshape(-1) + len(uniq)
         uniq.extend(bytes(k) for k in uk.tolist())
@@ -268,18 +382,18 @@ def _apply_rows(
     scan: SegmentScan,
     state: KeyState,
     rows: np.ndarray,
+    in_order: _Sorted,
     ts_all: np.ndarray,
     atoms: np.ndarray,
     flags: np.ndarray,
-    simple: np.ndarray,
-    values: np.ndarray,
     value_start: np.ndarray,
     vl_all: np.ndarray,
     on_range: OnRange | None = None,
 ) -> int:
     """Append one key's entries (file order, no whole-key tombstones) to its state."""
     count = 0
-    row_simple = simple[rows]
+    at = in_order.at
+    row_simple = in_order.simple[at : at + len(rows)]
     row_atoms = atoms[rows]
     # Split into runs of simple entries of one atom, and single complex entries.
     brk = np.ones(len(rows), dtype=bool)
@@ -287,13 +401,11 @@ def _apply_rows(
     run_starts = np.flatnonzero(brk).tolist() + [len(rows)]
     for a, b in zip(run_starts[:-1], run_starts[1:]):
         if row_simple[a]:
-            sel = rows[a:b]
             atom = Atom(int(row_atoms[a]))
-            nums = values[sel].view(np.float64 if atom == Atom.FLOAT else np.int64)
-            nums.flags.writeable = False
+            nums = (in_order.floats if atom == Atom.FLOAT else in_order.ints)[at + a : at + b]
             chunk = TailChunk(
                 atom,
-                ts_all[sel].astype(np.int64),
+                in_order.ts[at + a : at + b],
                 values_array(atom, b - a, numbers=nums),
                 numbers=nums,
             )

@@ -123,23 +123,25 @@ def offsets_fit(data: bytearray | bytes, size: int, offsets: np.ndarray) -> bool
         return size == FILE_HEADER_SIZE
     if offsets[0] != FILE_HEADER_SIZE or offsets[-1] > size - ENTRY_HEADER_SIZE - 1:
         return False
-    # One gather of (key_len, value_len) through a byte-stride view of the segment.
-    view = np.ndarray(
-        shape=(size - ENTRY_LENGTHS_OFFSET - _LENGTHS.itemsize + 1,),
-        dtype=_LENGTHS,
-        buffer=data,
-        offset=ENTRY_LENGTHS_OFFSET,
-        strides=(1,),
-    )
-    lengths = view[offsets]
-    kl = lengths["kl"].astype(np.int64)
+    # One gather per field through byte-stride views of the segment.
+    count = size - ENTRY_LENGTHS_OFFSET - _LENGTHS.itemsize + 1
+    kl = _field(data, "<u2", ENTRY_LENGTHS_OFFSET, count)[offsets].astype(np.int64)
     if not kl.all():
         return False
-    kl += lengths["vl"]
+    kl += _field(data, "<u4", ENTRY_LENGTHS_OFFSET + 2, count)[offsets]
     kl += offsets
     kl += ENTRY_HEADER_SIZE  # now each entry's end: the next offset, or the file's end
     # (The lengths are unsigned, so offsets never decrease; K >= 1 makes them increase.)
     return int(kl[-1]) == size and bool(np.array_equal(kl[:-1], offsets[1:]))
+
+
+def _field(data: bytearray | bytes, dtype: str, offset: int, count: int) -> np.ndarray:
+    """A view of ``data`` with one ``dtype`` element starting at every byte from ``offset``
+    (``count`` of them)."""
+    view: np.ndarray = np.ndarray(
+        shape=(count,), dtype=dtype, buffer=data, offset=offset, strides=(1,)
+    )
+    return view
 
 
 def remove_sidecar(segment_file: Path) -> None:
