@@ -286,42 +286,16 @@ class Engine:
 
         The hot path: a few microseconds, so :meth:`now`, :meth:`state` and
         ``KeyState.add_number`` are inlined; the value bytes come from :mod:`~synarrow.log.codec`.
+        Without ``sync_on_write`` the entry is only recorded: :meth:`encode_pending` writes it
+        later, in arrival order.
         """
         with self.lock:
             writer = self.writer  # None once closed (see close())
             if writer is None:
                 writer = self.writable()
-            if self._defer:
-                # Recorded only: encode_pending() writes the entry later, in arrival order.
-                seq = self.next_seq
-                if seq >= self._encode_at:
-                    self.encode_pending()  # if that fails, this append is not recorded
-                st = self.states.get(key) if type(key) is str else None
-                if st is None:
-                    st = self.state(key)
-                if st.header is None:
-                    self._new_writing_key(st)
-                if ts is None:
-                    ts = _time_ns() // 1000
-                    if ts <= self.last_ts:
-                        ts = self.last_ts + 1
-                    self.last_ts = ts
-                self.next_seq = seq + 1
-                rec_st, rec_ts, rec_value = self._record
-                rec_st(st)
-                rec_ts(ts)
-                rec_value(value)
-                b = st.builder
-                if b is None or b.atom != atom:
-                    b = st.builder_for(atom)
-                b.ts.append(ts)
-                b.nums.append(value)  # type: ignore[union-attr]
-                st.tail_count += 1
-                if ts > st.latest_ts or (ts == st.latest_ts and not st.ties_first):
-                    st.latest = value
-                    st.latest_atom = atom
-                    st.latest_ts = ts
-                return seq
+            defer = self._defer
+            if defer and self.next_seq >= self._encode_at:
+                self.encode_pending()  # if that fails, this append is not recorded
             st = self.states.get(key) if type(key) is str else None
             if st is None:
                 st = self.state(key)
@@ -330,39 +304,52 @@ class Engine:
                 if ts <= self.last_ts:
                     ts = self.last_ts + 1
                 self.last_ts = ts
-            fb = atom << 4
-            run = 0
-            segment = writer.segment
-            delta = (
-                self.delta
-                and st.delta_atom == atom
-                and st.delta_segment == segment
-                and st.delta_run < DELTA_RESTART
-            )
-            if atom == _FLOAT:
-                vb = _pack_d(value)
-                cur = int.from_bytes(vb, "little")  # the bits a float delta is taken against
+            sync = False
+            if defer:
+                if st.header is None:
+                    self._new_writing_key(st)
+                rec_st, rec_ts, rec_value = self._record
+                rec_st(st)
+                rec_ts(ts)
+                rec_value(value)
+            else:
+                fb = atom << 4
+                run = 0
+                segment = writer.segment
+                delta = (
+                    self.delta
+                    and st.delta_atom == atom
+                    and st.delta_segment == segment
+                    and st.delta_run < DELTA_RESTART
+                )
+                if atom == _FLOAT:
+                    vb = _pack_d(value)
+                    cur = int.from_bytes(vb, "little")  # the bits a float delta is taken against
+                    if delta:
+                        vb = _float_delta(cur, st.delta_prev)
+                else:
+                    cur = value  # type: ignore[assignment]  # an int here
+                    vb = _int_delta(cur, st.delta_prev) if delta else _pack_q(value)
                 if delta:
-                    vb = _float_delta(cur, st.delta_prev)
-            else:
-                cur = value  # type: ignore[assignment]  # an int here
-                vb = _int_delta(cur, st.delta_prev) if delta else _pack_q(value)
-            if delta:
-                fb |= FLAG_DELTA
-                run = st.delta_run + 1
-            kb = st.key_bytes
-            header = st.header
-            if header is None:
-                header = st.header = key_entry_struct(len(kb))
-            body = header.pack(ts, len(kb), len(vb), fb, kb) + vb
-            record = _pack_crc(_crc32(body)) + body
-            sync = self.sync_on_write
-            if sync:
-                position = writer.write(record, sync=True)
-                size = position
-            else:
-                size = writer.append_buffered(record)
-                position = 0
+                    fb |= FLAG_DELTA
+                    run = st.delta_run + 1
+                kb = st.key_bytes
+                header = st.header
+                if header is None:
+                    header = st.header = key_entry_struct(len(kb))
+                body = header.pack(ts, len(kb), len(vb), fb, kb) + vb
+                record = _pack_crc(_crc32(body)) + body
+                sync = self.sync_on_write
+                if sync:
+                    position = writer.write(record, sync=True)
+                    size = position
+                else:
+                    size = writer.append_buffered(record)
+                    position = 0
+                st.delta_atom = atom
+                st.delta_segment = segment
+                st.delta_prev = cur
+                st.delta_run = run
             seq = self.next_seq
             self.next_seq = seq + 1
             b = st.builder
@@ -375,11 +362,7 @@ class Engine:
                 st.latest = value
                 st.latest_atom = atom
                 st.latest_ts = ts
-            st.delta_atom = atom
-            st.delta_segment = segment
-            st.delta_prev = cur
-            st.delta_run = run
-            if size >= self.check_at:
+            if not defer and size >= self.check_at:
                 self.after_write(writer)
         if sync:
             writer.sync_to(position)
