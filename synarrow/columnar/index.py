@@ -176,7 +176,11 @@ def read_index(path: Path, manifest: Manifest) -> IndexRows:
         table.validate(full=True)
         if any(c.null_count for c in table.columns):
             raise CorruptionError(f"columnar index {path} holds nulls")
-        key_array = table.column("key").combine_chunks()
+        key_column = table.column("key")
+        # one chunk (what write_index makes): use it as is; combine_chunks copies even one
+        key_array = (
+            key_column.chunk(0) if key_column.num_chunks == 1 else key_column.combine_chunks()
+        )
         _check_keys(path, key_array)
         cols = {name: column_numbers(table.column(name)) for name in names}
     except CorruptionError:
@@ -188,12 +192,17 @@ def read_index(path: Path, manifest: Manifest) -> IndexRows:
 
 
 def column_numbers(column: pa.ChunkedArray) -> np.ndarray:
-    """A numeric column as one numpy array (ChunkedArray.to_numpy would import pandas)."""
+    """A numeric column as one numpy array (ChunkedArray.to_numpy would import pandas).
+
+    A single chunk gives a read-only view of its buffer (no copy); several are concatenated.
+    """
     dtype = numpy_dtype(column.type)
     parts = [
         np.frombuffer(ch.buffers()[1], dtype=dtype, count=ch.offset + len(ch))[ch.offset :]
         for ch in column.chunks
     ]
+    if len(parts) == 1:
+        return parts[0]
     return np.concatenate(parts) if parts else np.empty(0, dtype)
 
 
