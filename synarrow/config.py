@@ -82,6 +82,10 @@ class DbConfig:
             timestamps: ``"keep_all"`` (default: every entry, in arrival order),
             ``"keep_last"`` (the last one written, so a resent batch replaces the first) or
             ``"keep_first"`` (the first one written). Compaction stores only what reads see.
+        refresh_interval: how stale a read-only handle may get, in seconds: its reads check
+            at most this often whether the writer has written or compacted since and, if so,
+            refresh it (``SynaDB.refresh()``). ``0``: check on every read; ``None``: only on
+            an explicit ``refresh()``. Writers and snapshot handles never check.
     """
 
     sync_on_write: bool = True
@@ -95,6 +99,7 @@ class DbConfig:
     write_buffer_bytes: int = 1024 * 1024
     verify: str = "first-read"
     duplicates: str = "keep_all"
+    refresh_interval: float | None = 0.1
 
     def __post_init__(self) -> None:
         for name in ("sync_on_write", "delta", "auto_compact"):
@@ -118,6 +123,16 @@ class DbConfig:
             raise ConfigError(
                 f"DbConfig.duplicates must be one of {', '.join(map(repr, DUPLICATES))}, "
                 f"got {self.duplicates!r}"
+            )
+        interval = self.refresh_interval
+        if interval is not None and (
+            isinstance(interval, bool)
+            or not isinstance(interval, (int, float))
+            or not 0 <= interval < float("inf")
+        ):
+            raise ConfigError(
+                "DbConfig.refresh_interval must be None or a finite number of seconds >= 0, "
+                f"got {interval!r}"
             )
         for name, low in (
             ("compression_threshold", 1),

@@ -133,9 +133,11 @@ class SynaDB(Handle):
         """The settings this handle uses (the stored ones, with this handle's overrides)."""
         self._states = engine.states  # the engine's own dict, read by the lock-free get()
         self._append_number = engine.append_number
-        # Whether retention rules exist (then get() takes the locked path, which checks
-        # expiry); kept here so the lock-free path reads one attribute of its own.
-        self._expiring = engine.has_retention
+        # Whether get() takes the locked path: while retention rules exist (it checks
+        # expiry), and always for a read-only handle that follows the writer (the locked
+        # path refreshes it, and rules may appear); kept here so the lock-free path reads
+        # one attribute of its own.
+        self._expiring = engine.has_retention or engine.follows
         self.mark_open()
 
     # -- writing -------------------------------------------------------------------------
@@ -234,6 +236,22 @@ class SynaDB(Handle):
         """
         return self._engine.compactor.wait(timeout)
 
+    def refresh(self) -> bool:
+        """Bring a read-only handle up to date with the writer; returns whether anything
+        changed.
+
+        A read-only handle (``readonly=True``) reads the state at open; ``refresh()`` makes
+        it see every entry the writer process has handed to the OS since (appends, batches,
+        deletes, range deletes: ``flush()``, or each write with ``sync_on_write``) and every
+        compaction it committed. Its reads also do this by themselves at most every
+        ``DbConfig.refresh_interval`` seconds (0.1 by default). An entry still being
+        written is seen by a later refresh. Arrays and tables returned before stay valid.
+        On a writer or a snapshot handle (``snapshot=``) it does nothing and returns
+        ``False``.
+        """
+        self.require_open()
+        return self._engine.refresh()
+
     def flush(self) -> None:
         """Hand buffered writes to the OS (they survive a crash of this process)."""
         self._engine.flush()
@@ -323,9 +341,7 @@ class SynaDB(Handle):
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` holds a value (deleted keys do not)."""
-        engine = self._engine
-        with engine.lock:
-            return engine.live(key) is not None
+        return self._engine.exists(key)
 
     def __contains__(self, key: object) -> bool:
         if not isinstance(key, str) or not key:

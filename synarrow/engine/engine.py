@@ -24,6 +24,8 @@ is read zero-copy; the merged order of a key with late entries is computed once 
 on its state until the key changes.
 
 Opening is :mod:`synarrow.engine.recovery`; batches are :mod:`synarrow.engine.batches`.
+A read-only handle follows the writer (:meth:`Engine.refresh`, checked by :meth:`Engine.follow`
+on reads at most every ``DbConfig.refresh_interval`` seconds; see :mod:`synarrow.engine.follow`).
 Readers take a :class:`~synarrow.engine.snapshot.ReadSnapshot` (:meth:`Engine.read_snapshot`).
 """
 
@@ -48,10 +50,11 @@ from synarrow.columnar.index import read_index
 from synarrow.columnar.manifest import Manifest, read_manifest
 from synarrow.columnar.store import ColumnarStore
 from synarrow.config import DbConfig
-from synarrow.engine import batches, keystates, ranges, retention
+from synarrow.engine import batches, follow, keystates, ranges, retention
 from synarrow.engine import timeline as _timeline
 from synarrow.engine.compaction import Compactor
 from synarrow.engine.directory import COLUMNAR_DIR, LOG_DIR, SNAPSHOTS_DIR, prepare_directory
+from synarrow.engine.follow import Mark
 from synarrow.engine.recovery import recover
 from synarrow.engine.snapshot import KeyView, ReadSnapshot
 from synarrow.errors import (
@@ -93,6 +96,10 @@ DELTA_RESTART = 31
 StagedBatch = tuple[str, BatchValues, np.ndarray | None]
 
 _time_ns = time.time_ns
+_monotonic = time.monotonic
+# A refresh that meets files the writer's compaction removed while it read starts again,
+# this many times at most (each retry follows a change the writer made meanwhile).
+_REFRESH_TRIES = 20
 _pack_d = struct.Struct("<d").pack
 _pack_q = struct.Struct("<q").pack
 _pack_crc = CRC.pack
@@ -138,7 +145,10 @@ class Engine:
         self._opened: ColumnarStore | None = None  # closed by _release_files
         self._tag_reader: tags.TagReader | None = None
         self._lock_file: WriterLock | None = prepare_directory(path, readonly=readonly)
+        self._repair = repair
         try:
+            # Taken before anything is read: a change made while opening shows next time.
+            self._mark = follow.mark(path) if readonly and snapshot is None else None
             self.config = _config.choose(
                 path, config, readonly=readonly, sync_on_write=sync_on_write
             )
@@ -220,8 +230,110 @@ class Engine:
         self.has_retention = bool(rules)
         """Whether retention rules exist (then ``get`` takes the locked path, which checks
         the key's cutoff)."""
+        self.follows = self._mark is not None
+        """Whether this is a read-only handle of the current state (it can refresh)."""
+        self._refresh_every = self.config.refresh_interval if self.follows else None
+        self.auto_follow = self._refresh_every is not None
+        """Whether reads refresh the handle by themselves (:meth:`follow`)."""
+        self._refresh_due = _monotonic() + (self._refresh_every or 0.0)
         self.closed = False
         self.update_check_at()
+
+    # -- following the writer -----------------------------------------------------------------
+
+    def follow(self) -> None:
+        """Refresh a read-only handle if ``refresh_interval`` has passed since its last
+        check; the read entry points call it. A writer or a snapshot pays one attribute test,
+        a reader not due one clock comparison."""
+        if self.auto_follow and _monotonic() >= self._refresh_due:
+            self.refresh()
+
+    def refresh(self) -> bool:
+        """Bring a read-only handle up to what the writer has handed to the OS and committed
+        in columnar files; returns whether anything changed. ``False`` at once for a
+        writer or a snapshot.
+
+        Cheap when nothing changed (:func:`synarrow.engine.follow.mark`); otherwise the key
+        states are rebuilt as open builds them. An entry the writer is still writing at the
+        end of the log is not damage: it is taken by a later refresh. Files that the writer's
+        compaction removes meanwhile make the rebuild start again. Results handed out
+        before stay valid (views of mappings that stay alive while referenced, or owned
+        buffers)."""
+        if not self.follows:
+            self.require_open()
+            return False
+        with self.lock:
+            self.require_open()
+            if self._refresh_every is not None:
+                self._refresh_due = _monotonic() + self._refresh_every
+            for attempt in range(_REFRESH_TRIES):
+                now = follow.mark(self.path)
+                if now == self._mark:
+                    return False
+                try:
+                    installed = self._rebuild(now)
+                except (FileNotFoundError, CorruptionError) as exc:
+                    if attempt + 1 < _REFRESH_TRIES and follow.mark(self.path) != now:
+                        continue  # the writer changed the files while they were read
+                    if isinstance(exc, CorruptionError):
+                        raise
+                    raise CorruptionError(
+                        f"database {self.path}: {exc.filename} vanished while it was read "
+                        "and the database did not change meanwhile",
+                        hint=f"run `synarrow check {self.path}`",
+                    ) from exc
+                if installed:
+                    return True
+            raise CorruptionError(
+                f"database {self.path} kept changing while a refresh read it "
+                f"({_REFRESH_TRIES} tries)",
+                hint="call refresh() again",
+            )
+
+    def _rebuild(self, mark: Mark) -> bool:
+        """Rebuild the key states from the files as ``mark`` saw them and install them;
+        ``False`` (nothing installed) if a compaction committed meanwhile."""
+        store = self.columnar
+        if mark[0] != self._mark_files():
+            store = ColumnarStore(
+                self.path / COLUMNAR_DIR,
+                readonly=True,
+                verify=self.config.verify,
+                pins=self.pins,
+            )
+        try:
+            found = recover(self.path, store, self.config, readonly=True, repair=self._repair)
+            rules = retention.load_rules(self.path)
+            # The log was listed after the manifest was read: if a compaction committed in
+            # between, segments it folded may have been missed.
+            if follow.files_of(self.path) != mark[0]:
+                if store is not self.columnar:
+                    store.close()
+                return False
+        except BaseException:
+            if store is not self.columnar:
+                store.close()
+            raise
+        old = self.columnar
+        self.columnar = self._opened = store
+        # The same dict, changed in place: the handle's lock-free get reads it.
+        self.states.clear()
+        self.states.update(found.states)
+        self.next_seq = found.next_seq
+        self.log_bytes_closed = found.log_bytes_closed
+        self.repaired = found.repaired
+        self.dropped_in_repair = found.dropped_in_repair
+        self.last_ts = found.clock
+        self.retention = rules
+        self.has_retention = bool(rules)
+        self._mark = mark
+        if old is not store:
+            old.close()  # forgets its mappings; views handed out keep theirs alive
+        return True
+
+    def _mark_files(self) -> object:
+        """The manifest part of the mark the installed state was built from."""
+        return None if self._mark is None else self._mark[0]
 
     # -- state -----------------------------------------------------------------------------
 
@@ -277,6 +389,7 @@ class Engine:
     @property
     def data_version(self) -> tuple[int, int]:
         """``(next sequence, columnar generation)``; changes with every write and compaction."""
+        self.follow()
         return (self.next_seq, self.columnar.manifest.generation)
 
     # -- writes ----------------------------------------------------------------------------
@@ -743,6 +856,12 @@ class Engine:
             return None
         return st
 
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` holds a value (``key`` validated otherwise)."""
+        self.follow()
+        with self.lock:
+            return self.live(key) is not None
+
     def required(self, key: str) -> KeyState:
         """The state of a live ``key``, or :class:`KeyNotFoundError`."""
         st = self.live(key)
@@ -753,6 +872,7 @@ class Engine:
     def latest(self, key: str, default: Any) -> Any:
         """The value of ``key`` with the greatest timestamp (decoded from the columnar files
         if needed), or ``default`` if it is absent, deleted or expired."""
+        self.follow()
         with self.lock:
             st = self.live(key)  # None too when even the latest entry has expired
             return default if st is None else st.resolve_latest()
@@ -765,6 +885,7 @@ class Engine:
     def value_at(self, key: str, at: int, default: Any) -> Any:
         """The value of ``key`` with the greatest timestamp at or before ``at`` (the last
         written of equal ones, the first under ``keep_first``), or ``default``."""
+        self.follow()
         with self.lock:
             st = self.live(key)
             if st is None:
@@ -777,6 +898,7 @@ class Engine:
 
     def latest_of(self, key: str, atom: Atom) -> Any:
         """The latest value of ``key``, which must be an ``atom``."""
+        self.follow()
         with self.lock:
             st = self.required(key)
             if self._expired(st):
@@ -790,6 +912,7 @@ class Engine:
 
     def live_keys(self) -> list[str]:
         """The keys holding a value, in no particular order."""
+        self.follow()
         with self.lock:
             self.require_open()
             if self.has_retention:
@@ -800,6 +923,7 @@ class Engine:
 
     def live_count(self) -> int:
         """How many keys hold a value (without listing them)."""
+        self.follow()
         with self.lock:
             self.require_open()
             index = self.columnar.keys
@@ -811,6 +935,7 @@ class Engine:
 
     def parts(self, key: str) -> list[TailChunk]:
         """The history of a live ``key`` as chunks: columnar slices, then the log tail."""
+        self.follow()
         with self.lock:
             return self.required(key).parts()
 
@@ -832,6 +957,7 @@ class Engine:
         """The history of a live ``key`` ordered by timestamp (duplicates policy and
         retention applied), restricted to ``[start, end)`` and then its final ``last``
         entries; zero-copy slices where the history is stored in order."""
+        self.follow()
         with self.lock:
             st = self.required(key)
             chunks = self._visible(st, self.cutoff(key))
@@ -859,6 +985,7 @@ class Engine:
 
     def read_snapshot(self, keys: Iterable[str] | None = None) -> ReadSnapshot:
         """An immutable view of the live keys' histories (or of ``keys`` only), taken now."""
+        self.follow()
         with self.lock:
             self.require_open()
             if keys is None:
@@ -890,6 +1017,7 @@ class Engine:
 
     def stats(self) -> dict[str, Any]:
         """Counts and sizes, for ``SynaDB.stats()``."""
+        self.follow()
         with self.lock:
             self.require_open()
             self.load_all()
