@@ -253,7 +253,8 @@ def bench_put_get(ctx: Ctx) -> list[Row]:
                 dt_tail * 1e3,
                 "ms",
                 False,
-                note=f"before compaction (in-memory log tail); equal: {tail_eq}",
+                note=f"before compaction: a view of the mapped log segment: "
+                f"{'yes' if tail_view else 'NO'}; page cache warm; equal: {tail_eq}",
             )
         )
         ctx.add(

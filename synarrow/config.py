@@ -67,8 +67,10 @@ class DbConfig:
             reads are zero-copy views of the memory-mapped files; ``"lz4"`` or ``"zstd"``
             make them smaller but every read decompresses into new memory.
         max_log_file_size: a log segment is closed and a new one started past this size.
-            It also bounds the work of an open: a segment far larger than this (more than
-            64 MiB over) is verified by streaming and only its verified prefix is read.
+            One batch entry holds at most this many value bytes (kept within 64 MiB..1 GiB),
+            so a batch up to that size reads back from the log as one contiguous view. It
+            also bounds the work of an open: a segment larger than this plus one such entry
+            is verified by streaming and only its verified prefix is read.
         write_buffer_bytes: buffered (non-sync) writes are handed to the OS past this size.
         verify: when the checksums of columnar data are verified. ``"first-read"``
             (default): each record batch the first time this handle reads it, then never

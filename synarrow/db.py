@@ -172,8 +172,9 @@ class SynaDB(Handle):
         epoch, ``datetime64``, Arrow timestamps or ``datetime`` objects; any order, late
         ones included), or ``None``: then the values get strictly increasing microseconds
         from now (now, now + 1 us, ...), and later appends without a timestamp come after
-        the last of them. This is the fast path: one log entry per 64 MiB of values,
-        written from the caller's buffers without an intermediate copy.
+        the last of them. This is the fast path: one log entry per ``max_log_file_size``
+        of values (within 64 MiB..1 GiB), written from the caller's buffers without an
+        intermediate copy.
         """
         return self.append_batches([(key, values, timestamps)])
 

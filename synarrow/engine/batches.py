@@ -1,8 +1,9 @@
 """Batch writes: slicing a batch into log entries, encoding them, and viewing them afterwards.
 
 ``append_batches`` writes each batch as one or more batch entries of at most
-:data:`BATCH_CHUNK_BYTES` value bytes. LZ4 work for calls with several entries runs on a small
-thread pool first (:func:`encoder`; LZ4 releases the GIL). Once written, large numeric batches
+:func:`~synarrow.log.format.max_batch_entry_bytes` value bytes (the segment size, within
+64 MiB..1 GiB), so a batch up to that size reads back as one contiguous view. LZ4 work for
+calls with several entries runs on a small thread pool first (:func:`encoder`; LZ4 releases the GIL). Once written, large numeric batches
 are read back as read-only mappings of the segment (:func:`mapped_chunks`, the bytes are in
 the page cache) instead of being copied; other batches are copied once (:func:`copied_chunk`).
 The timestamps of a large batch appended without any are made on that pool while its entries
@@ -24,12 +25,11 @@ import numpy as np
 
 from synarrow.fileio import open_fd
 from synarrow.log import codec
-from synarrow.log.format import Atom
+from synarrow.log.format import Atom, max_batch_entry_bytes
 from synarrow.log.memtable import TailChunk, values_array
 from synarrow.log.values import BatchValues
 
 __all__ = [
-    "BATCH_CHUNK_BYTES",
     "MAP_BATCH_BYTES",
     "POOL_MIN_BYTES",
     "PREFETCH_STAMPS",
@@ -39,15 +39,13 @@ __all__ = [
     "default_timestamps",
     "encode_slice",
     "encoder",
+    "entry_bytes",
     "mapped_chunks",
     "prefetch_timestamps",
     "slice_batch",
     "slice_bytes",
 ]
 
-#: The most value bytes one batch log entry holds; larger batches are split over several
-#: entries (cut out whole on failure). Read at every call, so tests can lower it.
-BATCH_CHUNK_BYTES = 64 * 1024 * 1024
 #: Batches at least this large are read back through a read-only mapping of the log segment
 #: instead of being copied into memory.
 MAP_BATCH_BYTES = 1 << 20
@@ -68,6 +66,12 @@ def _width(batch: BatchValues) -> int:
 POOL_MIN_BYTES = 256 * 1024
 
 
+def entry_bytes(max_log_file_size: int) -> int:
+    """The most value bytes one batch entry holds (looked up at every call, so tests can
+    lower it): :func:`~synarrow.log.format.max_batch_entry_bytes`."""
+    return max_batch_entry_bytes(max_log_file_size)
+
+
 def slice_bytes(batch: BatchValues, lo: int, hi: int) -> int:
     """Bytes of values ``lo:hi`` of ``batch`` (before encoding)."""
     if batch.offsets is not None:
@@ -75,10 +79,12 @@ def slice_bytes(batch: BatchValues, lo: int, hi: int) -> int:
     return _width(batch) * (hi - lo)
 
 
-def batch_slices(batch: BatchValues) -> Iterator[tuple[int, int]]:
-    """The ``(lo, hi)`` value ranges of the entries ``batch`` is written as."""
+def batch_slices(batch: BatchValues, max_log_file_size: int) -> Iterator[tuple[int, int]]:
+    """The ``(lo, hi)`` value ranges of the entries ``batch`` is written as in a log of
+    ``max_log_file_size`` segments: each at most :func:`entry_bytes` of it (a single value
+    larger than that is one entry of its own)."""
     n = batch.count
-    chunk_bytes = BATCH_CHUNK_BYTES
+    chunk_bytes = entry_bytes(max_log_file_size)
     if batch.atom in (Atom.TEXT, Atom.BYTES):
         assert batch.offsets is not None
         lo = 0

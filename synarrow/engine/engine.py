@@ -616,7 +616,9 @@ class Engine:
         if not cfg.delta and threshold is not None:
             threshold = max(threshold, 1 << 62)  # only delta-coded numbers are worth LZ4 here
         jobs = [
-            (i, lo, hi) for i, (_, b, _) in enumerate(staged) for lo, hi in batches.batch_slices(b)
+            (i, lo, hi)
+            for i, (_, b, _) in enumerate(staged)
+            for lo, hi in batches.batch_slices(b, cfg.max_log_file_size)
         ]
         early: list[tuple[list[bytes | memoryview], int] | None] | None = None
         big = [

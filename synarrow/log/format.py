@@ -53,8 +53,10 @@ __all__ = [
     "FLAG_XXH3",
     "FORMAT_VERSION",
     "MAGIC",
+    "MAX_BATCH_ENTRY_BYTES",
     "MAX_KEY_BYTES",
     "MAX_VALUE_BYTES",
+    "MIN_BATCH_ENTRY_BYTES",
     "Atom",
     "EntryHasher",
     "crc32",
@@ -65,6 +67,7 @@ __all__ = [
     "entry_checksum",
     "flags_byte",
     "key_entry_struct",
+    "max_batch_entry_bytes",
     "split_flags",
     "strip_checksum_bit",
     "xxh3_32",
@@ -100,6 +103,25 @@ _XXH3_BATCH = FLAG_XXH3 | FLAG_BATCH
 
 MAX_KEY_BYTES = 0xFFFF
 MAX_VALUE_BYTES = 0xFFFFFFFF
+
+#: The value bytes a batch entry may hold, whatever ``max_log_file_size`` is: at least
+#: 64 MiB, at most 1 GiB (see :func:`max_batch_entry_bytes`).
+MIN_BATCH_ENTRY_BYTES = 64 << 20
+MAX_BATCH_ENTRY_BYTES = 1 << 30
+
+
+def max_batch_entry_bytes(max_log_file_size: int) -> int:
+    """The most value bytes one batch entry holds in a log of segments of
+    ``max_log_file_size`` bytes: ``max_log_file_size`` itself, kept within
+    64 MiB..1 GiB.
+
+    A batch up to that size is one entry, so it reads back as one contiguous view of the
+    mapped segment (a tensor of 188 MB with the default 256 MiB segments); larger batches are
+    split over several entries. A segment therefore grows at most this much past
+    ``max_log_file_size`` (plus the entry's key and headers) before the next one starts.
+    """
+    return min(max(MIN_BATCH_ENTRY_BYTES, max_log_file_size), MAX_BATCH_ENTRY_BYTES)
+
 
 crc32 = zlib.crc32
 _xxh3_64 = xxhash.xxh3_64_intdigest

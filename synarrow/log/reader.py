@@ -38,17 +38,18 @@ from synarrow.log.format import (
     EntryHasher,
     decode_file_header,
     entry_checksum,
+    max_batch_entry_bytes,
     strip_checksum_bit,
 )
 from synarrow.log.sidecar import read_sidecar
 
 __all__ = [
-    "OVERSIZE_SLACK",
     "PAD",
     "SegmentScan",
     "entry_ok",
     "find_next_entry",
     "never_written",
+    "oversize_limit",
     "read_padded",
     "scan_segment",
     "walk",
@@ -59,9 +60,20 @@ assert ENTRY_HEADER_SIZE == 19 and ENTRY_LENGTHS_OFFSET == 12
 
 # Extra zero bytes after the data, so vectorised 8-byte reads of short values never run off.
 PAD = 8
-# How far past max_log_file_size a segment may grow before it counts as oversized: the
-# entry that crosses the limit (a batch entry holds at most 64 MiB of values) and its key.
-OVERSIZE_SLACK = (64 << 20) + (1 << 17)
+# How far past the largest batch entry a segment may grow before it counts as oversized:
+# that entry's key and headers.
+_ENTRY_SLACK = 1 << 17
+# How many times its size a segment may be hashed while searching past damage.
+SEARCH_BUDGET_FACTOR = 4
+
+
+def oversize_limit(max_log_file_size: int) -> int:
+    """The size past which a segment of a log with ``max_log_file_size`` is oversized: the
+    limit plus the entry that crosses it (at most :func:`max_batch_entry_bytes` of values)
+    and that entry's key."""
+    return max_log_file_size + max_batch_entry_bytes(max_log_file_size) + _ENTRY_SLACK
+
+
 # Buffer of the streamed verification of oversized segments.
 _WINDOW = 1 << 24
 
@@ -230,32 +242,100 @@ def entry_ok(data: bytearray | bytes, off: int, size: int) -> int:
     return end
 
 
+def _header_field(data: bytearray, at: int, count: int, dtype: str) -> np.ndarray:
+    """One unaligned header field of the entries that would start at ``count`` successive
+    offsets (a strided view: field ``i`` starts at byte ``at + i``)."""
+    view: np.ndarray = np.ndarray((count,), dtype, buffer=data, offset=at, strides=(1,))
+    return view
+
+
+def _candidates(data: bytearray, start: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets >= ``start`` whose header is plausible (a key, a known atom type, an end
+    inside the file), and those ends; found with numpy, a window at a time."""
+    n = size - start - ENTRY_HEADER_SIZE + 1
+    window = 1 << 22
+    found: list[np.ndarray] = [np.zeros(0, np.int64)]
+    ends: list[np.ndarray] = [np.zeros(0, np.int64)]
+    for lo in range(0, n, window):
+        m = min(n, lo + window) - lo
+        base = start + lo
+
+        atom = strip_checksum_bit(_header_field(data, base + 18, m, "u1")) >> 4
+        kl = _header_field(data, base + 12, m, "<u2")
+        cand = np.flatnonzero((atom <= 5) & (kl > 0))
+        vl = _header_field(data, base + 14, m, "<u4")[cand].astype(np.int64)
+        end = cand + (base + ENTRY_HEADER_SIZE) + kl[cand] + vl
+        inside = end <= size
+        found.append(cand[inside] + base)
+        ends.append(end[inside])
+    return np.concatenate(found), np.concatenate(ends)
+
+
+def _followed_well(pos: np.ndarray, ends: np.ndarray, data: bytearray, size: int) -> np.ndarray:
+    """Which candidates end where the log can go on: at the end of the file, at another
+    candidate, at a header cut short, or at zeros (a key length of 0)."""
+    b = np.frombuffer(data, dtype=np.uint8, count=size)
+    ok: np.ndarray = (ends == size) | (ends + ENTRY_HEADER_SIZE > size)
+    inside = np.flatnonzero(~ok)
+    at = ends[inside]
+    ok[inside] = (b[at + 12] == 0) & (b[at + 13] == 0)
+    where = np.searchsorted(pos, ends)
+    ok |= (where < len(pos)) & (pos[np.minimum(where, len(pos) - 1)] == ends)
+    return ok
+
+
+def _claimed_end(data: bytearray, off: int, size: int) -> int:
+    """Where the entry at ``off`` ends by its header, if a verifying entry begins there
+    (damage inside an entry's key or value leaves its lengths intact), else -1."""
+    if off + ENTRY_HEADER_SIZE > size:
+        return -1
+    kl, vl = ENTRY_LENGTHS.unpack_from(data, off + ENTRY_LENGTHS_OFFSET)
+    end = off + ENTRY_HEADER_SIZE + kl + vl
+    return end if kl and end < size and entry_ok(data, end, size) >= 0 else -1
+
+
 def find_next_entry(data: bytearray, start: int, size: int) -> int:
     """First offset >= ``start`` where a verifying entry begins, or -1.
 
-    Candidates are filtered with numpy (plausible lengths and flags) before checksums are
-    computed, so a long stretch of garbage or zeros is searched quickly.
+    Damaged or torn bytes (a large batch's values above all) hold many offsets whose header
+    looks plausible, each claiming megabytes to checksum, so the search is ordered to cost
+    about the size of the segment instead of its square:
+
+    * candidates come from numpy filters (a key, a known atom type, an end inside the file);
+    * those continued by two more plausible links (another candidate, or the end of the file,
+      a header cut short or zeros) are checksummed first: the entries that follow damage come
+      in chains, so the first of them is one of these unless at most two entries follow it;
+    * then the others;
+
+    each group shortest first, skipping offsets after one already verified, and each group
+    hashing at most :data:`SEARCH_BUDGET_FACTOR` times the segment's size. A valid
+    entry missed this way (one of the last two of a segment after damage and longer than the
+    budget leaves, or behind a crafted maze of plausible headers) is taken as part of the
+    damage or torn tail.
     """
     if start + ENTRY_HEADER_SIZE > size:
         return -1
-    b = np.frombuffer(data, dtype=np.uint8, count=size)
-    n = size - start - ENTRY_HEADER_SIZE + 1
-    window = 1 << 22
-    for lo in range(0, n, window):
-        hi = min(n, lo + window)
-        base = start + lo
-        kl = b[base + 12 : base + 12 + hi - lo].astype(np.int64)
-        kl |= b[base + 13 : base + 13 + hi - lo].astype(np.int64) << 8
-        vl = np.zeros(hi - lo, dtype=np.int64)
-        for i in range(4):
-            vl |= b[base + 14 + i : base + 14 + i + hi - lo].astype(np.int64) << (8 * i)
-        atom = strip_checksum_bit(b[base + 18 : base + 18 + hi - lo]) >> 4
-        pos = np.arange(base, base + hi - lo, dtype=np.int64)
-        cand = (kl > 0) & (atom <= 5) & (pos + ENTRY_HEADER_SIZE + kl + vl <= size)
-        for p in np.flatnonzero(cand):
-            if entry_ok(data, int(pos[p]), size) >= 0:
-                return int(pos[p])
-    return -1
+    pos, ends = _candidates(data, start, size)
+    if not len(pos):
+        return -1
+    one = _followed_well(pos, ends, data, size)
+    # the candidate each one's end lands on (itself where it lands on none)
+    nxt = np.searchsorted(pos, ends)
+    nxt = np.where((nxt < len(pos)) & (pos[np.minimum(nxt, len(pos) - 1)] == ends), nxt, -1)
+    two = one & ((ends == size) | (nxt < 0) | one[np.maximum(nxt, 0)])
+    first = -1
+    for group in (np.flatnonzero(two), np.flatnonzero(~two)):
+        budget = SEARCH_BUDGET_FACTOR * size
+        for i in group[np.argsort(ends[group] - pos[group], kind="stable")]:
+            p = int(pos[i])
+            if first >= 0 and p >= first:
+                continue
+            budget -= int(ends[i]) - p
+            if budget < 0:
+                break
+            if entry_ok(data, p, size) >= 0:
+                first = p
+    return first
 
 
 def walk(data: bytearray, start: int, size: int) -> tuple[list[int], int]:
@@ -285,7 +365,7 @@ def scan_segment(
 
     Raises :class:`CorruptionError` for a damaged header or for damage followed by valid
     entries (unless ``repair``); a torn tail is reported through ``valid_end``. With
-    ``max_log_file_size``, a segment larger than that plus ``OVERSIZE_SLACK`` is verified
+    ``max_log_file_size``, a segment larger than :func:`oversize_limit` of it is verified
     by streaming first and only its verified prefix is read (see :func:`_verified_prefix`).
     """
     fd = open_fd(path, os.O_RDONLY, what="log segment")
@@ -295,7 +375,7 @@ def scan_segment(
         if (
             max_log_file_size is not None
             and not repair
-            and file_size > max_log_file_size + OVERSIZE_SLACK
+            and file_size > oversize_limit(max_log_file_size)
         ):
             limit = _verified_prefix(fd, file_size, path)
         data = read_padded(fd, limit)
@@ -313,7 +393,9 @@ def scan_segment(
     offsets, stop = walk(data, FILE_HEADER_SIZE, size)
     skipped: list[tuple[int, int]] = []
     while stop < size:
-        nxt = find_next_entry(data, stop + 1, size)
+        nxt = _claimed_end(data, stop, size)
+        if nxt < 0:
+            nxt = find_next_entry(data, stop + 1, size)
         if nxt < 0:
             break  # torn tail
         if not repair:

@@ -17,6 +17,7 @@ import pytest
 
 import synarrow
 from synarrow import DbConfig
+from synarrow.engine import batches
 
 
 def test_quick_start(db: synarrow.SynaDB) -> None:
@@ -211,11 +212,15 @@ def test_append_batch_inputs_and_timestamps(db: synarrow.SynaDB) -> None:
     assert "x" not in db
 
 
-def test_big_batch_spans_several_entries(db: synarrow.SynaDB) -> None:
-    values = np.arange(9_000_000, dtype=np.float64)  # over one 64 MiB entry
+def test_big_batch_spans_several_entries(
+    db: synarrow.SynaDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = 16 << 20  # one entry's value bytes, lowered from max_batch_entry_bytes
+    monkeypatch.setattr(batches, "entry_bytes", lambda _size: limit)
+    values = np.arange(9_000_000, dtype=np.float64)  # 72 MB: five entries
     db.append_batch("big", values)
     assert np.array_equal(db.get_history_floats("big"), values)
-    assert db.stats()["next_sequence"] == 2
+    assert db.stats()["next_sequence"] == -(-values.nbytes // limit) == 5
 
 
 def test_history_tensor_dtypes(db: synarrow.SynaDB) -> None:

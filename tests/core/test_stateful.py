@@ -47,7 +47,7 @@ ATOMS = st.one_of(
 )
 # Lowered inside the machine so small examples reach the paths the defaults keep for big
 # data: LZ4 of batches (``compression_threshold``) and the split of a batch over several
-# log entries (``synarrow.engine.batches.BATCH_CHUNK_BYTES``, 64 MiB by default).
+# log entries (``synarrow.engine.batches.entry_bytes``, the segment size within 64 MiB..1 GiB).
 LZ4_THRESHOLD = 64
 CHUNK_BYTES = 256
 REACHED = {
@@ -281,7 +281,7 @@ def test_database_against_model(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(codec, "encode_batch", encode_batch)
     monkeypatch.setattr(codec, "maybe_lz4", maybe_lz4)
-    monkeypatch.setattr(batches_mod, "BATCH_CHUNK_BYTES", CHUNK_BYTES)
+    monkeypatch.setattr(batches_mod, "entry_bytes", lambda _size: CHUNK_BYTES)
     REACHED.update(lz4=0, split=0, batch_entries=0)
     run_state_machine_as_test(DatabaseMachine, settings=MACHINE_SETTINGS)
     assert REACHED["lz4"] > 0, "no entry was stored LZ4-compressed"

@@ -23,7 +23,7 @@ def test_prefetched_timestamps_are_the_sequence(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefetch: bool
 ) -> None:
     monkeypatch.setattr(batches, "PREFETCH_STAMPS", 1000 if prefetch else 1 << 62)
-    monkeypatch.setattr(batches, "BATCH_CHUNK_BYTES", 8 * 3000)  # several entries per batch
+    monkeypatch.setattr(batches, "entry_bytes", lambda _size: 8 * 3000)  # several entries per batch
     monkeypatch.setattr(batches, "MAP_BATCH_BYTES", 1024)  # viewed in the segment
     values = np.arange(10_000, dtype=np.float64)
     path = tmp_path / "db"
