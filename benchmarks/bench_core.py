@@ -562,9 +562,46 @@ def bench_get(ctx: Ctx) -> list[Row]:
                             g(k)
 
                     dt = best_time(run, 3, budget_s=4)
+                    ro_rates, ro_bad = {}, 0
+                    db.flush()  # buffered appends reach the log, where other handles read
+                    for interval in (0.1, None):
+                        # a read-only handle beside the open writer: with an interval its
+                        # gets check for the writer's changes at most that often
+                        ro = sa_open(
+                            os.path.join(d, "sa.db"), readonly=True, refresh_interval=interval
+                        )
+                        try:
+                            rg = ro.get
+                            ro_bad += sum(rg(k) != last[k] for k in sample)
+
+                            def run_ro(rg=rg):
+                                for k in order:
+                                    rg(k)
+
+                            ro_rates[interval] = nkeys / best_time(run_ro, 3, budget_s=4)
+                        finally:
+                            _safe_close(ro)
                 finally:
                     _safe_close(db)
             rates[("synarrow", h)] = nkeys / dt
+            for interval, rate in ro_rates.items():
+                ctx.add(
+                    Row(
+                        ISSUE,
+                        b,
+                        f"get latest, history {h}/key, read-only handle beside the writer",
+                        f"synarrow refresh_interval={interval}",
+                        rate,
+                        "gets/s",
+                        ref=None,
+                        note=f"db.get on SynaDB(path, readonly=True) while the writer is open; "
+                        f"refresh_interval={interval} "
+                        f"({'checks for changes every 0.1 s' if interval else 'never follows'}); "
+                        f"{rate / (nkeys / dt):.2f}x the writer's gets; {note}; wrong values "
+                        f"in sample (both handles): {ro_bad}",
+                        correct=ro_bad == 0,
+                    )
+                )
             ctx.add(
                 Row(
                     ISSUE,

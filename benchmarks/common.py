@@ -279,13 +279,13 @@ def sensor_series(n: int, seed: int = 0) -> np.ndarray:
 # --------------------------------------------------------------------------
 
 
-def sa_open(path: str, **config: Any):
+def sa_open(path: str, readonly: bool = False, **config: Any):
     """Open a synarrow database through the public API only."""
     import synarrow
 
     if config:
-        return synarrow.SynaDB(path, config=synarrow.DbConfig(**config))
-    return synarrow.SynaDB(path)
+        return synarrow.SynaDB(path, config=synarrow.DbConfig(**config), readonly=readonly)
+    return synarrow.SynaDB(path, readonly=readonly)
 
 
 _TS_FORM: list[str] = []  # which timestamp form synarrow accepted (cached)
