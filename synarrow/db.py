@@ -25,6 +25,7 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -133,10 +134,10 @@ class SynaDB(Handle):
         """The settings this handle uses (the stored ones, with this handle's overrides)."""
         self._states = engine.states  # the engine's own dict, read by the lock-free get()
         self._append_number = engine.append_number
-        # Whether get() takes the locked path: while retention rules exist (it checks
-        # expiry), and always for a read-only handle that follows the writer (the locked
-        # path refreshes it, and rules may appear); kept here so the lock-free path reads
-        # one attribute of its own.
+        # Whether get() may have to take the locked path: while retention rules exist (it
+        # checks expiry), and for a read-only handle that follows the writer (the locked path
+        # refreshes it when due, and rules may appear: engine.lock_free_until says when);
+        # kept here so a writer's lock-free path reads one attribute of its own.
         self._expiring = engine.has_retention or engine.follows
         self.mark_open()
 
@@ -307,9 +308,14 @@ class SynaDB(Handle):
             return _own(self._engine.value_at(key, inputs.to_time_bound(at, "at"), default))
         # Lock-free fast path: the latest value is one attribute, replaced atomically by
         # writers; a key being created, deleted or not decoded yet takes the locked path,
-        # and so does every key while retention rules exist (its value may have expired).
+        # and so does every key while retention rules exist (its value may have expired),
+        # and on a read-only handle that follows the writer once a refresh is due.
         st = self._states.get(key) if type(key) is str else None
-        if st is not None and not self._closed and not self._expiring:
+        if (
+            st is not None
+            and not self._closed
+            and (not self._expiring or _monotonic() < self._engine.lock_free_until)
+        ):
             value = st.latest
             if st.latest_atom is not None and value is not UNLOADED:
                 return value.copy() if type(value) is np.ndarray else value

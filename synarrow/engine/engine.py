@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import math
 import struct
 import threading
 import time
@@ -236,10 +237,21 @@ class Engine:
         self.auto_follow = self._refresh_every is not None
         """Whether reads refresh the handle by themselves (:meth:`follow`)."""
         self._refresh_due = _monotonic() + (self._refresh_every or 0.0)
+        self.lock_free_until = -math.inf
+        """For a read-only handle that follows the writer: the :func:`time.monotonic` time
+        until which ``get`` may read :attr:`states` without the lock (no refresh is due, no
+        retention rule needs checking); ``-inf`` when it may not."""
+        self._update_lock_free()
         self.closed = False
         self.update_check_at()
 
     # -- following the writer -----------------------------------------------------------------
+
+    def _update_lock_free(self) -> None:
+        if not self.follows or self.has_retention:
+            self.lock_free_until = -math.inf
+        else:
+            self.lock_free_until = self._refresh_due if self.auto_follow else math.inf
 
     def follow(self) -> None:
         """Refresh a read-only handle if ``refresh_interval`` has passed since its last
@@ -266,6 +278,7 @@ class Engine:
             self.require_open()
             if self._refresh_every is not None:
                 self._refresh_due = _monotonic() + self._refresh_every
+                self._update_lock_free()
             for attempt in range(_REFRESH_TRIES):
                 now = follow.mark(self.path)
                 if now == self._mark:
@@ -326,6 +339,7 @@ class Engine:
         self.last_ts = found.clock
         self.retention = rules
         self.has_retention = bool(rules)
+        self._update_lock_free()
         self._mark = mark
         if old is not store:
             old.close()  # forgets its mappings; views handed out keep theirs alive

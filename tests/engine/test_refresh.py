@@ -433,3 +433,20 @@ TestFollow.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+@pytest.mark.parametrize("interval", [None, 3600.0])
+def test_lock_free_get_of_a_reader_stops_at_retention_rules(writer: Any, interval: Any) -> None:
+    """A reader's get reads the states without the lock until a refresh is due; once a
+    refresh brings retention rules, expired values are not returned from that path."""
+    writer.append("a", 1.0, timestamp=T0)  # long ago
+    writer.flush()
+    with reader_of(writer, synarrow.DbConfig(refresh_interval=interval)) as reader:
+        for _ in range(3):
+            assert reader.get("a") == 1.0
+        writer.set_retention("a", "1d")
+        assert reader.get("a") == 1.0  # not refreshed yet (no interval has passed)
+        assert reader.refresh() is True
+        for _ in range(3):
+            assert reader.get("a") is None
+            assert reader.get("a", 7) == 7
