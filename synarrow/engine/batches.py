@@ -3,9 +3,10 @@
 ``append_batches`` writes each batch as one or more batch entries of at most
 :func:`~synarrow.log.format.max_batch_entry_bytes` value bytes (the segment size, within
 64 MiB..1 GiB), so a batch up to that size reads back as one contiguous view. LZ4 work for
-calls with several entries runs on a small thread pool first (:func:`encoder`; LZ4 releases the GIL). Once written, large numeric batches
-are read back as read-only mappings of the segment (:func:`mapped_chunks`, the bytes are in
-the page cache) instead of being copied; other batches are copied once (:func:`copied_chunk`).
+calls with several entries runs on a small thread pool first (:func:`encoder`; LZ4 releases
+the GIL). Once written, large numeric batches are read back as read-only mappings of the
+segment (:func:`mapped_chunks`, the bytes are in the page cache) instead of being copied;
+other batches are copied once (:func:`copied_chunk`).
 The timestamps of a large batch appended without any are made on that pool while its entries
 are written (:func:`prefetch_timestamps`): the write runs outside the GIL, so on a machine
 with a core to spare the two overlap.

@@ -259,7 +259,6 @@ def _candidates(data: bytearray, start: int, size: int) -> tuple[np.ndarray, np.
     for lo in range(0, n, window):
         m = min(n, lo + window) - lo
         base = start + lo
-
         atom = strip_checksum_bit(_header_field(data, base + 18, m, "u1")) >> 4
         kl = _header_field(data, base + 12, m, "<u2")
         cand = np.flatnonzero((atom <= 5) & (kl > 0))
@@ -271,16 +270,24 @@ def _candidates(data: bytearray, start: int, size: int) -> tuple[np.ndarray, np.
     return np.concatenate(found), np.concatenate(ends)
 
 
-def _followed_well(pos: np.ndarray, ends: np.ndarray, data: bytearray, size: int) -> np.ndarray:
-    """Which candidates end where the log can go on: at the end of the file, at another
-    candidate, at a header cut short, or at zeros (a key length of 0)."""
+def _landings(pos: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """For each candidate, the index of the candidate its end lands on, or -1."""
+    at = np.searchsorted(pos, ends)
+    hit = (at < len(pos)) & (pos[np.minimum(at, len(pos) - 1)] == ends)
+    landed: np.ndarray = np.where(hit, at, -1)
+    return landed
+
+
+def _followed_well(
+    ends: np.ndarray, landings: np.ndarray, data: bytearray, size: int
+) -> np.ndarray:
+    """Which candidates end where the log can go on: at another candidate (``landings``),
+    the end of the file, a header cut short, or zeros (a key length of 0)."""
     b = np.frombuffer(data, dtype=np.uint8, count=size)
-    ok: np.ndarray = (ends == size) | (ends + ENTRY_HEADER_SIZE > size)
+    ok: np.ndarray = (landings >= 0) | (ends + ENTRY_HEADER_SIZE > size)
     inside = np.flatnonzero(~ok)
     at = ends[inside]
     ok[inside] = (b[at + 12] == 0) & (b[at + 13] == 0)
-    where = np.searchsorted(pos, ends)
-    ok |= (where < len(pos)) & (pos[np.minimum(where, len(pos) - 1)] == ends)
     return ok
 
 
@@ -318,11 +325,10 @@ def find_next_entry(data: bytearray, start: int, size: int) -> int:
     pos, ends = _candidates(data, start, size)
     if not len(pos):
         return -1
-    one = _followed_well(pos, ends, data, size)
-    # the candidate each one's end lands on (itself where it lands on none)
-    nxt = np.searchsorted(pos, ends)
-    nxt = np.where((nxt < len(pos)) & (pos[np.minimum(nxt, len(pos) - 1)] == ends), nxt, -1)
-    two = one & ((ends == size) | (nxt < 0) | one[np.maximum(nxt, 0)])
+    landings = _landings(pos, ends)
+    one = _followed_well(ends, landings, data, size)
+    # and the link it lands on too (where it lands on a candidate)
+    two = one & ((landings < 0) | one[np.maximum(landings, 0)])
     first = -1
     for group in (np.flatnonzero(two), np.flatnonzero(~two)):
         budget = SEARCH_BUDGET_FACTOR * size
