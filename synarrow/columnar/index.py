@@ -6,8 +6,10 @@ file and that batch's XXH3-64, and (since time-ordered compaction) each slice's 
 last timestamp: a slice written with them is sorted by timestamp, so the latest entry of a
 key is known at open without mapping any data. An index of format 2 without the two
 timestamp columns (written before) still opens: its slices' latest entries are found by
-reading them. The whole index file is checksummed in the manifest and read
-into memory at open; every field is checked before use (:func:`read_index`).
+reading them. The whole index file is checksummed in the manifest and memory-mapped
+at open (its columns are views, not copies); every field is checked before use
+(:func:`read_index`), with whole-column bounds first and per-slice tests only where those
+do not settle it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from synarrow.columnar.checksum import xxh3
 from synarrow.columnar.manifest import Manifest
 from synarrow.columnar.schema import numeric_array, numpy_dtype, string_array
 from synarrow.errors import CorruptionError
-from synarrow.fileio import read_bytes, remove_file, write_atomic
+from synarrow.fileio import map_bytes, remove_file, write_atomic
 from synarrow.log.format import Atom
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "IndexRows",
     "column_numbers",
     "index_table",
+    "key_starts",
     "read_index",
     "write_index",
 ]
@@ -67,6 +70,7 @@ _NUMERIC = [f.name for f in INDEX_SCHEMA if f.name != "key"]
 _NUMERIC_V2 = [f.name for f in INDEX_SCHEMA_V2 if f.name != "key"]
 _ATOMS = {int(a) for a in Atom}
 _MAX_KEY_BYTES = 65535
+_INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 class IndexRows:
@@ -78,7 +82,11 @@ class IndexRows:
     """
 
     def __init__(
-        self, key_array: pa.Array, arrays: dict[str, np.ndarray], checksummed: bool
+        self,
+        key_array: pa.Array,
+        arrays: dict[str, np.ndarray],
+        checksummed: bool,
+        starts: np.ndarray | None = None,
     ) -> None:
         self.key_array = key_array
         """The ``key`` column as one Arrow (large string) array."""
@@ -87,6 +95,8 @@ class IndexRows:
         last_ts]] as numpy arrays."""
         self.checksummed = checksummed
         """Format 2: ``offset``, ``length`` and ``xxh3`` are present."""
+        self.starts = key_starts(key_array) if starts is None else starts
+        """Row of each distinct key's first slice, then the number of rows."""
         self._keys: list[str] | None = None
         self._columns: dict[str, list[int]] | None = None
 
@@ -148,7 +158,9 @@ def read_index(path: Path, manifest: Manifest) -> IndexRows:
     checksummed = manifest.format >= 2
     limit = manifest.index_bytes if checksummed else None
     try:
-        data = read_bytes(path, max_size=limit, what="columnar index")
+        # mapped, not read: the arrays below are views of the page cache (no copy of a
+        # 100k-key index's 8.5 MB)
+        data = map_bytes(path, max_size=limit, what="columnar index")
     except CorruptionError:
         raise
     except OSError as exc:
@@ -181,14 +193,14 @@ def read_index(path: Path, manifest: Manifest) -> IndexRows:
         key_array = (
             key_column.chunk(0) if key_column.num_chunks == 1 else key_column.combine_chunks()
         )
-        _check_keys(path, key_array)
+        starts = _checked_starts(path, key_array)
         cols = {name: column_numbers(table.column(name)) for name in names}
     except CorruptionError:
         raise
     except (pa.ArrowException, ValueError, OSError) as exc:
         raise CorruptionError(f"columnar index {path} is damaged: {exc}") from exc
     _check_fields(path, cols, len(manifest.files))
-    return IndexRows(key_array, cols, checksummed)
+    return IndexRows(key_array, cols, checksummed, starts)
 
 
 def column_numbers(column: pa.ChunkedArray) -> np.ndarray:
@@ -206,24 +218,55 @@ def column_numbers(column: pa.ChunkedArray) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, dtype)
 
 
-def _check_keys(path: Path, flat: pa.Array) -> None:
-    if not len(flat):
-        return
-    lengths = pc.binary_length(flat)
-    if pc.min(lengths).as_py() < 1 or pc.max(lengths).as_py() > _MAX_KEY_BYTES:
+def key_starts(flat: pa.Array) -> np.ndarray:
+    """Row of each distinct key's first slice in the sorted key column ``flat`` (no
+    nulls), then ``len(flat)``: equal keys are neighbours."""
+    n = len(flat)
+    if not n:
+        return np.zeros(1, dtype=np.int64)
+    new = pc.not_equal(flat[1:], flat[:-1])
+    return _starts_of(new, n)
+
+
+def _starts_of(new: pa.BooleanArray, n: int) -> np.ndarray:
+    """``[0, i + 1 for each true new[i], n]``: where the key changes."""
+    bits = np.frombuffer(new.buffers()[1], dtype=np.uint8)
+    change = np.unpackbits(bits, bitorder="little")[new.offset : new.offset + n - 1]
+    return np.concatenate(([0], np.flatnonzero(change) + 1, [n])).astype(np.int64)
+
+
+def _checked_starts(path: Path, flat: pa.Array) -> np.ndarray:
+    """Check the key column (lengths, order) and return :func:`key_starts` of it. One
+    comparison pass when every key has one slice (strictly increasing keys)."""
+    n = len(flat)
+    if not n:
+        return np.zeros(1, dtype=np.int64)
+    offsets = np.frombuffer(flat.buffers()[1], dtype=np.int64, count=flat.offset + n + 1)
+    lengths = np.diff(offsets[flat.offset :])
+    if lengths.min() < 1 or lengths.max() > _MAX_KEY_BYTES:
         raise CorruptionError(f"columnar index {path}: a key is empty or longer than 65535 bytes")
-    if len(flat) > 1 and pc.any(pc.less(flat[1:], flat[:-1])).as_py():
+    if n == 1:
+        return np.array([0, 1], dtype=np.int64)
+    ahead, behind = flat[1:], flat[:-1]
+    if not pc.any(pc.less_equal(ahead, behind)).as_py():
+        return np.arange(n + 1, dtype=np.int64)
+    if pc.any(pc.less(ahead, behind)).as_py():
         raise CorruptionError(f"columnar index {path}: keys are not in order")
+    return _starts_of(pc.not_equal(ahead, behind), n)
 
 
 def _codes(arr: np.ndarray) -> set[int]:
-    """The distinct values of a small-int column (``np.unique`` would import ``numpy.ma``,
-    18 ms of every fresh process's first open)."""
+    """The distinct values of a small-int column, or a set that passes and fails the same
+    subset tests against the atom codes (``np.unique`` would import ``numpy.ma``, 18 ms of
+    every fresh process's first open)."""
     if not len(arr):
         return set()
     lo, hi = int(arr.min()), int(arr.max())
     if lo < -1 or hi > 127:
         return {lo, hi}
+    if _ATOMS.issuperset(range(max(lo, 0), hi + 1)):
+        # lo and hi occur, and every code between them is an atom: exact for the tests
+        return set(range(lo, hi + 1))
     present = np.flatnonzero(np.bincount(arr.astype(np.int64) + 1)) - 1
     return set(present.tolist())
 
@@ -242,7 +285,12 @@ def _check_fields(path: Path, cols: dict[str, np.ndarray], nfiles: int) -> None:
             raise bad(f"a slice has a negative {name}")
     count = cols["count"]
     if len(count) and (
-        count.min() <= 0 or bool(np.any(cols["row"] > np.iinfo(np.int64).max - count))
+        count.min() <= 0
+        # the exact test only when the bound of the sums does not already settle it
+        or (
+            int(cols["row"].max()) > _INT64_MAX - int(count.max())
+            and bool(np.any(cols["row"] > _INT64_MAX - count))
+        )
     ):
         raise bad("a slice has no rows or too many")
     atoms = _codes(cols["atom"])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -50,14 +50,7 @@ class KeyIndex:
             self.checksummed = rows.checksummed
             self.timed = rows.timed
         n = len(self.key_array)
-        if n:
-            # first row of each distinct key (keys are sorted, so equal keys are neighbours)
-            new = pc.not_equal(self.key_array[1:], self.key_array[:-1])  # no nulls (checked)
-            bits = np.frombuffer(new.buffers()[1], dtype=np.uint8)
-            change = np.unpackbits(bits, bitorder="little")[new.offset : new.offset + n - 1]
-            starts = np.concatenate(([0], np.flatnonzero(change) + 1, [n])).astype(np.int64)
-        else:
-            starts = np.zeros(1, dtype=np.int64)
+        starts = rows.starts if rows is not None else np.zeros(1, dtype=np.int64)
         self.starts = starts
         """Row of each distinct key's first slice, then the number of rows."""
         offsets = self.key_array.buffers()[1]
@@ -65,8 +58,13 @@ class KeyIndex:
         base = self.key_array.offset
         off = np.frombuffer(offsets, dtype=np.int64, count=base + n + 1)[base:] if n else None
         self._data = b"" if data is None else data.to_pybytes()
-        self._lo = array("q", off[starts[:-1]].tobytes() if off is not None else b"")
-        self._hi = array("q", off[starts[:-1] + 1].tobytes() if off is not None else b"")
+        # memoryviews of the offsets (their items are Python ints): no copy at open
+        self._lo: Sequence[int] = array("q")
+        self._hi: Sequence[int] = array("q")
+        if off is not None:
+            distinct = len(starts) == n + 1  # one slice per key: no gather needed
+            self._lo = (off[:-1] if distinct else off[starts[:-1]]).data
+            self._hi = (off[1:] if distinct else off[starts[:-1] + 1]).data
         self._range = range(len(starts) - 1)
 
     def __len__(self) -> int:
@@ -202,25 +200,31 @@ class KeyIndex:
             return
         f = cols["file"]
         files = self.files
-        num_batches = np.array([mf.num_batches for mf in files], dtype=np.int64)[f]
-        bad = np.flatnonzero(cols["batch"] >= num_batches)
-        if len(bad):
-            i = int(bad[0])
-            raise CorruptionError(
-                f"columnar index names record batch {int(cols['batch'][i])} of "
-                f"{files[int(f[i])].path}, which has {int(num_batches[i])}"
-            )
-        if "offset" in cols:
-            ends = np.array([mf.data_end for mf in files], dtype=np.int64)[f]
-            # offsets and lengths are non-negative (read_index), so the sum cannot wrap
-            bad = np.flatnonzero(cols["offset"] + cols["length"] > ends)
+        batches = np.array([mf.num_batches for mf in files], dtype=np.int64)
+        # the bound over all files first (exact for one file): per slice only if it fails
+        if int(cols["batch"].max()) >= int(batches.min()):
+            num_batches = batches[f]
+            bad = np.flatnonzero(cols["batch"] >= num_batches)
             if len(bad):
                 i = int(bad[0])
                 raise CorruptionError(
-                    f"columnar index: bytes {int(cols['offset'][i])}.."
-                    f"{int(cols['offset'][i] + cols['length'][i])} are outside the record "
-                    f"batches of {files[int(f[i])].path}"
+                    f"columnar index names record batch {int(cols['batch'][i])} of "
+                    f"{files[int(f[i])].path}, which has {int(num_batches[i])}"
                 )
+        if "offset" not in cols:
+            return
+        ends = np.array([mf.data_end for mf in files], dtype=np.int64)
+        # offsets and lengths are non-negative (read_index), so the sum cannot wrap
+        stops = cols["offset"] + cols["length"]
+        if int(stops.max()) <= int(ends.min()):
+            return
+        bad = np.flatnonzero(stops > ends[f])
+        if len(bad):
+            i = int(bad[0])
+            raise CorruptionError(
+                f"columnar index: bytes {int(cols['offset'][i])}..{int(stops[i])} are outside "
+                f"the record batches of {files[int(f[i])].path}"
+            )
 
 
 def _check_disjoint(key: str, refs: list[BaseRef]) -> None:

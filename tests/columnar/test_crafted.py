@@ -58,6 +58,40 @@ def _unsorted(cols: dict[str, list]) -> None:
         c[0], c[1] = c[1], c[0]
 
 
+def _per_file(cols: dict[str, list], column: str, stop: bool = False) -> dict[int, int]:
+    """Per data file, the greatest batch number (or byte stop) its slices name."""
+    out: dict[int, int] = {}
+    for i, f in enumerate(cols["file"]):
+        v = cols["offset"][i] + cols["length"][i] if stop else cols[column][i]
+        out[f] = max(out.get(f, v), v)
+    return out
+
+
+def _inside_another_file(column: str) -> Any:
+    """A slice of the file with the fewest batches (or bytes) given a batch number (or a byte
+    range) that only the largest file has: inside the bounds of all files together, outside
+    its own, so only the per-slice test finds it."""
+
+    def mutate(cols: dict[str, list]) -> None:
+        most = _per_file(cols, column, stop=column == "offset")
+        small, large = min(most, key=most.get), max(most, key=most.get)
+        assert most[large] > most[small], most
+        i = cols["file"].index(small)
+        if column == "offset":
+            cols["offset"][i] = most[large] - cols["length"][i]
+        else:
+            cols["batch"][i] = most[large]
+
+    return mutate
+
+
+def _repeat_key(cols: dict[str, list]) -> None:
+    """Two slices of one key that name the same rows (keys stay sorted)."""
+    i = _row_of(cols, "t")
+    for c in cols.values():
+        c.insert(i, c[i])
+
+
 INDEX_CASES = {
     "file -1": _set("file", -1),
     "file past the manifest": _set("file", 99),
@@ -75,6 +109,11 @@ INDEX_CASES = {
     "unknown last atom": _set("last_atom", 7),
     "empty key": _set("key", ""),
     "keys out of order": _unsorted,
+    "batch of a larger file": _inside_another_file("batch"),
+    "byte range of a larger file": _inside_another_file("offset"),
+    "one slice twice": _repeat_key,
+    "last atom -1": _set("last_atom", -1),
+    "atom 6 between valid ones": _set("atom", 6),
 }
 
 
