@@ -1478,7 +1478,7 @@ class VectorStore(Handle):
             last = view.last()
             if not len(last):
                 continue
-            ts = int(last.ts[-1])  # the current entry's time, as the log orders it
+            ts = last.last_ts()  # the current entry's time, as the log orders it
             if cancel is not None and cancel.is_set():
                 break
             with self._lock:

@@ -311,7 +311,7 @@ def _appendable(snap: KeySnapshot, duplicates: str) -> bool:
     tail = [c for c in snap.tail if len(c)]
     if not tail or not timeline.follows(tail):
         return False
-    first = int(tail[0].ts[0])
+    first = tail[0].first_ts()
     if snap.not_before is not None and first < snap.not_before:
         return False
     base_last = snap.base[-1].last_ts if snap.base else None

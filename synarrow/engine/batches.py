@@ -7,9 +7,10 @@ calls with several entries runs on a small thread pool first (:func:`encoder`; L
 the GIL). Once written, large numeric batches are read back as read-only mappings of the
 segment (:func:`mapped_chunks`, the bytes are in the page cache) instead of being copied;
 other batches are copied once (:func:`copied_chunk`).
-The timestamps of a large batch appended without any are made on that pool while its entries
-are written (:func:`prefetch_timestamps`): the write runs outside the GIL, so on a machine
-with a core to spare the two overlap.
+The checksum of a large batch entry is computed on that pool while the entry is written
+(:func:`overlap_checksum`; xxhash and the write both run outside the GIL) and written into
+the entry's header afterwards. The timestamps of a batch appended without any are not made
+until read (:meth:`TailChunk.sequence <synarrow.log.memtable.TailChunk.sequence>`).
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ import numpy as np
 
 from synarrow.fileio import open_fd
 from synarrow.log import codec
-from synarrow.log.format import Atom, max_batch_entry_bytes
+from synarrow.log.format import Atom, entry_parts_checksum, max_batch_entry_bytes
 from synarrow.log.memtable import TailChunk, values_array
 from synarrow.log.values import BatchValues
 
 __all__ = [
     "MAP_BATCH_BYTES",
+    "OVERLAP_HASH_BYTES",
     "POOL_MIN_BYTES",
-    "PREFETCH_STAMPS",
     "Placed",
     "batch_slices",
     "copied_chunk",
@@ -42,7 +43,7 @@ __all__ = [
     "encoder",
     "entry_bytes",
     "mapped_chunks",
-    "prefetch_timestamps",
+    "overlap_checksum",
     "slice_batch",
     "slice_bytes",
 ]
@@ -158,31 +159,22 @@ def encoder() -> ThreadPoolExecutor:
         return _ENCODER
 
 
+#: Batch entries of at least this many bytes get their checksum from
+#: :func:`overlap_checksum` (for smaller ones the thread hand-off costs more than it saves).
+OVERLAP_HASH_BYTES = 1 << 20
+
+
+def overlap_checksum(record: list[bytes | memoryview]) -> Future[bytes]:
+    """Start computing the checksum of a batch entry encoded with ``checksum=False``, on
+    the pool, to run while the entry is written (``LogWriter.write_parts(checksum=)``)."""
+    return encoder().submit(entry_parts_checksum, record)
+
+
 def default_timestamps(now: int, lo: int, hi: int) -> np.ndarray:
     """The timestamps of values ``lo:hi`` of a batch appended without any at ``now``:
     ``now + lo, now + lo + 1, ...`` (strictly increasing microseconds, as the log's
     ``TS_SEQUENCE`` batch entries store them)."""
     return np.arange(now + lo, now + hi, dtype=np.int64)
-
-
-#: Batches of at least this many values without timestamps get them from
-#: :func:`prefetch_timestamps`.
-PREFETCH_STAMPS = 1 << 20
-
-
-def prefetch_timestamps(now: int, count: int) -> Future[np.ndarray] | None:
-    """Start making :func:`default_timestamps` ``(now, 0, count)`` on the pool, for a batch
-    large enough that doing it while its entries are written saves time; else None."""
-    if count < PREFETCH_STAMPS:
-        return None
-    return encoder().submit(default_timestamps, now, 0, count)
-
-
-def _stamps(stamps: Future[np.ndarray] | None, now: int, lo: int, hi: int) -> np.ndarray:
-    """Values ``lo:hi`` of a batch's default timestamps (a view of prefetched ones)."""
-    if stamps is None:
-        return default_timestamps(now, lo, hi)
-    return stamps.result()[lo:hi]
 
 
 def mapped_chunks(
@@ -191,12 +183,11 @@ def mapped_chunks(
     ts: np.ndarray | None,
     placed: list[Placed],
     now: int,
-    stamps: Future[np.ndarray] | None = None,
 ) -> list[TailChunk] | None:
     """Tail chunks viewing the batch's entries in the segment file, or None to copy instead.
 
-    Values without their own timestamps get :func:`default_timestamps` from ``now`` (taken
-    from ``stamps`` when they were prefetched).
+    Values without their own timestamps get :func:`default_timestamps` from ``now``, made
+    when first read (:meth:`TailChunk.sequence`).
     """
     if batch.atom not in (Atom.FLOAT, Atom.INT, Atom.VECTOR) or any(c for *_, c in placed):
         return None
@@ -206,12 +197,10 @@ def mapped_chunks(
     for payload_at, lo, hi, _ in placed:
         n = hi - lo
         start = codec.batch_values_offset(payload_at)
-        chunk_ts: np.ndarray
+        chunk_ts: np.ndarray | None = None
         if ts is not None:
             chunk_ts = _map_segment(path, "<i8", start, (n,))
             start += 8 * n
-        else:
-            chunk_ts = _stamps(stamps, now, lo, hi)
         if batch.atom == Atom.VECTOR:
             dim = _width(batch) // 4
             vec = _map_segment(path, "<f4", start, (n, dim))
@@ -220,37 +209,28 @@ def mapped_chunks(
             dtype = "<f8" if batch.atom == Atom.FLOAT else "<i8"
             nums = _map_segment(path, dtype, start, (n,))
             values = values_array(batch.atom, n, numbers=nums)
-        # Default timestamps increase by construction: saying so spares a scan for the latest.
         chunks.append(
-            TailChunk(batch.atom, chunk_ts, values, in_order=True if ts is None else None)
+            TailChunk(batch.atom, chunk_ts, values)
+            if chunk_ts is not None
+            else TailChunk.sequence(batch.atom, now + lo, values)
         )
     return chunks
 
 
-def copied_chunk(
-    batch: BatchValues,
-    ts: np.ndarray | None,
-    now: int,
-    stamps: Future[np.ndarray] | None = None,
-) -> TailChunk:
+def copied_chunk(batch: BatchValues, ts: np.ndarray | None, now: int) -> TailChunk:
     """The whole batch as one tail chunk, copied (the caller may reuse its arrays); values
-    without timestamps get :func:`default_timestamps` from ``now`` (or ``stamps``)."""
-    chunk_ts = (
-        np.array(ts, dtype=np.int64) if ts is not None else _stamps(stamps, now, 0, batch.count)
-    )
-    return TailChunk(
+    without timestamps get :func:`default_timestamps` from ``now``, made when first read."""
+    values = values_array(
         batch.atom,
-        chunk_ts,
-        values_array(
-            batch.atom,
-            batch.count,
-            numbers=None if batch.numbers is None else batch.numbers.copy(),
-            offsets=batch.offsets,
-            data=batch.data,
-            vectors=None if batch.vectors is None else batch.vectors.copy(),
-        ),
-        in_order=True if ts is None else None,
+        batch.count,
+        numbers=None if batch.numbers is None else batch.numbers.copy(),
+        offsets=batch.offsets,
+        data=batch.data,
+        vectors=None if batch.vectors is None else batch.vectors.copy(),
     )
+    if ts is None:
+        return TailChunk.sequence(batch.atom, now, values)
+    return TailChunk(batch.atom, np.array(ts, dtype=np.int64), values)
 
 
 def _map_segment(path: Path, dtype: str, offset: int, shape: tuple[int, ...]) -> Any:

@@ -39,7 +39,6 @@ import threading
 import time
 import zlib
 from collections.abc import Iterable
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +204,8 @@ class Engine:
             self._release_files()
             raise
         self.columnar = columnar
+        if self._mark is not None:
+            self._mark = follow.settled(self._mark, found.unread_tail)
         self.states: dict[str, KeyState] = found.states
         self.writer = found.writer
         self.next_seq = found.next_seq
@@ -340,7 +341,7 @@ class Engine:
         self.retention = rules
         self.has_retention = bool(rules)
         self._update_lock_free()
-        self._mark = mark
+        self._mark = follow.settled(mark, found.unread_tail)
         if old is not store:
             old.close()  # forgets its mappings; views handed out keep theirs alive
         return True
@@ -672,10 +673,6 @@ class Engine:
                     cursor[key] = at + b.count
             if cursor:
                 self.last_ts = max(self.last_ts, max(cursor.values()) - 1)
-            stamps = [
-                batches.prefetch_timestamps(starts[i], b.count) if t is None else None
-                for i, (_, b, t) in enumerate(staged)
-            ]
             position = 0
             mark = writer.mark()
             placed: list[list[batches.Placed]] = [[] for _ in staged]
@@ -690,18 +687,25 @@ class Engine:
                         limit = threshold if done_early is None else None
                         parts, flags = batches.encode_slice(batch, ts, lo, hi, limit, payload_at)
                     header_ts = int(ts[lo]) if ts is not None else starts[i] + lo
+                    overlap = sum(memoryview(p).nbytes for p in parts) >= batches.OVERLAP_HASH_BYTES
                     record = encode_entry_parts(
-                        header_ts, st.key_bytes, parts, flags_byte(flags | FLAG_BATCH, batch.atom)
+                        header_ts,
+                        st.key_bytes,
+                        parts,
+                        flags_byte(flags | FLAG_BATCH, batch.atom),
+                        checksum=not overlap,
                     )
-                    position = writer.write_parts(record, sync=sync)
+                    position = writer.write_parts(
+                        record,
+                        sync=sync,
+                        checksum=batches.overlap_checksum(record) if overlap else None,
+                    )
                     self.next_seq += 1
                     placed[i].append((payload_at, lo, hi, bool(flags & FLAG_LZ4)))
                 # Built before any key changes, so a failure here is cut out like one above.
                 visible = [
-                    (st, self._tail_chunks(writer, batch, ts, where, start, stamp))
-                    for st, (_, batch, ts), where, start, stamp in zip(
-                        states, staged, placed, starts, stamps
-                    )
+                    (st, self._tail_chunks(writer, batch, ts, where, start))
+                    for st, (_, batch, ts), where, start in zip(states, staged, placed, starts)
                     if where
                 ]
             except BaseException:
@@ -725,16 +729,15 @@ class Engine:
         ts: np.ndarray | None,
         placed: list[batches.Placed],
         now: int,
-        stamps: Future[np.ndarray] | None = None,
     ) -> list[TailChunk]:
         """The tail chunks that make one appended batch visible (views of the segment file
         for large numeric batches; a copy otherwise, or when the file cannot be mapped)."""
         try:
-            chunks = batches.mapped_chunks(writer.path, batch, ts, placed, now, stamps)
+            chunks = batches.mapped_chunks(writer.path, batch, ts, placed, now)
         except OSError:  # no mapping to be had (address space, descriptors): copy instead
             chunks = None
         if chunks is None:
-            chunks = [batches.copied_chunk(batch, ts, now, stamps)]
+            chunks = [batches.copied_chunk(batch, ts, now)]
         return chunks
 
     def delete(self, key: str) -> bool:

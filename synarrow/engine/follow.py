@@ -7,12 +7,14 @@ following links, the identity (inode, modification time, size) of ``columnar/MAN
 (replaced by rename on every compaction) and of the retention file, the live log segment
 numbers and the size and modification time of the last segment (every append, delete and
 range delete grows it). When the mark is unchanged nothing was written; when it changed the
-engine rebuilds its key states the way open does.
+engine rebuilds its key states the way open does. A log that ended in a partial entry keeps
+the reader looking for a while (:func:`settled`): the writer may complete it in place.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import TypeAlias
 
@@ -21,10 +23,18 @@ from synarrow.engine.directory import COLUMNAR_DIR, LOG_DIR
 from synarrow.engine.retention import RETENTION_NAME
 from synarrow.log.names import list_log_dir, segment_path
 
-__all__ = ["Mark", "files_of", "mark"]
+__all__ = ["SETTLE_SECONDS", "Mark", "files_of", "mark", "settled"]
 
 #: ``(manifest identity, retention identity, segment numbers, last segment identity)``.
 Mark: TypeAlias = tuple[object, object, tuple[int, ...], object]
+
+#: For how long after its last change a last segment that ends in a partial entry is read
+#: again by every refresh. The writer may still be completing that entry: a large batch
+#: entry's checksum is written after its bytes, in place, which changes no size and, within
+#: the file system's timestamp granularity, maybe no modification time either.
+SETTLE_SECONDS = 2.0
+
+_UNSETTLED = ("unsettled",)
 
 
 def _identity(path: Path) -> tuple[int, int, int] | None:
@@ -51,3 +61,16 @@ def mark(path: Path) -> Mark:
     segments = tuple(list_log_dir(log_dir).segments)
     last = _identity(segment_path(log_dir, segments[-1])) if segments else None
     return (files_of(path), _identity(path / RETENTION_NAME), segments, last)
+
+
+def settled(seen: Mark, unread_tail: int) -> Mark:
+    """The mark to keep after reading the files as ``seen`` shows them: ``seen`` itself,
+    or, when the last segment ended in ``unread_tail`` bytes of a partial entry and changed
+    less than :data:`SETTLE_SECONDS` ago, a mark no later one equals (the next refresh reads
+    again)."""
+    last = seen[3]
+    if not unread_tail or not isinstance(last, tuple):
+        return seen
+    if time.time_ns() - last[1] >= SETTLE_SECONDS * 1e9:
+        return seen  # left by a writer that stopped: a writer cuts it when it opens
+    return (seen[0], seen[1], seen[2], _UNSETTLED)

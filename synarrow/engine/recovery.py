@@ -41,6 +41,10 @@ class Recovered:
     """Bytes of the live segments before the active one."""
     torn_bytes: int = 0
     """Bytes of a torn tail cut off the last segment."""
+    unread_tail: int = 0
+    """Bytes at the end of the last segment that are no whole verified entry: a torn tail
+    (a writer cuts it, see :attr:`torn_bytes`), or for a reader maybe an entry the writer
+    is still writing."""
     repaired: list[tuple[str, int, int]] = field(default_factory=list)
     """Damaged ranges skipped in repair: ``(segment path, start, end)``."""
     dropped_in_repair: int = 0
@@ -126,6 +130,8 @@ def recover(
     # Entries written without a timestamp after the last stamped batch follow it one
     # microsecond apart at most, so the clock continues past all of them.
     found.clock = clock + replayed if clock else 0
+    if last_scan is not None:
+        found.unread_tail = last_scan.torn_bytes
     if not readonly:
         found.writer = _open_writer(found, last_scan, manifest.first_segment, log_dir, config)
     return found

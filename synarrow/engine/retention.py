@@ -152,7 +152,7 @@ def store_rules(directory: Path, rules: RetentionRules) -> None:
 def unexpired(parts: list[TailChunk], cutoff: int) -> list[TailChunk] | None:
     """The ordered history ``parts`` without the points before ``cutoff`` (every entry
     kept otherwise), or ``None`` when no point is expired (nothing to drop)."""
-    lows = [int(c.ts[0]) if _timeline.in_order(c) else int(c.ts.min()) for c in parts if len(c)]
+    lows = [c.first_ts() if _timeline.in_order(c) else int(c.ts.min()) for c in parts if len(c)]
     if not lows or min(lows) >= cutoff:
         return None
     return _timeline.ordered(parts, duplicates="keep_all", not_before=cutoff)

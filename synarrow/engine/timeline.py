@@ -49,16 +49,7 @@ def in_order(chunk: TailChunk) -> bool:
 
 def slice_chunk(chunk: TailChunk, lo: int, hi: int) -> TailChunk:
     """Rows ``[lo, hi)`` of a chunk, as views (no copy)."""
-    if lo == 0 and hi == len(chunk):
-        return chunk
-    numbers = chunk.numbers[lo:hi] if chunk.numbers is not None else None
-    return TailChunk(
-        chunk.atom,
-        chunk.ts[lo:hi],
-        chunk.values.slice(lo, hi - lo),
-        numbers=numbers,
-        in_order=chunk.in_order,
-    )
+    return chunk.rows(lo, hi)
 
 
 def follows(chunks: Sequence[TailChunk]) -> bool:
@@ -68,9 +59,11 @@ def follows(chunks: Sequence[TailChunk]) -> bool:
     for c in chunks:
         if not in_order(c):
             return False
-        if last is not None and c.ts[0] < last:
+        if not len(c):
+            continue
+        if last is not None and c.first_ts() < last:
             return False
-        last = c.ts[-1]
+        last = c.last_ts()
     return True
 
 
@@ -118,12 +111,15 @@ def has_duplicates(chunks: Sequence[TailChunk]) -> bool:
     """Whether an ordered timeline holds two entries with the same timestamp."""
     last = None
     for c in chunks:
-        ts = c.ts
-        if last is not None and ts[0] == last:
+        if not len(c):
+            continue
+        if last is not None and c.first_ts() == last:
             return True
-        if len(ts) > 1 and (ts.strides == (0,) or bool((ts[1:] == ts[:-1]).any())):
-            return True
-        last = ts[-1]
+        if c.sequence_start is None:  # a sequence holds distinct timestamps
+            ts = c.ts
+            if len(ts) > 1 and (ts.strides == (0,) or bool((ts[1:] == ts[:-1]).any())):
+                return True
+        last = c.last_ts()
     return False
 
 
@@ -165,9 +161,17 @@ def ordered(
     return parts
 
 
-def _bounds(ts: np.ndarray, start: int | None, end: int | None) -> tuple[int, int]:
-    lo = 0 if start is None else int(np.searchsorted(ts, start, side="left"))
-    hi = len(ts) if end is None else int(np.searchsorted(ts, end, side="left"))
+def _bounds(chunk: TailChunk, start: int | None, end: int | None) -> tuple[int, int]:
+    """The rows ``[lo, hi)`` of an ordered chunk with ``start <= ts < end``."""
+    n = len(chunk)
+    first = chunk.sequence_start
+    if first is not None:  # ts = first + row
+        lo = 0 if start is None else min(n, max(0, start - first))
+        hi = n if end is None else min(n, max(0, end - first))
+    else:
+        ts = chunk.ts
+        lo = 0 if start is None else int(np.searchsorted(ts, start, side="left"))
+        hi = n if end is None else int(np.searchsorted(ts, end, side="left"))
     return lo, max(lo, hi)
 
 
@@ -181,11 +185,13 @@ def time_slice(
     then only the final ``last`` of them if given; zero-copy slices found by binary search."""
     out: list[TailChunk] = []
     for c in timeline:
-        if start is not None and c.ts[-1] < start:
+        if not len(c):
             continue
-        if end is not None and c.ts[0] >= end:
+        if start is not None and c.last_ts() < start:
+            continue
+        if end is not None and c.first_ts() >= end:
             break
-        lo, hi = _bounds(c.ts, start, end)
+        lo, hi = _bounds(c, start, end)
         if hi > lo:
             out.append(slice_chunk(c, lo, hi))
     if last is not None:
@@ -214,8 +220,10 @@ def locate_at(timeline: Sequence[TailChunk], at: int) -> tuple[TailChunk, int] |
     """The chunk and row of the latest entry with ``ts <= at`` (the last written of equal
     ones), or ``None`` if every entry is later."""
     for c in reversed(timeline):
-        if c.ts[0] > at:
+        if not len(c) or c.first_ts() > at:
             continue
+        if c.sequence_start is not None:
+            return c, min(len(c), at - c.sequence_start + 1) - 1
         row = int(np.searchsorted(c.ts, at, side="right")) - 1
         return c, row
     return None

@@ -57,6 +57,7 @@ __all__ = [
     "MAX_KEY_BYTES",
     "MAX_VALUE_BYTES",
     "MIN_BATCH_ENTRY_BYTES",
+    "PENDING_CHECKSUM",
     "Atom",
     "EntryHasher",
     "crc32",
@@ -65,6 +66,7 @@ __all__ = [
     "encode_entry_parts",
     "encode_file_header",
     "entry_checksum",
+    "entry_parts_checksum",
     "flags_byte",
     "key_entry_struct",
     "max_batch_entry_bytes",
@@ -254,13 +256,22 @@ def key_entry_struct(key_len: int) -> struct.Struct:
 
 
 def encode_entry_parts(
-    ts_us: int, key: bytes, parts: list[bytes | memoryview], flags: int
+    ts_us: int,
+    key: bytes,
+    parts: list[bytes | memoryview],
+    flags: int,
+    *,
+    checksum: bool = True,
 ) -> list[bytes | memoryview]:
     """An entry whose value is the concatenation of ``parts``, without copying them.
 
     Returns buffers to write one after another (header and key first). A batch entry is
     checksummed with XXH3 (:data:`FLAG_XXH3` is set here), computed incrementally over the
     parts: these are the large entries, where CRC32 would cost about as much as the write.
+    With ``checksum=False`` (batch entries only) the checksum field holds
+    :data:`PENDING_CHECKSUM` for now: the writer computes :func:`entry_parts_checksum`
+    while the buffers are written and stores it afterwards (an entry cut short by a crash
+    in between fails its check like any torn entry).
     """
     if flags & FLAG_BATCH:
         flags |= FLAG_XXH3
@@ -268,7 +279,24 @@ def encode_entry_parts(
         return [encode_entry(ts_us, key, b"".join(bytes(p) for p in parts), flags)]
     size = sum(memoryview(p).nbytes for p in parts)
     head = ENTRY_BODY_HEADER.pack(ts_us, len(key), size, flags) + key
+    if not checksum:
+        return [CRC.pack(PENDING_CHECKSUM) + head, *parts]
     h = _xxh3_state(head)
     for p in parts:
         h.update(p)
     return [CRC.pack(h.intdigest() & 0xFFFFFFFF) + head, *parts]
+
+
+#: What the checksum field of a batch entry holds between the write of its bytes and the
+#: write of its checksum (see :func:`encode_entry_parts`).
+PENDING_CHECKSUM = 0
+
+
+def entry_parts_checksum(record: list[bytes | memoryview]) -> bytes:
+    """The 4 checksum bytes of a batch entry made by ``encode_entry_parts(...,
+    checksum=False)`` (``record``: its buffers), to store at the entry's first byte.
+    Runs outside the GIL for large parts (xxhash), so it can overlap the write."""
+    h = _xxh3_state(memoryview(record[0])[CRC.size :])
+    for p in record[1:]:
+        h.update(p)
+    return CRC.pack(h.intdigest() & 0xFFFFFFFF)

@@ -44,24 +44,97 @@ NO_TS = -(1 << 64)
 _MAX_CHUNKS = 32
 
 
-@dataclass
 class TailChunk:
     """A run of history entries: timestamps and an Arrow value array.
 
     ``atom`` is the one atom type of the values (``None`` values may appear as nulls), or
     ``None`` for a mixed-type run stored as a struct with one field per atom type.
+
+    The timestamps of a batch appended without any are ``start, start + 1, ...``: such a
+    chunk (:meth:`sequence`) keeps only ``start`` and makes the array on first use of
+    :attr:`ts`; :meth:`first_ts`, :meth:`last_ts` and :attr:`sequence_start` answer
+    without it.
     """
 
-    atom: Atom | None
-    ts: np.ndarray  # int64 microseconds
-    values: pa.Array
-    # numpy view of ``values`` (numbers without nulls), kept once made
-    numbers: np.ndarray | None = field(default=None, repr=False, compare=False)
-    # whether ``ts`` never decreases, kept once known (see synarrow.engine.timeline)
-    in_order: bool | None = field(default=None, repr=False, compare=False)
+    __slots__ = ("_count", "_ts", "atom", "in_order", "numbers", "sequence_start", "values")
+
+    def __init__(
+        self,
+        atom: Atom | None,
+        ts: np.ndarray | None,
+        values: pa.Array,
+        numbers: np.ndarray | None = None,
+        in_order: bool | None = None,
+        *,
+        sequence_start: int | None = None,
+    ) -> None:
+        """``ts``: int64 microseconds, one per value, or ``None`` with ``sequence_start``
+        (see :meth:`sequence`); ``numbers``: a numpy view of ``values`` (numbers without
+        nulls) if one was made; ``in_order``: whether ``ts`` never decreases, if known (see
+        :mod:`synarrow.engine.timeline`)."""
+        self.atom = atom
+        self._ts = ts
+        self.values = values
+        self.numbers = numbers
+        self.sequence_start = sequence_start if ts is None else None
+        """The first timestamp of a :meth:`sequence` chunk, else ``None``."""
+        if ts is None:
+            if sequence_start is None:
+                raise ValueError("a chunk without timestamps needs sequence_start")
+            self._count = len(values)
+            self.in_order: bool | None = True
+        else:
+            self._count = len(ts)
+            self.in_order = in_order
+
+    @classmethod
+    def sequence(
+        cls,
+        atom: Atom | None,
+        start: int,
+        values: pa.Array,
+        numbers: np.ndarray | None = None,
+    ) -> TailChunk:
+        """A chunk of ``len(values)`` values at ``start, start + 1, ...`` (the array is
+        made on first use of :attr:`ts`)."""
+        return cls(atom, None, values, numbers, sequence_start=start)
+
+    @property
+    def ts(self) -> np.ndarray:
+        """The timestamps (int64 microseconds)."""
+        ts = self._ts
+        if ts is None:
+            start = self.sequence_start
+            assert start is not None
+            ts = self._ts = np.arange(start, start + self._count, dtype=np.int64)
+        return ts
+
+    def first_ts(self) -> int:
+        """The first row's timestamp (of a non-empty chunk)."""
+        start = self.sequence_start
+        return int(self.ts[0]) if start is None else start
+
+    def last_ts(self) -> int:
+        """The last row's timestamp (of a non-empty chunk)."""
+        start = self.sequence_start
+        return int(self.ts[-1]) if start is None else start + self._count - 1
+
+    def rows(self, lo: int, hi: int) -> TailChunk:
+        """Rows ``[lo, hi)`` as views (no copy); a sequence stays one."""
+        if lo == 0 and hi == self._count:
+            return self
+        numbers = self.numbers[lo:hi] if self.numbers is not None else None
+        values = self.values.slice(lo, hi - lo)
+        start = self.sequence_start
+        if start is not None and self._ts is None:
+            return TailChunk.sequence(self.atom, start + lo, values, numbers)
+        return TailChunk(self.atom, self.ts[lo:hi], values, numbers=numbers, in_order=self.in_order)
 
     def __len__(self) -> int:
-        return len(self.ts)
+        return self._count
+
+    def __repr__(self) -> str:
+        return f"TailChunk(atom={self.atom!r}, rows={self._count}, values={self.values.type})"
 
 
 class BaseChunk(Protocol):
@@ -367,7 +440,7 @@ class KeyState:
                 count -= len(c)
                 continue
             if count:
-                c = TailChunk(c.atom, c.ts[count:], c.values.slice(count))
+                c = c.rows(count, len(c))
                 count = 0
             kept.append(c)
         self.tail_count = sum(len(c) for c in kept)
@@ -417,6 +490,8 @@ def merge_chunks(chunks: list[TailChunk]) -> list[TailChunk]:
 def latest_row(chunk: TailChunk, ties_first: bool = False) -> tuple[int, int]:
     """``(greatest timestamp, its row)`` of a non-empty chunk: the last row holding it, or
     the first with ``ties_first``."""
+    if chunk.sequence_start is not None:  # strictly increasing
+        return chunk.last_ts(), len(chunk) - 1
     ts = chunk.ts
     n = len(ts)
     if ts.strides == (0,):  # one shared instant (an old-format batch)

@@ -19,6 +19,7 @@ import threading
 import time
 from array import array
 from collections import deque
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -141,10 +142,20 @@ class LogWriter:
         view.release()
         self._file_size = before + len(data)
 
-    def write_parts(self, parts: list[bytes | memoryview], *, sync: bool) -> int:
+    def write_parts(
+        self,
+        parts: list[bytes | memoryview],
+        *,
+        sync: bool,
+        checksum: Future[bytes] | None = None,
+    ) -> int:
         """Append a large entry given as several buffers, without joining them.
 
-        Buffered bytes are flushed first; the parts go straight to the file.
+        Buffered bytes are flushed first; the parts go straight to the file. ``checksum``:
+        the entry's checksum bytes, being computed on another thread while the parts are
+        written; they are written over the entry's first bytes once both are done (see
+        :func:`~synarrow.log.format.encode_entry_parts`). If anything fails, the entry is
+        cut back out of the file.
         """
         if self._buf:
             self.flush()
@@ -164,10 +175,19 @@ class LogWriter:
                     views.pop(0)
                 if n:
                     views[0] = views[0][n:]
+            if checksum is not None:
+                stored = checksum.result()
+                if os.pwrite(self._fd, stored, before) != len(stored):
+                    raise OSError(errno.EIO, "short write of an entry checksum")
         except OSError as exc:
             self._file_size = before
             self.offsets.pop()
             self._undo(before, exc)
+        except BaseException:  # the checksum failed, or an interrupt: leave no half entry
+            self._file_size = before
+            self.offsets.pop()
+            self._cut(before)
+            raise
         self._file_size = before + total
         return self._file_size if sync else self.size
 
@@ -185,13 +205,17 @@ class LogWriter:
         os.lseek(self._fd, size, os.SEEK_SET)
         self._file_size = size
 
-    def _undo(self, before: int, exc: OSError) -> None:
-        """Cut a failed write back out of the file and raise the matching error."""
+    def _cut(self, before: int) -> None:
+        """Cut the file back to ``before`` bytes, as well as can be done."""
         try:
             os.ftruncate(self._fd, before)
             os.lseek(self._fd, before, os.SEEK_SET)
         except OSError:
             pass
+
+    def _undo(self, before: int, exc: OSError) -> None:
+        """Cut a failed write back out of the file and raise the matching error."""
+        self._cut(before)
         if exc.errno in _SPACE_ERRNOS:
             raise StorageFullError(
                 f"writing to {segment_path(self.directory, self.segment)} failed: "
@@ -220,11 +244,7 @@ class LogWriter:
                 self._undo(before, exc)  # cuts the whole entry back out, then raises
             except BaseException:  # interrupted between two writes: leave no half entry
                 self.offsets.pop()
-                try:
-                    os.ftruncate(self._fd, before)
-                    os.lseek(self._fd, before, os.SEEK_SET)
-                except OSError:
-                    pass
+                self._cut(before)
                 raise
             self._file_size = before + n
             return self._file_size
