@@ -27,6 +27,7 @@ from . import (
     bench_delta,
     bench_experiment,
     bench_flightsql,
+    bench_follow,
     bench_frames,
     bench_scale,
     bench_scaleout,
@@ -63,6 +64,7 @@ ISSUES = {
         "Issue 16: vector store metadata, filters, hybrid search, bounded disk",
         bench_vector16.BENCHMARKS,
     ),
+    17: ("Issue 17: many writers (readers following the writer)", bench_follow.BENCHMARKS),
     20: ("Issue 20: cost that follows the work (reopen, compaction)", bench_scale.BENCHMARKS),
 }
 GROUPS = {
@@ -71,6 +73,7 @@ GROUPS = {
     "vector": list(bench_vector.BENCHMARKS),
     "tensor": list(bench_tensor.BENCHMARKS),
     "experiment": list(bench_experiment.BENCHMARKS),
+    "follow": list(bench_follow.BENCHMARKS),
     "scaleout": list(bench_scaleout.BENCHMARKS),
     "flightsql": list(bench_flightsql.BENCHMARKS),
     "time": list(bench_time.BENCHMARKS),

@@ -55,7 +55,7 @@ from synarrow.engine import timeline as _timeline
 from synarrow.engine.compaction import Compactor
 from synarrow.engine.directory import COLUMNAR_DIR, LOG_DIR, SNAPSHOTS_DIR, prepare_directory
 from synarrow.engine.follow import Mark
-from synarrow.engine.recovery import recover
+from synarrow.engine.recovery import continue_log, recover, state_maker
 from synarrow.engine.snapshot import KeyView, ReadSnapshot
 from synarrow.errors import (
     CorruptionError,
@@ -180,6 +180,7 @@ class Engine:
                     readonly=readonly,
                     repair=repair,
                     replay_log=record is None,
+                    follow=self._mark is not None and not repair,
                 )
             finally:
                 if collecting:
@@ -206,6 +207,7 @@ class Engine:
         self.columnar = columnar
         if self._mark is not None:
             self._mark = follow.settled(self._mark, found.unread_tail)
+        self._tail = found.tail  # where a refresh continues the log (followers)
         self.states: dict[str, KeyState] = found.states
         self.writer = found.writer
         self.next_seq = found.next_seq
@@ -266,8 +268,11 @@ class Engine:
         in columnar files; returns whether anything changed. ``False`` at once for a
         writer or a snapshot.
 
-        Cheap when nothing changed (:func:`synarrow.engine.follow.mark`); otherwise the key
-        states are rebuilt as open builds them. An entry the writer is still writing at the
+        Cheap when nothing changed (:func:`synarrow.engine.follow.mark`); when only the log
+        grew, just its new entries are read, verified and replayed into the key states
+        (:func:`~synarrow.engine.recovery.continue_log`); otherwise (a compaction, a
+        retention rule, a log that did not continue) the key states are rebuilt as open
+        builds them. An entry the writer is still writing at the
         end of the log is not damage: it is taken by a later refresh. Files that the writer's
         compaction removes meanwhile make the rebuild start again. Results handed out
         before stay valid (views of mappings that stay alive while referenced, or owned
@@ -284,6 +289,8 @@ class Engine:
                 now = follow.mark(self.path)
                 if now == self._mark:
                     return False
+                if self._continue(now):
+                    return True
                 try:
                     installed = self._rebuild(now)
                 except (FileNotFoundError, CorruptionError) as exc:
@@ -304,6 +311,28 @@ class Engine:
                 hint="call refresh() again",
             )
 
+    def _continue(self, mark: Mark) -> bool:
+        """Replay only what the log gained since the last refresh, when nothing else
+        changed (no compaction, no retention rule); ``False`` when that cannot be done (or
+        failed half-way): the caller rebuilds."""
+        tail, seen = self._tail, self._mark
+        if tail is None or seen is None or mark[0] != seen[0] or mark[1] != seen[1]:
+            return False
+        state_for = state_maker(self.states, self.columnar.keys, self._ties_first)
+        try:
+            done = continue_log(self.path, tail, mark[2], state_for, self.config)
+        except (OSError, CorruptionError):
+            done = None  # a rebuild reads everything again and reports what it finds
+        if done is None:
+            self._tail = None  # the states may be half-updated: only a rebuild may follow
+            return False
+        self._tail = done.tail
+        self.next_seq = done.next_seq
+        self.log_bytes_closed += done.closed_bytes
+        self.last_ts = max(self.last_ts, done.clock)
+        self._mark = follow.settled(mark, done.unread_tail)
+        return True
+
     def _rebuild(self, mark: Mark) -> bool:
         """Rebuild the key states from the files as ``mark`` saw them and install them;
         ``False`` (nothing installed) if a compaction committed meanwhile."""
@@ -316,7 +345,14 @@ class Engine:
                 pins=self.pins,
             )
         try:
-            found = recover(self.path, store, self.config, readonly=True, repair=self._repair)
+            found = recover(
+                self.path,
+                store,
+                self.config,
+                readonly=True,
+                repair=self._repair,
+                follow=not self._repair,
+            )
             rules = retention.load_rules(self.path)
             # The log was listed after the manifest was read: if a compaction committed in
             # between, segments it folded may have been missed.
@@ -342,6 +378,7 @@ class Engine:
         self.has_retention = bool(rules)
         self._update_lock_free()
         self._mark = follow.settled(mark, found.unread_tail)
+        self._tail = found.tail
         if old is not store:
             old.close()  # forgets its mappings; views handed out keep theirs alive
         return True

@@ -5,14 +5,20 @@
 ones already folded into columnar files and leftover temporaries), replays their verified
 entries, and for a writer cuts a torn tail off the last segment before deciding where new
 entries go: after the last verified entry of that segment, or in a new one.
+
+For a read-only handle that follows the writer it also returns where its replay stopped
+(:class:`LogTail`), and :func:`continue_log` replays only what the log gained since, as
+long as no compaction committed meanwhile.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from synarrow.columnar.key_index import KeyIndex
 from synarrow.columnar.store import ColumnarStore
 from synarrow.config import DbConfig
 from synarrow.engine import keystates, ranges
@@ -21,12 +27,66 @@ from synarrow.errors import CorruptionError
 from synarrow.fileio import open_fd, remove_file, require_single_link
 from synarrow.log.memtable import KeyState
 from synarrow.log.names import list_log_dir, segment_path
-from synarrow.log.reader import SegmentScan, never_written, scan_segment
-from synarrow.log.replay import replay_segment
+from synarrow.log.reader import SegmentScan, never_written, scan_segment, scan_segment_from
+from synarrow.log.replay import Chains, replay_segment
 from synarrow.log.sidecar import remove_sidecar
 from synarrow.log.writer import LogWriter
 
-__all__ = ["Recovered", "recover"]
+__all__ = ["Continued", "LogTail", "Recovered", "continue_log", "recover", "state_maker"]
+
+
+@dataclass
+class LogTail:
+    """Where a following reader's replay of the log stopped."""
+
+    segment: int
+    file: tuple[int, int]
+    """``(st_dev, st_ino)`` of the segment file that was read."""
+    end: int
+    """The byte after the last verified entry read."""
+    entries: int
+    """Verified entries of the segment read so far."""
+    base_seq: int
+    chains: Chains
+    """The keys' delta bases at :attr:`end` (see :func:`~synarrow.log.replay.replay_segment`)."""
+
+
+def _tail_of(scan: SegmentScan, entries: int, chains: Chains) -> LogTail | None:
+    """The tail after ``scan`` (``entries``: of its segment, counted from the start)."""
+    try:
+        st = os.stat(scan.path, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    return LogTail(
+        scan.segment,
+        (st.st_dev, st.st_ino),
+        scan.origin + scan.valid_end,
+        entries,
+        scan.base_seq,
+        chains,
+    )
+
+
+def state_maker(
+    states: dict[str, KeyState], index: KeyIndex, ties_first: bool
+) -> Callable[[bytes], KeyState]:
+    """What replay asks for a key's state: the one in ``states``, else one made from the
+    columnar ``index`` (see :mod:`synarrow.engine.keystates`), else a new one, kept."""
+
+    def state_for(key_bytes: bytes) -> KeyState:
+        key = key_bytes.decode("utf-8")
+        st = states.get(key)
+        if st is None:
+            st = keystates.load_key(states, index, key, ties_first)
+            if st is None:
+                st = states[key] = KeyState(key, key_bytes, ties_first=ties_first)
+        return st
+
+    return state_for
+
+
+def _on_range(st: KeyState, start: int | None, end: int | None) -> None:
+    ranges.apply_range(st, start, end)
 
 
 @dataclass
@@ -53,6 +113,8 @@ class Recovered:
     """Where the engine's clock for entries written without a timestamp continues: after
     the last timestamp it handed out (batches of many values may run ahead of the wall
     clock), bounded from the manifest and the replayed batches; 0 when none is known."""
+    tail: LogTail | None = None
+    """Where the replay stopped (``recover(follow=True)`` only)."""
 
 
 def recover(
@@ -63,27 +125,18 @@ def recover(
     readonly: bool,
     repair: bool,
     replay_log: bool = True,
+    follow: bool = False,
 ) -> Recovered:
     """Rebuild the key states of the database at ``path`` (its columnar store is open).
 
-    ``replay_log=False`` (a snapshot, read-only) loads the columnar keys only.
+    ``replay_log=False`` (a snapshot, read-only) loads the columnar keys only. ``follow``
+    (a read-only handle that follows the writer): also return where the replay stopped
+    (:attr:`Recovered.tail`).
     """
     states: dict[str, KeyState] = {}
     ties_first = config.duplicates == "keep_first"
-
-    def on_range(st: KeyState, start: int | None, end: int | None) -> None:
-        ranges.apply_range(st, start, end)
-
-    index = columnar.open_keys()  # the columnar keys get their states on first use
-
-    def state_for(key_bytes: bytes) -> KeyState:
-        key = key_bytes.decode("utf-8")
-        st = states.get(key)
-        if st is None:
-            st = keystates.load_key(states, index, key, ties_first)
-            if st is None:
-                st = states[key] = KeyState(key, key_bytes, ties_first=ties_first)
-        return st
+    # the columnar keys get their states on first use
+    state_for = state_maker(states, columnar.open_keys(), ties_first)
 
     manifest = columnar.manifest
     if not replay_log:
@@ -118,7 +171,10 @@ def recover(
                 f"log segment {seg_path} ends in {scan.torn_bytes} damaged bytes but is not "
                 "the last segment"
             )
-        replay_segment(scan, state_for, on_range=on_range)
+        chains: Chains | None = {} if follow and is_last and not scan.skipped else None
+        replay_segment(scan, state_for, on_range=_on_range, chains=chains)
+        if chains is not None:
+            found.tail = _tail_of(scan, len(scan.offsets), chains)
         clock = max(clock, scan.clock)
         replayed += len(scan.offsets)
         found.repaired.extend((str(seg_path), a, b) for a, b in scan.skipped)
@@ -135,6 +191,82 @@ def recover(
     if not readonly:
         found.writer = _open_writer(found, last_scan, manifest.first_segment, log_dir, config)
     return found
+
+
+@dataclass
+class Continued:
+    """What :func:`continue_log` replayed."""
+
+    tail: LogTail
+    next_seq: int
+    closed_bytes: int
+    """Bytes of the segments that were completed meanwhile (the writer moved past them)."""
+    unread_tail: int
+    clock: int
+
+
+def continue_log(
+    path: Path,
+    tail: LogTail,
+    segments: tuple[int, ...],
+    state_for: Callable[[bytes], KeyState],
+    config: DbConfig,
+) -> Continued | None:
+    """Replay what the log of the database at ``path`` gained since ``tail``: the rest of
+    that segment, then every later one of ``segments`` (the log as just listed). ``None``
+    when the log did not grow from there (the segment is gone, or another file now): then
+    the caller rebuilds from scratch.
+
+    Every new entry is read and verified before any state changes, so damage raises
+    :class:`CorruptionError` with the states as they were (an entry that passes its
+    checksum but does not decode is found during the replay: the caller then rebuilds).
+    """
+    log_dir = path / LOG_DIR
+    if tail.segment not in segments:
+        return None
+    seg_path = segment_path(log_dir, tail.segment)
+    try:
+        st = os.stat(seg_path, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if (st.st_dev, st.st_ino) != tail.file or st.st_size < tail.end:
+        return None
+    scans = [scan_segment_from(seg_path, tail.end)]
+    later = [s for s in segments if s > tail.segment]
+    for i, seg in enumerate(later):
+        later_path = segment_path(log_dir, seg)
+        try:
+            scans.append(scan_segment(later_path, max_log_file_size=config.max_log_file_size))
+        except CorruptionError:
+            if not (i == len(later) - 1 and never_written(later_path)):
+                raise
+            break  # being started: no entry yet
+    for scan in scans[:-1]:
+        if scan.torn_bytes:
+            raise CorruptionError(
+                f"log segment {scan.path} ends in {scan.torn_bytes} damaged bytes but is not "
+                "the last segment"
+            )
+    first, last = scans[0], scans[-1]
+    closed = sum(scan.origin + scan.file_size for scan in scans[:-1])
+    last_chains: Chains = tail.chains if last is first else {}
+    clock = 0
+    for scan in scans:
+        # the first scan continues its segment's chains; only the last one's are kept
+        chains = tail.chains if scan is first else last_chains if scan is last else None
+        replay_segment(scan, state_for, on_range=_on_range, chains=chains)
+        clock = max(clock, scan.clock)
+    entries = len(last.offsets) + (tail.entries if last is first else 0)
+    new_tail = _tail_of(last, entries, last_chains)
+    if new_tail is None:
+        return None
+    return Continued(
+        new_tail,
+        last.base_seq + entries,
+        closed,
+        last.torn_bytes,
+        clock,
+    )
 
 
 def _cut_torn_tail(scan: SegmentScan) -> None:

@@ -52,6 +52,7 @@ __all__ = [
     "oversize_limit",
     "read_padded",
     "scan_segment",
+    "scan_segment_from",
     "walk",
 ]
 
@@ -94,6 +95,9 @@ class SegmentScan:
     unread: int = 0  # bytes of an oversized segment's torn tail that were never read
     # the latest timestamp replay found on a batch stamped by the engine (no timestamps given)
     clock: int = 0
+    # the file offset of data[0]: offsets, size and valid_end count from there (0 but for
+    # scan_segment_from)
+    origin: int = 0
 
     @property
     def torn_bytes(self) -> int:
@@ -106,8 +110,9 @@ class SegmentScan:
         return self.size + self.unread
 
 
-def read_padded(path: Path | int, size: int | None = None) -> bytearray:
-    """The first ``size`` bytes (default: all) of a file followed by ``PAD`` zero bytes.
+def read_padded(path: Path | int, size: int | None = None, start: int = 0) -> bytearray:
+    """Bytes ``start`` up to ``size`` (default: the end) of a file followed by ``PAD`` zero
+    bytes.
 
     ``path`` is a path (opened without following symlinks) or an open file descriptor.
     """
@@ -115,11 +120,12 @@ def read_padded(path: Path | int, size: int | None = None) -> bytearray:
     try:
         if size is None:
             size = os.fstat(fd).st_size
+        size = max(0, size - start)
         buf = bytearray(size + PAD)
         view = memoryview(buf)[:size]
         got = 0
         while got < size:
-            n = os.preadv(fd, [view[got:]], got)
+            n = os.preadv(fd, [view[got:]], start + got)
             if not n:
                 break
             got += n
@@ -364,6 +370,92 @@ def walk(data: bytearray, start: int, size: int) -> tuple[list[int], int]:
     return offsets, off
 
 
+def _walk_past_damage(
+    path: Path, data: bytearray, start: int, size: int, repair: bool, origin: int
+) -> tuple[list[int], int, list[tuple[int, int]]]:
+    """:func:`walk` from ``start``, past damage that valid entries follow when ``repair``
+    (else that is :class:`CorruptionError`): ``(offsets, stop, skipped ranges)``."""
+    offsets, stop = walk(data, start, size)
+    skipped: list[tuple[int, int]] = []
+    while stop < size:
+        nxt = _claimed_end(data, stop, size)
+        if nxt < 0:
+            nxt = find_next_entry(data, stop + 1, size)
+        if nxt < 0:
+            break  # torn tail
+        if not repair:
+            raise CorruptionError(
+                f"log segment {path}: damaged bytes {origin + stop}..{origin + nxt} are "
+                "followed by valid entries; refusing to guess their values"
+            )
+        skipped.append((stop, nxt))
+        more, stop = walk(data, nxt, size)
+        offsets.extend(more)
+    return offsets, stop, skipped
+
+
+#: :func:`scan_segment_from` reads from its start rounded down to this, so the values of
+#: batch entries keep the alignment they have in the file.
+_READ_ALIGN = 64
+
+
+def scan_segment_from(path: Path, start: int) -> SegmentScan:
+    """Read and verify the entries of a segment from byte ``start`` on (the end of the
+    entries verified before; a reader following the writer). ``data`` holds the file from
+    ``origin`` (``start`` rounded down to 64 bytes), and ``offsets``, ``size`` and
+    ``valid_end`` count from there. Damage followed by valid entries is
+    :class:`CorruptionError`; a torn tail is reported through ``valid_end``.
+    """
+    fd = open_fd(path, os.O_RDONLY, what="log segment")
+    try:
+        header = read_padded(fd, FILE_HEADER_SIZE)
+        origin = max(0, start - start % _READ_ALIGN)
+        data = read_padded(fd, None, origin)
+    finally:
+        os.close(fd)
+    try:
+        _, segment, base_seq = decode_file_header(bytes(header[:FILE_HEADER_SIZE]))
+    except ValueError as exc:
+        raise CorruptionError(f"log segment {path}: {exc}") from exc
+    size = len(data) - PAD
+    first = max(start, FILE_HEADER_SIZE) - origin
+    if first > size:
+        raise CorruptionError(
+            f"log segment {path} is shorter ({origin + size} bytes) than the {start} bytes "
+            "of entries verified in it before",
+            hint=f"run `synarrow check {path.parent.parent}`",
+        )
+    return _walked(path, (segment, base_seq), data, first, repair=False, origin=origin)
+
+
+def _walked(
+    path: Path,
+    header: tuple[int, int],
+    data: bytearray,
+    start: int,
+    *,
+    repair: bool,
+    origin: int = 0,
+    unread: int = 0,
+) -> SegmentScan:
+    """The scan of ``data`` (a segment's bytes from ``origin``; ``header``: its segment
+    number and base sequence) walked from ``start``."""
+    size = len(data) - PAD
+    offsets, stop, skipped = _walk_past_damage(path, data, start, size, repair, origin)
+    return SegmentScan(
+        path=path,
+        segment=header[0],
+        base_seq=header[1],
+        data=data,
+        size=size,
+        offsets=np.array(offsets, dtype=np.int64),
+        valid_end=min(stop, size),
+        skipped=skipped,
+        unread=unread,
+        origin=origin,
+    )
+
+
 def scan_segment(
     path: Path, *, repair: bool = False, max_log_file_size: int | None = None
 ) -> SegmentScan:
@@ -396,30 +488,4 @@ def scan_segment(
     known = None if unread else read_sidecar(path, data, size)
     if known is not None:
         return SegmentScan(path, segment, base_seq, data, size, known, size)
-    offsets, stop = walk(data, FILE_HEADER_SIZE, size)
-    skipped: list[tuple[int, int]] = []
-    while stop < size:
-        nxt = _claimed_end(data, stop, size)
-        if nxt < 0:
-            nxt = find_next_entry(data, stop + 1, size)
-        if nxt < 0:
-            break  # torn tail
-        if not repair:
-            raise CorruptionError(
-                f"log segment {path}: damaged bytes {stop}..{nxt} are followed by valid "
-                "entries; refusing to guess their values"
-            )
-        skipped.append((stop, nxt))
-        more, stop = walk(data, nxt, size)
-        offsets.extend(more)
-    return SegmentScan(
-        path=path,
-        segment=segment,
-        base_seq=base_seq,
-        data=data,
-        size=size,
-        offsets=np.array(offsets, dtype=np.int64),
-        valid_end=stop if stop <= size else size,
-        skipped=skipped,
-        unread=unread,
-    )
+    return _walked(path, (segment, base_seq), data, FILE_HEADER_SIZE, repair=repair, unread=unread)

@@ -29,10 +29,16 @@ from synarrow.log.memtable import KeyState, TailChunk, values_array
 from synarrow.log.range_tombstone import RANGE_TOMBSTONE_ATOM, decode_range
 from synarrow.log.reader import SegmentScan
 
-__all__ = ["OnRange", "replay_segment"]
+__all__ = ["Chains", "OnRange", "replay_segment"]
 
 #: Applies a range tombstone ``(state, start, end)`` (see ``synarrow.engine.ranges``).
 OnRange = Callable[[KeyState, "int | None", "int | None"], object]
+
+#: Per key (its bytes), the atom and the 64 value bits of its last entry in a segment, when
+#: that entry is a single FLOAT or INT a delta entry may follow (see :func:`replay_segment`).
+Chains = dict[bytes, tuple[int, int]]
+
+_MASK64 = (1 << 64) - 1
 
 _HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
 _MASKS = np.array([(1 << (8 * i)) - 1 for i in range(9)], dtype=np.uint64)
@@ -77,6 +83,7 @@ def replay_segment(
     *,
     on_delete: Callable[[KeyState], None] | None = None,
     on_range: OnRange | None = None,
+    chains: Chains | None = None,
 ) -> int:
     """Apply every verified entry of ``scan`` to the key states; returns entries applied.
 
@@ -84,6 +91,11 @@ def replay_segment(
     applied per key in file order, so tombstones cut exactly the history before them.
     Range tombstones are decoded and handed to ``on_range`` (``None``: checked only, as
     by ``synarrow check``).
+
+    ``chains`` (for a scan that continues the segment from where an earlier one ended,
+    :func:`~synarrow.log.reader.scan_segment_from`): the keys' delta bases left by the
+    earlier scans of the segment; delta entries continuing them are decoded from them,
+    and the dict is updated with this scan's (``{}`` for a scan from the start).
     """
     offs = scan.offsets
     n = len(offs)
@@ -116,6 +128,14 @@ def replay_segment(
     )
     sorted_ids = key_id[order]
     s_simple = simple[order]
+    # Value words are read in file order (a sequential sweep of the segment; in key order
+    # the reads would jump around it), then put in key order.
+    raw_all = _sliding(data, "<u8", size + 8)[value_start]  # the data ends in PAD zeros
+    raw_all &= _MASKS[np.minimum(vl_all, 8)]
+    if chains:
+        is_delta = _continue_chains(
+            chains, uniq_keys, order, sorted_ids, s_simple, atoms, is_delta, raw_all
+        )
     broken = _broken_chains(scan, order, sorted_ids, s_simple, is_delta, offs)
     if broken is not None and broken.any():
         if not scan.skipped:
@@ -123,16 +143,14 @@ def replay_segment(
         # Entries whose delta chain crosses a repaired gap cannot be decoded: drop them too.
         scan.dropped += int(broken.sum())
         scan.offsets = offs[~broken]
-        return replay_segment(scan, state_for, on_delete=on_delete, on_range=on_range)
+        return replay_segment(
+            scan, state_for, on_delete=on_delete, on_range=on_range, chains=chains
+        )
     # Per key, in file order: everything below works on the entries in ``order``.
     bounds = np.flatnonzero(np.diff(sorted_ids)) + 1
     starts = np.concatenate(([0], bounds))
     ends = np.concatenate((bounds, [n]))
     s_atom = atoms[order]
-    # Value words are read in file order (a sequential sweep of the segment; in key order
-    # the reads would jump around it), then put in key order.
-    raw_all = _sliding(data, "<u8", size + 8)[value_start]  # the data ends in PAD zeros
-    raw_all &= _MASKS[np.minimum(vl_all, 8)]
     vals_sorted = np.zeros(n, dtype=np.uint64)
     for atom in (Atom.FLOAT, Atom.INT):
         p = np.flatnonzero(s_simple & (s_atom == atom))
@@ -157,6 +175,8 @@ def replay_segment(
     tops = np.maximum.reduceat(ts_sorted, starts)
     last_is_top = (ts_sorted[ends - 1] == tops).tolist()
     tops_list = tops.tolist()
+    if chains is not None:
+        _note_chains(chains, uniq_keys, ends - 1, s_simple, s_atom, vals_sorted)
     entries = 0
     for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
         state = states[i]  # key ids grow along ``order``
@@ -198,6 +218,63 @@ def replay_segment(
             on_range,
         )
     return entries
+
+
+def _continue_chains(
+    chains: Chains,
+    uniq_keys: list[bytes],
+    order: np.ndarray,
+    sorted_ids: np.ndarray,
+    s_simple: np.ndarray,
+    atoms: np.ndarray,
+    is_delta: np.ndarray,
+    raw_all: np.ndarray,
+) -> np.ndarray:
+    """Make absolute the delta entries that open this scan's entries of a key and continue
+    the key's chain in ``chains`` (same atom): their value goes into ``raw_all`` and a copy
+    of ``is_delta`` without them is returned. Any other delta entry that opens a key is
+    left for :func:`_broken_chains` to find."""
+    n = len(order)
+    head = np.ones(n, dtype=bool)
+    np.not_equal(sorted_ids[1:], sorted_ids[:-1], out=head[1:])
+    pos = np.flatnonzero(head & s_simple & is_delta[order])
+    if not len(pos):
+        return is_delta
+    is_delta = is_delta.copy()
+    rows = order[pos].tolist()
+    for r, kid in zip(rows, sorted_ids[pos].tolist()):
+        known = chains.get(uniq_keys[kid])
+        atom = int(atoms[r])
+        if known is None or known[0] != atom:
+            continue
+        z = int(raw_all[r])
+        if atom == Atom.FLOAT:
+            value = known[1] ^ z
+        else:
+            value = (known[1] + ((z >> 1) ^ (-(z & 1) & _MASK64))) & _MASK64
+        raw_all[r] = value
+        is_delta[r] = False
+    return is_delta
+
+
+def _note_chains(
+    chains: Chains,
+    uniq_keys: list[bytes],
+    last: np.ndarray,
+    s_simple: np.ndarray,
+    s_atom: np.ndarray,
+    vals_sorted: np.ndarray,
+) -> None:
+    """Record each key's delta base after this scan (``last``: its last entry's position in
+    key order): the atom and bits of that entry if it is a single number, else none."""
+    simple_last = s_simple[last].tolist()
+    atoms_last = s_atom[last].tolist()
+    bits_last = vals_sorted[last].tolist()
+    for key, ok, atom, bits in zip(uniq_keys, simple_last, atoms_last, bits_last):
+        if ok:
+            chains[key] = (atom, bits)
+        else:
+            chains.pop(key, None)
 
 
 class _Sorted(NamedTuple):
