@@ -98,6 +98,9 @@ class SegmentScan:
     # the file offset of data[0]: offsets, size and valid_end count from there (0 but for
     # scan_segment_from)
     origin: int = 0
+    # each entry's key and value lengths (int64), when known already (from a sidecar check)
+    key_lengths: np.ndarray | None = None
+    value_lengths: np.ndarray | None = None
 
     @property
     def torn_bytes(self) -> int:
@@ -487,5 +490,15 @@ def scan_segment(
         raise CorruptionError(f"log segment {path}: {exc}") from exc
     known = None if unread else read_sidecar(path, data, size)
     if known is not None:
-        return SegmentScan(path, segment, base_seq, data, size, known, size)
+        return SegmentScan(
+            path,
+            segment,
+            base_seq,
+            data,
+            size,
+            known.offsets,
+            size,
+            key_lengths=known.key_lengths,
+            value_lengths=known.value_lengths,
+        )
     return _walked(path, (segment, base_seq), data, FILE_HEADER_SIZE, repair=repair, unread=unread)

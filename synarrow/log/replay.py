@@ -104,8 +104,10 @@ def replay_segment(
     data, size = scan.data, scan.size
     # One gather per header field (faster than gathering whole 19-byte records).
     ts_all = _sliding(data, "<i8", size)[offs + 4]
-    kl_all = _sliding(data, "<u2", size)[offs + 12].astype(np.int64)
-    vl_all = _sliding(data, "<u4", size)[offs + 14].astype(np.int64)
+    kl_all, vl_all = scan.key_lengths, scan.value_lengths
+    if kl_all is None or vl_all is None or len(kl_all) != n:
+        kl_all = _sliding(data, "<u2", size)[offs + 12].astype(np.int64)
+        vl_all = _sliding(data, "<u4", size)[offs + 14].astype(np.int64)
     fb = np.frombuffer(data, dtype=np.uint8, count=size)[offs + 18]
     flags = fb & 0x0F
     atoms = strip_checksum_bit(fb) >> 4
@@ -121,11 +123,14 @@ def replay_segment(
     # Simple entries: single FLOAT/INT without LZ4, decoded all at once.
     value_start = offs + ENTRY_HEADER_SIZE + kl_all
     is_delta = (flags & FLAG_DELTA) != 0
-    simple = (
-        ((flags & (FLAG_BATCH | FLAG_LZ4 | FLAG_TOMBSTONE)) == 0)
-        & ((atoms == Atom.FLOAT) | (atoms == Atom.INT))
-        & np.where(is_delta, vl_all <= 8, vl_all == 8)
-    )
+    # Without BATCH, LZ4 and TOMBSTONE the flags byte less DELTA is the atom's nibble alone;
+    # a delta value takes at most 8 bytes, an absolute one exactly 8 (uint8 and in-place
+    # operations: this runs over every entry of the segment).
+    kind = fb & np.uint8(0xFF ^ FLAG_DELTA)
+    simple = kind == np.uint8(Atom.FLOAT << 4)
+    simple |= kind == np.uint8(Atom.INT << 4)
+    simple &= vl_all <= 8
+    simple &= is_delta | (vl_all == 8)
     sorted_ids = key_id[order]
     s_simple = simple[order]
     # Value words are read in file order (a sequential sweep of the segment; in key order
@@ -337,24 +342,38 @@ def _key_ids(
     seen in practice) falls back to grouping by the bytes themselves.
     """
     n = len(offs)
-    h_all = np.empty(n, dtype=np.uint64)
     words8 = _sliding(data, "<u8", size + 8)
+    lengths = np.flatnonzero(np.bincount(kl_all)).tolist()
+    if len(lengths) == 1:  # every key of the segment has one length: no selection needed
+        h_all = None
+        selections: list[np.ndarray | None] = [None]
+    else:
+        h_all = np.empty(n, dtype=np.uint64)
+        selections = [np.flatnonzero(kl_all == kl) for kl in lengths]
     groups = []
-    for kl in np.flatnonzero(np.bincount(kl_all)).tolist():
-        sel = np.flatnonzero(kl_all == kl)
-        key_at = offs[sel] + ENTRY_HEADER_SIZE
-        h = np.full(len(sel), kl, dtype=np.uint64)
+    for kl, sel in zip(lengths, selections):
+        key_at = offs + ENTRY_HEADER_SIZE if sel is None else offs[sel] + ENTRY_HEADER_SIZE
+        h = np.full(len(key_at), kl, dtype=np.uint64)
+        words = []  # the key's 8-byte words, kept to compare keys below
+        at = np.empty_like(key_at)
         with np.errstate(over="ignore"):
             for i in range(0, kl, 8):
                 # The data ends in PAD zero bytes, so the last word never reads past it.
-                w = words8[key_at + i]
+                np.add(key_at, i, out=at)
+                w = words8[at]
                 if kl - i < 8:
                     w &= _MASKS[kl - i]
+                words.append(w)
                 h ^= w
                 h *= _HASH_MULTIPLIER
                 h ^= h >> np.uint64(29)
-        h_all[sel] = h
-        groups.append((kl, sel, key_at))
+        if sel is None:
+            h_all = h
+        else:
+            assert h_all is not None
+            h_all[sel] = h
+        groups.append((kl, sel, key_at, words))
+    assert h_all is not None
     key_id, count = _dense_ids(h_all)
     order = _stable_order(key_id, count)
     sorted_ids = key_id[order]
@@ -362,13 +381,20 @@ def _key_ids(
     new[1:] = sorted_ids[1:] != sorted_ids[:-1]
     firsts = order[new]
     first_of = firsts[key_id]  # each entry's group's first entry
-    for kl, sel, key_at in groups:
-        rep = first_of[sel]
-        if kl_all[rep].min() != kl or kl_all[rep].max() != kl:
-            return _key_ids_by_bytes(data, size, groups, n)
-        raw = _sliding(data, f"V{kl}", size)
-        if not np.array_equal(raw[key_at], raw[offs[rep] + ENTRY_HEADER_SIZE]):
-            return _key_ids_by_bytes(data, size, groups, n)
+    if len(groups) == 1:
+        # One key length: each entry's key words against its group's first entry's.
+        _, _, _, words = groups[0]
+        for w in words:
+            if not np.array_equal(w[first_of], w):
+                return _key_ids_by_bytes(data, size, [g[:3] for g in groups], n)
+    else:
+        for kl, sel, key_at, _ in groups:
+            rep = first_of[sel]
+            if kl_all[rep].min() != kl or kl_all[rep].max() != kl:
+                return _key_ids_by_bytes(data, size, [g[:3] for g in groups], n)
+            raw = _sliding(data, f"V{kl}", size)
+            if not np.array_equal(raw[key_at], raw[offs[rep] + ENTRY_HEADER_SIZE]):
+                return _key_ids_by_bytes(data, size, [g[:3] for g in groups], n)
     # Number the keys in the order of their groups (so key ids grow along ``order``).
     renumber = np.empty(count, dtype=np.int64)
     renumber[key_id[firsts]] = np.arange(len(firsts))
@@ -442,15 +468,19 @@ def _stable_order(ids: np.ndarray, count: int) -> np.ndarray:
 
 
 def _key_ids_by_bytes(
-    data: bytearray, size: int, groups: list[tuple[int, np.ndarray, np.ndarray]], n: int
+    data: bytearray,
+    size: int,
+    groups: list[tuple[int, np.ndarray | None, np.ndarray]],
+    n: int,
 ) -> tuple[np.ndarray, list[bytes], np.ndarray]:
-    """Slow exact grouping by the key bytes (only after a hash collision)."""
+    """Slow exact grouping by the key bytes (only after a hash collision). ``groups``:
+    per key length, the entries (``None``: all) and where their keys start."""
     key_id = np.empty(n, dtype=np.int64)
     uniq: list[bytes] = []
     for kl, sel, key_at in groups:
         raw = _sliding(data, f"V{kl}", size)[key_at]
         uk, inv = np.unique(raw, return_inverse=True)
-        key_id[sel] = inv.reshape(-1) + len(uniq)
+        key_id[slice(None) if sel is None else sel] = inv.reshape(-1) + len(uniq)
         uniq.extend(bytes(k) for k in uk.tolist())
     return key_id, uniq, np.argsort(key_id, kind="stable")
 

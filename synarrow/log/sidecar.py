@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
+from typing import NamedTuple
 
 import lz4.block
 import numpy as np
@@ -40,6 +41,8 @@ __all__ = [
     "HEAD_V2",
     "MAGIC",
     "MAGIC_V2",
+    "SidecarEntries",
+    "entry_lengths",
     "lz4_bound",
     "offsets_fit",
     "read_sidecar",
@@ -76,8 +79,17 @@ def write_sidecar(segment_file: Path, offsets: np.ndarray, size: int) -> None:
     write_atomic(sidecar_path(segment_file), head + body, durable=False)
 
 
-def read_sidecar(segment_file: Path, data: bytearray | bytes, size: int) -> np.ndarray | None:
-    """Entry offsets if a sidecar exists and matches the segment's bytes exactly, else None."""
+class SidecarEntries(NamedTuple):
+    """What a matching sidecar gives: the entries' offsets, and the key and value lengths
+    read from their headers while checking that they tile the segment (int64 each)."""
+
+    offsets: np.ndarray
+    key_lengths: np.ndarray
+    value_lengths: np.ndarray
+
+
+def read_sidecar(segment_file: Path, data: bytearray | bytes, size: int) -> SidecarEntries | None:
+    """The entries if a sidecar exists and matches the segment's bytes exactly, else None."""
     path = sidecar_path(segment_file)
     # At most one entry per ENTRY_HEADER_SIZE + 1 bytes, 4 bytes each before LZ4.
     max_count = max(0, size - FILE_HEADER_SIZE) // (ENTRY_HEADER_SIZE + 1)
@@ -107,7 +119,8 @@ def read_sidecar(segment_file: Path, data: bytearray | bytes, size: int) -> np.n
     if len(lengths) != count:
         return None
     offsets = np.cumsum(lengths, dtype=np.int64)
-    return offsets if offsets_fit(data, size, offsets) else None
+    fields = entry_lengths(data, size, offsets)
+    return None if fields is None else SidecarEntries(offsets, *fields)
 
 
 def lz4_bound(n: int) -> int:
@@ -115,24 +128,35 @@ def lz4_bound(n: int) -> int:
     return n + n // 255 + 16
 
 
-def offsets_fit(data: bytearray | bytes, size: int, offsets: np.ndarray) -> bool:
-    """Whether ``offsets`` tile the segment exactly: the first right after the file header,
-    each entry's own lengths ending where the next begins, the last at ``size``."""
+def entry_lengths(
+    data: bytearray | bytes, size: int, offsets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The key and value lengths of the entries at ``offsets`` if those tile the segment
+    exactly (the first right after the file header, each entry's own lengths ending where
+    the next begins, the last at ``size``), else None."""
     n = len(offsets)
     if n == 0:
-        return size == FILE_HEADER_SIZE
+        return (offsets, offsets) if size == FILE_HEADER_SIZE else None
     if offsets[0] != FILE_HEADER_SIZE or offsets[-1] > size - ENTRY_HEADER_SIZE - 1:
-        return False
+        return None
     # One gather per field through byte-stride views of the segment.
     count = size - ENTRY_LENGTHS_OFFSET - _LENGTHS.itemsize + 1
     kl = _field(data, "<u2", ENTRY_LENGTHS_OFFSET, count)[offsets].astype(np.int64)
     if not kl.all():
-        return False
-    kl += _field(data, "<u4", ENTRY_LENGTHS_OFFSET + 2, count)[offsets]
-    kl += offsets
-    kl += ENTRY_HEADER_SIZE  # now each entry's end: the next offset, or the file's end
+        return None
+    vl = _field(data, "<u4", ENTRY_LENGTHS_OFFSET + 2, count)[offsets].astype(np.int64)
+    ends = kl + vl
+    ends += offsets
+    ends += ENTRY_HEADER_SIZE  # each entry's end: the next offset, or the file's end
     # (The lengths are unsigned, so offsets never decrease; K >= 1 makes them increase.)
-    return int(kl[-1]) == size and bool(np.array_equal(kl[:-1], offsets[1:]))
+    if int(ends[-1]) != size or not np.array_equal(ends[:-1], offsets[1:]):
+        return None
+    return kl, vl
+
+
+def offsets_fit(data: bytearray | bytes, size: int, offsets: np.ndarray) -> bool:
+    """Whether ``offsets`` tile the segment exactly (see :func:`entry_lengths`)."""
+    return entry_lengths(data, size, offsets) is not None
 
 
 def _field(data: bytearray | bytes, dtype: str, offset: int, count: int) -> np.ndarray:

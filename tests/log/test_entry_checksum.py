@@ -192,8 +192,18 @@ def test_sidecar_is_xxh3_and_an_old_crc32_sidecar_still_counts(tmp_path: Path) -
     assert raw[:8] == sidecar.MAGIC == b"SYNAIDX3"
     data = bytearray(seg.read_bytes()) + bytes(8)
     size = len(data) - 8
-    offsets = sidecar.read_sidecar(seg, data, size)
-    assert offsets is not None and offsets.tolist() == scan_segment(seg).offsets.tolist()
+    known = sidecar.read_sidecar(seg, data, size)
+    assert known is not None
+    offsets = known.offsets
+    walked = scan_segment(seg)
+    assert offsets.tolist() == walked.offsets.tolist()
+    # the lengths read while checking the offsets are each entry's own
+    assert known.key_lengths.tolist() == [
+        int.from_bytes(data[o + 12 : o + 14], "little") for o in offsets
+    ]
+    assert known.value_lengths.tolist() == [
+        int.from_bytes(data[o + 14 : o + 18], "little") for o in offsets
+    ]
     # The same offsets in the layout earlier versions wrote (CRC32s).
     lengths = np.diff(offsets, prepend=0).astype("<u4")
     body = lz4.block.compress(lengths.tobytes(), store_size=True)
@@ -202,7 +212,7 @@ def test_sidecar_is_xxh3_and_an_old_crc32_sidecar_still_counts(tmp_path: Path) -
     )
     idx.write_bytes(head + body)
     again = sidecar.read_sidecar(seg, data, size)
-    assert again is not None and again.tolist() == offsets.tolist()
+    assert again is not None and again.offsets.tolist() == offsets.tolist()
     # One byte of the segment changed: neither sidecar vouches for it any more.
     data[size - 1] ^= 1
     assert sidecar.read_sidecar(seg, data, size) is None

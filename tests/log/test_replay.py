@@ -10,19 +10,23 @@ import pytest
 import synarrow
 from synarrow.log import replay
 
+MIXED_KEYS = ["a", "bb", "key/ü", "a" * 20, "zz"]
+SAME_LENGTH_KEYS = ["s/00001", "s/00002", "sensor9", "s/x" * 2 + "!", "zz" * 3 + "z"]
 
-def _fill(path: Path) -> dict[str, list]:
+
+def _fill(path: Path, keys: list[str] = MIXED_KEYS) -> dict[str, list]:
     expected: dict[str, list] = {}
+    zz = keys[-1]
     with synarrow.SynaDB(path, synarrow.DbConfig(sync_on_write=False, auto_compact=False)) as db:
         for i in range(500):
-            key = ["a", "bb", "key/ü", "a" * 20, "zz"][i % 5]
+            key = keys[i % 5]
             value = float(i) if i % 7 else i
             db.append(key, value)
             expected.setdefault(key, []).append(value)
-        db.delete("zz")
-        expected.pop("zz")
-        db.append("zz", "back")
-        expected["zz"] = ["back"]
+        db.delete(zz)
+        expected.pop(zz)
+        db.append(zz, "back")
+        expected[zz] = ["back"]
     return expected
 
 
@@ -38,15 +42,18 @@ def _read(path: Path) -> dict[str, list]:
         return out
 
 
-def test_rebuild_matches_what_was_written(tmp_path: Path) -> None:
-    expected = _fill(tmp_path / "db")
+@pytest.mark.parametrize("keys", [MIXED_KEYS, SAME_LENGTH_KEYS], ids=["mixed", "same-length"])
+def test_rebuild_matches_what_was_written(tmp_path: Path, keys: list[str]) -> None:
+    expected = _fill(tmp_path / "db", keys)
     assert _read(tmp_path / "db") == expected
 
 
+@pytest.mark.parametrize("keys", [MIXED_KEYS, SAME_LENGTH_KEYS], ids=["mixed", "same-length"])
 def test_hash_collisions_fall_back_to_exact_grouping(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keys: list[str]
 ) -> None:
-    expected = _fill(tmp_path / "db")
+    assert len({len(k) for k in SAME_LENGTH_KEYS}) == 1
+    expected = _fill(tmp_path / "db", keys)
     for f in (tmp_path / "db" / "log").glob("*.idx"):
         f.unlink()
     monkeypatch.setattr(replay, "_HASH_MULTIPLIER", np.uint64(0))  # every key hashes alike
