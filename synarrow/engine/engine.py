@@ -319,12 +319,13 @@ class Engine:
         if tail is None or seen is None or mark[0] != seen[0] or mark[1] != seen[1]:
             return False
         state_for = state_maker(self.states, self.columnar.keys, self._ties_first)
+        # Until this succeeds the states may be half-updated: only a rebuild may follow.
+        self._tail = None
         try:
             done = continue_log(self.path, tail, mark[2], state_for, self.config)
         except (OSError, CorruptionError):
             done = None  # a rebuild reads everything again and reports what it finds
         if done is None:
-            self._tail = None  # the states may be half-updated: only a rebuild may follow
             return False
         self._tail = done.tail
         self.next_seq = done.next_seq

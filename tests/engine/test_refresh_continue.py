@@ -19,6 +19,7 @@ import pytest
 
 import synarrow
 from synarrow.engine import engine as engine_module
+from synarrow.engine import recovery
 from synarrow.errors import CorruptionError
 from tests.engine.test_refresh import MANUAL, T0, view
 
@@ -136,3 +137,32 @@ def test_a_writer_restarted_after_a_crash_is_followed(tmp_path: Path) -> None:
             again.append("a", 3.0, timestamp=T0 + 2)
         assert reader.refresh() is True
         assert reader.get_history_floats("a").tolist() == [1.0, 2.0, 3.0]
+
+
+def test_a_refresh_that_fails_half_way_is_followed_by_a_rebuild(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error other than damage while new entries are replayed (here: after they were
+    applied) leaves the reader to rebuild next time, never to replay them twice."""
+    path = tmp_path / "db"
+    with synarrow.SynaDB(path, CONFIG) as writer:
+        writer.append("a", 1.0, timestamp=T0)
+        writer.flush()
+        with synarrow.SynaDB(path, MANUAL, readonly=True) as reader:
+            real = recovery.replay_segment
+
+            def applied_then_failed(*args: Any, **kwargs: Any) -> int:
+                real(*args, **kwargs)
+                raise MemoryError("out of memory after the replay")
+
+            monkeypatch.setattr(recovery, "replay_segment", applied_then_failed)
+            writer.append("a", 2.0, timestamp=T0 + 1)
+            writer.flush()
+            with pytest.raises(MemoryError):
+                reader.refresh()
+            monkeypatch.undo()
+            writer.append("a", 3.0, timestamp=T0 + 2)
+            writer.flush()
+            assert reader.refresh() is True
+            assert reader.get_history_floats("a").tolist() == [1.0, 2.0, 3.0]
+            _same_as_fresh(reader, path)
