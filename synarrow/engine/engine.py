@@ -272,9 +272,9 @@ class Engine:
         grew, just its new entries are read, verified and replayed into the key states
         (:func:`~synarrow.engine.recovery.continue_log`); otherwise (a compaction, a
         retention rule, a log that did not continue) the key states are rebuilt as open
-        builds them. An entry the writer is still writing at the
-        end of the log is not damage: it is taken by a later refresh. Files that the writer's
-        compaction removes meanwhile make the rebuild start again. Results handed out
+        builds them. An entry the writer is still writing at the end of the log is not
+        damage: it is taken by a later refresh. Files that the writer's compaction removes
+        meanwhile make the rebuild start again. Results handed out
         before stay valid (views of mappings that stay alive while referenced, or owned
         buffers)."""
         if not self.follows:

@@ -7,8 +7,9 @@ following links, the identity (inode, modification time, size) of ``columnar/MAN
 (replaced by rename on every compaction) and of the retention file, the live log segment
 numbers and the size and modification time of the last segment (every append, delete and
 range delete grows it). When the mark is unchanged nothing was written; when only the log
-grew the engine replays its new entries, else it rebuilds its key states the way open does. A log that ended in a partial entry keeps
-the reader looking for a while (:func:`settled`): the writer may complete it in place.
+grew the engine replays its new entries, else it rebuilds its key states the way open does.
+A log that ended in a partial entry keeps the reader looking for a while (:func:`settled`):
+the writer may complete it in place.
 """
 
 from __future__ import annotations

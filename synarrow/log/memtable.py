@@ -126,7 +126,7 @@ class TailChunk:
         numbers = self.numbers[lo:hi] if self.numbers is not None else None
         values = self.values.slice(lo, hi - lo)
         start = self.sequence_start
-        if start is not None and self._ts is None:
+        if start is not None:
             return TailChunk.sequence(self.atom, start + lo, values, numbers)
         return TailChunk(self.atom, self.ts[lo:hi], values, numbers=numbers, in_order=self.in_order)
 

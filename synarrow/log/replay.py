@@ -344,36 +344,28 @@ def _key_ids(
     n = len(offs)
     words8 = _sliding(data, "<u8", size + 8)
     lengths = np.flatnonzero(np.bincount(kl_all)).tolist()
-    if len(lengths) == 1:  # every key of the segment has one length: no selection needed
-        h_all = None
-        selections: list[np.ndarray | None] = [None]
-    else:
-        h_all = np.empty(n, dtype=np.uint64)
-        selections = [np.flatnonzero(kl_all == kl) for kl in lengths]
+    # per key length, its entries (all of them, the usual case, need no selection)
+    selections: list[np.ndarray | slice] = (
+        [slice(None)] if len(lengths) == 1 else [np.flatnonzero(kl_all == kl) for kl in lengths]
+    )
+    h_all = np.empty(n, dtype=np.uint64)
     groups = []
     for kl, sel in zip(lengths, selections):
-        key_at = offs + ENTRY_HEADER_SIZE if sel is None else offs[sel] + ENTRY_HEADER_SIZE
+        key_at = offs[sel] + ENTRY_HEADER_SIZE
         h = np.full(len(key_at), kl, dtype=np.uint64)
-        words = []  # the key's 8-byte words, kept to compare keys below
-        at = np.empty_like(key_at)
+        words = []  # the keys' 8-byte words, kept to compare keys below
         with np.errstate(over="ignore"):
             for i in range(0, kl, 8):
                 # The data ends in PAD zero bytes, so the last word never reads past it.
-                np.add(key_at, i, out=at)
-                w = words8[at]
+                w = words8[key_at + i]
                 if kl - i < 8:
                     w &= _MASKS[kl - i]
                 words.append(w)
                 h ^= w
                 h *= _HASH_MULTIPLIER
                 h ^= h >> np.uint64(29)
-        if sel is None:
-            h_all = h
-        else:
-            assert h_all is not None
-            h_all[sel] = h
+        h_all[sel] = h
         groups.append((kl, sel, key_at, words))
-    assert h_all is not None
     key_id, count = _dense_ids(h_all)
     order = _stable_order(key_id, count)
     sorted_ids = key_id[order]
@@ -381,20 +373,18 @@ def _key_ids(
     new[1:] = sorted_ids[1:] != sorted_ids[:-1]
     firsts = order[new]
     first_of = firsts[key_id]  # each entry's group's first entry
-    if len(groups) == 1:
-        # One key length: each entry's key words against its group's first entry's.
-        _, _, _, words = groups[0]
-        for w in words:
-            if not np.array_equal(w[first_of], w):
-                return _key_ids_by_bytes(data, size, [g[:3] for g in groups], n)
-    else:
-        for kl, sel, key_at, _ in groups:
-            rep = first_of[sel]
+    # Every entry's key, word by word, against its group's first entry's key.
+    for kl, sel, _, words in groups:
+        rep = first_of[sel]
+        if isinstance(sel, slice):  # every entry: positions in ``words`` are entry numbers
+            rep_words = [w[rep] for w in words]
+        else:
             if kl_all[rep].min() != kl or kl_all[rep].max() != kl:
                 return _key_ids_by_bytes(data, size, [g[:3] for g in groups], n)
-            raw = _sliding(data, f"V{kl}", size)
-            if not np.array_equal(raw[key_at], raw[offs[rep] + ENTRY_HEADER_SIZE]):
-                return _key_ids_by_bytes(data, size, [g[:3] for g in groups], n)
+            rep_at = offs[rep] + ENTRY_HEADER_SIZE
+            rep_words = [words8[rep_at + i] & _MASKS[min(8, kl - i)] for i in range(0, kl, 8)]
+        if not all(np.array_equal(a, b) for a, b in zip(words, rep_words)):
+            return _key_ids_by_bytes(data, size, [g[:3] for g in groups], n)
     # Number the keys in the order of their groups (so key ids grow along ``order``).
     renumber = np.empty(count, dtype=np.int64)
     renumber[key_id[firsts]] = np.arange(len(firsts))
@@ -470,17 +460,18 @@ def _stable_order(ids: np.ndarray, count: int) -> np.ndarray:
 def _key_ids_by_bytes(
     data: bytearray,
     size: int,
-    groups: list[tuple[int, np.ndarray | None, np.ndarray]],
+    groups: list[tuple[int, np.ndarray | slice, np.ndarray]],
     n: int,
 ) -> tuple[np.ndarray, list[bytes], np.ndarray]:
     """Slow exact grouping by the key bytes (only after a hash collision). ``groups``:
-    per key length, the entries (``None``: all) and where their keys start."""
+    per key length, its entries (an index array, or a slice of all) and where their keys
+    start."""
     key_id = np.empty(n, dtype=np.int64)
     uniq: list[bytes] = []
     for kl, sel, key_at in groups:
         raw = _sliding(data, f"V{kl}", size)[key_at]
         uk, inv = np.unique(raw, return_inverse=True)
-        key_id[slice(None) if sel is None else sel] = inv.reshape(-1) + len(uniq)
+        key_id[sel] = inv.reshape(-1) + len(uniq)
         uniq.extend(bytes(k) for k in uk.tolist())
     return key_id, uniq, np.argsort(key_id, kind="stable")
 
