@@ -24,6 +24,7 @@ from .common import (
     disk_bytes,
     files_with_prefix_bytes,
     no_gc,
+    pwrite_fdatasync_seconds,
     sa_open,
     sensor_keys,
     sqlite_open,
@@ -686,16 +687,7 @@ def _durable_vs_disk(ctx: Ctx, pairs: list[tuple[str, float]]) -> None:
     with ctx.guard(ISSUE, b, fig, "synarrow", "ops/s", ref=ref, **tgt):
         for _ in range(5):
             with ctx.tmpdir("raw") as d:
-                fd = os.open(os.path.join(d, "f"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                try:
-                    rec = b"x" * 40
-                    t0 = perf()
-                    for i in range(n):
-                        os.pwrite(fd, rec, 40 * i)
-                        os.fdatasync(fd)
-                    raw.append(perf() - t0)
-                finally:
-                    os.close(fd)
+                raw.append(pwrite_fdatasync_seconds(d, n))
             with ctx.tmpdir("synarrow") as d:
                 db = sa_open(os.path.join(d, "sa.db"), sync_on_write=True)
                 try:

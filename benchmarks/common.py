@@ -279,6 +279,21 @@ def sensor_series(n: int, seed: int = 0) -> np.ndarray:
 # --------------------------------------------------------------------------
 
 
+def pwrite_fdatasync_seconds(directory: str, n: int) -> float:
+    """Seconds for ``n`` x ``os.pwrite(fd, 40 bytes, offset) + os.fdatasync(fd)`` into a
+    new file in ``directory``: this disk's own rate of durable small writes."""
+    fd = os.open(os.path.join(directory, "f"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        rec = b"x" * 40
+        t0 = time.perf_counter()
+        for i in range(n):
+            os.pwrite(fd, rec, 40 * i)
+            os.fdatasync(fd)
+        return time.perf_counter() - t0
+    finally:
+        os.close(fd)
+
+
 def sa_open(path: str, readonly: bool = False, **config: Any):
     """Open a synarrow database through the public API only."""
     import synarrow

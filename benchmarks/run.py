@@ -37,6 +37,7 @@ from . import (
     bench_timeseries,
     bench_vector,
     bench_vector16,
+    bench_writers,
 )
 from .common import Ctx, Row, fmt_value, log, machine_info
 
@@ -64,7 +65,10 @@ ISSUES = {
         "Issue 16: vector store metadata, filters, hybrid search, bounded disk",
         bench_vector16.BENCHMARKS,
     ),
-    17: ("Issue 17: many writers (readers following the writer)", bench_follow.BENCHMARKS),
+    17: (
+        "Issue 17: many writers (several writer processes, readers following them)",
+        {**bench_follow.BENCHMARKS, **bench_writers.BENCHMARKS},
+    ),
     20: ("Issue 20: cost that follows the work (reopen, compaction)", bench_scale.BENCHMARKS),
 }
 GROUPS = {
@@ -74,6 +78,7 @@ GROUPS = {
     "tensor": list(bench_tensor.BENCHMARKS),
     "experiment": list(bench_experiment.BENCHMARKS),
     "follow": list(bench_follow.BENCHMARKS),
+    "writers": list(bench_writers.BENCHMARKS),
     "scaleout": list(bench_scaleout.BENCHMARKS),
     "flightsql": list(bench_flightsql.BENCHMARKS),
     "time": list(bench_time.BENCHMARKS),

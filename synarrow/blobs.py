@@ -29,6 +29,7 @@ from synarrow.errors import (
 from synarrow.fileio import (
     DurableTemp,
     open_fd,
+    remove_abandoned,
     remove_file,
     require_directory,
     require_name,
@@ -118,10 +119,12 @@ class BlobStore:
         remove_file(self.path_of(checksum))
 
     def remove_temporaries(self) -> None:
-        """Delete ``tmp-*`` files left by a crash (only the writer-lock holder may call this)."""
+        """Delete ``tmp-*`` files left by a crash: those no process still writes (see
+        :func:`~synarrow.fileio.remove_abandoned`; other writer processes may be storing
+        blobs right now)."""
         if require_directory(self.directory, what="blob directory"):
             for tmp in self.directory.glob("tmp-*"):
-                remove_file(tmp)
+                remove_abandoned(tmp)
 
     def put(self, source: Any, what: str) -> tuple[str, int]:
         """Store ``source`` (bytes-like, path or binary file); returns (sha256 hex, size)."""

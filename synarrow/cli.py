@@ -294,6 +294,20 @@ def _refuse_snapshot(args: argparse.Namespace, command: str) -> None:
 # -- commands ------------------------------------------------------------------------------
 
 
+def _writers_line(mode: str, pids: list[int] | None) -> str:
+    """``writers`` in ``info``: who may write, and which processes hold writer handles."""
+    what = "many (writers take turns on one log)" if mode == "many" else "single"
+    if pids is None:
+        return what
+    if not pids:
+        return f"{what}; none open now"
+    counts: dict[int, int] = {}
+    for pid in pids:
+        counts[pid] = counts.get(pid, 0) + 1
+    shown = ", ".join(f"{p}" + (f" (x{n})" if n > 1 else "") for p, n in sorted(counts.items()))
+    return f"{what}; {len(pids)} open now, in process{'es' * (len(counts) != 1)} {shown}"
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """``synarrow info PATH``: keys, entries, sizes, last compaction."""
     with _read_db(args) as db:
@@ -322,6 +336,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             f"{human_bytes(stats['columnar_bytes'])} in {files} file{'s' * (files != 1)}",
         ),
         ("last compaction", stats["last_compaction"] or "never"),
+        ("writers", _writers_line(cfg.writers, stats.get("writer_processes"))),
         (
             "config",
             " ".join(f"{f.name}={getattr(cfg, f.name)}" for f in dataclasses.fields(cfg)),

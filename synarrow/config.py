@@ -27,12 +27,14 @@ from synarrow.fileio import read_bytes, write_atomic
 __all__ = [
     "CONFIG_NAME",
     "DUPLICATES",
+    "WRITERS",
     "DbConfig",
     "check_request",
     "choose",
     "read_stored",
     "stored_with",
     "write_stored",
+    "writers_of",
 ]
 
 #: The settings file inside a database directory.
@@ -42,6 +44,8 @@ _MAX_CONFIG_BYTES = 1 << 20
 
 _COMPRESSIONS = (None, "lz4", "zstd")
 _VERIFY = ("first-read", "open", "never")
+#: Who may write at once (``DbConfig.writers``).
+WRITERS = ("single", "many")
 #: The policies for entries of one key with equal timestamps (``DbConfig.duplicates``).
 DUPLICATES = ("keep_all", "keep_last", "keep_first")
 
@@ -87,7 +91,15 @@ class DbConfig:
         refresh_interval: how stale a read-only handle may get, in seconds: its reads check
             at most this often whether the writer has written or compacted since and, if so,
             refresh it (``SynaDB.refresh()``). ``0``: check on every read; ``None``: only on
-            an explicit ``refresh()``. Writers and snapshot handles never check.
+            an explicit ``refresh()``. Snapshot handles never check, and neither do
+            writers under ``writers="single"``.
+        writers: ``"many"`` (default): any number of writer handles, in one process or
+            several, append to the same log one at a time under a short OS lock; each
+            sees the others' entries before it writes and, like a read-only handle, on
+            reads at most every ``refresh_interval`` seconds. ``"single"``: one writer
+            handle at a time; a second one (in any process) is refused with
+            :class:`~synarrow.errors.DatabaseLockedError`. See docs/FORMAT.md ("Several
+            writers").
     """
 
     sync_on_write: bool = True
@@ -102,6 +114,7 @@ class DbConfig:
     verify: str = "first-read"
     duplicates: str = "keep_all"
     refresh_interval: float | None = 0.1
+    writers: str = "many"
 
     def __post_init__(self) -> None:
         for name in ("sync_on_write", "delta", "auto_compact"):
@@ -125,6 +138,11 @@ class DbConfig:
             raise ConfigError(
                 f"DbConfig.duplicates must be one of {', '.join(map(repr, DUPLICATES))}, "
                 f"got {self.duplicates!r}"
+            )
+        if self.writers not in WRITERS:
+            raise ConfigError(
+                f"DbConfig.writers must be one of {', '.join(map(repr, WRITERS))}, "
+                f"got {self.writers!r}"
             )
         interval = self.refresh_interval
         if interval is not None and (
@@ -203,10 +221,29 @@ def stored_with(directory: Path, **changes: Any) -> DbConfig:
     return (base or DbConfig()).replace(**changes)
 
 
-def check_request(requested: object, *, sync_on_write: object = None) -> None:
+def writers_of(directory: Path, requested: DbConfig | None, override: str | None = None) -> str:
+    """Who may write the database at ``directory`` with a handle asking for ``requested``
+    (``override``: this handle's own setting): the override, else ``requested.writers``,
+    else the stored setting's, else the default's (read before the writer lock is taken,
+    which depends on it)."""
+    if override is not None:
+        return override
+    if requested is not None:
+        return requested.writers
+    stored = read_stored(directory) if directory.is_dir() else None
+    return (stored or DbConfig()).writers
+
+
+def check_request(
+    requested: object, *, sync_on_write: object = None, writers: object = None
+) -> None:
     """Refuse what :func:`choose` would refuse, before a handle creates anything."""
     if requested is not None and not isinstance(requested, DbConfig):
         raise InvalidArgumentError(f"config must be a DbConfig, got {type(requested).__name__}")
+    if writers is not None and writers not in WRITERS:
+        raise InvalidArgumentError(
+            f"writers must be one of {', '.join(map(repr, WRITERS))} or None, got {writers!r}"
+        )
     if sync_on_write is not None and not isinstance(sync_on_write, bool):
         raise InvalidArgumentError(
             f"sync_on_write must be a bool or None, got {type(sync_on_write).__name__}"
@@ -219,6 +256,7 @@ def choose(
     *,
     readonly: bool,
     sync_on_write: bool | None = None,
+    writers: str | None = None,
 ) -> DbConfig:
     """The settings a handle on ``directory`` uses, storing them when they changed.
 
@@ -226,13 +264,15 @@ def choose(
     database's setting and is written to ``config.json`` by a writable handle when it differs
     from what is stored. ``sync_on_write`` (``None``: not overridden) applies to this handle
     only and is never written, so an Experiment or ModelRegistry that buffers its writes does
-    not change the durability of a later plain ``SynaDB(path)``.
+    not change the durability of a later plain ``SynaDB(path)``; ``writers`` likewise.
     """
-    check_request(requested, sync_on_write=sync_on_write)
+    check_request(requested, sync_on_write=sync_on_write, writers=writers)
     stored = read_stored(directory)
     chosen = requested or stored or DbConfig()
     if not readonly and chosen != stored:
         write_stored(directory, chosen)
     if sync_on_write is not None and sync_on_write != chosen.sync_on_write:
         chosen = chosen.replace(sync_on_write=sync_on_write)
+    if writers is not None and writers != chosen.writers:
+        chosen = chosen.replace(writers=writers)
     return chosen

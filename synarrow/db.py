@@ -17,6 +17,7 @@ the log tail, cutting off a torn tail left by a crash before anything new is wri
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import fnmatch
@@ -25,7 +26,6 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -91,9 +91,13 @@ class SynaDB(Handle):
             in ``stats()["repaired_ranges"]``).
         sync_on_write: override the stored ``sync_on_write`` for this handle only (it is
             never written back, so other handles keep the database's own setting).
+        writers: override the stored ``writers`` for this handle only (``"single"``: refuse
+            every other writer while this one is open, and be refused while one is).
 
-    One ``SynaDB`` may be shared by threads. A second writer on the same directory, in this
-    or another process, gets :class:`~synarrow.errors.DatabaseLockedError`.
+    One ``SynaDB`` may be shared by threads. Several writers, in this or other processes,
+    write one database at once (``DbConfig.writers``, ``"many"`` by default: each sees the
+    others' entries, see :meth:`refresh`); under ``writers="single"`` a second writer gets
+    :class:`~synarrow.errors.DatabaseLockedError`.
     """
 
     kind: ClassVar[str] = "database"
@@ -107,6 +111,7 @@ class SynaDB(Handle):
         repair: bool = False,
         sync_on_write: bool | None = None,
         snapshot: str | None = None,
+        writers: str | None = None,
     ) -> None:
         if snapshot is not None:
             check_tag(snapshot)
@@ -119,7 +124,7 @@ class SynaDB(Handle):
             readonly = True
         readonly = bool(readonly)
         super().__init__(Path(path), readonly=readonly)
-        _config.check_request(config, sync_on_write=sync_on_write)  # before anything exists
+        _config.check_request(config, sync_on_write=sync_on_write, writers=writers)
         engine = self._engine = Engine(
             self.path,
             config,
@@ -127,6 +132,7 @@ class SynaDB(Handle):
             repair=repair,
             sync_on_write=sync_on_write,
             snapshot=snapshot,
+            writers=writers,
         )
         self._tag_handles: dict[str, SynaDB] = {}  # snapshots opened for sql(snapshot=)
         self._tag_lock = threading.Lock()
@@ -136,7 +142,7 @@ class SynaDB(Handle):
         self._append_number = engine.append_number
         # Whether get() may have to take the locked path: while retention rules exist (it
         # checks expiry), and for a read-only handle that follows the writer (the locked path
-        # refreshes it when due, and rules may appear: engine.lock_free_until says when);
+        # refreshes it when due, and rules may appear: engine.lock_free says when);
         # kept here so a writer's lock-free path reads one attribute of its own.
         self._expiring = engine.has_retention or engine.follows
         self.mark_open()
@@ -243,16 +249,34 @@ class SynaDB(Handle):
         changed.
 
         A read-only handle (``readonly=True``) reads the state at open; ``refresh()`` makes
-        it see every entry the writer process has handed to the OS since (appends, batches,
+        it see every entry the writers have handed to the OS since (appends, batches,
         deletes, range deletes: ``flush()``, or each write with ``sync_on_write``) and every
-        compaction it committed. Its reads also do this by themselves at most every
+        compaction they committed. A writer under ``DbConfig(writers="many")`` refreshes
+        the same way, to see the other writers' entries (its own buffered ones stay
+        buffered). Reads also do this by themselves at most every
         ``DbConfig.refresh_interval`` seconds (0.1 by default). An entry still being
         written is seen by a later refresh. Arrays and tables returned before stay valid.
-        On a writer or a snapshot handle (``snapshot=``) it does nothing and returns
-        ``False``.
+        On a single writer (``writers="single"``) or a snapshot handle (``snapshot=``) it
+        does nothing and returns ``False``.
         """
         self.require_open()
         return self._engine.refresh()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[SynaDB]:
+        """Hold the log for this handle while the block runs: no other writer handle (of
+        any process) writes meanwhile, and reads in the block see every entry the others
+        wrote before it, so a read-modify-write (a counter, the next version number) is
+        not interleaved with theirs. The block's writes are handed to the OS when it ends
+        (``sync()`` in the block makes them durable). Keep it short: the other writers
+        wait. On a single writer it only holds this handle's own lock; read-only handles
+        get :class:`~synarrow.errors.ReadOnlyError`.
+        """
+        self.require_open()
+        engine = self._engine
+        engine.writable()
+        with engine.lock, engine.turn:
+            yield self
 
     def flush(self) -> None:
         """Hand buffered writes to the OS (they survive a crash of this process)."""
@@ -311,11 +335,7 @@ class SynaDB(Handle):
         # and so does every key while retention rules exist (its value may have expired),
         # and on a read-only handle that follows the writer once a refresh is due.
         st = self._states.get(key) if type(key) is str else None
-        if (
-            st is not None
-            and not self._closed
-            and (not self._expiring or _monotonic() < self._engine.lock_free_until)
-        ):
+        if st is not None and not self._closed and (not self._expiring or self._engine.lock_free):
             value = st.latest
             if st.latest_atom is not None and value is not UNLOADED:
                 return value.copy() if type(value) is np.ndarray else value
@@ -631,7 +651,7 @@ class SynaDB(Handle):
 
         age = None if max_age is None else parse_duration(max_age, "max_age")
         self._engine.set_retention(pattern, age)
-        self._expiring = self._engine.has_retention
+        self._expiring = self._engine.has_retention or self._engine.follows
 
     def retention(self) -> dict[str, dt.timedelta]:
         """The retention rules: pattern -> maximum age (see :meth:`set_retention`)."""

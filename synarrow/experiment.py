@@ -47,16 +47,19 @@ metrics of the last ``flush_interval`` seconds; a power loss at most those since
 flush that was followed by a sync (a run end or any parameter write).
 
 Several processes. A store has one writer process at a time (SynaDB's writer lock).
-Opening an experiment for writing while another process writes it raises
-:class:`~synarrow.DatabaseLockedError`, at once or after waiting up to ``timeout`` seconds;
-give parallel trials (or DataLoader workers) their own store path, or log from the main
-process. ``Experiment(..., readonly=True)`` reads a store while another process writes it
-(a snapshot as of opening; :meth:`Experiment.refresh` takes a new one). Experiments and
-registries on one path inside one process share a single writer handle.
+Several processes may log to one store at once (parallel trials of a sweep, DataLoader
+workers): the database takes their writes in turns (``DbConfig(writers="many")``, the
+default; see docs/FORMAT.md). A store whose database was set to ``writers="single"`` keeps
+one writer process: opening it for writing while another process writes it raises
+:class:`~synarrow.DatabaseLockedError`, at once or after waiting up to ``timeout`` seconds.
+``Experiment(..., readonly=True)`` reads a store while others write it (a snapshot as of
+opening; :meth:`Experiment.refresh` takes a new one). Experiments and registries on one path
+inside one process share a single writer handle.
 
-Runs left ``running`` by a process that died are marked ``killed`` when a writer next opens
-the store (with the writer lock held, no other process can still be writing them). Runs still
-open when the interpreter exits are ended as ``killed`` and their metrics written.
+Each run records the process logging it. Runs left ``running`` by a process that no longer
+runs are marked ``killed`` when a writer next opens the store (a run of another live process
+is left alone). Runs still open when the interpreter exits are ended as ``killed`` and their
+metrics written.
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ from synarrow.errors import (
 )
 from synarrow.handle import Handle
 from synarrow.lineage import RUN_ID_PATTERN, DataInput, RunInfo, snapshot_input
+from synarrow.processes import owner_alive, owner_token
 from synarrow.records import check_name, to_json, us_to_datetime
 from synarrow.shared_writer import SharedWriter, at_exit, open_shared, release_shared
 
@@ -210,6 +214,7 @@ class Run:
         self.status: str = meta["status"]
         self._start_us: int = meta["start_us"]
         self._end_us: int | None = meta.get("end_us")
+        self._owner: object = meta.get("owner")
         self.params: dict[str, Any] = params
         self._lock = threading.RLock()
         self._buffers: dict[str, _MetricBuffer] = {}
@@ -248,6 +253,7 @@ class Run:
             "status": self.status,
             "start_us": self._start_us,
             "end_us": self._end_us,
+            "owner": self._owner,
         }
 
     def _key(self, kind: str, name: str) -> str:
@@ -683,11 +689,18 @@ class Experiment(Handle):
             self._shared_writer.runs.pop(run.id, None)
 
     def _mark_orphans(self) -> None:
-        """Runs ``running`` in the store but not live in this process belong to a dead writer."""
+        """Runs ``running`` in the store whose process is gone (not live in this process,
+        and not owned by another process that still runs) belong to a dead writer."""
         assert self._shared_writer is not None
         changed = False
+        me = owner_token()
         for meta in self._all_meta():
-            if meta["status"] == RUNNING and meta["id"] not in self._shared_writer.runs:
+            owner = meta.get("owner")
+            if (
+                meta["status"] == RUNNING
+                and meta["id"] not in self._shared_writer.runs
+                and (owner == me or not owner_alive(owner))
+            ):
                 meta["status"] = KILLED
                 meta["end_us"] = _time_ns() // 1000
                 meta["note"] = "the process logging this run ended without ending it"
@@ -797,6 +810,7 @@ class Experiment(Handle):
             "status": RUNNING,
             "start_us": _time_ns() // 1000,
             "end_us": None,
+            "owner": owner_token(),
         }
         run = Run(self, meta, {}, live=True)
         db.append(self._meta_key(run_id), json.dumps(meta))

@@ -21,6 +21,7 @@ import os
 import re
 import secrets
 import stat
+import time
 from pathlib import Path
 
 from synarrow.errors import CorruptionError
@@ -31,6 +32,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
+    "ABANDONED_AFTER",
     "NOFOLLOW",
     "DurableTemp",
     "create_exclusive",
@@ -41,6 +43,7 @@ __all__ = [
     "map_bytes",
     "open_fd",
     "read_bytes",
+    "remove_abandoned",
     "remove_file",
     "require_directory",
     "require_name",
@@ -285,6 +288,8 @@ class DurableTemp:
     ) -> None:
         self.path = Path(path)
         self.fd = open_fd(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode, what=what)
+        if fcntl is not None:  # in use while held: see remove_abandoned
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._done = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -353,6 +358,34 @@ def entry_problem(entry: os.DirEntry[str]) -> str | None:
     if not entry.is_file(follow_symlinks=False):
         return "not a regular file"
     return None
+
+
+#: A temporary younger than this is never taken for one a crash left behind (it may have
+#: been created a moment ago, before its writer locked it).
+ABANDONED_AFTER = 60.0
+
+
+def remove_abandoned(path: Path | str) -> bool:
+    """Remove the temporary ``path`` (a :class:`DurableTemp` of any process) if nothing
+    writes it any more: no process holds its lock and it is older than
+    :data:`ABANDONED_AFTER` seconds. Whether it was removed."""
+    try:
+        fd = open_fd(path, os.O_RDONLY, what="temporary file")
+    except (FileNotFoundError, CorruptionError):
+        remove_file(path)  # gone, or a link: removed itself, never its target
+        return True
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # being written
+        if time.time() - os.fstat(fd).st_mtime < ABANDONED_AFTER:
+            return False
+        remove_file(path)
+        return True
+    finally:
+        os.close(fd)
 
 
 def remove_file(path: Path | str) -> None:

@@ -440,7 +440,7 @@ class ModelRegistry(Handle):
         elif experiments is not None:
             raise InvalidArgumentError("experiments= is only used with run_id=")
         checksum, size = self._blobs.put(data, f"model {name!r}")
-        with self._lock:
+        with self._lock, self._db.exclusive():
             counter = f"models/{name}/next_version"
             version = self._db.get(counter, 1)
             created = us_to_datetime(now_us())
@@ -538,7 +538,7 @@ class ModelRegistry(Handle):
         self.require_writable()
         stage = normalize_stage(stage)
         self._check_version(version)
-        with self._lock:
+        with self._lock, self._db.exclusive():
             info = self.get_version(name, version)
             changed = dataclasses.replace(info, stage=stage)
             if stage == "Production" and archive_existing:
@@ -576,7 +576,7 @@ class ModelRegistry(Handle):
         Its number is not reused. :class:`~synarrow.NotFoundError` if it does not exist.
         """
         self.require_writable()
-        with self._lock:
+        with self._lock, self._db.exclusive():
             info = self.get_version(name, self._check_version(version))
             if info.aliases:
                 listed = ", ".join(repr(a) for a in info.aliases)
@@ -625,7 +625,7 @@ class ModelRegistry(Handle):
         self.require_writable()
         check_alias(alias)
         self._check_version(version)
-        with self._lock:
+        with self._lock, self._db.exclusive():
             self.get_version(name, version)
             for other in self._alias_map(name):
                 if other != alias and other.lower() == alias.lower():
@@ -659,7 +659,7 @@ class ModelRegistry(Handle):
         """Remove ``alias``; durable on return (its history stays in :meth:`alias_history`).
         :class:`~synarrow.NotFoundError` if it is not set."""
         self.require_writable()
-        with self._lock:
+        with self._lock, self._db.exclusive():
             self.get_by_alias(name, alias)
             self._db.append(self._akey(name, alias), json.dumps({"version": None}))
             self._db.sync()

@@ -3,8 +3,10 @@
 ``Experiment`` and ``ModelRegistry`` objects opened on one path in one process share one
 writer handle (a :class:`SharedWriter`), so they do not lock each other out: the first user
 opens it, each further user takes a reference, the last :func:`release_shared` closes it.
-Another process holding the writer lock makes :func:`open_shared` wait up to ``timeout``
-seconds, then raise :class:`~synarrow.errors.DatabaseLockedError`.
+Other processes write beside it (``DbConfig(writers="many")``, the default); on a database
+set to ``writers="single"``, another process holding the writer lock makes
+:func:`open_shared` wait up to ``timeout`` seconds, then raise
+:class:`~synarrow.errors.DatabaseLockedError`.
 
 The shared handle turns off the per-append fsync for itself only (``SynaDB(path,
 sync_on_write=False)``, never written to ``config.json``): metrics are buffered and metadata

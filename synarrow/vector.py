@@ -255,8 +255,13 @@ class VectorStore(Handle):
         if snapshot is not None:
             self._db = SynaDB(self.path, config, snapshot=snapshot)
         else:
+            # One writer at a time: the index cache (vector_index/) is kept by the writer.
             self._db = SynaDB(
-                self.path, config, readonly=readonly, sync_on_write=None if readonly else False
+                self.path,
+                config,
+                readonly=readonly,
+                sync_on_write=None if readonly else False,
+                writers=None if readonly else "single",
             )
         try:
             self._durable = (read_stored(self.path) or self._db.config).sync_on_write

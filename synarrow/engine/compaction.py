@@ -33,9 +33,12 @@ from synarrow.log.names import list_log_dir, segment_path
 from synarrow.log.sidecar import remove_sidecar
 from synarrow.log.writer import LogWriter
 
-__all__ = ["CompactionHost", "Compactor"]
+__all__ = ["AUTO_RETRY_SECONDS", "CompactionHost", "Compactor"]
 
 _logger = logging.getLogger("synarrow")
+#: An automatic compaction that finds another process of a shared log compacting tries
+#: again after this many seconds at the earliest.
+AUTO_RETRY_SECONDS = 1.0
 T = TypeVar("T")
 
 
@@ -57,6 +60,20 @@ class CompactionHost(Protocol):
 
     def compaction_done(self, log_bytes_closed: int) -> None:
         """Record the closed segments' size after a compaction (caller holds the lock)."""
+        ...
+
+    @property
+    def turn(self) -> contextlib.AbstractContextManager[None]:
+        """The engine's turn on a shared log (nothing for a single writer)."""
+        ...
+
+    def lease(self, *, wait: bool = True) -> contextlib.AbstractContextManager[bool]:
+        """The compaction lease of a shared log (yields whether it was had)."""
+        ...
+
+    def checked_turn(self) -> contextlib.AbstractContextManager[None]:
+        """A turn that also checks that the key states are built on the committed
+        manifest (nothing for a single writer)."""
         ...
 
     def cutoff(self, key: str) -> int | None:
@@ -83,6 +100,9 @@ class Compactor:
         self._error: BaseException | None = None  # the last failed automatic compaction
         self._pending = False  # not yet raised by an explicit call
         self._stopped = False  # the engine is closing: no compaction may start
+        # An automatic compaction that found another process compacting: none starts
+        # before this time.monotonic() (appends would start a thread each otherwise).
+        self._not_before = 0.0
 
     @property
     def last_error(self) -> BaseException | None:
@@ -90,9 +110,14 @@ class Compactor:
         return self._error
 
     def busy(self) -> bool:
-        """Whether a compaction is running or an automatic one is about to."""
+        """Whether a compaction is running or an automatic one is about to (or, of a
+        shared log, another process compacts: automatic ones wait a while)."""
         thread = self._thread
-        return self._running.locked() or (thread is not None and thread.is_alive())
+        return (
+            self._running.locked()
+            or (thread is not None and thread.is_alive())
+            or time.monotonic() < self._not_before
+        )
 
     def start_auto(self) -> None:
         """Start an automatic compaction on a background thread, unless one is busy."""
@@ -106,7 +131,8 @@ class Compactor:
 
     def _auto(self) -> None:
         try:
-            self.run(full=False)
+            if not self.run(full=False, wait=False):
+                self._not_before = time.monotonic() + AUTO_RETRY_SECONDS
         except DatabaseClosedError:
             pass  # the engine closed before this compaction could start: nothing to do
         except Exception as exc:
@@ -155,19 +181,23 @@ class Compactor:
         with self._running:
             pass  # a compaction that started before the flag was set has finished
 
-    def run(self, *, full: bool) -> dict[str, Any]:
-        """Fold the log into a new columnar generation; returns what was done."""
-        with self.exclusive():
-            return self._run(full=full)
+    def run(self, *, full: bool, wait: bool = True) -> dict[str, Any]:
+        """Fold the log into a new columnar generation; returns what was done (``{}``
+        when ``wait=False`` and another writer of a shared log is compacting)."""
+        with self.exclusive(wait=wait) as had:
+            return self._run(full=full) if had else {}
 
     @contextlib.contextmanager
-    def exclusive(self) -> Iterator[None]:
-        """Hold off every compaction (waiting for a running one) while the block runs:
-        for work on the committed files (a snapshot, a drop that removes files)."""
+    def exclusive(self, *, wait: bool = True) -> Iterator[bool]:
+        """Hold off every compaction (waiting for a running one; of a shared log, in any
+        process) while the block runs: for work on the committed files (a snapshot, a
+        drop that removes files). Yields ``False`` (with ``wait=False``) when another
+        process holds the compaction lease."""
         with self._running:
             if self._stopped:
                 raise DatabaseClosedError(f"database {self._host.path} is closed")
-            yield
+            with self._host.lease(wait=wait) as had:
+                yield had
 
     def pin(self, write: Callable[[Manifest, int], T]) -> T:
         """Fold what the log holds since the last compaction (nothing when it holds
@@ -178,7 +208,7 @@ class Compactor:
         self.raise_pending()
         host = self._host
         with self.exclusive():
-            with host.lock:
+            with host.lock, host.turn:
                 folded = host.next_seq == host.columnar.manifest.next_seq
             if not folded:
                 self._run(full=False)
@@ -190,7 +220,7 @@ class Compactor:
         from synarrow.columnar import compact as columnar_compact
 
         host = self._host
-        with host.lock:
+        with host.lock, host.checked_turn():
             writer = host.rotate()
             first_segment, next_seq = writer.segment, host.next_seq
             clock = host.last_ts
@@ -234,7 +264,7 @@ class Compactor:
             clock=clock,
             carry=carry,
         )
-        with host.lock:
+        with host.lock, host.turn:
             for key, refs in result.refs.items():
                 if key in seen:
                     st, epoch, folded = seen[key]

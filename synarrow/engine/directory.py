@@ -23,6 +23,7 @@ from synarrow.fileio import (
 )
 from synarrow.log.format import FORMAT_VERSION
 from synarrow.log.lock import WriterLock
+from synarrow.log.shared import HEAD_NAME, LEASE_NAME
 
 __all__ = [
     "COLUMNAR_DIR",
@@ -33,6 +34,7 @@ __all__ = [
     "SNAPSHOTS_DIR",
     "is_database",
     "prepare_directory",
+    "remove_temporaries",
     "require_own_directories",
 ]
 
@@ -48,6 +50,8 @@ COLUMNAR_DIR = "columnar"
 OWN_FILES = frozenset(
     {
         "LOCK",
+        HEAD_NAME,
+        LEASE_NAME,
         LOG_DIR,
         COLUMNAR_DIR,
         _config.CONFIG_NAME,
@@ -87,8 +91,17 @@ def require_own_directories(path: Path) -> None:
     require_directory(path / SNAPSHOTS_DIR, what="snapshots directory")
 
 
-def prepare_directory(path: Path, *, readonly: bool) -> WriterLock | None:
-    """Check (and for a writer create) the database directory; returns the writer's lock.
+def remove_temporaries(path: Path) -> None:
+    """Remove the temporaries of files the database replaces (config, retention rules)
+    that a crash left behind: only while no other handle can be replacing one."""
+    for name in os.listdir(path):
+        if _own_temporary(name):
+            remove_file(path / name)
+
+
+def prepare_directory(path: Path, *, readonly: bool, shared: bool = False) -> WriterLock | None:
+    """Check (and for a writer create) the database directory; returns the writer's lock
+    (``shared``: taken with other ``writers="many"`` handles, see :class:`WriterLock`).
 
     A read-only handle needs an existing database and takes no lock. A writer refuses a
     non-empty directory that is not a database, takes the lock (before anything else is
@@ -117,7 +130,7 @@ def prepare_directory(path: Path, *, readonly: bool) -> WriterLock | None:
         else:
             path.mkdir(parents=True, exist_ok=True)
         lock = WriterLock(path)
-        lock.acquire()
+        lock.acquire(shared=shared)
         require_own_directories(path)
         (path / LOG_DIR).mkdir(exist_ok=True)
         marker = path / MARKER_NAME
@@ -125,9 +138,8 @@ def prepare_directory(path: Path, *, readonly: bool) -> WriterLock | None:
             lstat_regular(marker, what="database marker")
         else:
             create_exclusive(marker, MARKER_TEXT.encode())
-        for name in os.listdir(path):
-            if _own_temporary(name):
-                remove_file(path / name)  # left by a crash while a file was replaced
+        if not shared:  # a writer of a shared log does this under the append lock
+            remove_temporaries(path)
     except PermissionError as exc:
         if lock is not None:
             lock.release()

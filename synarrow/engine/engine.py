@@ -31,14 +31,14 @@ Readers take a :class:`~synarrow.engine.snapshot.ReadSnapshot` (:meth:`Engine.re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
-import math
 import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +53,15 @@ from synarrow.config import DbConfig
 from synarrow.engine import batches, follow, keystates, ranges, retention
 from synarrow.engine import timeline as _timeline
 from synarrow.engine.compaction import Compactor
-from synarrow.engine.directory import COLUMNAR_DIR, LOG_DIR, SNAPSHOTS_DIR, prepare_directory
+from synarrow.engine.directory import (
+    COLUMNAR_DIR,
+    LOG_DIR,
+    SNAPSHOTS_DIR,
+    prepare_directory,
+    remove_temporaries,
+)
 from synarrow.engine.follow import Mark
-from synarrow.engine.recovery import continue_log, recover, state_maker
+from synarrow.engine.recovery import Recovered, continue_log, recover, state_maker, tail_at
 from synarrow.engine.snapshot import KeyView, ReadSnapshot
 from synarrow.errors import (
     CorruptionError,
@@ -65,6 +71,7 @@ from synarrow.errors import (
     ReadOnlyError,
     TypeMismatchError,
 )
+from synarrow.fileio import remove_file
 from synarrow.log import codec
 from synarrow.log.format import (
     CRC,
@@ -80,10 +87,13 @@ from synarrow.log.format import (
     flags_byte,
     key_entry_struct,
 )
-from synarrow.log.lock import WriterLock
+from synarrow.log.lock import WriterLock, writer_processes
 from synarrow.log.memtable import NO_TS, KeyState, TailChunk, value_at
+from synarrow.log.names import list_log_dir, segment_path
 from synarrow.log.pending import ENTRY_SLACK, Pending
 from synarrow.log.range_tombstone import RANGE_TOMBSTONE_FLAGS, encode_range
+from synarrow.log.reader import never_written, scan_segment
+from synarrow.log.shared import Head, SharedLog
 from synarrow.log.values import BatchValues, check_key
 from synarrow.log.writer import LogWriter
 
@@ -126,9 +136,10 @@ class Engine:
         repair: bool,
         sync_on_write: bool | None = None,
         snapshot: str | None = None,
+        writers: str | None = None,
     ) -> None:
         """Open (a writer: create) the database at ``path``; see :func:`synarrow.config.choose`
-        for ``config`` and ``sync_on_write``. ``snapshot``: read that tag (read-only) instead
+        for ``config``, ``sync_on_write`` and ``writers``. ``snapshot``: read that tag (read-only) instead
         of the current state."""
         if snapshot is not None and not readonly:
             raise ReadOnlyError(f"snapshot {snapshot!r} of {path} can only be opened read-only")
@@ -144,13 +155,38 @@ class Engine:
         self.pins = path / SNAPSHOTS_DIR
         self._opened: ColumnarStore | None = None  # closed by _release_files
         self._tag_reader: tags.TagReader | None = None
-        self._lock_file: WriterLock | None = prepare_directory(path, readonly=readonly)
+        many = not readonly and _config.writers_of(path, config, writers) == "many"
+        self._lock_file: WriterLock | None = prepare_directory(path, readonly=readonly, shared=many)
         self._repair = repair
+        self.shared: SharedLog | None = None
+        """The append lock and head of a writer of a shared log (``writers="many"``)."""
+        self._held = 0  # how deep this handle is in its turn on the shared log
+        self._seen: Head | None = None  # the head as this handle last left or found it
+        self._manifest_id: object = None  # the manifest its key states were built from
+        self._manifest_now = follow.manifest_check(path)
+        self._check_files = False  # whether the next turn also looks at the manifest file
+        self._open_head: Head | None = None  # the head an open writes (None: it failed)
+        # Buffered single entries of a writer of a shared log that are not in the log yet
+        # (written by its next turn): (state, atom, ts, value, payload).
+        self._unwritten: list[tuple[KeyState, Atom, int, object, bytes]] = []
+        self.turn = _Turn(self)
+        """``with engine.turn:`` (holding :attr:`lock`): for a writer of a shared log, its
+        turn to write, after the other writers' entries were read; nothing otherwise."""
+        opening = contextlib.ExitStack()
         try:
+            cleanup = True
+            if many:
+                shared = self.shared = SharedLog(path)
+                head = shared.acquire()  # no other writer writes while this one opens
+                opening.callback(lambda: shared.release(self._open_head))
+                remove_temporaries(path)  # config and retention are replaced in turns
+                # Leftovers of a compaction are only removed while no other handle compacts.
+                cleanup = opening.enter_context(shared.lease(wait=False))
+                self._manifest_id = self._manifest_now()
             # Taken before anything is read: a change made while opening shows next time.
             self._mark = follow.mark(path) if readonly and snapshot is None else None
             self.config = _config.choose(
-                path, config, readonly=readonly, sync_on_write=sync_on_write
+                path, config, readonly=readonly, sync_on_write=sync_on_write, writers=writers
             )
             record = None
             if snapshot is not None:
@@ -161,9 +197,11 @@ class Engine:
                 self.frozen_now = record.created_us
             self.sync_on_write = self.config.sync_on_write
             self.delta = self.config.delta
+            if not cleanup:
+                (path / COLUMNAR_DIR).mkdir(exist_ok=True)
             columnar = self._opened = ColumnarStore(
                 path / COLUMNAR_DIR,
-                readonly=readonly,
+                readonly=readonly or not cleanup,
                 verify=self.config.verify,
                 pins=self.pins,
                 manifest=None if record is None else record.manifest,
@@ -180,18 +218,19 @@ class Engine:
                     readonly=readonly,
                     repair=repair,
                     replay_log=record is None,
-                    follow=self._mark is not None and not repair,
+                    follow=(self._mark is not None or many) and not repair,
                 )
             finally:
                 if collecting:
                     gc.enable()
             if record is None:
                 rules = retention.load_rules(path)
-                if not readonly:
+                if not readonly and cleanup:
                     tags.remove_leftovers(self.pins)
             else:
                 rules = retention.RetentionRules(record.retention)
         except CorruptionError as exc:
+            opening.close()
             self._release_files()
             if snapshot is None or "repair=" not in exc.hint:
                 raise
@@ -202,6 +241,7 @@ class Engine:
                 f"{snapshot!r} from a backup, or drop_snapshot({snapshot!r}) to give it up",
             ) from exc
         except BaseException:
+            opening.close()
             self._release_files()
             raise
         self.columnar = columnar
@@ -234,33 +274,43 @@ class Engine:
         self.has_retention = bool(rules)
         """Whether retention rules exist (then ``get`` takes the locked path, which checks
         the key's cutoff)."""
-        self.follows = self._mark is not None
-        """Whether this is a read-only handle of the current state (it can refresh)."""
+        self.follows = self._mark is not None or many
+        """Whether this handle sees other handles' writes by refreshing: a read-only handle
+        of the current state, or a writer of a shared log."""
         self._refresh_every = self.config.refresh_interval if self.follows else None
         self.auto_follow = self._refresh_every is not None
         """Whether reads refresh the handle by themselves (:meth:`follow`)."""
-        self._refresh_due = _monotonic() + (self._refresh_every or 0.0)
-        self.lock_free_until = -math.inf
-        """For a read-only handle that follows the writer: the :func:`time.monotonic` time
-        until which ``get`` may read :attr:`states` without the lock (no refresh is due, no
-        retention rule needs checking); ``-inf`` when it may not."""
+        self.refresh_due = _monotonic() + (self._refresh_every or 0.0)
+        """For a handle that follows others: the :func:`time.monotonic` time at which its
+        next read refreshes it."""
+        self.lock_free = False
+        """For a handle that follows others: whether ``get`` may read :attr:`states`
+        without the lock now (no refresh is due, no retention rule needs checking); the
+        process's :class:`~synarrow.engine.follow.Ticker` clears it when the refresh is due."""
         self._update_lock_free()
         self.closed = False
         self.update_check_at()
+        if many:
+            self._open_head = self._seen = self._published(head)
+            opening.close()  # the lease, then the append lock, with the head written
 
     # -- following the writer -----------------------------------------------------------------
 
     def _update_lock_free(self) -> None:
-        if not self.follows or self.has_retention:
-            self.lock_free_until = -math.inf
+        every = self._refresh_every
+        if not self.follows or self.has_retention or (every is not None and every <= 0):
+            self.lock_free = False
+        elif every is None:
+            self.lock_free = True  # refreshed only when asked
         else:
-            self.lock_free_until = self._refresh_due if self.auto_follow else math.inf
+            self.lock_free = True
+            follow.ticker().watch(self)
 
     def follow(self) -> None:
         """Refresh a read-only handle if ``refresh_interval`` has passed since its last
         check; the read entry points call it. A writer or a snapshot pays one attribute test,
         a reader not due one clock comparison."""
-        if self.auto_follow and _monotonic() >= self._refresh_due:
+        if self.auto_follow and _monotonic() >= self.refresh_due:
             self.refresh()
 
     def refresh(self) -> bool:
@@ -283,8 +333,10 @@ class Engine:
         with self.lock:
             self.require_open()
             if self._refresh_every is not None:
-                self._refresh_due = _monotonic() + self._refresh_every
+                self.refresh_due = _monotonic() + self._refresh_every
                 self._update_lock_free()
+            if self.shared is not None:
+                return self._refresh_writer()
             for attempt in range(_REFRESH_TRIES):
                 now = follow.mark(self.path)
                 if now == self._mark:
@@ -339,22 +391,9 @@ class Engine:
         ``False`` (nothing installed) if a compaction committed meanwhile."""
         store = self.columnar
         if mark[0] != self._mark_files():
-            store = ColumnarStore(
-                self.path / COLUMNAR_DIR,
-                readonly=True,
-                verify=self.config.verify,
-                pins=self.pins,
-            )
+            store = self._files_store()
         try:
-            found = recover(
-                self.path,
-                store,
-                self.config,
-                readonly=True,
-                repair=self._repair,
-                follow=not self._repair,
-            )
-            rules = retention.load_rules(self.path)
+            found, rules = self._read_files(store)
             # The log was listed after the manifest was read: if a compaction committed in
             # between, segments it folded may have been missed.
             if follow.files_of(self.path) != mark[0]:
@@ -370,23 +409,336 @@ class Engine:
         # The same dict, changed in place: the handle's lock-free get reads it.
         self.states.clear()
         self.states.update(found.states)
-        self.next_seq = found.next_seq
-        self.log_bytes_closed = found.log_bytes_closed
-        self.repaired = found.repaired
-        self.dropped_in_repair = found.dropped_in_repair
-        self.last_ts = found.clock
-        self.retention = rules
-        self.has_retention = bool(rules)
-        self._update_lock_free()
+        self.last_ts = 0
+        self._install_found(found, rules)
         self._mark = follow.settled(mark, found.unread_tail)
-        self._tail = found.tail
         if old is not store:
             old.close()  # forgets its mappings; views handed out keep theirs alive
         return True
 
+    def _files_store(self) -> ColumnarStore:
+        """The committed columnar files, opened to rebuild the key states from."""
+        return ColumnarStore(
+            self.path / COLUMNAR_DIR, readonly=True, verify=self.config.verify, pins=self.pins
+        )
+
+    def _read_files(self, store: ColumnarStore) -> tuple[Recovered, retention.RetentionRules]:
+        """Key states made from ``store`` and the log, as opening makes them (read-only:
+        nothing is cut or removed), and the retention rules."""
+        found = recover(
+            self.path,
+            store,
+            self.config,
+            readonly=True,
+            repair=self._repair,
+            follow=not self._repair,
+        )
+        return found, retention.load_rules(self.path)
+
     def _mark_files(self) -> object:
         """The manifest part of the mark the installed state was built from."""
         return None if self._mark is None else self._mark[0]
+
+    # -- several writers on one log (writers="many") ------------------------------------------
+
+    def _enter(self) -> LogWriter:
+        """Begin this handle's turn on the shared log (the caller holds :attr:`lock`):
+        take the append lock, read what the other writers did since this handle's last
+        turn, and return the writer, placed after their entries. Turns nest."""
+        shared = self.shared
+        writer = self.writer
+        if writer is None:
+            writer = self.writable()  # raises: closed, or read-only
+        if shared is None or self._held:
+            self._held += shared is not None
+            return writer
+        head = shared.acquire()
+        self._held = 1
+        try:
+            self._catch_up(head)
+        except BaseException:
+            self._held = 0
+            shared.release(head)
+            raise
+        return self.writer or writer
+
+    def _leave(self, *, write: bool = True) -> None:
+        """End the turn: write what is buffered (``write=False``: keep it buffered),
+        publish where the log now ends and drop the append lock (a turn that failed
+        half-way leaves the head marked as written, so the next one cuts what it may have
+        left)."""
+        shared = self.shared
+        if shared is None:
+            return
+        self._held -= 1
+        if self._held:
+            return
+        head = None
+        try:
+            writer = self.writer
+            if writer is not None:  # closed: a rotation failed after it closed the segment
+                if write and not writer.closed:
+                    writer.flush()
+                    self._unwritten.clear()
+                head = self._published(self._seen)
+        finally:
+            shared.release(head)
+        if head is not None:
+            self._seen = head
+
+    def _refresh_writer(self) -> bool:
+        """Take a turn on the shared log if another writer changed it (one read of the head
+        and one ``stat`` when nothing changed); whether anything did."""
+        seen, shared = self._seen, self.shared
+        assert shared is not None
+        now = shared.peek()
+        if (
+            now is not None
+            and seen is not None
+            and not now.writing
+            and (now.position(), now.rules) == (seen.position(), seen.rules)
+            and self._manifest_now() == self._manifest_id
+        ):
+            return False
+        self._check_files = True
+        try:
+            self._enter()
+        finally:
+            self._check_files = False
+        self._leave(write=False)
+        return self._seen != seen
+
+    @contextlib.contextmanager
+    def checked_turn(self) -> Iterator[None]:
+        """A turn (see :attr:`turn`) that also makes sure the key states are built on the
+        committed manifest (one ``stat``): where a compaction starts."""
+        self._check_files = True
+        try:
+            with self.turn:
+                self._check_files = False
+                yield
+        finally:
+            self._check_files = False
+
+    def lease(self, *, wait: bool = True) -> contextlib.AbstractContextManager[bool]:
+        """Hold the compaction lease of a shared log (yields whether it was had; always
+        ``True`` for a single writer, which needs none)."""
+        if self.shared is None:
+            return contextlib.nullcontext(True)
+        return self.shared.lease(wait=wait)
+
+    def _published(self, before: Head | None) -> Head:
+        """The head after this handle's writes (``before``: the head its turn began
+        with), and its replay tail moved past them."""
+        writer = self.writer
+        assert writer is not None
+        file_seq = self.next_seq - len(self._pending) - len(self._unwritten)
+        written = writer.size - writer.buffered
+        tail = self._tail
+        if not self._repair:
+            if tail is not None and tail.segment == writer.segment:
+                tail.end = written
+                tail.entries = file_seq - tail.base_seq
+            else:
+                self._tail = tail_at(
+                    writer.path,
+                    writer.segment,
+                    written,
+                    file_seq - writer.base_seq,
+                    writer.base_seq,
+                )
+        rules = before.rules if before is not None else 0
+        generation = self.columnar.manifest.generation
+        return Head(writer.segment, written, file_seq, generation, rules)
+
+    def _catch_up(self, head: Head | None) -> None:
+        """Bring the key states and the writer up to ``head`` (the caller holds the append
+        lock): replay what others appended, or rebuild after a compaction."""
+        seen = self._seen
+        if head is not None and head.writing:
+            self._cut_dead_turn(head)
+            head = head.but(writing=False)
+        shared = self.shared
+        assert shared is not None
+        # While this handle holds the lease no one else can commit a compaction (its own
+        # installs what it committed itself). A compaction shows in the head's generation;
+        # one whose process died before it said so, in the manifest file, which is looked
+        # at when asked (refresh, the start of a compaction).
+        generation = self.columnar.manifest.generation
+        compacted = (not shared.leased and head is not None and head.generation != generation) or (
+            self._check_files and self._manifest_now() != self._manifest_id
+        )
+        if head == seen and not compacted:
+            return  # nobody wrote since this handle's last turn
+        if (
+            compacted
+            or head is None
+            or seen is None
+            or (head.position() != seen.position() and not self._continue_writer(head))
+        ):
+            self._rebuild_writer()
+        if head is not None and seen is not None and head.rules != seen.rules:
+            self._reload_rules()
+        self._seen = self._published(head)
+
+    def _cut_dead_turn(self, head: Head) -> None:
+        """A writer died in its turn: remove the segments it may have started after the
+        head's (they hold no entry); its bytes after the head's end are cut when the
+        writer goes on there."""
+        log_dir = self.path / LOG_DIR
+        for seg in list_log_dir(log_dir).segments:
+            if seg <= head.segment:
+                continue
+            seg_path = segment_path(log_dir, seg)
+            try:
+                held = len(scan_segment(seg_path).offsets)
+            except CorruptionError:
+                held = 0 if never_written(seg_path) else -1
+            if held:
+                raise CorruptionError(
+                    f"log segment {seg_path} holds entries after the end its writers "
+                    f"agreed on (segment {head.segment})",
+                    hint=f"run `synarrow check {self.path}`",
+                )
+            remove_file(seg_path)
+
+    def _continue_writer(self, head: Head) -> bool:
+        """Replay the other writers' entries since this handle's last turn; ``False`` when
+        that cannot be done (the caller rebuilds)."""
+        tail = self._tail
+        if tail is None:
+            return False
+        pending = self._pending
+        waiting = {id(st) for st in pending.states}
+        waiting.update(id(entry[0]) for entry in self._unwritten)
+        undone: dict[int, list[tuple[int | None, int | None]] | None] = {}
+
+        def deleted(st: KeyState) -> None:
+            if id(st) in waiting:
+                undone[id(st)] = None  # every pending entry of the key comes after it
+
+        def cut(st: KeyState, start: int | None, end: int | None) -> None:
+            ranges.apply_range(st, start, end)
+            if id(st) in waiting and (id(st) not in undone or undone[id(st)] is not None):
+                undone.setdefault(id(st), []).append((start, end))  # type: ignore[union-attr]
+
+        state_for = state_maker(self.states, self.columnar.keys, self._ties_first)
+        self._tail = None  # until this succeeded the states may be half-updated
+        segments = tuple(range(tail.segment, head.segment + 1))
+        try:
+            done = continue_log(
+                self.path, tail, segments, state_for, self.config, on_delete=deleted, on_range=cut
+            )
+        except (OSError, CorruptionError):
+            done = None  # a rebuild reads everything again and reports what it finds
+        if done is None or (done.tail.segment, done.tail.end) != (head.segment, head.end):
+            return False
+        if undone:
+            # This handle's appends not in the log yet come after the others' entries there:
+            # what a tombstone among those removed of them is put back.
+            def removed(st: KeyState, ts: int) -> bool:
+                spans = undone.get(id(st), [])
+                return spans is None or any(
+                    (lo is None or lo <= ts) and (hi is None or ts < hi) for lo, hi in spans
+                )
+
+            self._restore_unwritten(lambda st: st, removed)
+        self._tail = done.tail
+        self.log_bytes_closed += done.closed_bytes
+        self.last_ts = max(self.last_ts, done.clock)
+        self.next_seq = done.next_seq + len(pending) + len(self._unwritten)
+        self._adopt(done.tail.segment, done.tail.end, done.tail.base_seq)
+        return True
+
+    def _rebuild_writer(self) -> None:
+        """Rebuild the key states from the files (after another handle compacted, or when
+        the log cannot be followed), keeping the pending appends, and go on writing after
+        the log's last verified entry (the caller holds the append lock)."""
+        manifest_id = self._manifest_now()
+        store = self._files_store()
+        try:
+            found, rules = self._read_files(store)
+            if found.last is None:
+                raise CorruptionError(
+                    f"database {self.path}: the log holds no segment while a writer is open",
+                    hint=f"run `synarrow check {self.path}`",
+                )
+        except BaseException:
+            store.close()
+            raise
+        pending = self._pending
+        old = self.columnar
+        self.columnar = self._opened = store
+        self.states.clear()  # the same dict, changed in place (see _rebuild)
+        self.states.update(found.states)
+        self._manifest_id = manifest_id
+        self._install_found(found, rules)
+        # The appends not in the log yet move to the new states, where reads see them again.
+        self._restore_unwritten(lambda st: self.state(st.key), lambda st, ts: True)
+        self.next_seq = found.next_seq + len(pending) + len(self._unwritten)
+        segment, end, base_seq = found.last
+        self._adopt(segment, end, base_seq)
+        old.close()
+
+    def _restore_unwritten(
+        self,
+        state_of: Callable[[KeyState], KeyState],
+        lost: Callable[[KeyState, int], bool],
+    ) -> None:
+        """Put this handle's appends that are not in the log yet (pending numbers, then
+        buffered single entries) back into the states ``state_of`` gives for theirs, where
+        ``lost(state, ts)`` says the states no longer show them."""
+        pending = self._pending
+        moved = [state_of(st) for st in pending.states]
+        for old, st, ts, value in zip(pending.states, moved, pending.ts, pending.values):
+            if lost(old, ts):
+                st.add_number(_FLOAT if type(value) is float else Atom.INT, ts, value)
+        pending.states[:] = moved
+        kept = []
+        for was, atom, at, item, payload in self._unwritten:
+            st = state_of(was)
+            if lost(was, at):
+                st.add_single(atom, at, item, payload)
+            kept.append((st, atom, at, item, payload))
+        self._unwritten[:] = kept
+
+    def _install_found(self, found: Recovered, rules: retention.RetentionRules) -> None:
+        """Take what a rebuild found (the states are installed by the caller)."""
+        self.next_seq = found.next_seq
+        self.log_bytes_closed = found.log_bytes_closed
+        self.repaired = found.repaired
+        self.dropped_in_repair = found.dropped_in_repair
+        self.last_ts = max(self.last_ts, found.clock)
+        self.retention = rules
+        self.has_retention = bool(rules)
+        self._update_lock_free()
+        self._tail = found.tail
+
+    def _reload_rules(self) -> None:
+        self.retention = retention.load_rules(self.path)
+        self.has_retention = bool(self.retention)
+        self._update_lock_free()
+
+    def _adopt(self, segment: int, end: int, base_seq: int) -> None:
+        """Go on writing at byte ``end`` of ``segment`` (where the others left the log)."""
+        writer = self.writable()
+        if writer.segment == segment:
+            if end != writer.size - writer.buffered:
+                writer.sidecar = False  # it knows only its own entries' offsets now
+            writer.continue_at(end)
+        else:
+            unwritten = writer.take_buffer()  # goes where the log now ends
+            writer.close()
+            self.writer = LogWriter(
+                writer.directory,
+                segment,
+                base_seq,
+                existing_size=end,
+                buffer_bytes=self.config.write_buffer_bytes,
+                sidecar=False,
+            )
+            self.writer.put_buffer(unwritten)
+        self.update_check_at()
 
     # -- state -----------------------------------------------------------------------------
 
@@ -462,74 +814,83 @@ class Engine:
             defer = self._defer
             if defer and self.next_seq >= self._encode_at:
                 self.encode_pending()  # if that fails, this append is not recorded
-            st = self.states.get(key) if type(key) is str else None
-            if st is None:
-                st = self.state(key)
-            if ts is None:
-                ts = _time_ns() // 1000
-                if ts <= self.last_ts:
-                    ts = self.last_ts + 1
-                self.last_ts = ts
-            sync = False
-            if defer:
-                if st.header is None:
-                    self._new_writing_key(st)
-                rec_st, rec_ts, rec_value = self._record
-                rec_st(st)
-                rec_ts(ts)
-                rec_value(value)
-            else:
-                fb = atom << 4
-                run = 0
-                segment = writer.segment
-                delta = (
-                    self.delta
-                    and st.delta_atom == atom
-                    and st.delta_segment == segment
-                    and st.delta_run < DELTA_RESTART
-                )
-                if atom == _FLOAT:
-                    vb = _pack_d(value)
-                    cur = int.from_bytes(vb, "little")  # the bits a float delta is taken against
+            shared = None if defer else self.shared
+            if shared is not None:
+                writer = self._enter()  # may rebuild the states: before the key's is taken
+            try:
+                st = self.states.get(key) if type(key) is str else None
+                if st is None:
+                    st = self.state(key)
+                if ts is None:
+                    ts = _time_ns() // 1000
+                    if ts <= self.last_ts:
+                        ts = self.last_ts + 1
+                    self.last_ts = ts
+                sync = False
+                if defer:
+                    if st.header is None:
+                        self._new_writing_key(st)
+                    rec_st, rec_ts, rec_value = self._record
+                    rec_st(st)
+                    rec_ts(ts)
+                    rec_value(value)
+                else:
+                    fb = atom << 4
+                    run = 0
+                    segment = writer.segment
+                    delta = (
+                        self.delta
+                        and st.delta_atom == atom
+                        and st.delta_segment == segment
+                        and st.delta_run < DELTA_RESTART
+                    )
+                    if atom == _FLOAT:
+                        vb = _pack_d(value)
+                        cur = int.from_bytes(
+                            vb, "little"
+                        )  # the bits a float delta is taken against
+                        if delta:
+                            vb = _float_delta(cur, st.delta_prev)
+                    else:
+                        cur = value  # type: ignore[assignment]  # an int here
+                        vb = _int_delta(cur, st.delta_prev) if delta else _pack_q(value)
                     if delta:
-                        vb = _float_delta(cur, st.delta_prev)
-                else:
-                    cur = value  # type: ignore[assignment]  # an int here
-                    vb = _int_delta(cur, st.delta_prev) if delta else _pack_q(value)
-                if delta:
-                    fb |= FLAG_DELTA
-                    run = st.delta_run + 1
-                kb = st.key_bytes
-                header = st.header
-                if header is None:
-                    header = st.header = key_entry_struct(len(kb))
-                body = header.pack(ts, len(kb), len(vb), fb, kb) + vb
-                record = _pack_crc(_crc32(body)) + body
-                sync = self.sync_on_write
-                if sync:
-                    position = writer.write(record, sync=True)
-                    size = position
-                else:
-                    size = writer.append_buffered(record)
-                    position = 0
-                st.delta_atom = atom
-                st.delta_segment = segment
-                st.delta_prev = cur
-                st.delta_run = run
-            seq = self.next_seq
-            self.next_seq = seq + 1
-            b = st.builder
-            if b is None or b.atom != atom:
-                b = st.builder_for(atom)
-            b.ts.append(ts)
-            b.nums.append(value)  # type: ignore[union-attr]
-            st.tail_count += 1
-            if ts > st.latest_ts or (ts == st.latest_ts and not st.ties_first):
-                st.latest = value
-                st.latest_atom = atom
-                st.latest_ts = ts
-            if not defer and size >= self.check_at:
-                self.after_write(writer)
+                        fb |= FLAG_DELTA
+                        run = st.delta_run + 1
+                    kb = st.key_bytes
+                    header = st.header
+                    if header is None:
+                        header = st.header = key_entry_struct(len(kb))
+                    body = header.pack(ts, len(kb), len(vb), fb, kb) + vb
+                    record = _pack_crc(_crc32(body)) + body
+                    sync = self.sync_on_write
+                    if sync:
+                        position = writer.write(record, sync=True)
+                        size = position
+                    else:
+                        size = writer.append_buffered(record)
+                        position = 0
+                    st.delta_atom = atom
+                    st.delta_segment = segment
+                    st.delta_prev = cur
+                    st.delta_run = run
+                seq = self.next_seq
+                self.next_seq = seq + 1
+                b = st.builder
+                if b is None or b.atom != atom:
+                    b = st.builder_for(atom)
+                b.ts.append(ts)
+                b.nums.append(value)  # type: ignore[union-attr]
+                st.tail_count += 1
+                if ts > st.latest_ts or (ts == st.latest_ts and not st.ties_first):
+                    st.latest = value
+                    st.latest_atom = atom
+                    st.latest_ts = ts
+                if not defer and size >= self.check_at:
+                    self.after_write(writer)
+            finally:
+                if shared is not None:
+                    self._leave()
         if sync:
             writer.sync_to(position)
         return seq
@@ -563,14 +924,15 @@ class Engine:
         pending = self._pending
         if not pending.states:
             return
-        writer = self.writable()
-        segment = writer.segment
-        done = pending.encode(segment, delta=self.delta, restart=DELTA_RESTART)
-        writer.write_entries(done.data, done.starts)
-        done.apply(segment)
-        pending.clear()
-        if writer.size >= self.check_at:
-            self.after_write(writer)
+        with self.turn:
+            writer = self.writable()
+            segment = writer.segment
+            done = pending.encode(segment, delta=self.delta, restart=DELTA_RESTART)
+            writer.write_entries(done.data, done.starts)
+            done.apply(segment)
+            pending.clear()
+            if writer.size >= self.check_at:
+                self.after_write(writer)
         self._plan_encode()
 
     def prepared_writer(self) -> LogWriter:
@@ -593,17 +955,33 @@ class Engine:
         sync = self.sync_on_write
         with self.lock:
             writer = self.prepared_writer()
-            st = self.state(key)
-            if ts is None:
-                ts = self.now()
-            record = encode_entry(ts, st.key_bytes, stored, flags_byte(flags, atom))
-            position = writer.write(record, sync=sync)
-            seq = self.next_seq
-            self.next_seq = seq + 1
-            st.add_single(atom, ts, value, payload)
-            st.delta_atom = -1
-            if writer.size >= self.check_at:
-                self.after_write(writer)
+            # A writer of a shared log buffers without a turn while the entry fits (at most
+            # 4 bytes per character of the key); the next turn writes it.
+            bound = ENTRY_HEADER_SIZE + 4 * len(key) + len(stored)
+            turn = self.shared is not None and (
+                sync
+                or writer.buffered + bound >= cfg.write_buffer_bytes
+                or writer.size + bound >= self.check_at
+            )
+            if turn:
+                writer = self._enter()
+            try:
+                st = self.state(key)
+                if ts is None:
+                    ts = self.now()
+                record = encode_entry(ts, st.key_bytes, stored, flags_byte(flags, atom))
+                position = writer.write(record, sync=sync)
+                seq = self.next_seq
+                self.next_seq = seq + 1
+                st.add_single(atom, ts, value, payload)
+                st.delta_atom = -1
+                if self.shared is not None and not turn:
+                    self._unwritten.append((st, atom, ts, value, payload))
+                elif writer.size >= self.check_at:
+                    self.after_write(writer)
+            finally:
+                if turn:
+                    self._leave()
         if sync:
             writer.sync_to(position)
         return seq
@@ -621,7 +999,7 @@ class Engine:
             threshold = None
         rows = matrix.copy()  # the values reads return: never the caller's buffer
         sync = self.sync_on_write
-        with self.lock:
+        with self.lock, self.turn:
             writer = self.prepared_writer()
             states = [self.state(key) for key in keys]
             if not keys:
@@ -693,7 +1071,7 @@ class Engine:
             for n, result in zip(big, done):
                 early[n] = result
         sync = self.sync_on_write
-        with self.lock:
+        with self.lock, self.turn:
             writer = self.prepared_writer()
             states = [self.state(key) for key, _, _ in staged]
             if not jobs:
@@ -780,7 +1158,7 @@ class Engine:
 
     def delete(self, key: str) -> bool:
         """Write a tombstone for ``key``; whether it held a value."""
-        with self.lock:
+        with self.lock, self.turn:
             writer = self.prepared_writer()
             st = self.loaded(key)
             if st is None:
@@ -805,7 +1183,7 @@ class Engine:
         """Remove the entries of ``key`` with ``start <= ts < end`` (``None``: unbounded)
         with a range tombstone; returns how many of them reads showed (nothing is written
         when the range holds no stored entry)."""
-        with self.lock:
+        with self.lock, self.turn:
             writer = self.prepared_writer()
             st = self.live(key)
             if st is None:
@@ -830,12 +1208,16 @@ class Engine:
 
     def set_retention(self, pattern: str, max_age: int | None) -> None:
         """Set (``None``: remove) the retention rule of ``pattern``, stored durably."""
-        with self.lock:
+        with self.lock, self.turn:
             self.writable()
             rules = self.retention.with_rule(pattern, max_age)
             retention.store_rules(self.path, rules)
             self.retention = rules
             self.has_retention = bool(rules)
+            self._update_lock_free()
+            seen = self._seen
+            if seen is not None:  # other writers of the shared log reload the rules
+                self._seen = seen.but(rules=seen.rules + 1)
 
     # -- rotation and the after-write policy -------------------------------------------------
 
@@ -885,16 +1267,18 @@ class Engine:
     def compaction_done(self, log_bytes_closed: int) -> None:
         """Record the closed segments' size after a compaction (caller holds the lock)."""
         self.log_bytes_closed = log_bytes_closed
+        if self.shared is not None:
+            self._manifest_id = self._manifest_now()  # committed by this handle
         self.update_check_at(compaction_done=True)
 
     def flush(self) -> None:
         """Hand buffered writes to the OS."""
-        with self.lock:
+        with self.lock, self.turn:
             self.prepared_writer().flush()
 
     def sync_all(self) -> None:
         """Make every write so far durable."""
-        with self.lock:
+        with self.lock, self.turn:
             writer = self.prepared_writer()
             writer.flush()
         writer.sync()
@@ -1102,6 +1486,8 @@ class Engine:
                 "last_compaction_error": None if error is None else str(error),
                 **store.describe(),
                 "next_sequence": self.next_seq,
+                "writers": self.config.writers if self.writer is not None else None,
+                "writer_processes": (None if self.tag is not None else writer_processes(self.path)),
                 "readonly": self.readonly,
                 "snapshot": self.tag,
                 "torn_bytes_cut_on_open": self.torn_bytes,
@@ -1125,7 +1511,9 @@ class Engine:
                 return
             try:
                 if self.writer is not None:
-                    self.encode_pending()  # may rotate: before the engine counts as closed
+                    with self.turn:  # a writer of a shared log writes what it buffered
+                        self.encode_pending()  # may rotate: before the engine is closed
+                        self.writable().flush()
             except BaseException:
                 self.closed = True
                 self._release_files()
@@ -1142,6 +1530,9 @@ class Engine:
     def _release_files(self) -> None:
         if self.writer is not None and not self.writer.closed:
             self.writer.abandon()
+        if self.shared is not None:
+            self.shared.close()
+            self.shared = None
         if self._lock_file is not None:
             self._lock_file.release()
             self._lock_file = None
@@ -1245,3 +1636,22 @@ def _kept_timeline(st: KeyState, duplicates: str) -> tuple[TailChunk, ...] | Non
     ``tail_chunks()`` sealed the builder)."""
     cached = _cached_timeline(st, duplicates)
     return None if cached is None else tuple(cached)
+
+
+class _Turn:
+    """``with engine.turn:`` (see :attr:`Engine.turn`): a writer's turn on a shared log."""
+
+    __slots__ = ("_engine",)
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def __enter__(self) -> None:
+        engine = self._engine
+        if engine.shared is not None:
+            engine._enter()
+
+    def __exit__(self, *exc: object) -> None:
+        engine = self._engine
+        if engine.shared is not None:
+            engine._leave()

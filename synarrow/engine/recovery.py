@@ -32,7 +32,15 @@ from synarrow.log.replay import Chains, replay_segment
 from synarrow.log.sidecar import remove_sidecar
 from synarrow.log.writer import LogWriter
 
-__all__ = ["Continued", "LogTail", "Recovered", "continue_log", "recover", "state_maker"]
+__all__ = [
+    "Continued",
+    "LogTail",
+    "Recovered",
+    "continue_log",
+    "recover",
+    "state_maker",
+    "tail_at",
+]
 
 
 @dataclass
@@ -65,6 +73,17 @@ def _tail_of(scan: SegmentScan, entries: int, chains: Chains) -> LogTail | None:
         scan.base_seq,
         chains,
     )
+
+
+def tail_at(path: Path, segment: int, end: int, entries: int, base_seq: int) -> LogTail | None:
+    """The tail of a writer of a shared log after its own entries: segment file ``path``
+    (segment ``segment``, first sequence ``base_seq``) holds ``entries`` entries up to
+    ``end``; ``None`` if the file is gone."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    return LogTail(segment, (st.st_dev, st.st_ino), end, entries, base_seq, {})
 
 
 def state_maker(
@@ -115,6 +134,9 @@ class Recovered:
     clock), bounded from the manifest and the replayed batches; 0 when none is known."""
     tail: LogTail | None = None
     """Where the replay stopped (``recover(follow=True)`` only)."""
+    last: tuple[int, int, int] | None = None
+    """``(segment, byte after its last verified entry, its base sequence)`` of the last
+    segment, ``None`` if the log has none."""
 
 
 def recover(
@@ -130,8 +152,8 @@ def recover(
     """Rebuild the key states of the database at ``path`` (its columnar store is open).
 
     ``replay_log=False`` (a snapshot, read-only) loads the columnar keys only. ``follow``
-    (a read-only handle that follows the writer): also return where the replay stopped
-    (:attr:`Recovered.tail`).
+    (a read-only handle that follows the writer, or a writer of a shared log): also return
+    where the replay stopped (:attr:`Recovered.tail`).
     """
     states: dict[str, KeyState] = {}
     ties_first = config.duplicates == "keep_first"
@@ -188,6 +210,7 @@ def recover(
     found.clock = clock + replayed if clock else 0
     if last_scan is not None:
         found.unread_tail = last_scan.torn_bytes
+        found.last = (last_scan.segment, last_scan.valid_end, last_scan.base_seq)
     if not readonly:
         found.writer = _open_writer(found, last_scan, manifest.first_segment, log_dir, config)
     return found
@@ -211,11 +234,15 @@ def continue_log(
     segments: tuple[int, ...],
     state_for: Callable[[bytes], KeyState],
     config: DbConfig,
+    *,
+    on_delete: Callable[[KeyState], None] | None = None,
+    on_range: Callable[[KeyState, int | None, int | None], None] = _on_range,
 ) -> Continued | None:
     """Replay what the log of the database at ``path`` gained since ``tail``: the rest of
     that segment, then every later one of ``segments`` (the log as just listed). ``None``
     when the log did not grow from there (the segment is gone, or another file now): then
-    the caller rebuilds from scratch.
+    the caller rebuilds from scratch. ``on_delete`` is called with each key a tombstone
+    cleared, ``on_range`` applies each range tombstone.
 
     Every new entry is read and verified before any state changes, so damage raises
     :class:`CorruptionError` with the states as they were (an entry that passes its
@@ -254,7 +281,7 @@ def continue_log(
     for scan in scans:
         # the first scan continues its segment's chains; only the last one's are kept
         chains = tail.chains if scan is first else last_chains if scan is last else None
-        replay_segment(scan, state_for, on_range=_on_range, chains=chains)
+        replay_segment(scan, state_for, on_delete=on_delete, on_range=on_range, chains=chains)
         clock = max(clock, scan.clock)
     entries = len(last.offsets) + (tail.entries if last is first else 0)
     new_tail = _tail_of(last, entries, last_chains)
@@ -309,5 +336,9 @@ def _open_writer(
         found.log_bytes_closed += last_scan.size
     seg = (last_scan.segment + 1) if last_scan is not None else first_segment
     return LogWriter(
-        log_dir, seg, found.next_seq, existing_size=None, buffer_bytes=config.write_buffer_bytes
+        log_dir,
+        seg,
+        found.next_seq,
+        existing_size=None,
+        buffer_bytes=config.write_buffer_bytes,
     )

@@ -1,4 +1,8 @@
-"""The single-writer lock: an OS advisory lock on ``LOCK`` in the database directory.
+"""The writer lock: an OS advisory lock on ``LOCK`` in the database directory.
+
+A writer under ``DbConfig(writers="single")`` holds it exclusively; writers under
+``writers="many"`` hold it shared (they coordinate through :mod:`synarrow.log.shared`), so
+either kind refuses the other.
 
 ``flock`` locks belong to the open file, so a second writer handle is refused even inside
 the same process, and the lock vanishes with the process (no stale lock after ``kill -9``).
@@ -21,18 +25,19 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["WriterLock"]
+__all__ = ["WriterLock", "writer_processes"]
 
 
 class WriterLock:
-    """Exclusive lock held by the one writer of a database."""
+    """The lock every writer handle of a database holds while it is open."""
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / "LOCK"
         self._fd: int | None = None
 
-    def acquire(self) -> None:
-        """Take the lock or raise :class:`DatabaseLockedError` at once."""
+    def acquire(self, *, shared: bool = False) -> None:
+        """Take the lock (``shared``: with the other ``writers="many"`` handles) or raise
+        :class:`DatabaseLockedError` at once."""
         fd = open_fd(self.path, os.O_RDWR | os.O_CREAT, 0o644, what="lock file")
         try:
             require_single_link(fd, self.path, what="lock file")
@@ -41,14 +46,18 @@ class WriterLock:
             raise
         if fcntl is not None:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             except OSError as exc:
                 os.close(fd)
                 raise DatabaseLockedError(
                     f"database {self.path.parent} is open for writing elsewhere"
+                    + (" by a writer that refuses others (writers='single')" if shared else ""),
+                    hint="close the other writer, or open every writer with "
+                    "DbConfig(writers='many')",
                 ) from exc
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        if not shared:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
 
     def release(self) -> None:
@@ -56,3 +65,32 @@ class WriterLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def writer_processes(directory: Path) -> list[int] | None:
+    """The ids of the processes holding the writer lock of the database at ``directory``
+    now (read from ``/proc/locks``; ``None`` where the system does not say). Each writer
+    handle counts once, so a process with two handles is listed twice."""
+    try:
+        st = os.stat(directory / "LOCK", follow_symlinks=False)
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            lines = f.readlines()
+    except FileNotFoundError:
+        return [] if os.path.exists("/proc/locks") else None
+    except OSError:
+        return None
+    want = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    pids = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "FLOCK" or "->" in fields:
+            continue  # a waiter's line is marked "->"
+        try:
+            major, minor, inode = fields[5].split(":")
+            found = (int(major, 16), int(minor, 16), int(inode))
+            pid = int(fields[4])
+        except ValueError:
+            continue
+        if found == want:
+            pids.append(pid)
+    return sorted(pids)

@@ -64,14 +64,20 @@ class LogWriter:
         existing_size: int | None,
         buffer_bytes: int,
         existing_offsets: Any = (),
+        sidecar: bool = True,
     ) -> None:
         """Open segment ``segment`` for appending.
 
         ``existing_size`` is the verified length of an existing segment (anything after it is
         truncated away first); ``None`` creates a new segment starting at ``base_seq``.
+        ``sidecar=False`` (or :attr:`sidecar` set so later): write no sidecar at close
+        (other writers appended to this segment too, so :attr:`offsets` does not hold all
+        its entries).
         """
         self.directory = directory
         self.segment = segment
+        self.base_seq = base_seq
+        """The sequence number of the segment's first entry."""
         self._buffer_bytes = buffer_bytes
         self._buf = bytearray()
         self._sync_cond = threading.Condition()
@@ -81,6 +87,7 @@ class LogWriter:
         self._expected = 1  # max(self._groups): the group the next leader waits for
         # Start offsets of the segment's entries, saved as a sidecar when it is closed.
         self.offsets = array("q", existing_offsets)
+        self.sidecar = sidecar
         path = self.path = segment_path(directory, segment)
         if existing_size is None:
             try:
@@ -190,6 +197,31 @@ class LogWriter:
             raise
         self._file_size = before + total
         return self._file_size if sync else self.size
+
+    def continue_at(self, end: int) -> None:
+        """Go on writing at ``end``: other writers of a shared log appended up to there
+        (buffered bytes are written there by the next flush). Bytes after ``end`` (left by
+        a writer that died in its turn) are cut off."""
+        size = os.fstat(self._fd).st_size
+        if size < end:
+            raise CorruptionError(
+                f"log segment {self.path} holds {size} bytes, but its writers wrote {end}",
+                hint="something else changed the log; run `synarrow check PATH`",
+            )
+        if size > end:
+            os.ftruncate(self._fd, end)
+        os.lseek(self._fd, end, os.SEEK_SET)
+        self._file_size = end
+
+    def take_buffer(self) -> bytearray:
+        """Hand over the buffered bytes (to the writer of the segment that follows)."""
+        buf, self._buf = self._buf, bytearray()
+        return buf
+
+    def put_buffer(self, data: bytearray) -> None:
+        """Buffer ``data`` (taken from the writer of the segment before) ahead of
+        anything else still buffered."""
+        self._buf = data + self._buf
 
     def mark(self) -> tuple[int, int]:
         """A point to :meth:`rollback` to (buffered bytes are flushed first)."""
@@ -364,7 +396,11 @@ class LogWriter:
             self.closed = True
         # A sidecar spares the next open a walk with one CRC per entry, at the price of
         # reading the segment back once now: worth it only for many small entries.
-        if self.offsets and self._file_size / len(self.offsets) < SIDECAR_MAX_AVERAGE_ENTRY:
+        if (
+            self.sidecar
+            and self.offsets
+            and self._file_size / len(self.offsets) < SIDECAR_MAX_AVERAGE_ENTRY
+        ):
             try:
                 write_sidecar(
                     self.path, np.frombuffer(self.offsets, dtype=np.int64), self._file_size

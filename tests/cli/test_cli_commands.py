@@ -237,7 +237,7 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
 def test_readers_work_while_a_writer_holds_the_lock(
     capsys: pytest.CaptureFixture[str], db_path: Path
 ) -> None:
-    with synarrow.SynaDB(db_path) as writer:
+    with synarrow.SynaDB(db_path, writers="single") as writer:
         writer.append("live", 1.0)
         assert run(capsys, "keys", db_path, "sensor/*")[0] == 0
         assert run(capsys, "sql", db_path, "SELECT count(*) FROM history")[0] == 0
@@ -245,6 +245,20 @@ def test_readers_work_while_a_writer_holds_the_lock(
         code, _, err = run(capsys, "compact", db_path)
         assert code == 1
         assert "open for writing elsewhere" in one_error_line(err)
+
+
+def test_compact_beside_an_open_writer(capsys: pytest.CaptureFixture[str], db_path: Path) -> None:
+    """Under the default writers="many" the CLI compacts while a writer is open, and the
+    writer goes on on the compacted files."""
+    with synarrow.SynaDB(db_path) as writer:
+        writer.append("live", 1.0)
+        before = writer.get_history_floats("live").tolist()
+        assert run(capsys, "compact", db_path)[0] == 0
+        writer.append("live", 2.0)
+        assert writer.get_history_floats("live").tolist() == [*before, 2.0]
+        writer.refresh()  # (reads do it by themselves within refresh_interval)
+        assert writer.stats()["columnar_files"] >= 1
+        assert writer.get_history_floats("live").tolist() == [*before, 2.0]
 
 
 # -- check ---------------------------------------------------------------------------------

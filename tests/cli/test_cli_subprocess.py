@@ -49,7 +49,7 @@ def test_help_and_info(small_db: Path) -> None:
 
 
 def test_locked_database_is_one_line(small_db: Path) -> None:
-    with synarrow.SynaDB(small_db):
+    with synarrow.SynaDB(small_db, writers="single"):
         result = synarrow_cli("compact", small_db)
     assert result.returncode == 1
     assert result.stdout == ""

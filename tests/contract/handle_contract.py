@@ -37,9 +37,13 @@ class HandleContract:
     """Subclass as ``TestXxxHandle`` and implement the four factories below."""
 
     #: Whether writers on one path in one process share a single writer handle (Experiment,
-    #: ModelRegistry); otherwise a second writer handle is refused.
+    #: ModelRegistry).
     shares_writer: ClassVar[bool] = False
-    #: Python code (``path`` is given as sys.argv[1]) that opens a writer in a new process.
+    #: Whether several writer handles (and processes) may write the path at once (the
+    #: default ``DbConfig(writers="many")``); otherwise a second writer is refused.
+    many_writers: ClassVar[bool] = True
+    #: Python code (``path`` is given as sys.argv[1]) that opens a writer in a new process
+    #: and writes.
     other_process_writer: ClassVar[str] = ""
 
     # -- what each handle class provides -------------------------------------------------
@@ -149,23 +153,27 @@ class HandleContract:
             raise RuntimeError("inside the block")
         assert again.closed
 
-    def test_second_writer_is_locked_out(self, path: Path) -> None:
+    def test_a_second_writer_writes_or_is_locked_out(self, path: Path) -> None:
         first = self.open_writable(path)
         try:
-            if not self.shares_writer:
-                with pytest.raises(DatabaseLockedError):
-                    self.open_writable(path)
-            else:
-                # documented: one writer handle per process, shared by every such object
+            if self.many_writers or self.shares_writer:
+                # a second writer object: its own handle, or one writer shared in-process
                 second = self.open_writable(path)
                 try:
                     self.write(second)
                     self.write(first)
                 finally:
                     second.close()
-                self.write(first)  # closing one user leaves the shared writer open
-            with pytest.raises(DatabaseLockedError):
-                SynaDB(path)  # any other writer in this process is locked out
+                self.write(first)  # closing one leaves the other open
+            else:
+                with pytest.raises(DatabaseLockedError):
+                    self.open_writable(path)
+            if self.many_writers:
+                with SynaDB(path) as other:  # a plain writer beside it
+                    other.append("contract/other", 1.0)
+            else:
+                with pytest.raises(DatabaseLockedError):
+                    SynaDB(path)  # any other writer in this process is locked out
             if self.other_process_writer:
                 code = textwrap.dedent(self.other_process_writer)
                 proc = subprocess.run(
@@ -174,8 +182,12 @@ class HandleContract:
                     text=True,
                     timeout=120,
                 )
-                assert proc.returncode != 0
-                assert "DatabaseLockedError" in proc.stderr, proc.stderr
+                if self.many_writers:
+                    assert proc.returncode == 0, proc.stderr
+                else:
+                    assert proc.returncode != 0
+                    assert "DatabaseLockedError" in proc.stderr, proc.stderr
+            self.write(first)  # still writes after the others
         finally:
             first.close()
         self.open_writable(path).close()  # the lock went with the last close

@@ -18,6 +18,10 @@ FAST = DbConfig(sync_on_write=False, auto_compact=False)
 
 
 class TestSynaDB(HandleContract):
+    other_process_writer = (
+        "import sys, synarrow; db = synarrow.SynaDB(sys.argv[1]); db.append('p', 1.0); db.close()"
+    )
+
     def open_writable(self, path: Path) -> Handle:
         return SynaDB(path, sync_on_write=False)
 
@@ -32,6 +36,9 @@ class TestSynaDB(HandleContract):
 
 
 class TestVectorStore(HandleContract):
+    many_writers = False  # its index cache has one writer
+    other_process_writer = "import sys, synarrow; synarrow.VectorStore(sys.argv[1], dimensions=3)"
+
     def open_writable(self, path: Path) -> Handle:
         return synarrow.VectorStore(path, dimensions=3, config=FAST)
 
@@ -47,6 +54,11 @@ class TestVectorStore(HandleContract):
 
 
 class TestTensorEngine(HandleContract):
+    other_process_writer = (
+        "import sys, numpy, synarrow; t = synarrow.TensorEngine(sys.argv[1]); "
+        "t.put_tensor('o/', numpy.zeros(2)); t.close()"
+    )
+
     def open_writable(self, path: Path) -> Handle:
         return synarrow.TensorEngine(path)
 
@@ -62,7 +74,10 @@ class TestTensorEngine(HandleContract):
 
 class TestExperiment(HandleContract):
     shares_writer = True
-    other_process_writer = "import sys, synarrow; synarrow.Experiment('e', sys.argv[1])"
+    other_process_writer = (
+        "import sys, synarrow; e = synarrow.Experiment('e', sys.argv[1]); "
+        "e.start_run('other').end(); e.close()"
+    )
 
     def open_writable(self, path: Path) -> Handle:
         return synarrow.Experiment("e", path)
@@ -79,7 +94,10 @@ class TestExperiment(HandleContract):
 
 class TestModelRegistry(HandleContract):
     shares_writer = True
-    other_process_writer = "import sys, synarrow; synarrow.ModelRegistry(sys.argv[1])"
+    other_process_writer = (
+        "import sys, synarrow; r = synarrow.ModelRegistry(sys.argv[1]); "
+        "r.save_model('m', b'other'); r.close()"
+    )
 
     def open_writable(self, path: Path) -> Handle:
         return synarrow.ModelRegistry(path)

@@ -105,7 +105,7 @@ def test_group_commit_shares_fsyncs(db_path: Path, monkeypatch: pytest.MonkeyPat
 
 LOCK_HOLDER = """
 import sys, time, synarrow
-db = synarrow.SynaDB(sys.argv[1])
+db = synarrow.SynaDB(sys.argv[1], writers=sys.argv[2] if len(sys.argv) > 2 else None)
 db.append("held", 1.0)
 print("locked", flush=True)
 sys.stdin.readline()
@@ -113,9 +113,9 @@ db.close()
 """
 
 
-def test_second_writer_process_is_refused(db_path: Path) -> None:
+def test_second_writer_process_is_refused_by_a_single_writer(db_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-c", LOCK_HOLDER, str(db_path)],
+        [sys.executable, "-c", LOCK_HOLDER, str(db_path), "single"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -149,9 +149,33 @@ def test_lock_is_released_when_the_holder_is_killed(db_path: Path) -> None:
         assert db.get("held") == 1.0
 
 
-def test_second_writer_in_same_process_is_refused(db_path: Path) -> None:
-    with synarrow.SynaDB(db_path), pytest.raises(synarrow.DatabaseLockedError):
+def test_second_writer_in_same_process_is_refused_by_a_single_writer(db_path: Path) -> None:
+    with synarrow.SynaDB(db_path, writers="single"), pytest.raises(synarrow.DatabaseLockedError):
         synarrow.SynaDB(db_path)
+    with synarrow.SynaDB(db_path), pytest.raises(synarrow.DatabaseLockedError):
+        synarrow.SynaDB(db_path, writers="single")
+
+
+def test_second_writer_process_writes_beside_the_first(db_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(db_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        with synarrow.SynaDB(db_path) as db:
+            assert db.get("held") == 1.0
+            db.append("mine", 2.0)
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.write("\n")
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+    with synarrow.SynaDB(db_path, readonly=True) as reader:
+        assert (reader.get("held"), reader.get("mine")) == (1.0, 2.0)
 
 
 def test_reader_process_while_writer_appends(db_path: Path) -> None:

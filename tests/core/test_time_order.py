@@ -294,6 +294,7 @@ def test_retention_hook_is_applied_by_every_read(tmp_path: Path) -> None:
         engine.cutoff = lambda key: T0 + 15  # type: ignore[method-assign]
         engine.has_retention = True
         db._expiring = True  # what set_retention does on the handle
+        engine.lock_free = False  # and on the engine
         for _ in range(2):
             assert db.get_history("k").column("value").to_pylist() == [2.0, 3.0]
             assert db.get_history_floats("k", last=5).tolist() == [2.0, 3.0]

@@ -176,10 +176,11 @@ def test_a_writer_killed_between_bytes_and_checksum(tmp_path: Path) -> None:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.strip() == "acked", proc.stderr.read() if proc.stderr else ""
+        before = _log_bytes(path)  # the acknowledged (durable) entries
         deadline = time.monotonic() + 60
-        while _log_bytes(path) < BIG.nbytes and time.monotonic() < deadline:
+        while _log_bytes(path) < before + BIG.nbytes and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert _log_bytes(path) >= BIG.nbytes
+        assert _log_bytes(path) >= before + BIG.nbytes  # every value byte written
         assert proc.poll() is None  # still waiting for the checksum
     finally:
         os.kill(proc.pid, signal.SIGKILL)

@@ -51,6 +51,7 @@ def test_second_writer_fails_fast_reader_reads_and_waiter_waits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = tmp_path / "exp.db"
+    synarrow.SynaDB(store, synarrow.DbConfig(writers="single")).close()  # one writer process
     holder = _spawn(HOLDER, str(store))
     try:
         done_id, open_id = holder.stdout.readline().split()  # type: ignore[union-attr]
@@ -175,10 +176,11 @@ def test_interpreter_exit_ends_open_runs_and_writes_metrics(tmp_path: Path) -> N
 
 def _forked_child(path: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     try:
-        synarrow.Experiment("e", path)
-        queue.put("opened")
-    except DatabaseLockedError:
-        queue.put("DatabaseLockedError")
+        with synarrow.Experiment("e", path) as exp, exp.start_run("child") as run:
+            run.log_metric("loss", 2.0)
+        queue.put(run.id)
+    except Exception as exc:
+        queue.put(f"{type(exc).__name__}: {exc}")
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="fork")
@@ -193,5 +195,56 @@ def test_forked_worker_does_not_reuse_parent_handle(tmp_path: Path) -> None:
             result = queue.get(timeout=60)
             child.join(60)
             run.log_metric("loss", 1.0)  # the parent still logs normally
-        assert result == "DatabaseLockedError"
+        # the child opened a writer of its own beside the parent's (never the parent's)
+        assert child.exitcode == 0 and len(result) == 32, result
         np.testing.assert_array_equal(exp.get_metric_tensor(run.id, "loss"), [1.0])
+        exp.refresh()
+        assert exp.get_run(result).status == "completed"
+        np.testing.assert_array_equal(exp.get_metric_tensor(result, "loss"), [2.0])
+        assert exp.get_run(run.id).status == "completed"
+
+
+SWEEP = """
+    import sys, synarrow
+    store, trial = sys.argv[1], int(sys.argv[2])
+    exp = synarrow.Experiment("sweep", store)
+    reg = synarrow.ModelRegistry(store)
+    with exp.start_run(f"trial{trial}") as run:
+        run.log_param("lr", 10.0 ** -trial)
+        for step in range(300):
+            run.log_metric("loss", trial + 1.0 / (step + 1), step=step)
+    versions = [reg.save_model("net", f"weights {trial}/{i}".encode(), run_id=run.id).version
+                for i in range(3)]
+    print(run.id, *versions, flush=True)
+    reg.close()
+    exp.close()
+"""
+
+
+def test_eight_processes_log_runs_and_save_versions_to_one_store(tmp_path: Path) -> None:
+    """A sweep of 8 trial processes at once: each logs a run to one experiment and saves
+    versions to one registry in the same store; every run is complete, version numbers
+    are unique and gap-free, and each version's bytes are the ones its process saved."""
+    store = tmp_path / "sweep.db"
+    procs = [_spawn(SWEEP, str(store), str(t)) for t in range(8)]
+    saved: dict[int, tuple[str, list[int]]] = {}
+    for t, p in enumerate(procs):
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        run_id, *versions = out.split()
+        saved[t] = (run_id, [int(v) for v in versions])
+    all_versions = sorted(v for _, vs in saved.values() for v in vs)
+    assert all_versions == list(range(1, 25))
+    with synarrow.Experiment("sweep", store, readonly=True) as exp:
+        runs = exp.query(filter={"status": "completed"})
+        assert sorted(r.name for r in runs) == [f"trial{t}" for t in range(8)]
+        for t, (run_id, _) in saved.items():
+            loss = exp.get_metric_tensor(run_id, "loss")
+            np.testing.assert_allclose(loss, t + 1.0 / np.arange(1, 301))
+            assert exp.get_run(run_id).params["lr"] == 10.0**-t
+    with synarrow.ModelRegistry(store, readonly=True) as reg:
+        for t, (run_id, versions) in saved.items():
+            for i, v in enumerate(versions):
+                data, info = reg.load_model("net", v)
+                assert data == f"weights {t}/{i}".encode()
+                assert info.run_id == run_id

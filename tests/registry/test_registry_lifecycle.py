@@ -180,8 +180,30 @@ def test_persistence_and_readonly(tmp_path: Path) -> None:
         assert n.to_pylist() == [{"n": 2}]
 
 
-def test_second_process_is_locked_out(tmp_path: Path) -> None:
+def test_a_second_process_saves_versions_beside_the_first(tmp_path: Path) -> None:
     path = tmp_path / "models.db"
+    code = textwrap.dedent(
+        """
+        import sys, synarrow
+        with synarrow.ModelRegistry(sys.argv[1]) as reg:
+            print(reg.save_model("m", b"from the other process").version)
+            print(reg.load_model("m", 1)[0].decode())
+        """
+    )
+    with synarrow.ModelRegistry(path) as reg:
+        reg.save_model("m", b"hello")
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split("\n")[:2] == ["2", "hello"]
+        assert reg.save_model("m", b"third").version == 3
+        assert [v.version for v in reg.list_versions("m")] == [1, 2, 3]
+
+
+def test_second_process_is_locked_out_of_a_single_writer_store(tmp_path: Path) -> None:
+    path = tmp_path / "models.db"
+    synarrow.SynaDB(path, synarrow.DbConfig(writers="single")).close()
     code = textwrap.dedent(
         """
         import sys, synarrow

@@ -1,0 +1,188 @@
+"""Several writer processes on one log: the append lock, the shared head, the compaction lease.
+
+Under ``DbConfig(writers="many")`` every writer handle appends to the one segment series of
+the database, one at a time. Before it writes, a handle takes an exclusive ``flock`` on
+``WRITERS`` in the database directory (:meth:`SharedLog.acquire`) and reads the *head*
+kept in that file: the active segment, the byte after its last entry, the next sequence
+number, the columnar generation the writers are on and how often the retention rules
+changed. A head
+that differs from the one the handle last saw means others wrote: the handle reads their
+entries first (or, after a compaction, rebuilds its key states), then writes after them,
+hands everything to the OS, writes the new head (:meth:`SharedLog.release`) and unlocks.
+Every entry of the log is therefore written by a handle that knew every entry before it,
+and the log is exactly what one writer would have written.
+
+The head is a hint about files that are themselves the truth: it is never fsynced, is
+checked against the files it names, and one that is unreadable or names files that do not
+fit makes the handle rebuild from the files. While a handle holds the lock its head says
+*writing*; a head still saying so when the lock is next taken was left by a process that
+died in the middle (the lock went with it), and the next holder cuts what it may have
+written after the head's end before writing (:attr:`Head.writing`).
+
+``COMPACTING`` is the compaction lease: one ``flock`` that a handle holds while it folds the
+log into columnar files, removes files of the columnar directory or writes a snapshot, so
+only one process does that at a time (:meth:`SharedLog.lease`).
+
+Both files are opened without following links, and one with other hard links is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from synarrow.fileio import open_fd, require_single_link
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["HEAD_NAME", "LEASE_NAME", "Head", "SharedLog"]
+
+#: The file holding the shared head; its ``flock`` is the append lock.
+HEAD_NAME = "WRITERS"
+#: The file whose ``flock`` is the compaction lease.
+LEASE_NAME = "COMPACTING"
+
+_MAGIC = b"SYNHEAD1"
+# magic, segment, end, next_seq, generation, rules, writing, spare
+_HEAD = struct.Struct("<8sQQQQQQQ")
+_WRITING_AT = 48  # the writing flag's word
+_WRITING = (1).to_bytes(8, "little")
+
+
+class Head(NamedTuple):
+    """Where the shared log stands, as the last writer left it."""
+
+    segment: int
+    """The active segment."""
+    end: int
+    """The byte after the last entry of the active segment."""
+    next_seq: int
+    """The sequence number of the next entry."""
+    generation: int
+    """The columnar generation (manifest) the writers' key states are built on: a handle
+    whose own is another rebuilds them."""
+    rules: int
+    """Counts the changes of the retention rules."""
+    writing: bool = False
+    """Set while a handle holds the append lock: found set when the lock is taken, the
+    holder before died in the middle of its turn."""
+
+    def position(self) -> tuple[int, int, int]:
+        """``(segment, end, next_seq)``."""
+        return (self.segment, self.end, self.next_seq)
+
+    def but(self, **changes: Any) -> Head:
+        """A copy with some fields changed."""
+        return self._replace(**changes)
+
+
+class SharedLog:
+    """The append lock, head and compaction lease of one writer handle (one descriptor
+    each, so two handles in one process exclude each other too)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._fd = _open_lock_file(directory / HEAD_NAME, "writers file")
+        try:
+            self._lease_fd = _open_lock_file(directory / LEASE_NAME, "compaction lease file")
+        except BaseException:
+            os.close(self._fd)
+            raise
+        self.held = False
+        self.leased = False
+
+    def acquire(self) -> Head | None:
+        """Take the append lock (waiting for the holder) and return the head, marked as
+        being written; ``None`` if the file holds no valid head (new, or damaged)."""
+        if fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self.held = True
+        try:
+            raw = os.pread(self._fd, _HEAD.size, 0)
+            head = _parse(raw)
+            if head is not None:
+                os.pwrite(self._fd, _WRITING, _WRITING_AT)
+        except BaseException:
+            self.release(None)
+            raise
+        return head
+
+    def release(self, head: Head | None) -> None:
+        """Write ``head`` (``None``: leave the file as it is) and drop the append lock."""
+        try:
+            if head is not None:
+                os.pwrite(self._fd, _pack(head, writing=False), 0)
+        finally:
+            self.held = False
+            if fcntl is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def peek(self) -> Head | None:
+        """The head as it is now, without the lock (may be a turn in progress)."""
+        return _parse(os.pread(self._fd, _HEAD.size, 0))
+
+    @contextlib.contextmanager
+    def lease(self, *, wait: bool = True) -> Iterator[bool]:
+        """Hold the compaction lease while the block runs; yields whether it was had
+        (``wait=False``: ``False`` at once when another handle holds it)."""
+        if self.leased:
+            yield True  # re-entered by the holder
+            return
+        if fcntl is not None:
+            try:
+                fcntl.flock(self._lease_fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+        self.leased = True
+        try:
+            yield True
+        finally:
+            self.leased = False
+            if fcntl is not None:
+                fcntl.flock(self._lease_fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Close both files (which drops any lock still held)."""
+        for fd in (self._fd, self._lease_fd):
+            os.close(fd)
+        self.held = self.leased = False
+
+
+def _open_lock_file(path: Path, what: str) -> int:
+    fd = open_fd(path, os.O_RDWR | os.O_CREAT, 0o644, what=what)
+    try:
+        require_single_link(fd, path, what=what)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _pack(head: Head, *, writing: bool) -> bytes:
+    return _HEAD.pack(
+        _MAGIC,
+        head.segment,
+        head.end,
+        head.next_seq,
+        head.generation,
+        head.rules,
+        int(writing),
+        0,
+    )
+
+
+def _parse(raw: bytes) -> Head | None:
+    if len(raw) != _HEAD.size:
+        return None
+    magic, segment, end, next_seq, generation, rules, writing, _ = _HEAD.unpack(raw)
+    if magic != _MAGIC or writing > 1 or segment >= 1 << 62 or end >= 1 << 62:
+        return None
+    return Head(segment, end, next_seq, generation, rules, bool(writing))
