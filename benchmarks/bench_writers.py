@@ -6,6 +6,9 @@
   ``pwrite + fdatasync`` per write into a plain file; and buffered (``sync_on_write=False``,
   the aggregate of 4 processes against 1). Every run checks afterwards, in a fresh reader,
   that every value of every process is there exactly once.
+* ``writers_experiment``: ``log_metric`` from 8 processes at once (one run each, 20k values,
+  5k with ``--quick``) into one experiment store, against the same 8 processes each logging
+  into a store of its own; checked by reading every run's metric back.
 * ``writers_history``: the history of one key that 4 buffered processes wrote 250k entries
   each into (1M, 200k with ``--quick``; their flushes interleave, so the log holds it out
   of timestamp order), read before and after a compaction.
@@ -176,6 +179,92 @@ def bench_writers(ctx: Ctx) -> list[Row]:
     return ctx.rows[start:]
 
 
+_LOGGER = textwrap.dedent(
+    """
+    import os, sys, time
+    import synarrow
+    store, name, count, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    exp = synarrow.Experiment("bench", store)
+    run = exp.start_run(name)
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    t0 = time.time()
+    for step in range(count):
+        run.log_metric("loss", 1.0 / (step + 1), step=step)
+    run.end()
+    exp.close()
+    print(t0, time.time(), run.id)
+    """
+)
+
+
+def _run_loggers(stores: list[str], count: int, go: str) -> tuple[float, list[tuple[str, str]]]:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _LOGGER, store, f"p{i}", str(count), go],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i, store in enumerate(stores)
+    ]
+    time.sleep(1.0 + 0.2 * len(procs))
+    with open(go, "w"):
+        pass
+    spans, runs = [], []
+    for store, p in zip(stores, procs):
+        out, err = p.communicate(timeout=600)
+        if p.returncode != 0:
+            raise RuntimeError(err.decode()[-500:])
+        t0, t1, run_id = out.split()
+        spans.append((float(t0), float(t1)))
+        runs.append((store, run_id.decode()))
+    os.unlink(go)
+    rate = len(stores) * count / (max(t1 for _, t1 in spans) - min(t0 for t0, _ in spans))
+    return rate, runs
+
+
+def bench_writers_experiment(ctx: Ctx) -> list[Row]:
+    """log_metric from 8 processes into one experiment, against 8 separate stores."""
+    import synarrow
+
+    start = len(ctx.rows)
+    b = "writers_experiment"
+    count = 5_000 if ctx.quick else 20_000
+    fig = "log_metric/s, aggregate of 8 processes"
+    ref = "synarrow, 8 separate stores"
+    want = 1.0 / (np.arange(count) + 1)
+    with ctx.guard(ISSUE, b, fig, "synarrow", "ops/s", ref=ref), ctx.tmpdir("exp") as d:
+        results = {}
+        for label, stores in (
+            (ref, [os.path.join(d, f"own{i}.db") for i in range(8)]),
+            ("synarrow, one store", [os.path.join(d, "shared.db")] * 8),
+        ):
+            rate, runs = _run_loggers(stores, count, os.path.join(d, "go"))
+            ok = True
+            for store, run_id in runs:
+                with synarrow.Experiment("bench", store, readonly=True) as exp:
+                    got = exp.get_metric_tensor(run_id, "loss")
+                    ok = ok and bool(np.array_equal(got, want))
+            results[label] = (rate, ok)
+        for label, (rate, ok) in results.items():
+            ctx.add(
+                Row(
+                    ISSUE,
+                    b,
+                    fig,
+                    label,
+                    rate,
+                    "ops/s",
+                    ref=None if label == ref else ref,
+                    note=f"8 processes x {count:,} Run.log_metric (one run each, buffered, "
+                    f"flushed by the experiment), measured on {os.cpu_count()} cores; every "
+                    f"run's metric read back equal: {ok}",
+                    correct=ok,
+                )
+            )
+    return ctx.rows[start:]
+
+
 def bench_writers_history(ctx: Ctx) -> list[Row]:
     """History of one key written by 4 processes, before and after compaction."""
     start = len(ctx.rows)
@@ -227,4 +316,8 @@ def bench_writers_history(ctx: Ctx) -> list[Row]:
     return ctx.rows[start:]
 
 
-BENCHMARKS = {"writers": bench_writers, "writers_history": bench_writers_history}
+BENCHMARKS = {
+    "writers": bench_writers,
+    "writers_experiment": bench_writers_experiment,
+    "writers_history": bench_writers_history,
+}
