@@ -180,17 +180,17 @@ def _acknowledged(acks: Path) -> set[int]:
 
 
 def test_writer_processes_killed_at_random_lose_and_duplicate_nothing(tmp_path: Path) -> None:
-    """Four processes append durably to overlapping keys (with automatic compactions); one
+    """Eight processes append durably to overlapping keys (with automatic compactions); one
     of them is killed with SIGKILL at random moments and started again on a fresh range of
     values. Every acknowledged value is there exactly once, no value twice, histories are
     sorted by timestamp."""
     path = tmp_path / "db"
     SynaDB(path, config=DbConfig(writers="many")).close()
     rng = random.Random(1234)
-    per = 400
+    per = 200
     procs = {}
     acks = {}
-    for w in range(4):
+    for w in range(8):
         acks[w] = tmp_path / f"acks{w}"
         procs[w] = _start_writer(path, f"w{w}", acks[w], w * 1_000_000, per)
     incarnation = 0
