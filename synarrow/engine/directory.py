@@ -23,7 +23,7 @@ from synarrow.fileio import (
 )
 from synarrow.log.format import FORMAT_VERSION
 from synarrow.log.lock import WriterLock
-from synarrow.log.shared import HEAD_NAME, LEASE_NAME
+from synarrow.log.shared import HEAD_NAME, KNOCK_NAME, LEASE_NAME
 
 __all__ = [
     "COLUMNAR_DIR",
@@ -51,6 +51,7 @@ OWN_FILES = frozenset(
     {
         "LOCK",
         HEAD_NAME,
+        KNOCK_NAME,
         LEASE_NAME,
         LOG_DIR,
         COLUMNAR_DIR,

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import math
 import struct
 import threading
 import time
@@ -50,7 +51,7 @@ from synarrow.columnar.index import read_index
 from synarrow.columnar.manifest import Manifest, read_manifest
 from synarrow.columnar.store import ColumnarStore
 from synarrow.config import DbConfig
-from synarrow.engine import batches, follow, keystates, ranges, retention
+from synarrow.engine import batches, follow, keystates, ranges, retention, solo
 from synarrow.engine import timeline as _timeline
 from synarrow.engine.compaction import Compactor
 from synarrow.engine.directory import (
@@ -61,7 +62,14 @@ from synarrow.engine.directory import (
     remove_temporaries,
 )
 from synarrow.engine.follow import Mark
-from synarrow.engine.recovery import Recovered, continue_log, recover, state_maker, tail_at
+from synarrow.engine.recovery import (
+    Recovered,
+    continue_log,
+    continue_segment,
+    recover,
+    state_maker,
+    tail_at,
+)
 from synarrow.engine.snapshot import KeyView, ReadSnapshot
 from synarrow.errors import (
     CorruptionError,
@@ -161,6 +169,9 @@ class Engine:
         self.shared: SharedLog | None = None
         """The append lock and head of a writer of a shared log (``writers="many"``)."""
         self._held = 0  # how deep this handle is in its turn on the shared log
+        self._turns: SharedLog | None = None  # the shared log while it takes turns on it
+        self._solo = False  # whether it keeps the append lock between turns (see solo)
+        self._solo_try_at = 0.0  # when it may next look whether it is alone
         self._seen: Head | None = None  # the head as this handle last left or found it
         self._manifest_id: object = None  # the manifest its key states were built from
         self._manifest_now = follow.manifest_check(path)
@@ -176,9 +187,9 @@ class Engine:
         try:
             cleanup = True
             if many:
-                shared = self.shared = SharedLog(path)
+                shared = self.shared = self._turns = SharedLog(path)
                 head = shared.acquire()  # no other writer writes while this one opens
-                opening.callback(lambda: shared.release(self._open_head))
+                opening.callback(self._end_open_turn)
                 remove_temporaries(path)  # config and retention are replaced in turns
                 # Leftovers of a compaction are only removed while no other handle compacts.
                 cleanup = opening.enter_context(shared.lease(wait=False))
@@ -293,12 +304,24 @@ class Engine:
         if many:
             self._open_head = self._seen = self._published(head)
             opening.close()  # the lease, then the append lock, with the head written
+            # (or kept, by a handle that is alone: _end_open_turn)
+
+    def _end_open_turn(self) -> None:
+        shared = self.shared
+        assert shared is not None
+        head = self._open_head
+        if head is not None and self._may_keep():
+            self._start_solo(head)
+        else:
+            shared.release(head)
 
     # -- following the writer -----------------------------------------------------------------
 
     def _update_lock_free(self) -> None:
         every = self._refresh_every
-        if not self.follows or self.has_retention or (every is not None and every <= 0):
+        if self._solo:
+            self.lock_free = not self.has_retention  # no one else writes meanwhile
+        elif not self.follows or self.has_retention or (every is not None and every <= 0):
             self.lock_free = False
         elif every is None:
             self.lock_free = True  # refreshed only when asked
@@ -445,7 +468,7 @@ class Engine:
         """Begin this handle's turn on the shared log (the caller holds :attr:`lock`):
         take the append lock, read what the other writers did since this handle's last
         turn, and return the writer, placed after their entries. Turns nest."""
-        shared = self.shared
+        shared = self._turns
         writer = self.writer
         if writer is None:
             writer = self.writable()  # raises: closed, or read-only
@@ -467,30 +490,122 @@ class Engine:
         publish where the log now ends and drop the append lock (a turn that failed
         half-way leaves the head marked as written, so the next one cuts what it may have
         left)."""
-        shared = self.shared
+        shared = self._turns
         if shared is None:
             return
         self._held -= 1
         if self._held:
             return
         head = None
+        keep = False
         try:
             writer = self.writer
             if writer is not None:  # closed: a rotation failed after it closed the segment
                 if write and not writer.closed:
                     writer.flush()
                     self._unwritten.clear()
+                    keep = _monotonic() >= self._solo_try_at
                 head = self._published(self._seen)
         finally:
-            shared.release(head)
+            if head is not None and keep and self._may_keep():
+                self._start_solo(head)
+            else:
+                shared.release(head)
         if head is not None:
             self._seen = head
+
+    # -- a writer alone keeps the append lock (see synarrow.engine.solo) ------------------------
+
+    def _may_keep(self) -> bool:
+        """Whether this handle may keep the append lock now: nothing of it waits for a turn,
+        no other handle knocks, and it is the only writer handle (looked at once per
+        :data:`~synarrow.engine.solo.RETRY_SECONDS`)."""
+        self._solo_try_at = _monotonic() + solo.RETRY_SECONDS
+        shared = self.shared
+        writer = self.writer
+        return (
+            shared is not None
+            and writer is not None
+            and not writer.closed
+            and not writer.buffered
+            and not self._unwritten
+            and not shared.knocked()
+            and solo.alone(self.path)
+        )
+
+    def _start_solo(self, head: Head) -> None:
+        """Keep the append lock after this turn and write as a single writer until another
+        handle knocks (the caller holds the lock, and the append lock)."""
+        shared = self.shared
+        assert shared is not None
+        shared.keep(head)
+        self._seen = head
+        self._solo = True
+        self._turns = None
+        self.refresh_due = math.inf  # nothing to follow: no one else writes
+        self._update_lock_free()
+        solo.doorbell().watch(self)
+
+    def _end_solo(self) -> None:
+        """Let go of the kept append lock: hand what is buffered to the OS, write the head,
+        unlock; turns follow (the caller holds :attr:`lock`)."""
+        if not self._solo:
+            return
+        shared = self.shared
+        assert shared is not None
+        head = None
+        try:
+            writer = self.writer
+            if writer is not None:
+                if not writer.closed:
+                    writer.flush()  # buffered entries go where the head says the log ends
+                head = self._published(self._seen)
+        finally:
+            # A head left unwritten stays kept: the next holder reads the end from the files.
+            shared.release(head)
+            self._solo = False
+            self._turns = shared
+            self._solo_try_at = _monotonic() + solo.RETRY_SECONDS
+            if head is not None:
+                self._seen = head
+            self.refresh_due = _monotonic() + (self._refresh_every or 0.0)
+            self._update_lock_free()
+
+    @property
+    def keeping(self) -> bool:
+        """Whether this handle keeps the append lock of its shared log between turns."""
+        return self._solo
+
+    def knocked(self) -> bool:
+        """Whether another writer handle waits for the append lock this handle keeps."""
+        shared = self.shared
+        return self._solo and shared is not None and shared.knocked()
+
+    def hand_over(self) -> None:
+        """Let go of the kept append lock for a handle that knocked (the doorbell's
+        thread calls this)."""
+        with self.lock:
+            if self._solo and not self.closed:
+                self._end_solo()
+
+    def forked(self) -> None:
+        """In a forked child (no lock may be taken there): this copy of the handle no longer
+        keeps the parent's append lock; a turn it takes rebuilds from the files."""
+        shared = self.shared
+        if shared is not None:
+            shared.after_fork()
+        self._solo = False
+        self._turns = shared
+        self._seen = None
+        self._held = 0
 
     def _refresh_writer(self) -> bool:
         """Take a turn on the shared log if another writer changed it (one read of the head
         and one ``stat`` when nothing changed); whether anything did."""
         seen, shared = self._seen, self.shared
         assert shared is not None
+        if self._solo:
+            return False  # it keeps the lock: no one else wrote
         now = shared.peek()
         if (
             now is not None
@@ -555,7 +670,11 @@ class Engine:
         """Bring the key states and the writer up to ``head`` (the caller holds the append
         lock): replay what others appended, or rebuild after a compaction."""
         seen = self._seen
-        if head is not None and head.writing:
+        if head is not None and head.kept:
+            # A handle that kept the lock died: where the log ends is in the files only.
+            seen = None
+            head = head.but(kept=False)
+        elif head is not None and head.writing:
             self._cut_dead_turn(head)
             head = head.but(writing=False)
         shared = self.shared
@@ -609,26 +728,45 @@ class Engine:
         if tail is None:
             return False
         pending = self._pending
-        waiting = {id(st) for st in pending.states}
-        waiting.update(id(entry[0]) for entry in self._unwritten)
+        known: set[int] | None = None  # the keys with appends not in the log, when asked
         undone: dict[int, list[tuple[int | None, int | None]] | None] = {}
 
+        def waiting(st: KeyState) -> bool:
+            nonlocal known
+            if known is None:  # made on the first tombstone only: most catch-ups have none
+                known = set(map(id, pending.states))
+                known.update(id(entry[0]) for entry in self._unwritten)
+            return id(st) in known
+
         def deleted(st: KeyState) -> None:
-            if id(st) in waiting:
+            if waiting(st):
                 undone[id(st)] = None  # every pending entry of the key comes after it
 
         def cut(st: KeyState, start: int | None, end: int | None) -> None:
             ranges.apply_range(st, start, end)
-            if id(st) in waiting and (id(st) not in undone or undone[id(st)] is not None):
+            if waiting(st) and (id(st) not in undone or undone[id(st)] is not None):
                 undone.setdefault(id(st), []).append((start, end))  # type: ignore[union-attr]
 
         state_for = state_maker(self.states, self.columnar.keys, self._ties_first)
         self._tail = None  # until this succeeded the states may be half-updated
-        segments = tuple(range(tail.segment, head.segment + 1))
+        writer = self.writer
         try:
-            done = continue_log(
-                self.path, tail, segments, state_for, self.config, on_delete=deleted, on_range=cut
-            )
+            if head.segment == tail.segment and writer is not None and not writer.closed:
+                # Only the segment this handle writes grew: read it through its descriptor.
+                done = continue_segment(
+                    writer, tail, head.end, state_for, on_delete=deleted, on_range=cut
+                )
+            else:
+                segments = tuple(range(tail.segment, head.segment + 1))
+                done = continue_log(
+                    self.path,
+                    tail,
+                    segments,
+                    state_for,
+                    self.config,
+                    on_delete=deleted,
+                    on_range=cut,
+                )
         except (OSError, CorruptionError):
             done = None  # a rebuild reads everything again and reports what it finds
         if done is None or (done.tail.segment, done.tail.end) != (head.segment, head.end):
@@ -814,7 +952,7 @@ class Engine:
             defer = self._defer
             if defer and self.next_seq >= self._encode_at:
                 self.encode_pending()  # if that fails, this append is not recorded
-            shared = None if defer else self.shared
+            shared = None if defer else self._turns
             if shared is not None:
                 writer = self._enter()  # may rebuild the states: before the key's is taken
             try:
@@ -958,7 +1096,7 @@ class Engine:
             # A writer of a shared log buffers without a turn while the entry fits (at most
             # 4 bytes per character of the key); the next turn writes it.
             bound = ENTRY_HEADER_SIZE + 4 * len(key) + len(stored)
-            turn = self.shared is not None and (
+            turn = self._turns is not None and (
                 sync
                 or writer.buffered + bound >= cfg.write_buffer_bytes
                 or writer.size + bound >= self.check_at
@@ -975,7 +1113,7 @@ class Engine:
                 self.next_seq = seq + 1
                 st.add_single(atom, ts, value, payload)
                 st.delta_atom = -1
-                if self.shared is not None and not turn:
+                if self._turns is not None and not turn:
                     self._unwritten.append((st, atom, ts, value, payload))
                 elif writer.size >= self.check_at:
                     self.after_write(writer)
@@ -1514,6 +1652,7 @@ class Engine:
                     with self.turn:  # a writer of a shared log writes what it buffered
                         self.encode_pending()  # may rotate: before the engine is closed
                         self.writable().flush()
+                    self._end_solo()
             except BaseException:
                 self.closed = True
                 self._release_files()
@@ -1648,10 +1787,10 @@ class _Turn:
 
     def __enter__(self) -> None:
         engine = self._engine
-        if engine.shared is not None:
+        if engine._turns is not None:
             engine._enter()
 
     def __exit__(self, *exc: object) -> None:
         engine = self._engine
-        if engine.shared is not None:
+        if engine._turns is not None:
             engine._leave()

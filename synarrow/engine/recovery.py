@@ -27,7 +27,13 @@ from synarrow.errors import CorruptionError
 from synarrow.fileio import open_fd, remove_file, require_single_link
 from synarrow.log.memtable import KeyState
 from synarrow.log.names import list_log_dir, segment_path
-from synarrow.log.reader import SegmentScan, never_written, scan_segment, scan_segment_from
+from synarrow.log.reader import (
+    SegmentScan,
+    never_written,
+    scan_open_segment,
+    scan_segment,
+    scan_segment_from,
+)
 from synarrow.log.replay import Chains, replay_segment
 from synarrow.log.sidecar import remove_sidecar
 from synarrow.log.writer import LogWriter
@@ -37,6 +43,7 @@ __all__ = [
     "LogTail",
     "Recovered",
     "continue_log",
+    "continue_segment",
     "recover",
     "state_maker",
     "tail_at",
@@ -294,6 +301,32 @@ def continue_log(
         last.torn_bytes,
         clock,
     )
+
+
+def continue_segment(
+    writer: LogWriter,
+    tail: LogTail,
+    end: int,
+    state_for: Callable[[bytes], KeyState],
+    *,
+    on_delete: Callable[[KeyState], None] | None = None,
+    on_range: Callable[[KeyState, int | None, int | None], None] = _on_range,
+) -> Continued | None:
+    """:func:`continue_log` for a writer of a shared log whose segment the others appended
+    to, up to ``end`` (the shared head's), since ``tail``: read through the writer's own
+    descriptor, no listing and no ``stat``. ``None`` when the bytes up to ``end`` are not
+    whole verified entries (the caller rebuilds)."""
+    if writer.segment != tail.segment or writer.base_seq != tail.base_seq:
+        return None
+    scan = scan_open_segment(
+        writer.path, writer.fileno(), (tail.segment, tail.base_seq), tail.end, end
+    )
+    if scan.torn_bytes:
+        return None
+    replay_segment(scan, state_for, on_delete=on_delete, on_range=on_range, chains=tail.chains)
+    entries = tail.entries + len(scan.offsets)
+    moved = LogTail(tail.segment, tail.file, end, entries, tail.base_seq, tail.chains)
+    return Continued(moved, tail.base_seq + entries, 0, 0, scan.clock)
 
 
 def _cut_torn_tail(scan: SegmentScan) -> None:

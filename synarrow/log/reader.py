@@ -51,6 +51,7 @@ __all__ = [
     "never_written",
     "oversize_limit",
     "read_padded",
+    "scan_open_segment",
     "scan_segment",
     "scan_segment_from",
     "walk",
@@ -420,6 +421,25 @@ def scan_segment_from(path: Path, start: int) -> SegmentScan:
         _, segment, base_seq = decode_file_header(bytes(header[:FILE_HEADER_SIZE]))
     except ValueError as exc:
         raise CorruptionError(f"log segment {path}: {exc}") from exc
+    return _scanned_from(path, (segment, base_seq), data, origin, start)
+
+
+def scan_open_segment(
+    path: Path, fd: int, header: tuple[int, int], start: int, end: int
+) -> SegmentScan:
+    """:func:`scan_segment_from` of bytes ``start`` to ``end`` of a segment already open
+    as ``fd`` whose header (segment number, base sequence) was read before: one read (a
+    writer of a shared log reading the entries the others appended since its last turn)."""
+    if start < FILE_HEADER_SIZE or end < start:
+        raise CorruptionError(f"log segment {path}: no entries between bytes {start} and {end}")
+    origin = start - start % _READ_ALIGN
+    return _scanned_from(path, header, read_padded(fd, end, origin), origin, start)
+
+
+def _scanned_from(
+    path: Path, header: tuple[int, int], data: bytearray, origin: int, start: int
+) -> SegmentScan:
+    """The scan of ``data`` (the segment's bytes from ``origin``) from byte ``start``."""
     size = len(data) - PAD
     first = max(start, FILE_HEADER_SIZE) - origin
     if first > size:
@@ -428,7 +448,7 @@ def scan_segment_from(path: Path, start: int) -> SegmentScan:
             "of entries verified in it before",
             hint=f"run `synarrow check {path.parent.parent}`",
         )
-    return _walked(path, (segment, base_seq), data, first, repair=False, origin=origin)
+    return _walked(path, header, data, first, repair=False, origin=origin)
 
 
 def _walked(

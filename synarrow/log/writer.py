@@ -92,7 +92,7 @@ class LogWriter:
         if existing_size is None:
             try:
                 self._fd = open_fd(
-                    path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, what="log segment"
+                    path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644, what="log segment"
                 )
             except FileExistsError:
                 raise CorruptionError(
@@ -111,7 +111,7 @@ class LogWriter:
                 raise
         else:
             remove_sidecar(path)  # about to change: the sidecar would no longer match
-            self._fd = open_fd(path, os.O_WRONLY, what="log segment")
+            self._fd = open_fd(path, os.O_RDWR, what="log segment")
             try:
                 require_single_link(self._fd, path, what="log segment")
             except BaseException:
@@ -212,6 +212,11 @@ class LogWriter:
             os.ftruncate(self._fd, end)
         os.lseek(self._fd, end, os.SEEK_SET)
         self._file_size = end
+
+    def fileno(self) -> int:
+        """The segment's descriptor (open for reading too: a writer of a shared log reads
+        the others' entries through it)."""
+        return self._fd
 
     def take_buffer(self) -> bytearray:
         """Hand over the buffered bytes (to the writer of the segment that follows)."""

@@ -70,6 +70,35 @@ def test_a_damaged_head_makes_the_writer_rebuild_from_the_files(tmp_path: Path) 
         b.close()
 
 
+def test_a_kept_head_makes_the_next_holder_read_the_end_from_the_files(tmp_path: Path) -> None:
+    """What a writer that kept the lock and died leaves: a head marked kept whose end is
+    from when it began keeping, its entries after that end, a torn entry last. The next
+    holder keeps every entry (it does not cut at the stale end) and cuts the torn one."""
+    path = tmp_path / "db"
+    a = SynaDB(path)
+    b = SynaDB(path)
+    try:
+        a.append("k", 1.0)
+        b.append("k", 1.5)  # b's last turn ended with the head the dead keeper began with
+        stale = _head(path)
+        for v in (2.0, 3.0, 4.0):
+            a.append("k", v)
+        (path / HEAD_NAME).write_bytes(_HEAD.pack(*stale[:6], 2, 0))
+        segment = path / "log" / f"{stale[1]:08d}.log"
+        with open(segment, "ab") as f:
+            f.write(b"\x03" * 9)
+        b.append("k", 5.0)
+        assert b.get_history_floats("k").tolist() == [1.0, 1.5, 2.0, 3.0, 4.0, 5.0]
+        assert _head(path)[6] == 0
+        a.append("k", 6.0)
+        assert a.get_history_floats("k").tolist() == [1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0]
+    finally:
+        a.close()
+        b.close()
+    with SynaDB(path, readonly=True) as r:
+        assert r.get_history_floats("k").tolist() == [1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0]
+
+
 def test_temporaries_being_written_are_not_removed(tmp_path: Path) -> None:
     busy = DurableTemp(tmp_path / "tmp-busy")
     try:
