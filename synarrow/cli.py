@@ -294,8 +294,9 @@ def _refuse_snapshot(args: argparse.Namespace, command: str) -> None:
 # -- commands ------------------------------------------------------------------------------
 
 
-def _writers_line(mode: str, pids: list[int] | None) -> str:
-    """``writers`` in ``info``: who may write, and which processes hold writer handles."""
+def _writers_line(mode: str, pids: list[int] | None, kept: bool = False) -> str:
+    """``writers`` in ``info``: who may write, which processes hold writer handles, and
+    whether the one writer keeps the append lock."""
     what = "many (writers take turns on one log)" if mode == "many" else "single"
     if pids is None:
         return what
@@ -305,7 +306,12 @@ def _writers_line(mode: str, pids: list[int] | None) -> str:
     for pid in pids:
         counts[pid] = counts.get(pid, 0) + 1
     shown = ", ".join(f"{p}" + (f" (x{n})" if n > 1 else "") for p, n in sorted(counts.items()))
-    return f"{what}; {len(pids)} open now, in process{'es' * (len(counts) != 1)} {shown}"
+    line = f"{what}; {len(pids)} open now, in process{'es' * (len(counts) != 1)} {shown}"
+    if kept and len(pids) == 1:
+        line += (
+            "; it keeps the append lock (it is alone: it hands the lock over when another opens)"
+        )
+    return line
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -336,7 +342,12 @@ def cmd_info(args: argparse.Namespace) -> int:
             f"{human_bytes(stats['columnar_bytes'])} in {files} file{'s' * (files != 1)}",
         ),
         ("last compaction", stats["last_compaction"] or "never"),
-        ("writers", _writers_line(cfg.writers, stats.get("writer_processes"))),
+        (
+            "writers",
+            _writers_line(
+                cfg.writers, stats.get("writer_processes"), bool(stats.get("append_lock_kept"))
+            ),
+        ),
         (
             "config",
             " ".join(f"{f.name}={getattr(cfg, f.name)}" for f in dataclasses.fields(cfg)),

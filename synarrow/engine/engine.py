@@ -101,7 +101,7 @@ from synarrow.log.names import list_log_dir, segment_path
 from synarrow.log.pending import ENTRY_SLACK, Pending
 from synarrow.log.range_tombstone import RANGE_TOMBSTONE_FLAGS, encode_range
 from synarrow.log.reader import never_written, scan_segment
-from synarrow.log.shared import Head, SharedLog
+from synarrow.log.shared import Head, SharedLog, read_head
 from synarrow.log.values import BatchValues, check_key
 from synarrow.log.writer import LogWriter
 
@@ -1626,6 +1626,7 @@ class Engine:
                 "next_sequence": self.next_seq,
                 "writers": self.config.writers if self.writer is not None else None,
                 "writer_processes": (None if self.tag is not None else writer_processes(self.path)),
+                "append_lock_kept": None if self.tag is not None else _kept(self.path),
                 "readonly": self.readonly,
                 "snapshot": self.tag,
                 "torn_bytes_cut_on_open": self.torn_bytes,
@@ -1746,6 +1747,15 @@ class Engine:
                 return self.columnar.remove_unreferenced()
         finally:
             reader.release()
+
+
+def _kept(path: Path) -> bool:
+    """Whether a writer that is alone keeps the append lock of the database now."""
+    try:
+        head = read_head(path)
+    except (OSError, CorruptionError):
+        return False
+    return head is not None and head.kept
 
 
 def _index_counts(directory: Path, manifest: Manifest) -> tuple[int, int]:

@@ -6,8 +6,11 @@ pay. A handle that finds itself the only writer handle of the database (:func:`a
 the holders of ``LOCK`` in ``/proc/locks``) keeps the lock after its turn instead
 (:meth:`SharedLog.keep <synarrow.log.shared.SharedLog.keep>`) and writes as a single writer
 would. Another handle that wants a turn finds the lock taken and knocks while it waits;
-the process's :class:`Doorbell` thread looks for knocks every :data:`POLL_SECONDS` and makes
-the keeper let go (:meth:`Keeper.hand_over`), after which both take turns. A handle tries
+the process's :class:`Doorbell` thread looks for knocks and makes the keeper let go
+(:meth:`Keeper.hand_over`), after which both take turns. It looks every
+:data:`POLL_SECONDS` when a handle begins to keep the lock (the processes of a sweep open
+within moments of each other), less often as time passes without a knock, down to every
+:data:`IDLE_POLL_SECONDS` (an idle keeper costs a fraction of a per cent of a core). A handle tries
 to keep the lock again at most every :data:`RETRY_SECONDS`, and only when it is alone.
 
 A handle that opens while the keeper looks at ``/proc/locks`` either is listed there (it
@@ -26,11 +29,21 @@ from typing import Protocol
 
 from synarrow.log.lock import writer_processes
 
-__all__ = ["POLL_SECONDS", "RETRY_SECONDS", "Doorbell", "Keeper", "alone", "doorbell"]
+__all__ = [
+    "IDLE_POLL_SECONDS",
+    "POLL_SECONDS",
+    "RETRY_SECONDS",
+    "Doorbell",
+    "Keeper",
+    "alone",
+    "doorbell",
+]
 
-#: How often the :class:`Doorbell` looks for knocks: the longest a handle that wants a turn
-#: waits for a keeper that is not writing.
+#: How often the :class:`Doorbell` looks for knocks when a handle begins to keep the lock.
 POLL_SECONDS = 0.002
+#: How often it looks at the least (after a while without knocks): the longest a handle
+#: that wants a turn waits for a keeper that is not writing.
+IDLE_POLL_SECONDS = 0.05
 #: How long after it let go (or looked and was not alone) a handle looks again.
 RETRY_SECONDS = 1.0
 
@@ -72,11 +85,13 @@ class Doorbell:
         self._keepers: weakref.WeakSet[Keeper] = weakref.WeakSet()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._interval = POLL_SECONDS
 
     def watch(self, keeper: Keeper) -> None:
         """Watch ``keeper`` (which keeps the lock now) until it lets go."""
         with self._cond:
             self._keepers.add(keeper)
+            self._interval = POLL_SECONDS
             thread = self._thread
             if thread is None or self._pid != os.getpid() or not thread.is_alive():
                 self._pid = os.getpid()  # a forked child starts its own
@@ -107,13 +122,15 @@ class Doorbell:
                     self._cond.wait()
                 keepers = list(self._keepers)
             for keeper in keepers:
-                if keeper.keeping and keeper.knocked():
-                    try:
+                try:
+                    if keeper.keeping and keeper.knocked():
                         keeper.hand_over()  # lets go of the lock even when it fails
-                    except Exception:  # the thread must go on for the other keepers
-                        pass  # the handle's next write meets the same failure and reports it
+                except Exception:  # the thread must go on for the other keepers
+                    pass  # the handle's next write meets the same failure and reports it
             del keepers
-            time.sleep(POLL_SECONDS)
+            interval = self._interval
+            self._interval = min(interval * 1.25, IDLE_POLL_SECONDS)
+            time.sleep(interval)
 
 
 _DOORBELL = Doorbell()

@@ -51,7 +51,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["HEAD_NAME", "KNOCK_NAME", "LEASE_NAME", "Head", "SharedLog"]
+__all__ = ["HEAD_NAME", "KNOCK_NAME", "LEASE_NAME", "Head", "SharedLog", "read_head"]
 
 #: The file holding the shared head; its ``flock`` is the append lock.
 HEAD_NAME = "WRITERS"
@@ -218,6 +218,19 @@ class SharedLog:
             for fd in (self._fd, self._lease_fd, self._knock_fd):
                 os.close(fd)
         self.held = self.leased = False
+
+
+def read_head(directory: Path) -> Head | None:
+    """The head of the database at ``directory`` as it is now, taking no lock and creating
+    nothing (``None``: no head, or one that does not parse)."""
+    try:
+        fd = open_fd(directory / HEAD_NAME, os.O_RDONLY, what="writers file")
+    except FileNotFoundError:
+        return None
+    try:
+        return _parse(os.pread(fd, _HEAD.size, 0))
+    finally:
+        os.close(fd)
 
 
 def _open_lock_file(path: Path, what: str) -> int:

@@ -261,6 +261,22 @@ def test_compact_beside_an_open_writer(capsys: pytest.CaptureFixture[str], db_pa
         assert writer.get_history_floats("live").tolist() == [*before, 2.0]
 
 
+def test_info_names_the_writers_and_a_lone_one_keeping_the_lock(
+    capsys: pytest.CaptureFixture[str], db_path: Path
+) -> None:
+    pid = os.getpid()
+    assert "none open now" in run(capsys, "info", db_path)[1]
+    with synarrow.SynaDB(db_path) as writer:
+        out = run(capsys, "info", db_path)[1]
+        assert f"1 open now, in process {pid}; it keeps the append lock" in out
+        assert json.loads(run(capsys, "info", db_path, "--json")[1])["append_lock_kept"] is True
+        with synarrow.SynaDB(db_path):
+            writer.append("live", 1.0)
+            out = run(capsys, "info", db_path)[1]
+            assert f"2 open now, in process {pid} (x2)" in out and "keeps" not in out
+    assert "none open now" in run(capsys, "info", db_path)[1]
+
+
 # -- check ---------------------------------------------------------------------------------
 
 
