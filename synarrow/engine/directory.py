@@ -135,10 +135,12 @@ def prepare_directory(path: Path, *, readonly: bool, shared: bool = False) -> Wr
         require_own_directories(path)
         (path / LOG_DIR).mkdir(exist_ok=True)
         marker = path / MARKER_NAME
-        if os.path.lexists(marker):
-            lstat_regular(marker, what="database marker")
-        else:
+        try:
             create_exclusive(marker, MARKER_TEXT.encode())
+        except FileExistsError:
+            # Already a database, or another writers="many" handle (which holds the lock
+            # beside this one) created the marker a moment ago: only its kind matters.
+            lstat_regular(marker, what="database marker")
         if not shared:  # a writer of a shared log does this under the append lock
             remove_temporaries(path)
     except PermissionError as exc:

@@ -335,3 +335,55 @@ def test_interleaved_handles_match_a_model_of_turns(tmp_path_factory, ops) -> No
         for k in range(3):
             want = history(log, f"k{k}")
             assert r.get(f"k{k}") == (want[-1][1] if want else None)
+
+
+_CREATOR = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    from synarrow import SynaDB
+    base, me, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    for r in range(rounds):
+        (base / f"ready-{r}-{me}").touch()
+        while not (base / f"go-{r}").exists():
+            time.sleep(0.0002)
+        db = SynaDB(base / f"db{r}")
+        db.append(me, float(r))
+        db.close()
+    """
+)
+
+
+def test_writer_processes_creating_one_database_at_once_all_open_it(tmp_path: Path) -> None:
+    """Eight processes open the same new path at the same moment, round after round: none
+    is refused (the marker, config and directories are made once) and every append is there."""
+    procs, rounds = 8, 6
+    names = [f"p{i}" for i in range(procs)]
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CREATOR, str(tmp_path), name, str(rounds)],
+            stderr=subprocess.PIPE,
+        )
+        for name in names
+    ]
+    try:
+        for r in range(rounds):
+            deadline = time.monotonic() + 120
+            while not all((tmp_path / f"ready-{r}-{n}").exists() for n in names):
+                failed = [c for c in children if c.poll() not in (None, 0)]
+                assert not failed, failed[0].stderr.read().decode()
+                assert time.monotonic() < deadline, f"round {r}: writers not ready"
+                time.sleep(0.005)
+            (tmp_path / f"go-{r}").touch()
+        for child in children:
+            _, err = child.communicate(timeout=120)
+            assert child.returncode == 0, err.decode()
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    for r in range(rounds):
+        with SynaDB(tmp_path / f"db{r}", readonly=True) as db:
+            assert sorted(db.keys()) == sorted(names)
+            assert all(_history(db, n) == [float(r)] for n in names)
