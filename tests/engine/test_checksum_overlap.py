@@ -149,6 +149,7 @@ KILLED_BETWEEN = textwrap.dedent(
     """
     import sys
     from concurrent.futures import Future
+    from pathlib import Path
     import numpy as np, synarrow
     from synarrow.engine import batches
     cfg = synarrow.DbConfig(sync_on_write=True, auto_compact=False, compression=None)
@@ -158,7 +159,9 @@ KILLED_BETWEEN = textwrap.dedent(
     db.append_batch("small", np.arange(10.0))
     # the checksum never comes: the write stops between the entry's bytes and its checksum
     batches.overlap_checksum = lambda record: Future()
-    print("acked", flush=True)
+    # the acknowledged (durable) bytes, measured here: the parent would race the write below
+    acked = sum(f.stat().st_size for f in (Path(sys.argv[1]) / "log").glob("*.log"))
+    print("acked", acked, flush=True)
     db.append_batch("big", np.arange(1 << 18, dtype=np.float64))
     """
 )
@@ -175,8 +178,9 @@ def test_a_writer_killed_between_bytes_and_checksum(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert line.strip() == "acked", proc.stderr.read() if proc.stderr else ""
-        before = _log_bytes(path)  # the acknowledged (durable) entries
+        word, before = line.split() if line.startswith("acked ") else (line, "")
+        assert word == "acked", proc.stderr.read() if proc.stderr else ""
+        before = int(before)  # the acknowledged (durable) entries
         deadline = time.monotonic() + 60
         while _log_bytes(path) < before + BIG.nbytes and time.monotonic() < deadline:
             time.sleep(0.01)
